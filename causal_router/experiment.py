@@ -1,0 +1,178 @@
+"""The Meta-Router paper's Monte Carlo experiment on any data set carrying both labels per query.
+
+Each run draws a test set, reveals gold labels for ``n_gold`` of the remaining queries and
+preference labels for the rest (:func:`causal_router.datasets.reveal_split`), fits every method
+and scores it on the held-out gold gains. Runs are seeded from one ``SeedSequence``, so results
+do not depend on ``n_jobs`` or on the backend (joblib's processes, or a Ray cluster with
+``backend="ray"``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, parallel_config
+
+from . import evaluate
+from ._validation import DataError
+from .baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
+from .bias import BiasEstimator
+from .datasets import RevealedSplit, reveal_split
+from .router import MetaRouter
+
+__all__ = ["METHODS", "DEFAULT_METHODS", "fit_methods", "run_experiment", "ExperimentResult"]
+
+
+def _meta(learner: str) -> Callable:
+    return lambda seed: MetaRouter(BiasEstimator(learner), random_state=seed)
+
+
+#: Method name -> factory(seed) of an unfitted router. "all_golden" is fitted on the oracle data.
+METHODS: dict[str, Callable] = {
+    "meta_auto": _meta("auto"),
+    "meta_r": _meta("r"),
+    "meta_dr": _meta("dr"),
+    "meta_forest": _meta("forest"),
+    "meta_linear": _meta("linear"),
+    "pooled": lambda seed: Pooled(random_state=seed),
+    "gold_only": lambda seed: GoldOnly(random_state=seed),
+    "preference_only": lambda seed: PreferenceOnly(random_state=seed),
+    "mean_shift": lambda seed: MeanShift(random_state=seed),
+    "all_golden": lambda seed: GoldOnly(random_state=seed),
+    "random": lambda seed: RandomRouter(random_state=seed),
+}
+DEFAULT_METHODS = ("meta_auto", "meta_r", "meta_dr", "pooled", "gold_only", "preference_only",
+                   "mean_shift", "all_golden", "random")
+
+
+def fit_methods(split: RevealedSplit, methods: Sequence[str] = DEFAULT_METHODS, random_state=None) -> dict:
+    """Fit each method on one split; returns {method: (fitted router, predicted test gains)}."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise DataError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    out = {}
+    for name in methods:
+        router = METHODS[name](random_state)
+        router.fit(split.oracle if name == "all_golden" else split.train)
+        out[name] = (router, router.predict_gain(split.test_X))
+    return out
+
+
+def _one_run(run: int, seed: int, frame, features, methods, n_gold, n_test, pair, scale):
+    split = reveal_split(frame, features, n_gold=n_gold, n_test=n_test, pair=pair, scale=scale,
+                         random_state=seed)
+    fitted = fit_methods(split, methods, random_state=seed)
+    rows, curves = [], []
+    for name, (router, pred) in fitted.items():
+        metrics = evaluate.summarise(pred, split.test_gold)
+        bias = getattr(router, "bias_", None)
+        if bias is not None:
+            metrics["ate"] = float(bias.ate()["estimate"])
+            metrics["final_stage"] = bias.final_stage_
+        rows.append({"run": run, "seed": seed, "method": name, **metrics})
+        eg = evaluate.efficiency_curve(pred, split.test_gold)
+        share = evaluate.normalised_curve(pred, split.test_gold)
+        curves.append(pd.DataFrame({"run": run, "method": name, "ratio": eg.index.to_numpy(),
+                                    "efficiency_gain": eg.to_numpy(), "oracle_share": share.to_numpy()}))
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+@dataclass
+class ExperimentResult:
+    """Per-run metrics (one row per run and method), per-run curves, and their summary."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    summary: pd.DataFrame
+
+    def save(self, folder) -> Path:
+        """Write runs.csv, curves.csv, summary.csv / .json and the two figures to ``folder``."""
+        from .plotting import plot_experiment_curves
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.runs.to_csv(folder / "runs.csv", index=False)
+        self.curves.to_csv(folder / "curves.csv", index=False)
+        self.summary.to_csv(folder / "summary.csv")
+        (folder / "summary.json").write_text(json.dumps(
+            json.loads(self.summary.to_json(orient="index")), indent=2))
+        for metric, name in (("efficiency_gain", "efficiency_gain.png"), ("oracle_share", "oracle_share.png")):
+            fig = plot_experiment_curves(self.curves, metric)
+            fig.savefig(folder / name, dpi=150, bbox_inches="tight")
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        return folder
+
+
+def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over runs per method, and the share of the Pooled-to-All-Golden
+    gap closed (in mean oracle share and mean peak efficiency gain) where both are present."""
+    metrics = ["oracle_share", "peak_efficiency_gain", "efficiency_auc", "apgr", "cpt50", "cpt80"]
+    grouped = runs.groupby("method", sort=False)[metrics]
+    summary = grouped.mean()
+    se = grouped.std(ddof=1) / np.sqrt(grouped.count())
+    summary = summary.join(se[["oracle_share", "peak_efficiency_gain"]].add_suffix("_se"))
+    summary.insert(0, "n_runs", grouped.size())
+    if {"pooled", "all_golden"} <= set(summary.index):
+        for metric in ("oracle_share", "peak_efficiency_gain"):
+            lo, hi = summary.loc["pooled", metric], summary.loc["all_golden", metric]
+            summary[f"gap_closed_{metric}"] = (summary[metric] - lo) / (hi - lo) if hi != lo else np.nan
+    return summary
+
+
+def run_experiment(
+    frame: pd.DataFrame,
+    features: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    n_runs: int = 50,
+    n_gold: int = 100,
+    n_test: int = 500,
+    pair: str | None = None,
+    scale: str | None = "variance",
+    n_jobs: int | None = 1,
+    backend: str = "loky",
+    random_state=0,
+    progress: bool = True,
+) -> ExperimentResult:
+    """Repeat the reveal-split experiment ``n_runs`` times and aggregate.
+
+    Parameters
+    ----------
+    frame : DataFrame with the feature columns and ``gold_gain`` / ``pref_gain`` on every row.
+    features : feature column names (default: columns ``x<j>``).
+    methods : names in :data:`METHODS`.
+    n_jobs, backend : joblib parallelism; ``backend="ray"`` runs on the Ray cluster that
+        ``ray.init`` connected to (extra ``[ray]``). Seeds are fixed per run, so results are
+        identical across ``n_jobs`` and backends.
+    random_state : seeds the ``SeedSequence`` from which every run's seed is drawn.
+    """
+    if n_runs < 1:
+        raise DataError(f"n_runs must be at least 1, got {n_runs}")
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_runs)]
+    tasks = (delayed(_one_run)(i, seed, frame, features, tuple(methods), n_gold, n_test, pair, scale)
+             for i, seed in enumerate(seeds))
+    if backend == "ray":
+        from ray.util.joblib import register_ray
+
+        register_ray()
+    with parallel_config(backend=backend, n_jobs=n_jobs):
+        results = Parallel(return_as="generator")(tasks)
+        results = list(_progress(results, n_runs, progress))
+    runs = pd.concat([r for r, _ in results], ignore_index=True)
+    curves = pd.concat([c for _, c in results], ignore_index=True)
+    return ExperimentResult(runs=runs, curves=curves, summary=summarise_runs(runs))
+
+
+def _progress(iterable, total: int, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc="Monte Carlo runs", unit="run")
