@@ -209,7 +209,7 @@ def _experiment_data(args):
 
         return make_semi_synthetic(args.n, args.d, random_state=args.seed), feature_columns(args.d), None
     from .loaders import default_data_dir, load_pandalm, load_prd_vicuna80
-    from .text import featurize_queries
+    from .text import TextFeaturizer, featurize_queries
 
     root = Path(args.data_dir) if args.data_dir else default_data_dir()
     if root is None:
@@ -218,7 +218,7 @@ def _experiment_data(args):
         frame = load_pandalm(root / "pandalm")
     else:
         frame = load_prd_vicuna80(root / "prd_vicuna80")
-    X, names, _ = featurize_queries(frame, n_components=args.text_components)
+    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components))
     features = pd.DataFrame(X, columns=names, index=frame.index)
     return pd.concat([frame, features], axis=1), names, "pair"
 

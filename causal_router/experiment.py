@@ -63,7 +63,14 @@ def fit_methods(split: RevealedSplit, methods: Sequence[str] = DEFAULT_METHODS, 
     return out
 
 
-def _one_run(run: int, seed: int, frame, features, methods, n_gold, n_test, pair, scale):
+def _one_run(run: int, seed: int, frame, features, methods, n_gold, n_test, pair, scale, threads):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale)
+
+
+def _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale):
     split = reveal_split(frame, features, n_gold=n_gold, n_test=n_test, pair=pair, scale=scale,
                          random_state=seed)
     fitted = fit_methods(split, methods, random_state=seed)
@@ -156,7 +163,10 @@ def run_experiment(
     if n_runs < 1:
         raise DataError(f"n_runs must be at least 1, got {n_runs}")
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_runs)]
-    tasks = (delayed(_one_run)(i, seed, frame, features, tuple(methods), n_gold, n_test, pair, scale)
+    # one thread per run when runs are parallel: LightGBM's OpenMP threads oversubscribe the
+    # cores otherwise (measured: 4 runs took 42 s with n_jobs=2 against 6.6 s with n_jobs=1)
+    threads = None if n_jobs in (None, 1) else 1
+    tasks = (delayed(_one_run)(i, seed, frame, features, tuple(methods), n_gold, n_test, pair, scale, threads)
              for i, seed in enumerate(seeds))
     if backend == "ray":
         from ray.util.joblib import register_ray

@@ -1,0 +1,76 @@
+"""The causal-router command: the demo, fit / route / evaluate on a user's file, exit code 2."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from causal_router.cli import main
+from causal_router.datasets import make_semi_synthetic, reveal_split
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user")
+    frame = make_semi_synthetic(1500, 12, random_state=3)
+    split = reveal_split(frame, n_gold=150, n_test=300, random_state=3)
+    train = split.train.to_frame()
+    train.to_csv(folder / "train.csv", index=False)
+    test = pd.DataFrame(split.test_X, columns=split.train.feature_names)
+    test["gold_gain"] = split.test_gold
+    test["qid"] = [f"t{i}" for i in range(len(test))]
+    test.to_parquet(folder / "test.parquet", index=False)
+    return folder
+
+
+def test_demo_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["demo", "--n", "1500", "--d", "20", "--n-test", "300", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "meta_auto" in printed and "pooled" in printed and "all_golden" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"meta_auto", "meta_r", "meta_dr", "pooled", "gold_only", "mean_shift", "random"} <= set(metrics["methods"])
+    assert "bias_ate" in metrics["methods"]["meta_r"]
+    assert (out / "efficiency_gain.png").stat().st_size > 10_000
+    assert (out / "oracle_share.png").exists()
+
+
+def test_fit_route_evaluate_on_user_files(user_files, capsys):
+    router = user_files / "router.joblib"
+    assert main(["fit", str(user_files / "train.csv"), "--learner", "r", "--out", str(router)]) == 0
+    assert "average bias" in capsys.readouterr().out
+    routes = user_files / "routes.csv"
+    assert main(["route", str(user_files / "test.parquet"), "--router", str(router), "--primary-share", "0.3",
+                 "--id-column", "qid", "--out", str(routes)]) == 0
+    out = pd.read_csv(routes)
+    assert list(out.columns) == ["qid", "predicted_gain", "route_primary"]
+    assert out["route_primary"].sum() == 90
+    capsys.readouterr()
+    assert main(["evaluate", str(user_files / "test.parquet"), "--router", str(router),
+                 "--gold-gain", "gold_gain"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["oracle_share"] > 0.1 and "routing_value" in result
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["fit", "missing.csv"], "no such file"),
+    (["fit", "{train}", "--features", "x0,nope"], "missing column(s) ['nope']"),
+    (["fit", "{train}", "--gold-value", "expert"], "unknown source labels"),
+    (["fit", "{train}", "--feature-prefix", "zzz"], "no column starts with"),
+    (["route", "{train}", "--router", "{train}"], "not a causal_router router file"),
+    (["evaluate", "{test}", "--router", "nothere.joblib", "--gold-gain", "gold_gain"], "no router file"),
+])
+def test_bad_input_gives_one_line_and_exit_code_2(user_files, capsys, argv, message):
+    argv = [a.format(train=user_files / "train.csv", test=user_files / "test.parquet") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("causal-router: error:") and message.lower() in err.lower()
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_argparse_errors_exit_2():
+    with pytest.raises(SystemExit) as info:
+        main(["fit"])
+    assert info.value.code == 2
