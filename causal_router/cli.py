@@ -78,7 +78,7 @@ def cmd_demo(args) -> int:
 
     frame = make_semi_synthetic(args.n, args.d, random_state=args.seed)
     split = reveal_split(frame, n_gold=args.n_gold, n_test=args.n_test, random_state=args.seed)
-    methods = ("meta_auto", "meta_r", "meta_dr", "pooled", "gold_only", "preference_only",
+    methods = ("meta_r", "meta_auto", "meta_dr", "pooled", "gold_only", "preference_only",
                "mean_shift", "all_golden", "random")
     print(f"causal-router demo: {args.n} queries x {args.d} features; {split.train.n_gold} gold and "
           f"{split.train.n_preference} preference training rows; {len(split.test_gold)} test queries")
@@ -246,7 +246,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preference-value", default="preference")
     p.add_argument("--query-id", help="column of query ids (optional)")
     p.add_argument("--scale", default="variance", choices=["variance", "amplitude", "wasserstein", "none"])
-    p.add_argument("--learner", default="r", choices=["auto", "r", "dr", "forest", "linear"])
+    p.add_argument("--learner", default="r", choices=["r", "auto", "dr", "forest", "linear"])
     p.add_argument("--n", type=int, default=5000, help="built-in data: queries")
     p.add_argument("--n-gold", type=int, default=250, help="built-in data: gold rows")
     p.add_argument("--seed", type=int, default=0)
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a meta-router on a file and save it")
     _add_data_columns(p)
-    p.add_argument("--learner", default="auto", choices=["auto", "r", "dr", "forest", "linear"])
+    p.add_argument("--learner", default="r", choices=["r", "auto", "dr", "forest", "linear"])
     p.add_argument("--cv", type=int, default=5)
     p.add_argument("--preference-weight", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)

@@ -34,8 +34,8 @@ def _meta(learner: str) -> Callable:
 
 #: Method name -> factory(seed) of an unfitted router. "all_golden" is fitted on the oracle data.
 METHODS: dict[str, Callable] = {
-    "meta_auto": _meta("auto"),
     "meta_r": _meta("r"),
+    "meta_auto": _meta("auto"),
     "meta_dr": _meta("dr"),
     "meta_forest": _meta("forest"),
     "meta_linear": _meta("linear"),
@@ -46,7 +46,7 @@ METHODS: dict[str, Callable] = {
     "all_golden": lambda seed: GoldOnly(random_state=seed),
     "random": lambda seed: RandomRouter(random_state=seed),
 }
-DEFAULT_METHODS = ("meta_auto", "meta_r", "meta_dr", "pooled", "gold_only", "preference_only",
+DEFAULT_METHODS = ("meta_r", "meta_auto", "meta_dr", "pooled", "gold_only", "preference_only",
                    "mean_shift", "all_golden", "random")
 
 

@@ -15,8 +15,8 @@ __all__ = ["plot_experiment_curves", "plot_split_curves", "METHOD_LABELS"]
 
 #: Display names and colours of the experiment's methods.
 METHOD_LABELS = {
-    "meta_auto": ("Meta-router (auto)", "#d62728"),
-    "meta_r": ("Meta-router (R-learner)", "#ff7f0e"),
+    "meta_r": ("Meta-router (R-learner, default)", "#d62728"),
+    "meta_auto": ("Meta-router (auto)", "#ff7f0e"),
     "meta_dr": ("Meta-router (DR-learner)", "#9467bd"),
     "meta_forest": ("Meta-router (causal forest)", "#8c564b"),
     "meta_linear": ("Meta-router (linear DR)", "#e377c2"),
@@ -85,3 +85,211 @@ def plot_split_curves(predictions: Mapping[str, np.ndarray], gold_gain, metric: 
                                   metric: curve.to_numpy()}))
     return plot_experiment_curves(pd.concat(rows, ignore_index=True), metric,
                                   title or f"{_TITLE.get(metric, metric)} (one split)")
+
+
+# ---------------------------------------------------------------------------- CATE diagnostics
+# Figures of :mod:`causal_router.diagnostics`. Bias values are on the gold scale
+# (gold-standard minus preference gain, in gold units).
+_GOLD_COLOUR, _PREF_COLOUR = "#d62728", "#1f77b4"
+_BIAS_LABEL = "Preference bias (gold minus preference gain, gold scale)"
+
+
+def plot_propensity_overlap(propensity, is_gold, *, clip: float | None = None, title: str | None = None):
+    """Histograms of the cross-fitted propensity p(s) = P(gold | s) of gold and preference rows.
+
+    ``propensity`` and ``is_gold`` have shape (n,); ``clip`` draws the clipping threshold. Bars
+    are shares of each source's rows, so sources of very different sizes compare. The x-axis is
+    logarithmic when the propensities span more than a factor of 20. Returns the Figure.
+    """
+    p = np.asarray(propensity, dtype=float)
+    gold = np.asarray(is_gold, dtype=bool)
+    lo, hi = max(float(p.min()), 1e-6), min(float(p.max()), 1 - 1e-9)
+    log = hi / lo > 20
+    if hi <= lo:
+        lo, hi = max(lo * 0.9, 1e-6), min(hi * 1.1 + 1e-6, 1.0)
+    bins = np.geomspace(lo, hi, 41) if log else np.linspace(lo, hi, 41)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for mask, label, colour in ((~gold, "preference rows", _PREF_COLOUR), (gold, "gold rows", _GOLD_COLOUR)):
+        if mask.any():
+            ax.hist(np.clip(p[mask], lo, hi), bins=bins, weights=np.full(mask.sum(), 1 / mask.sum()),
+                    alpha=0.55, color=colour, label=f"{label} (n={int(mask.sum())})")
+    if clip is not None:
+        ax.axvline(clip, color="black", ls="--", lw=1, label=f"clipping threshold {clip:.3g}")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("Estimated propensity p(s) = P(gold | s), cross-fitted" + (" (log scale)" if log else ""))
+    ax.set_ylabel("Share of the source's rows")
+    ax.set_title(title or "Overlap: propensity of gold and preference rows")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(table: pd.DataFrame, r_squared: float, *, average: float | None = None,
+                     z: float = 1.96, title: str | None = None):
+    """Calibration by quantile groups of the estimated bias (econml DRTester, held-out rows).
+
+    ``table`` has one row per group with ``predicted`` (mean estimated bias), ``observed``
+    (mean doubly robust outcome) and ``std_error`` (of ``observed``); error bars are
+    +- ``z`` standard errors. Points on the diagonal are well calibrated. Returns the Figure.
+    """
+    fig, ax = plt.subplots(figsize=(6.8, 5.4))
+    x, y, err = (table[c].to_numpy(dtype=float) for c in ("predicted", "observed", "std_error"))
+    ax.errorbar(x, y, yerr=z * err, fmt="o", color=_GOLD_COLOUR, capsize=4, ms=7,
+                label="group: observed (doubly robust) mean +- CI")
+    finite = np.concatenate([x, y - z * err, y + z * err])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        pad = 0.05 * (hi - lo + 1e-12)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", ls="--", lw=1,
+                label="perfect calibration (y = x)")
+    if average is not None and np.isfinite(average):
+        ax.axhline(average, color=_PREF_COLOUR, lw=1, ls=":", label=f"held-out average bias {average:.3g}")
+    for i, (xi, yi) in enumerate(zip(x, y)):
+        if np.isfinite(xi) and np.isfinite(yi):
+            ax.annotate(f"Q{i + 1}", (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("Mean estimated bias in the group (gold scale)")
+    ax.set_ylabel("Mean doubly robust bias in the group (gold scale)")
+    ax.set_title(title or f"Calibration by quantile groups of the estimated bias (R\u00b2 = {r_squared:.2f})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_uplift_curves(curves: Mapping[str, pd.DataFrame], summary: Mapping[str, Mapping[str, float]] | None = None,
+                       *, z: float = 1.96, title: str | None = None):
+    """QINI and TOC curves of the estimated bias with pointwise and uniform bands.
+
+    ``curves`` maps ``"qini"`` / ``"toc"`` to a DataFrame with ``share`` (percent of queries
+    with the largest estimated bias), ``value``, ``std_error`` and ``uniform_critical_value``
+    (econml's multiplier bootstrap); ``summary`` maps the same names to ``coefficient``,
+    ``std_error`` and ``p_value`` shown in the panel titles. Returns the Figure.
+    """
+    names = [n for n in ("qini", "toc") if n in curves]
+    fig, axes = plt.subplots(1, len(names), figsize=(6.2 * len(names), 4.8), squeeze=False)
+    ylabels = {
+        "qini": "share x (mean bias in the share - average bias)\n(gold scale)",
+        "toc": "Mean bias in the share - average bias\n(gold scale)",
+    }
+    for ax, name in zip(axes[0], names):
+        df = curves[name].sort_values("share")
+        s, v, e = (df[c].to_numpy(dtype=float) for c in ("share", "value", "std_error"))
+        ucv = float(df["uniform_critical_value"].iloc[0])
+        ax.fill_between(s, v - ucv * e, v + ucv * e, color=_GOLD_COLOUR, alpha=0.12, lw=0,
+                        label=f"uniform 95% band (bootstrap, x{ucv:.2f} se)")
+        ax.fill_between(s, v - z * e, v + z * e, color=_GOLD_COLOUR, alpha=0.25, lw=0, label="pointwise CI")
+        ax.plot(s, v, color=_GOLD_COLOUR, lw=2, label=f"{name.upper()} curve")
+        ax.axhline(0, color="grey", lw=1, ls="--", label="random ordering (0)")
+        ax.set_xlabel("Share of queries with the largest estimated bias (%)")
+        ax.set_ylabel(ylabels[name])
+        head = {"qini": "QINI curve", "toc": "TOC curve"}[name]
+        if summary and name in summary:
+            c = summary[name]
+            head += f"\narea {c['coefficient']:.3g} (se {c['std_error']:.2g}, p = {c['p_value']:.2g})"
+        ax.set_title(head, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8, frameon=False)
+    fig.suptitle(title or "Does ranking by the estimated bias find the queries with larger bias? (held-out rows)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_bias_distribution(effect, *, average: float | None = None, lower: float | None = None,
+                           upper: float | None = None, is_gold=None, title: str | None = None):
+    """Histogram of the estimated bias per query (shape (n,), gold scale), with the average
+    bias and its confidence interval; split by source when ``is_gold`` is given. Returns the Figure."""
+    tau = np.asarray(effect, dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    lo, hi = float(tau.min()), float(tau.max())
+    bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 41)
+    ax.hist(tau, bins=bins, color="#7f7f7f", alpha=0.6, label=f"all queries (n={tau.size})")
+    if is_gold is not None:
+        gold = np.asarray(is_gold, dtype=bool)
+        if gold.any():
+            ax.hist(tau[gold], bins=bins, color=_GOLD_COLOUR, alpha=0.7, label=f"gold rows (n={int(gold.sum())})")
+    ax.axvline(0, color="black", lw=1, label="no bias")
+    if average is not None:
+        ax.axvline(average, color=_PREF_COLOUR, lw=2, label=f"average bias {average:.3g}")
+        if lower is not None and upper is not None:
+            ax.axvspan(lower, upper, color=_PREF_COLOUR, alpha=0.15, label=f"CI [{lower:.3g}, {upper:.3g}]")
+    ax.set_xlabel("Estimated " + _BIAS_LABEL[0].lower() + _BIAS_LABEL[1:])
+    ax.set_ylabel("Number of queries")
+    ax.set_title(title or "Distribution of the estimated preference bias")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_group_bias(table: pd.DataFrame, *, average: float | None = None, group_name: str = "group",
+                    max_groups: int = 30, title: str | None = None):
+    """Average bias per group with confidence intervals (point and error bars).
+
+    ``table`` is indexed by group with ``estimate``, ``lower``, ``upper``, ``n`` and ``n_gold``;
+    the ``max_groups`` largest groups are shown. Returns the Figure.
+    """
+    df = table.sort_values("n", ascending=False).head(max_groups).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.38 * len(df)))
+    ypos = np.arange(len(df))
+    est = df["estimate"].to_numpy(dtype=float)
+    err = np.vstack([est - df["lower"].to_numpy(dtype=float), df["upper"].to_numpy(dtype=float) - est])
+    ax.errorbar(est, ypos, xerr=err, fmt="o", color=_GOLD_COLOUR, capsize=3, label="group average +- CI")
+    ax.set_yticks(ypos)
+    ax.set_yticklabels([f"{g} (n={int(n)}, gold={int(k)})" for g, n, k in zip(df.index, df["n"], df["n_gold"])],
+                       fontsize=8)
+    ax.axvline(0, color="black", lw=1, label="no bias")
+    if average is not None:
+        ax.axvline(average, color=_PREF_COLOUR, ls="--", lw=1.5, label=f"overall average {average:.3g}")
+    ax.set_xlabel(_BIAS_LABEL)
+    ax.set_ylabel(group_name)
+    shown = "" if len(table) <= max_groups else f" ({max_groups} largest of {len(table)})"
+    ax.set_title(title or f"Average bias by {group_name}{shown}")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bias_tree(interpreter, feature_names, *, title: str | None = None):
+    """The shallow tree of econml's ``SingleTreeCateInterpreter`` (fitted on gold-scale bias):
+    each node shows its split, sample count, and the mean and sd of the estimated bias.
+    Returns the Figure."""
+    depth = int(interpreter.tree_model_.get_depth())
+    fig, ax = plt.subplots(figsize=(max(8, 4.2 * 2 ** max(depth - 1, 0)), 2.6 + 1.9 * depth))
+    interpreter.plot(ax=ax, feature_names=list(feature_names), fontsize=9, precision=3)
+    ax.set_title(title or "Where the judge is biased: a shallow tree of the estimated bias "
+                 "(CATE = bias, gold scale; green > 0, red < 0)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_importance(values: pd.Series, *, signed: bool = False, xlabel: str = "Importance",
+                            top: int = 15, title: str | None = None):
+    """Horizontal bars of the ``top`` features by absolute value (``values`` indexed by feature).
+    Signed values are coloured by sign. Returns the Figure."""
+    s = values.reindex(values.abs().sort_values(ascending=False).index).head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.36 * len(s)))
+    colours = [(_GOLD_COLOUR if v > 0 else _PREF_COLOUR) for v in s] if signed else "#7f7f7f"
+    ax.barh(np.arange(len(s)), s.to_numpy(dtype=float), color=colours)
+    ax.set_yticks(np.arange(len(s)))
+    ax.set_yticklabels([str(i) for i in s.index], fontsize=8)
+    if signed:
+        ax.axvline(0, color="black", lw=1)
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=_GOLD_COLOUR, label="raises the bias"),
+                           Patch(color=_PREF_COLOUR, label="lowers the bias")], fontsize=8, frameon=False,
+                  loc="best")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Feature")
+    ax.set_title(title or f"Features of the bias model (top {len(s)})")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["plot_propensity_overlap", "plot_calibration", "plot_uplift_curves", "plot_bias_distribution",
+            "plot_group_bias", "plot_bias_tree", "plot_feature_importance"]

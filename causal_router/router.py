@@ -124,7 +124,8 @@ class MetaRouter(BaseRouter):
     Parameters
     ----------
     bias : BiasEstimator, optional
-        The bias model (default ``BiasEstimator("auto")``); cloned at fit.
+        The bias model (default ``BiasEstimator("r")``, the R-learner with a ridge final
+        stage: best measured across the generator and the real data); cloned at fit.
     outcome_model : regressor, optional
         Gain model fitted on gold plus corrected preference rows (default LightGBM).
     preference_weight : float

@@ -28,7 +28,7 @@ def test_demo_writes_the_report(tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["demo", "--n", "1500", "--d", "20", "--n-test", "300", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "meta_auto" in printed and "pooled" in printed and "all_golden" in printed
+    assert "meta_r" in printed and "pooled" in printed and "all_golden" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"meta_auto", "meta_r", "meta_dr", "pooled", "gold_only", "mean_shift", "random"} <= set(metrics["methods"])
     assert "bias_ate" in metrics["methods"]["meta_r"]

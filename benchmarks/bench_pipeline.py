@@ -1,0 +1,152 @@
+"""Benchmarks of the meta-router pipeline. Prints its figures; asserts nothing.
+
+    python benchmarks/bench_pipeline.py reference --splits 20     # ours vs the paper's procedure
+    python benchmarks/bench_pipeline.py scale --sizes 5000 50000 500000 1000000
+    python benchmarks/bench_pipeline.py routing                   # throughput and latency
+
+``reference``: a faithful re-implementation of the paper's published procedure, written here
+from REFERENCE section 1 (random forests fitted and evaluated on the same rows, propensity
+clipped to [0.1, 0.9], R-learner pseudo-outcomes (o - mu) / (t - p) with weights (t - p)^2, a
+random-forest final stage, then a random-forest refit on gold plus corrected preference rows),
+against our default ``MetaRouter()`` on the generator (n=5000, d=50, 100 gold, 500 test), over
+the same splits in the same run: fit time ratio, oracle share and efficiency AUC of both.
+
+``scale``: wall time and peak RSS of one default fit (bias + refit) at each number of
+preference rows, d = 50, with 100 gold rows and with 1% gold rows; each size runs in a fresh
+process so that peak RSS is that fit's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+
+# ---------------------------------------------------------------------------- the paper's procedure
+def paper_meta_router(X, o, t, scale, random_state=0):
+    """The published procedure: in-sample random forests, p clipped to [0.1, 0.9]."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    mu = RandomForestRegressor(100, random_state=random_state, n_jobs=-1).fit(X, o).predict(X)
+    p = RandomForestClassifier(100, random_state=random_state, n_jobs=-1).fit(X, t).predict_proba(X)[:, 1]
+    p = np.clip(p, 0.1, 0.9)
+    pseudo, weight = (o - mu) / (t - p), (t - p) ** 2
+    tau = RandomForestRegressor(100, random_state=random_state, n_jobs=-1).fit(X, pseudo, sample_weight=weight)
+    labels = np.where(t == 1, o, o + tau.predict(X))
+    gain = RandomForestRegressor(100, random_state=random_state, n_jobs=-1).fit(X, labels)
+    return lambda Z: gain.predict(Z) / scale
+
+
+def cmd_reference(args) -> None:
+    from tqdm import tqdm
+
+    from causal_router import MetaRouter
+    from causal_router.datasets import make_semi_synthetic, reveal_split
+    from causal_router.evaluate import efficiency_auc, efficiency_curve, oracle_share
+
+    frame = make_semi_synthetic(5000, 50, random_state=0)
+    rows = []
+    for seed in tqdm(range(args.splits), desc="splits"):
+        split = reveal_split(frame, n_gold=100, n_test=500, random_state=seed)
+        data = split.train
+        t0 = time.perf_counter()
+        ours = MetaRouter(random_state=seed).fit(data)
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        paper = paper_meta_router(data.X, data.outcome, data.treatment, data.scale_, random_state=seed)
+        t_paper = time.perf_counter() - t0
+        for name, pred, secs in (("ours", ours.predict_gain(split.test_X), t_ours),
+                                 ("paper", paper(split.test_X), t_paper)):
+            rows.append({"method": name, "seed": seed, "seconds": secs,
+                         "oracle_share": oracle_share(pred, split.test_gold),
+                         "auc": efficiency_auc(efficiency_curve(pred, split.test_gold))})
+    import pandas as pd
+
+    table = pd.DataFrame(rows).groupby("method")[["seconds", "oracle_share", "auc"]].agg(["mean", "std"])
+    print(table.round(3).to_string())
+    means = pd.DataFrame(rows).groupby("method").mean(numeric_only=True)
+    print(f"time ratio paper / ours: {means.loc['paper', 'seconds'] / means.loc['ours', 'seconds']:.2f}x; "
+          f"oracle share ours {means.loc['ours', 'oracle_share']:.3f} vs paper {means.loc['paper', 'oracle_share']:.3f}")
+
+
+# ---------------------------------------------------------------------------- scale
+def _one_size(n_pref: int, gold: str) -> dict:
+    from causal_router import EvalData, MetaRouter
+    from causal_router.datasets import make_semi_synthetic
+
+    n_gold = 100 if gold == "100" else max(100, n_pref // 99)
+    frame = make_semi_synthetic(n_pref + n_gold, 50, random_state=0)
+    X = frame[[f"x{j}" for j in range(50)]].to_numpy()
+    is_gold = np.zeros(len(frame), dtype=bool)
+    is_gold[:n_gold] = True
+    gain = np.where(is_gold, frame["gold_gain"], frame["pref_gain"])
+    del frame
+    data = EvalData(X, gain, is_gold)
+    del X
+    t0 = time.perf_counter()
+    MetaRouter(random_state=0).fit(data)
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB -> GiB
+    return {"n_pref": n_pref, "n_gold": n_gold, "seconds": round(secs, 2), "peak_rss_gib": round(peak, 2)}
+
+
+def cmd_scale(args) -> None:
+    for n in args.sizes:
+        for gold in ("100", "1%"):
+            out = subprocess.run([sys.executable, __file__, "_one", str(n), gold], capture_output=True, text=True)
+            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-500:]
+            print(line, flush=True)
+
+
+# ---------------------------------------------------------------------------- routing
+def cmd_routing(args) -> None:
+    from causal_router import MetaRouter
+    from causal_router.datasets import make_semi_synthetic, reveal_split
+
+    split = reveal_split(make_semi_synthetic(5000, 50, random_state=0), random_state=0)
+    router = MetaRouter(random_state=0).fit(split.train)
+    Q = np.random.default_rng(0).standard_normal((100_000, 50))
+    router.route(Q[:1000])
+    t0 = time.perf_counter()
+    router.route(Q)
+    batch = time.perf_counter() - t0
+    lat = []
+    for i in range(2000):
+        t0 = time.perf_counter()
+        router.route(Q[i:i + 1])
+        lat.append(time.perf_counter() - t0)
+    lat = np.array(lat) * 1e3
+    print(json.dumps({"batch_queries_per_second": round(len(Q) / batch),
+                      "single_query_ms_p50": round(float(np.percentile(lat, 50)), 3),
+                      "single_query_ms_p99": round(float(np.percentile(lat, 99)), 3)}))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        print(json.dumps(_one_size(int(sys.argv[2]), sys.argv[3])))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("reference")
+    p.add_argument("--splits", type=int, default=20)
+    p.set_defaults(func=cmd_reference)
+    p = sub.add_parser("scale")
+    p.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000, 500000, 1000000])
+    p.set_defaults(func=cmd_scale)
+    p = sub.add_parser("routing")
+    p.set_defaults(func=cmd_routing)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
