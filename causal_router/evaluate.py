@@ -550,20 +550,27 @@ def summarise(pred_gain, gold_gain, ratios=None) -> dict:
         (of :func:`efficiency_curve`), ``apgr``, ``cpt50``, ``cpt80`` (:func:`cpt` at 0.5 / 0.8)
         and ``share_predicted_positive`` (``mean(pred_gain > 0)``).
 
+    The metrics normalised by ``sum(gold_gain)`` (efficiency gain, APGR, CPT) are NaN when
+    that sum is zero; ``oracle_share`` is defined all the same.
+
     Raises
     ------
     DataError
-        Bad inputs or ``sum(gold_gain) == 0``.
+        Bad inputs.
     """
     pred, gold = _check_pair(pred_gain, gold_gain)
     ratios = _check_ratios(ratios, DEFAULT_RATIOS)
-    eg = efficiency_curve(pred, gold, ratios)
-    return {
-        "oracle_share": oracle_share(pred, gold, ratios),
-        "peak_efficiency_gain": peak_efficiency_gain(eg),
-        "efficiency_auc": efficiency_auc(eg, float(ratios.min()), float(ratios.max())),
-        "apgr": apgr(pred, gold),
-        "cpt50": cpt(pred, gold, 0.5),
-        "cpt80": cpt(pred, gold, 0.8),
-        "share_predicted_positive": float(np.mean(pred > 0)),
-    }
+    out = {"oracle_share": oracle_share(pred, gold, ratios)}
+    try:
+        eg = efficiency_curve(pred, gold, ratios)
+        out.update({
+            "peak_efficiency_gain": peak_efficiency_gain(eg),
+            "efficiency_auc": efficiency_auc(eg, float(ratios.min()), float(ratios.max())),
+            "apgr": apgr(pred, gold),
+            "cpt50": cpt(pred, gold, 0.5),
+            "cpt80": cpt(pred, gold, 0.8),
+        })
+    except DataError:  # sum(gold_gain) == 0: the normalised metrics are undefined
+        out.update(dict.fromkeys(("peak_efficiency_gain", "efficiency_auc", "apgr", "cpt50", "cpt80"), np.nan))
+    out["share_predicted_positive"] = float(np.mean(pred > 0))
+    return out

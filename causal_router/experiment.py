@@ -82,8 +82,11 @@ def _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale)
             metrics["ate"] = float(bias.ate()["estimate"])
             metrics["final_stage"] = bias.final_stage_
         rows.append({"run": run, "seed": seed, "method": name, **metrics})
-        eg = evaluate.efficiency_curve(pred, split.test_gold)
         share = evaluate.normalised_curve(pred, split.test_gold)
+        try:
+            eg = evaluate.efficiency_curve(pred, split.test_gold)
+        except DataError:  # the test gold gains sum to zero: the paper's curve is undefined
+            eg = share * np.nan
         curves.append(pd.DataFrame({"run": run, "method": name, "ratio": eg.index.to_numpy(),
                                     "efficiency_gain": eg.to_numpy(), "oracle_share": share.to_numpy()}))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
@@ -172,9 +175,10 @@ def run_experiment(
         from ray.util.joblib import register_ray
 
         register_ray()
+    # Ray's joblib backend cannot stream results: its progress bar advances when all are done
+    streaming = "list" if backend == "ray" else "generator"
     with parallel_config(backend=backend, n_jobs=n_jobs):
-        results = Parallel(return_as="generator")(tasks)
-        results = list(_progress(results, n_runs, progress))
+        results = list(_progress(Parallel(return_as=streaming)(tasks), n_runs, progress))
     runs = pd.concat([r for r, _ in results], ignore_index=True)
     curves = pd.concat([c for _, c in results], ignore_index=True)
     return ExperimentResult(runs=runs, curves=curves, summary=summarise_runs(runs))

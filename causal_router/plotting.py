@@ -34,7 +34,7 @@ _YLABEL = {
 }
 _TITLE = {
     "efficiency_gain": "Efficiency gain against primary-model usage",
-    "oracle_share": "Share of the oracle's gain over random, against primary-model usage",
+    "oracle_share": "Oracle share against primary-model usage",
 }
 
 
@@ -50,7 +50,7 @@ def plot_experiment_curves(curves: pd.DataFrame, metric: str = "efficiency_gain"
     truncated at the share a method predicts positive) are left out of the mean, as in the
     paper's Figure 1(a). Returns the matplotlib Figure.
     """
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
     n_runs = curves["run"].nunique()
     for name, part in curves.groupby("method", sort=False):
         stats = part.groupby("ratio")[metric].agg(["mean", "std", "count"])
@@ -60,13 +60,13 @@ def plot_experiment_curves(curves: pd.DataFrame, metric: str = "efficiency_gain"
         ls = "--" if name in ("all_golden", "random") else "-"
         ax.plot(stats.index, stats["mean"], label=label, color=colour, lw=lw, ls=ls)
         ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0),
-                        stats["mean"] + stats["std"].fillna(0), color=colour, alpha=0.10, lw=0)
+                        stats["mean"] + stats["std"].fillna(0), color=colour, alpha=0.07, lw=0)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("Primary-model usage ratio r (share of queries routed to the primary)")
     ax.set_ylabel(_YLABEL.get(metric, metric))
-    ax.set_title(title or f"{_TITLE.get(metric, metric)} (mean of {n_runs} runs, band = +-1 sd)")
+    ax.set_title(title or f"{_TITLE.get(metric, metric)}\n(mean of {n_runs} runs; bands: +-1 sd over runs)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -260,8 +260,8 @@ def plot_bias_tree(interpreter, feature_names, *, title: str | None = None):
     depth = int(interpreter.tree_model_.get_depth())
     fig, ax = plt.subplots(figsize=(max(8, 4.2 * 2 ** max(depth - 1, 0)), 2.6 + 1.9 * depth))
     interpreter.plot(ax=ax, feature_names=list(feature_names), fontsize=9, precision=3)
-    ax.set_title(title or "Where the judge is biased: a shallow tree of the estimated bias "
-                 "(CATE = bias, gold scale; green > 0, red < 0)", fontsize=11)
+    ax.set_title(title or "Where the judge is biased: a shallow tree of the estimated bias\n"
+                 "(CATE = bias, gold minus preference, gold scale; green > 0, red < 0)", fontsize=11)
     fig.tight_layout()
     return fig
 
