@@ -17,8 +17,10 @@ import pandas as pd
 
 from ._validation import DataError, check_columns, check_random_state
 from .data import EvalData
+from .loaders import default_data_dir, load_pandalm, load_prd_vicuna80, load_table
 
-__all__ = ["make_semi_synthetic", "reveal_split", "RevealedSplit", "feature_columns"]
+__all__ = ["make_semi_synthetic", "reveal_split", "RevealedSplit", "feature_columns",
+           "load_pandalm", "load_prd_vicuna80", "load_table", "default_data_dir"]
 
 
 def _psi(X: np.ndarray) -> np.ndarray:
@@ -69,7 +71,8 @@ def make_semi_synthetic(
     Returns
     -------
     DataFrame with columns ``query_id``, ``x0 .. x{d-1}`` (features; feature j has standard
-    deviation (1 + j/4) ** -0.5, like principal components), ``psi`` (true expected gold gain),
+    deviation 1 for j < 11, the features that carry the signal, and (1 + j/4) ** -0.5 beyond,
+    like trailing principal components), ``psi`` (true expected gold gain),
     ``eta`` (true expected preference gain, preference scale), ``bias`` (true
     psi - eta / pref_scale, gold scale), ``gold_gain`` and ``pref_gain`` (observed labels).
     ``attrs["pref_scale"]`` holds ``pref_scale``.

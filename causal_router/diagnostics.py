@@ -112,6 +112,8 @@ class Diagnostics:
     bias_heldout : BiasEstimator fitted on the training part only (the model validated).
     tester : econml DRTester fitted on the held-out part (None if the model is constant).
     interpreter : econml SingleTreeCateInterpreter (None if the model is constant).
+    status : dict of str -> str
+        Per section ``"fine"``, ``"warning"`` or ``"info"`` (the colour of its reading).
     """
 
     numbers: dict
@@ -152,8 +154,9 @@ class Diagnostics:
                          f"one-sided p = {_fmt(blp['p_value'], '.3g')}); heterogeneity detected: "
                          f"{blp['heterogeneity_detected']}")
             up = n["uplift"]
-            lines.append(f"  QINI area {_fmt(up['qini']['coefficient'], '.3g')} (p = {_fmt(up['qini']['p_value'], '.3g')}),"
-                         f" TOC area {_fmt(up['toc']['coefficient'], '.3g')} (p = {_fmt(up['toc']['p_value'], '.3g')})")
+            q, c = up["qini"], up["toc"]
+            lines.append(f"  QINI area {_fmt(q['coefficient'], '.3g')} (p = {_fmt(q['p_value'], '.3g')}), "
+                         f"TOC area {_fmt(c['coefficient'], '.3g')} (p = {_fmt(c['p_value'], '.3g')})")
         else:
             lines.append(f"  held-out tests skipped: {cal.get('reason')}")
         for w in n["warnings"]:
@@ -207,8 +210,8 @@ class Diagnostics:
             items = "".join(f"<li>{_e(w)}</li>" for w in n["warnings"])
             parts.append(f"<div class='reading warning'><b>Warnings</b><ul>{items}</ul></div>")
         else:
-            parts.append("<div class='reading fine'><b>No warnings.</b> Overlap is adequate and the "
-                         "held-out checks raised no alarm; read each section below.</div>")
+            parts.append("<div class='reading fine'><b>No warnings.</b> Overlap is adequate and no held-out "
+                         "check contradicts the bias model; read each section below.</div>")
         for key, title in _SECTIONS:
             parts.append(f"<h2>{_e(title)}</h2>")
             status = self.status.get(key, "info")
@@ -278,10 +281,13 @@ def diagnose(
     plots : bool
         Draw the figures (False: numbers and readings only, faster).
     n_jobs : int or None
-        Parallel jobs of the two-sample classifier's cross-validation.
+        1 (default): sequential. Otherwise the two fits of the bias model run side by side
+        (joblib processes) and the two-sample classifier's cross-validation uses n_jobs.
     progress : bool
         Show a progress bar over the steps.
     random_state : int, Generator or None
+        Seeds the split, the classifier, DRTester's bootstrap and the bias model when the bias
+        model has no random_state of its own.
 
     Returns
     -------
@@ -290,8 +296,9 @@ def diagnose(
     What is fitted. The bias model is fitted twice: on all rows (overlap numbers from its
     out-of-fold propensities, average and group bias from its doubly robust pseudo-outcomes,
     distribution and interpretation of its estimate) and on the training part only (validated
-    on the held-out part by DRTester: nuisances LightGBM outcome models per source and the
-    package's logistic propensity, fitted on the training part; calibration, BLP, QINI/TOC).
+    on the held-out part by DRTester: outcome models per source and a propensity model fitted on
+    the training part, the bias model's ``model_y`` / ``model_t`` when it names them, else the
+    package defaults (LightGBM, regularised logistic regression); calibration, BLP, QINI/TOC).
 
     Overlap rule (:class:`OverlapWarning`, also listed in ``numbers["warnings"]``): overlap is
     poor when (a) the two-sample classifier's AUC or the propensity model's AUC exceeds
@@ -312,10 +319,10 @@ def diagnose(
     t_start = time.perf_counter()
     _check_args(data, bias, test_size, alpha, n_bootstrap, n_groups, tree_depth, top_k)
     n = len(data)
-    group_labels, group_name = _group_labels(groups, data, n)
+    group_labels, group_name, group_order = _group_labels(groups, data, n)
     text_values = _texts(texts, data, n)
     seed = _seed(random_state)
-    template = BiasEstimator("r", random_state=seed) if bias is None else bias
+    template = _template(bias, seed)
 
     t = data.treatment
     train, held = _split(data, test_size, seed)
@@ -383,7 +390,7 @@ def diagnose(
                               "category or model pair.")
         status["groups"] = "info"
     else:
-        table, test = _group_table(est_all.pseudo_outcomes_, effect, data.is_gold, group_labels, alpha)
+        table, test = _group_table(est_all.pseudo_outcomes_, effect, data.is_gold, group_labels, alpha, group_order)
         numbers["groups"] = {"by": group_name, "table": _records(table, index_name="group"), "equality_test": test,
                              "n_groups": int(len(table))}
         readings["groups"], status["groups"] = _read_groups(table, test, group_name, alpha)
@@ -393,7 +400,8 @@ def diagnose(
                              f"{_MIN_GOLD_PER_GROUP} gold rows: their averages rest on the model, not on gold labels")
         if plots:
             figures["group_bias"] = _close(_plotting().plot_group_bias(
-                table, average=numbers["bias"]["average"]["estimate"], group_name=group_name))
+                table, average=numbers["bias"]["average"]["estimate"], group_name=group_name,
+                order_by_size=group_order is None))
 
     steps.next("interpretation")
     interp_numbers, interpreter, importances = _interpretation(
@@ -426,6 +434,16 @@ def diagnose(
                        bias_heldout=est_train, tester=tester, interpreter=interpreter, status=status)
 
 
+def _template(bias: BiasEstimator | None, seed) -> BiasEstimator:
+    """An unfitted copy of the bias model, seeded by ``seed`` unless it has its own random_state."""
+    if bias is None:
+        return BiasEstimator("r", random_state=seed)
+    template = clone(bias)
+    if template.random_state is None:
+        template.set_params(random_state=seed)
+    return template
+
+
 def _fit(est: BiasEstimator, data: EvalData) -> BiasEstimator:
     return est.fit(data)
 
@@ -449,7 +467,7 @@ def heldout_tests(
     """
     _check_args(data, bias, test_size, alpha, n_bootstrap, n_groups, 1, 1)
     seed = _seed(random_state)
-    template = BiasEstimator("r", random_state=seed) if bias is None else bias
+    template = _template(bias, seed)
     train, held = _split(data, test_size, seed)
     est_train = clone(template).fit(data.subset(train))
     _, numbers = _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_groups)
@@ -492,21 +510,26 @@ def _group_labels(groups, data: EvalData, n: int):
     name = "group"
     if groups is None:
         if data.pair is None:
-            return None, name
+            return None, name, None
         groups, name = data.pair, "pair"
     if isinstance(groups, str):
         raise ValueError(f"groups must be an array of one label per row, got the string {groups!r}; "
                          "pass the column's values (e.g. frame[column])")
+    order = None
     if isinstance(groups, (pd.Series, pd.Index)):
         name = str(groups.name) if groups.name is not None else name
+        if isinstance(groups.dtype, pd.CategoricalDtype):
+            order = [str(c) for c in groups.cat.categories]
         groups = groups.to_numpy()
+    elif isinstance(groups, pd.Categorical):
+        order = [str(c) for c in groups.categories]
     arr = np.asarray(groups, dtype=object)
     if arr.ndim != 1:
         raise ValueError(f"groups must be one-dimensional, got shape {arr.shape}")
     if len(arr) != n:
         raise ValueError(f"groups has {len(arr)} labels for {n} rows of data")
     labels = np.array(["(missing)" if pd.isna(v) else str(v) for v in arr], dtype=object)
-    return labels, name
+    return labels, name, order
 
 
 def _texts(texts, data: EvalData, n: int):
@@ -624,8 +647,9 @@ def _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_gro
 
     # cv: folds of DRTester's cross-fitted outcomes on the training part, which only its calibration
     # check's bookkeeping needs (held-out outcomes use nuisances fitted on the whole training part)
-    tester = DRTester(model_regression=default_regressor(seed), model_propensity=default_propensity(seed),
-                      cate=est_train.estimator_, cv=2)
+    model_y = clone(est_train.model_y) if est_train.model_y is not None else default_regressor(seed)
+    model_t = clone(est_train.model_t) if est_train.model_t is not None else default_propensity(seed)
+    tester = DRTester(model_regression=model_y, model_propensity=model_t, cate=est_train.estimator_, cv=2)
     tester.get_cv_splitter(random_state=seed if seed is not None else 123)
     tester.fit_nuisance(X[held], T[held], Y[held], X[train], T[train], Y[train])
     tester.get_cate_preds(X[held], X[train])
@@ -638,9 +662,15 @@ def _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_gro
         warnings.simplefilter("ignore", RuntimeWarning)
         cal = tester.evaluate_cal(n_groups=n_groups)
     cal_df = cal.plot_data_dict[cal.treatments[1]]
+    cuts = np.quantile(np.asarray(tester.cate_preds_train_, dtype=float).reshape(-1), np.linspace(0, 1, n_groups + 1))
+    probs = np.array([np.mean((cate >= cuts[i]) & (cate <= cuts[i + 1])) for i in range(n_groups)])  # as econml
+    gap = (cal_df["gate"].to_numpy(dtype=float) - cal_df["g_cate"].to_numpy(dtype=float)) / scale
+    ok = np.isfinite(gap) & (probs > 0)
+    level_offset = float(np.sum(probs[ok] * gap[ok]) / np.sum(probs[ok])) if ok.any() else float("nan")
     calibration = {
         "available": True,
         "r_squared": float(cal.cal_r_squared[0]),
+        "level_offset": level_offset,
         "n_groups": n_groups,
         "heldout_average": heldout_average,
         "heldout_average_std_error": heldout_se,
@@ -652,7 +682,8 @@ def _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_gro
         },
         "method": "econml DRTester.evaluate_cal: held-out rows grouped by quantiles (cut on the training "
                   "part) of the estimated bias; R^2 = 1 - sum_k pi_k |observed_k - predicted_k| / "
-                  "sum_k pi_k |observed_k - average|",
+                  "sum_k pi_k |observed_k - average|; level_offset = sum_k pi_k (observed_k - predicted_k) "
+                  "(gold scale): how far the groups sit above (+) or below (-) the diagonal on average",
     }
 
     econml_blp = tester.evaluate_blp()
@@ -732,7 +763,7 @@ def _read_heldout(key: str, numbers: dict, alpha: float):
         return (f"No evidence that the bias varies in a way the model captures: BLP slope {s:.2f} (se {se:.2f}, "
                 f"one-sided p = {p:.2g} >= {alpha}). Either the bias is (nearly) constant or the model cannot "
                 "find its variation. What to do: correct with one global bias (learner='auto' then picks the "
-                "constant final stage) or collect more gold rows before trusting query-level differences."), "warning"
+                "constant final stage) or collect more gold rows before trusting query-level differences."), "info"
     if key == "calibration":
         r2 = section["r_squared"]
         base = (f"Calibration R^2 = {r2:.2f} over {section['n_groups']} quantile groups of the estimated bias "
@@ -745,8 +776,10 @@ def _read_heldout(key: str, numbers: dict, alpha: float):
         if r2 >= 0:
             return (base + " Partly calibrated: the ordering is right but the group means are off; check "
                     "the figure for over- or under-stated extremes."), "info"
-        return (base + " Warning: worse than a constant; the estimated differences are miscalibrated. "
-                "Use a simpler final stage or a global correction."), "warning"
+        return (base + f" Warning: worse than a constant. The groups sit {section['level_offset']:+.3g} from the "
+                "diagonal on average: if the points run parallel to it, the level (average) of the estimate is "
+                "off while its ordering holds (ranking is unharmed, corrected labels are shifted); otherwise the "
+                "differences are miscalibrated: use a simpler final stage or a global correction."), "warning"
     qini, toc = section["qini"], section["toc"]
     ok = qini["p_value"] < alpha and toc["p_value"] < alpha
     text = (f"QINI area {qini['coefficient']:.3g} (se {qini['std_error']:.2g}, one-sided p = {qini['p_value']:.2g}); "
@@ -763,11 +796,13 @@ def _heldout_warnings(numbers: dict, alpha: float) -> list[str]:
     cal, blp = numbers["calibration"], numbers["blp"]
     if not cal.get("available"):
         return out
-    if blp["slope"] < 0 and blp["slope_std_error"] > 0 and stats.norm.cdf(blp["slope"] / blp["slope_std_error"]) < alpha:
+    slope, se = blp["slope"], blp["slope_std_error"]
+    if slope < 0 and se > 0 and stats.norm.cdf(slope / se) < alpha:
         out.append(f"the BLP slope is significantly negative ({blp['slope']:.2f}): the estimated bias ranks "
                    "queries the wrong way round on held-out rows")
     if blp["heterogeneity_detected"] and np.isfinite(cal["r_squared"]) and cal["r_squared"] < 0:
-        out.append(f"calibration R^2 is negative ({cal['r_squared']:.2f}): the estimated bias is miscalibrated")
+        out.append(f"calibration R^2 is negative ({cal['r_squared']:.2f}): the estimated bias is miscalibrated on "
+                   f"held-out rows (groups {cal['level_offset']:+.3g} from the diagonal on average)")
     return out
 
 
@@ -814,7 +849,8 @@ def _read_bias(b: dict, alpha: float):
             "far as the held-out tests above support it."), "info"
 
 
-def _group_table(phi, effect, is_gold, labels, alpha):
+def _group_table(phi, effect, is_gold, labels, alpha, order=None):
+    """Per group: rows, gold rows, mean pseudo-outcome with normal CI, model's mean; and a Wald test."""
     z = stats.norm.ppf(1 - alpha / 2)
     frame = pd.DataFrame({"group": labels, "phi": phi, "effect": effect, "gold": is_gold.astype(int)})
     g = frame.groupby("group", sort=False)
@@ -827,7 +863,10 @@ def _group_table(phi, effect, is_gold, labels, alpha):
     })
     table["lower"] = table["estimate"] - z * table["std_error"]
     table["upper"] = table["estimate"] + z * table["std_error"]
-    table = table.sort_values("n", ascending=False)
+    if order is not None:  # categorical groups keep their category order
+        table = table.reindex([c for c in order if c in table.index] + [c for c in table.index if c not in order])
+    else:
+        table = table.sort_values("n", ascending=False, kind="stable")
     ok = table[(table["n_gold"] >= 2) & (table["std_error"] > 0)]
     test = {"statistic": None, "df": None, "p_value": None,
             "method": "Wald chi-square test that the group averages are equal (groups with >= 2 gold rows)"}
@@ -998,9 +1037,10 @@ def _read_interpretation(it: dict):
         return ("The estimated bias is the same for every query: nothing to interpret beyond its average."), "info"
     leaves = tree["leaves"]
     hi, lo = leaves[-1], leaves[0]
-    parts.append(f"The judge is most biased (largest gold-minus-preference gap) where {hi['rule']} "
-                 f"({100 * hi['share']:.0f}% of queries, mean estimated bias {hi['mean_bias']:.3g}) and least where "
-                 f"{lo['rule']} ({100 * lo['share']:.0f}%, {lo['mean_bias']:.3g}); a depth-{tree['max_depth']} tree "
+    parts.append(f"The estimated bias (gold minus preference) is highest where {hi['rule']} "
+                 f"({100 * hi['share']:.0f}% of queries, mean {hi['mean_bias']:.3g}) and lowest where "
+                 f"{lo['rule']} ({100 * lo['share']:.0f}%, mean {lo['mean_bias']:.3g}); "
+                 f"a depth-{tree['max_depth']} tree "
                  f"reproduces {100 * max(tree['r_squared'], 0):.0f}% of the estimated bias's variance.")
     imp = it["importance"]
     if imp.get("values"):
@@ -1040,7 +1080,8 @@ def run_cli(args) -> int:
         elif col in data.feature_names:
             values = data.X[:, data.feature_names.index(col)]
             bins = pd.qcut(values, 5, duplicates="drop")
-            groups = pd.Series(np.asarray(bins.astype(str), dtype=object), name=f"{col} (quintile bins)")
+            labels = [f"Q{k + 1} {iv}" for k, iv in enumerate(bins.categories)]
+            groups = pd.Series(bins.rename_categories(labels), name=f"{col} (quintile bins)")
         else:
             print(f"--group-by {col!r}: the built-in data have no such column; group by a feature "
                   f"(e.g. --group-by x10 for quintile bins of x10). Skipping group averages.")
@@ -1161,7 +1202,8 @@ def _section_table(key: str, n: dict) -> str:
             ("gold ESS under 1/p weights", f"{s['gold_ess']:.1f} of {s['n_gold']} ({100 * s['gold_ess_share']:.0f}%)"),
             ("preference ESS under 1/(1-p) weights",
              f"{s['preference_ess']:.1f} of {s['n_preference']} ({100 * s['preference_ess_share']:.0f}%)"),
-            ("clipped propensities", f"{s['n_clipped']} ({100 * s['clipped_share']:.2f}%) at {s['min_propensity']:.3g}"),
+            ("clipped propensities",
+             f"{s['n_clipped']} ({100 * s['clipped_share']:.2f}%) at {s['min_propensity']:.3g}"),
             ("propensity of gold rows (median, 1%-99%)",
              f"{s['propensity_quantiles']['gold'][3]:.3g} ({s['propensity_quantiles']['gold'][1]:.3g} - "
              f"{s['propensity_quantiles']['gold'][5]:.3g})"),

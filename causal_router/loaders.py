@@ -1,15 +1,30 @@
-"""Loaders: the two real gold-vs-preference data sets, and a user's table.
+"""Loaders: the two real gold-vs-preference data sets, and a user's own table.
 
 Each real-data loader returns one row per (query, model pair) that carries both a human (gold)
-and an LLM-judge (preference) verdict, oriented so that +1 means ``model_p``'s answer is
-better: ``gold_gain`` = mean over human votes of {+1 model_p better, -1 model_a better, 0 tie},
-``pref_gain`` the same for the judge. Rows that cannot be used are dropped, never silently: the
-count per reason is logged (logger "causal_router") and stored in ``frame.attrs["dropped"]``.
+and an LLM-judge (preference) verdict, oriented so that a positive gain means ``model_p``'s
+answer is better than ``model_a``'s:
 
-The package ships no copy of the data. Upstream sources: PandaLM (github.com/WeOpenML/PandaLM,
-``data/``, Apache-2.0) and PRD (github.com/bcdnlp/PRD, ``data/vicuna80/``, MIT). Point the
-loaders at a folder, or set ``CAUSAL_ROUTER_DATA`` to a folder holding ``pandalm/`` and
-``prd_vicuna80/`` (see :func:`default_data_dir`).
+* ``gold_gain``  = mean over the human votes of {+1 model_p better, -1 model_a better, 0 tie};
+* ``pref_gain``  = the same mapping of the primary LLM judge's verdict(s);
+* ``pref_gain_2`` = the same for a second, independent judge (NaN where it has no verdict).
+
+Common columns: ``query_id``, ``query_text``, ``model_p``, ``model_a``, ``pair``
+("model_p|model_a"), ``gold_gain``, ``pref_gain``, ``pref_gain_2``, ``category``. Rows that
+cannot be used are never dropped silently: the count per reason is logged (logger
+``"causal_router"``, WARNING) and stored in ``frame.attrs["dropped"]`` ({reason: count}).
+
+Where the data are looked for
+-----------------------------
+The package ships no copy of the data. Every loader takes the folder to read as its ``path``
+argument, so users point it at their own copy. :func:`default_data_dir` gives the folder that
+holds ``pandalm/`` and ``prd_vicuna80/``: the environment variable ``CAUSAL_ROUTER_DATA`` if
+set, else the first existing of ``../shared/data`` relative to the current working directory
+and ``../shared/data`` relative to the repository root (the parent of the package folder).
+
+Upstream sources: PandaLM, github.com/WeOpenML/PandaLM ``data/`` (Apache-2.0): files
+``testset-v1.json``, ``gpt-3.5-turbo-testset-v1.json``, ``pandalm-7b-testset-v1.json``; PRD,
+github.com/bcdnlp/PRD ``data/vicuna80/`` (MIT): ``prompts/``, ``ratings-human/``,
+``ratings-gpt4/``, ``ratings-gpt35/``, ``ratings-claude/``.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,185 +46,383 @@ __all__ = ["load_pandalm", "load_prd_vicuna80", "load_table", "default_data_dir"
 
 logger = logging.getLogger("causal_router")
 
+ENV_VAR = "CAUSAL_ROUTER_DATA"
+
+#: Columns shared by both real-data loaders, in order.
 COLUMNS = ["query_id", "query_text", "model_p", "model_a", "pair", "gold_gain", "pref_gain",
            "pref_gain_2", "category"]
 
 
 def default_data_dir() -> Path | None:
-    """Where the real data are looked for: ``$CAUSAL_ROUTER_DATA``, else ``../shared/data``
-    relative to the working directory or to the repository root; None if none exists."""
-    env = os.environ.get("CAUSAL_ROUTER_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd().parent / "shared" / "data",
-                   Path(__file__).resolve().parent.parent.parent / "shared" / "data"]
-    for path in candidates:
+    """The folder holding ``pandalm/`` and ``prd_vicuna80/``, or None if none is found.
+
+    ``$CAUSAL_ROUTER_DATA`` if set (returned even if it does not exist, with a warning, so that
+    a mistyped setting fails loudly instead of silently reading another copy); else the first
+    existing of ``<cwd>/../shared/data`` and ``<repository root>/../shared/data``.
+    """
+    env = os.environ.get(ENV_VAR)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            logger.warning("%s=%s is not a directory", ENV_VAR, env)
+        return path
+    repo_root = Path(__file__).resolve().parent.parent
+    for path in (Path.cwd() / ".." / "shared" / "data", repo_root / ".." / "shared" / "data"):
         if path.is_dir():
-            return path
+            return path.resolve()
     return None
 
 
+# ---------------------------------------------------------------------------- helpers
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
-        raise DataError(f"{what} not found at {path}")
+        raise DataError(f"{what}: {path.name} not found at {path}")
     return path
 
 
-def _record_drops(frame: pd.DataFrame, dropped: Counter, name: str) -> pd.DataFrame:
-    frame.attrs["dropped"] = dict(dropped)
-    for reason, count in dropped.items():
-        logger.warning("%s: dropped %d rows: %s", name, count, reason)
+def _read_json_list(path: Path, what: str, required: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A JSON file holding a list of dicts that all have the ``required`` keys."""
+    _require(path, what)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{what}: {path} is not valid JSON: {exc}") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{what}: {path} must hold a JSON list of objects")
+    for i, rec in enumerate(records):
+        missing = [k for k in required if k not in rec]
+        if missing:
+            raise DataError(f"{what}: {path.name} record {i} lacks field(s) {missing}")
+    return records
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every non-blank line of a JSON-lines file."""
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno} is not valid JSON: {exc}") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}: line {lineno} is not a JSON object")
+            out.append((lineno, rec))
+    return out
+
+
+def _record_drops(frame: pd.DataFrame, dropped: Counter, name: str, n_in: int) -> pd.DataFrame:
+    frame.attrs["dropped"] = {reason: int(n) for reason, n in dropped.items() if n}
+    for reason, count in frame.attrs["dropped"].items():
+        logger.warning("%s: dropped %d: %s", name, count, reason)
+    logger.info("%s: %d rows kept of %d candidates", name, len(frame), n_in)
     return frame
 
 
 # ---------------------------------------------------------------------------- PandaLM
-_PANDALM_HUMAN = {"1": 1.0, "2": -1.0, "0": 0.0}
-_PANDALM_GPT = {"1": 1.0, "2": -1.0, "Tie": 0.0}
+_PANDALM_HUMAN = {"1": 1.0, "2": -1.0, "0": 0.0}   # annotator codes and PandaLM-7B verdicts
+_PANDALM_GPT = {"1": 1.0, "2": -1.0, "Tie": 0.0}    # GPT-3.5 verdicts; "garbage" = unparseable
+_PANDALM_FILES = {
+    "test": ("testset-v1.json", "PandaLM test set"),
+    "gpt": ("gpt-3.5-turbo-testset-v1.json", "PandaLM GPT-3.5 verdicts"),
+    "p7b": ("pandalm-7b-testset-v1.json", "PandaLM-7B verdicts"),
+}
 
 
-def load_pandalm(path) -> pd.DataFrame:
-    """PandaLM's human-annotated test set judged by GPT-3.5 (preference) and PandaLM-7B.
+def _code(value: Any, mapping: dict[str, float]) -> float | None:
+    """The gain for a verdict code (int, float or string), None if missing or unknown."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        if not np.isfinite(value) or not float(value).is_integer():
+            return None
+        value = int(value)
+    return mapping.get(str(value).strip())
 
-    ``path`` holds ``testset-v1.json``, ``gpt-3.5-turbo-testset-v1.json`` and
-    ``pandalm-7b-testset-v1.json``. One row per test item (joined on ``idx``); ``cmp_key``
-    "X_Y" means response1 is model X's, so model_p = X, model_a = Y. gold_gain = mean of the
-    three annotators' verdicts; pref_gain = GPT-3.5's ("garbage" verdicts drop the row);
-    pref_gain_2 = PandaLM-7B's (NaN where missing). ``query_id`` numbers the distinct query
-    texts in order of first appearance ("pandalm-q000"); ``category`` = motivation_app.
-    Columns: ``item_id`` and those of :data:`COLUMNS`.
+
+def _by_idx(records: list[dict[str, Any]], file: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        key = str(rec["idx"])
+        if key in out:
+            raise DataError(f"{file}: idx {key} appears more than once; cannot join on idx")
+        out[key] = rec
+    return out
+
+
+def load_pandalm(path: str | os.PathLike) -> pd.DataFrame:
+    """PandaLM's human-annotated test set, judged by GPT-3.5 (preference) and PandaLM-7B.
+
+    ``path`` is the folder holding ``testset-v1.json``, ``gpt-3.5-turbo-testset-v1.json`` and
+    ``pandalm-7b-testset-v1.json`` (a DataError names any that is missing). The judge files are
+    joined to the test set on ``idx``. One row per test item, columns:
+
+    * ``query_id``: "pandalm-q<NNN>", NNN = index of the distinct query text in order of first
+      appearance in the test set (counted over all items, so drops do not renumber it);
+    * ``item_id``: the upstream ``idx`` (int);
+    * ``query_text``: ``instruction``, plus "\\n\\n" + ``input`` when ``input`` is non-empty;
+    * ``model_p``, ``model_a``: from ``cmp_key`` "X_Y" (response1 is X's), model_p = X,
+      model_a = Y, so +1 means response1 is better; ``pair`` = "model_p|model_a";
+    * ``gold_gain``: mean over the three annotators of {code 1: +1, code 2: -1, code 0: 0};
+    * ``pref_gain``: GPT-3.5's verdict {"1": +1, "2": -1, "Tie": 0} (one answer order only,
+      so its position bias is left in);
+    * ``pref_gain_2``: PandaLM-7B's verdict {"1": +1, "2": -1, "0": 0}, NaN where absent or
+      unparseable (the row is kept);
+    * ``category``: ``motivation_app``.
+
+    Rows whose human codes or GPT-3.5 verdict are missing or unparseable ("garbage") are
+    dropped; counts per reason are logged and kept in ``attrs["dropped"]``.
     """
     root = Path(path)
-    test = json.loads(_require(root / "testset-v1.json", "PandaLM test set").read_text())
-    gpt = {str(r["idx"]): r for r in json.loads(_require(root / "gpt-3.5-turbo-testset-v1.json",
-                                                    "PandaLM GPT-3.5 verdicts").read_text())}
-    p7b_path = root / "pandalm-7b-testset-v1.json"
-    p7b = {str(r["idx"]): r for r in json.loads(p7b_path.read_text())} if p7b_path.exists() else {}
+    if not root.is_dir():
+        raise DataError(f"PandaLM folder not found: {root}")
+    test = _read_json_list(root / _PANDALM_FILES["test"][0], _PANDALM_FILES["test"][1],
+                           ("idx", "cmp_key", "instruction"))
+    gpt = _by_idx(_read_json_list(root / _PANDALM_FILES["gpt"][0], _PANDALM_FILES["gpt"][1],
+                                  ("idx", "gpt_result")), _PANDALM_FILES["gpt"][0])
+    p7b = _by_idx(_read_json_list(root / _PANDALM_FILES["p7b"][0], _PANDALM_FILES["p7b"][1],
+                                  ("idx",)), _PANDALM_FILES["p7b"][0])
+
     dropped: Counter = Counter()
-    rows, query_ids = [], {}
+    query_ids: dict[str, str] = {}
+    rows = []
     for item in test:
-        idx = str(item["idx"])
-        votes = [_PANDALM_HUMAN.get(str(item.get(f"annotator{k}"))) for k in (1, 2, 3)]
-        votes = [v for v in votes if v is not None]
-        if not votes:
-            dropped["no parseable human annotation"] += 1
-            continue
-        verdict = gpt.get(idx, {}).get("gpt_result")
-        if verdict not in _PANDALM_GPT:
-            dropped["GPT-3.5 verdict missing or unparseable ('garbage')"] += 1
-            continue
-        second = _PANDALM_HUMAN.get(str(p7b.get(idx, {}).get("pandalm_result")), np.nan)
-        model_p, model_a = str(item["cmp_key"]).split("_", 1)
-        text = item["instruction"] + (f"\n\n{item['input']}" if str(item.get("input") or "").strip() else "")
+        extra = str(item.get("input") or "")
+        text = str(item["instruction"]) + (f"\n\n{extra}" if extra.strip() else "")
         qid = query_ids.setdefault(text, f"pandalm-q{len(query_ids):03d}")
-        rows.append({"query_id": qid, "item_id": idx, "query_text": text, "model_p": model_p,
-                     "model_a": model_a, "pair": f"{model_p}|{model_a}", "gold_gain": float(np.mean(votes)),
-                     "pref_gain": _PANDALM_GPT[verdict], "pref_gain_2": second,
-                     "category": item.get("motivation_app")})
+        idx = str(item["idx"])
+        models = str(item["cmp_key"]).split("_")
+        if len(models) != 2 or not all(models):
+            dropped["cmp_key not of the form 'modelX_modelY'"] += 1
+            continue
+        votes = [_code(item.get(f"annotator{k}"), _PANDALM_HUMAN) for k in (1, 2, 3)]
+        if any(v is None for v in votes):
+            dropped["human annotator code missing or not in {0, 1, 2}"] += 1
+            continue
+        if idx not in gpt:
+            dropped["no GPT-3.5 verdict for this idx"] += 1
+            continue
+        pref = _code(gpt[idx].get("gpt_result"), _PANDALM_GPT)
+        if pref is None:
+            dropped["GPT-3.5 verdict unparseable ('garbage' or not 1/2/Tie)"] += 1
+            continue
+        second = _code(p7b.get(idx, {}).get("pandalm_result"), _PANDALM_HUMAN)
+        model_p, model_a = models
+        rows.append({
+            "query_id": qid, "item_id": item["idx"], "query_text": text,
+            "model_p": model_p, "model_a": model_a, "pair": f"{model_p}|{model_a}",
+            "gold_gain": float(np.mean(votes)), "pref_gain": pref,
+            "pref_gain_2": np.nan if second is None else second,
+            "category": item.get("motivation_app"),
+        })
+    n_missing_second = sum(1 for r in rows if np.isnan(r["pref_gain_2"]))
+    if n_missing_second:
+        logger.info("load_pandalm: %d kept rows lack a PandaLM-7B verdict (pref_gain_2 = NaN)",
+                    n_missing_second)
     frame = pd.DataFrame(rows, columns=["query_id", "item_id", *COLUMNS[1:]])
-    return _record_drops(frame, dropped, "load_pandalm")
+    frame = frame.astype({"gold_gain": float, "pref_gain": float, "pref_gain_2": float})
+    return _record_drops(frame, dropped, "load_pandalm", len(test))
 
 
 # ---------------------------------------------------------------------------- PRD Vicuna80
-_PRD_FILE = re.compile(r"answer[_-](?P<x>.+?)-vs-answer[_-](?P<y>.+?)-(?P<judge>[a-z0-9]+)-reviewer[_-]threeclass\.jsonl$")
-_PRD_SCORE = {1: 1.0, 2: -1.0, 3: 0.0}
+# File names vary upstream: "answer_X-vs-answer_Y-gpt4-reviewer_threeclass.jsonl",
+# "...-reviewer-threeclass.jsonl" and "answer-X-vs-answer-Y-...". X is the first answer.
+_PRD_FILE = re.compile(
+    r"^answer[_-](?P<x>.+?)-vs-answer[_-](?P<y>.+?)-(?P<judge>[A-Za-z0-9]+)-reviewer[_-]threeclass\.jsonl$")
+_PRD_SCORE = {1: 1.0, 2: -1.0, 3: 0.0}  # 1 = first answer better, 2 = second, 3 = tie
+#: Judges with a ratings-<judge>/ folder in PRD's vicuna80 data.
 PRD_JUDGES = ("gpt4", "gpt35", "claude")
 
 
-def _prd_votes(folder: Path) -> pd.DataFrame:
-    """All verdicts of one rating folder, oriented to the alphabetically first model (model_p):
-    columns question_id, model_p, model_a, vote."""
-    records = []
-    for file in sorted(folder.glob("*.jsonl")):
+def _prd_score(value: Any) -> float | None:
+    try:
+        return _PRD_SCORE.get(int(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _prd_votes(folder: Path, rater: str, dropped: Counter) -> pd.DataFrame:
+    """Every verdict in one ratings folder, oriented to the alphabetically first model.
+
+    Columns: question_id, model_p, model_a, order ("first" if the file shows model_p's answer
+    first, else "second"), vote (+1 = model_p better, -1 = model_a better, 0 = tie).
+    """
+    files = sorted(folder.glob("*.jsonl"))
+    if not files:
+        raise DataError(f"PRD {rater} ratings: no .jsonl files in {folder}")
+    records, n_used = [], 0
+    for file in files:
         match = _PRD_FILE.match(file.name)
         if not match:
-            logger.warning("PRD: skipped file with an unexpected name %s", file.name)
+            logger.warning("PRD %s ratings: skipped %s (name not 'answer_X-vs-answer_Y-%s-reviewer_"
+                           "threeclass.jsonl')", rater, file.name, rater)
             continue
+        if match["judge"] != rater:
+            logger.warning("PRD %s ratings: skipped %s (rated by %r)", rater, file.name, match["judge"])
+            continue
+        n_used += 1
         x, y = match["x"], match["y"]
-        model_p, model_a, sign = (x, y, 1.0) if x <= y else (y, x, -1.0)
-        for line in file.read_text().splitlines():
-            if not line.strip():
+        model_p, model_a, sign, order = (x, y, 1.0, "first") if x <= y else (y, x, -1.0, "second")
+        for lineno, rec in _read_jsonl(file):
+            vote = _prd_score(rec.get("score"))
+            try:
+                qid = int(rec["question_id"])
+            except (KeyError, TypeError, ValueError):
+                dropped[f"{rater} votes without a question_id"] += 1
                 continue
-            rec = json.loads(line)
-            vote = _PRD_SCORE.get(rec.get("score"))
-            records.append({"question_id": int(rec["question_id"]), "model_p": model_p, "model_a": model_a,
-                            "vote": np.nan if vote is None else sign * vote})
-    return pd.DataFrame(records, columns=["question_id", "model_p", "model_a", "vote"])
+            if vote is None:
+                dropped[f"{rater} votes whose score is not 1, 2 or 3"] += 1
+                continue
+            records.append((qid, model_p, model_a, order, sign * vote))
+    if not n_used:
+        raise DataError(f"PRD {rater} ratings: no file in {folder} is named "
+                        f"'answer_X-vs-answer_Y-{rater}-reviewer_threeclass.jsonl'")
+    return pd.DataFrame(records, columns=["question_id", "model_p", "model_a", "order", "vote"])
 
 
-def load_prd_vicuna80(path, judge: str = "gpt4") -> pd.DataFrame:
+_KEY = ["question_id", "model_p", "model_a"]
+
+
+def _judge_mean(votes: pd.DataFrame) -> pd.DataFrame:
+    """Per (question, pair): order-balanced mean (mean of the per-order means) and vote count."""
+    per_order = votes.groupby([*_KEY, "order"])["vote"].mean()
+    return pd.DataFrame({"mean": per_order.groupby(level=_KEY).mean(),
+                         "size": votes.groupby(_KEY)["vote"].size()})
+
+
+def load_prd_vicuna80(path: str | os.PathLike, judge: str = "gpt4") -> pd.DataFrame:
     """PRD's Vicuna80 questions: crowd-worker votes (gold) and an LLM judge's (preference).
 
-    ``path`` is the ``prd_vicuna80`` folder. One row per (question, unordered model pair),
-    oriented to the alphabetically first model (model_p); votes from files in the reverse
-    answer order are sign-flipped, so averaging over both orders cancels the judge's position
-    bias. gold_gain = mean of all human votes (score 1 = first answer better, 2 = second,
-    3 = tie); pref_gain = mean of ``judge``'s verdicts ("gpt4", "gpt35" or "claude");
-    pref_gain_2 = a second judge (gpt35 for gpt4, else gpt4), NaN where absent. Rows need
-    both a human and a ``judge`` verdict. Extra columns: ``n_gold_votes``, ``n_pref_votes``.
+    ``path`` is the ``prd_vicuna80`` folder (``prompts/vicuna_questions.jsonl``,
+    ``ratings-human/`` and ``ratings-<judge>/``; file ``answer_X-vs-answer_Y-...jsonl`` shows
+    X's answer first, score 1 = first better, 2 = second better, 3 = tie). One row per
+    (question, unordered model pair), oriented to the alphabetically first model name:
+    ``model_p`` < ``model_a``; votes from files in the other order are sign-flipped. Columns:
+
+    * ``query_id`` "vicuna-<question_id>", ``question_id`` (int), ``query_text``, ``category``
+      (from the questions file), ``model_p``, ``model_a``, ``pair`` = "model_p|model_a";
+    * ``gold_gain``: mean of all human votes on the pair for the question (both file orders),
+      +1 model_p better, -1 model_a better, 0 tie; ``n_gold_votes``: how many;
+    * ``pref_gain``: ``judge``'s verdicts ("gpt4", "gpt35" or "claude") mapped the same way,
+      averaged within each answer order and then over the orders present, so when both orders
+      exist (as they do upstream for the five judged models) the judge's position bias
+      cancels; repeated runs (e.g. two gpt35 files for gpt35 vs gpt4) are averaged;
+      ``n_pref_votes``: how many verdicts;
+    * ``pref_gain_2``: the same for a second judge (gpt35 when ``judge`` is gpt4, else gpt4),
+      NaN where it has no verdict or its folder is absent.
+
+    Only (question, pair) combinations with at least one human vote and one ``judge`` verdict
+    are kept (human-only pairs, e.g. the guanaco models, are dropped); counts per reason are
+    logged and kept in ``attrs["dropped"]``.
     """
     if judge not in PRD_JUDGES:
         raise DataError(f"judge must be one of {PRD_JUDGES}, got {judge!r}")
     root = Path(path)
-    questions = pd.read_json(_require(root / "prompts" / "vicuna_questions.jsonl", "PRD questions"), lines=True)
+    if not root.is_dir():
+        raise DataError(f"PRD vicuna80 folder not found: {root}")
+    qfile = _require(root / "prompts" / "vicuna_questions.jsonl", "PRD questions")
+    questions = {}
+    for lineno, rec in _read_jsonl(qfile):
+        if "question_id" not in rec or "text" not in rec:
+            raise DataError(f"{qfile}: line {lineno} lacks question_id or text")
+        questions[int(rec["question_id"])] = (str(rec["text"]), rec.get("category"))
     second = "gpt35" if judge == "gpt4" else "gpt4"
-    key = ["question_id", "model_p", "model_a"]
-    human = _prd_votes(_require(root / "ratings-human", "PRD human ratings"))
-    pref = _prd_votes(_require(root / f"ratings-{judge}", f"PRD {judge} ratings"))
-    other = _prd_votes(root / f"ratings-{second}") if (root / f"ratings-{second}").exists() else None
+
     dropped: Counter = Counter()
-    for name, votes in (("human", human), (judge, pref)):
-        bad = int(votes["vote"].isna().sum())
-        if bad:
-            dropped[f"{name} votes with an unknown score"] += bad
-    agg = lambda v: v.dropna().groupby(key)["vote"].agg(["mean", "size"])  # noqa: E731
-    gold, judged = agg(human), agg(pref)
-    frame = gold.join(judged, how="inner", lsuffix="_gold", rsuffix="_pref")
-    n_pairs_gold_only = len(gold.index.difference(judged.index))
-    if n_pairs_gold_only:
-        dropped[f"(question, pair) with human votes but no {judge} verdict"] += n_pairs_gold_only
-    n_pairs_pref_only = len(judged.index.difference(gold.index))
-    if n_pairs_pref_only:
-        dropped[f"(question, pair) with a {judge} verdict but no human vote"] += n_pairs_pref_only
-    frame = frame.reset_index()
-    if other is not None:
-        second_mean = agg(other)["mean"].rename("pref_gain_2")
-        frame = frame.join(second_mean, on=key)
+    human = _prd_votes(_require(root / "ratings-human", "PRD human ratings"), "human", dropped)
+    pref = _prd_votes(_require(root / f"ratings-{judge}", f"PRD {judge} ratings"), judge, dropped)
+    gold = human.groupby(_KEY)["vote"].agg(["mean", "size"])
+    judged = _judge_mean(pref)
+
+    n_gold_only = len(gold.index.difference(judged.index))
+    if n_gold_only:
+        dropped[f"(question, pair) with human votes but no {judge} verdict"] = n_gold_only
+    n_pref_only = len(judged.index.difference(gold.index))
+    if n_pref_only:
+        dropped[f"(question, pair) with a {judge} verdict but no human vote"] = n_pref_only
+    frame = gold.join(judged, how="inner", lsuffix="_gold", rsuffix="_pref").reset_index()
+    n_candidates = len(gold.index.union(judged.index))
+
+    other_dir = root / f"ratings-{second}"
+    if other_dir.is_dir():
+        other = _prd_votes(other_dir, second, Counter())
+        frame = frame.join(_judge_mean(other)["mean"].rename("pref_gain_2"), on=_KEY)
     else:
+        logger.info("load_prd_vicuna80: %s absent; pref_gain_2 is NaN", other_dir)
         frame["pref_gain_2"] = np.nan
-    frame = frame.merge(questions.rename(columns={"text": "query_text"}), on="question_id", how="left")
+
+    known = frame["question_id"].isin(list(questions))
+    if not known.all():
+        dropped["question_id not in prompts/vicuna_questions.jsonl"] = int((~known).sum())
+        frame = frame[known]
+    qid = frame["question_id"].astype(int)
     frame = pd.DataFrame({
-        "query_id": [f"vicuna-{q}" for q in frame["question_id"]],
-        "question_id": frame["question_id"],
-        "query_text": frame["query_text"],
+        "query_id": "vicuna-" + qid.astype(str),
+        "question_id": qid,
+        "query_text": [questions[q][0] for q in qid],
         "model_p": frame["model_p"], "model_a": frame["model_a"],
         "pair": frame["model_p"] + "|" + frame["model_a"],
-        "gold_gain": frame["mean_gold"], "pref_gain": frame["mean_pref"], "pref_gain_2": frame["pref_gain_2"],
-        "category": frame["category"],
+        "gold_gain": frame["mean_gold"].astype(float), "pref_gain": frame["mean_pref"].astype(float),
+        "pref_gain_2": frame["pref_gain_2"].astype(float),
+        "category": [questions[q][1] for q in qid],
         "n_gold_votes": frame["size_gold"].astype(int), "n_pref_votes": frame["size_pref"].astype(int),
     }).sort_values(["question_id", "pair"], kind="stable").reset_index(drop=True)
-    return _record_drops(frame, dropped, "load_prd_vicuna80")
+    return _record_drops(frame, dropped, f"load_prd_vicuna80(judge={judge!r})", n_candidates)
 
 
 # ---------------------------------------------------------------------------- user tables
+def _read_csv(p: Path, kw: dict) -> pd.DataFrame:
+    return pd.read_csv(p, **kw)
+
+
+def _read_tsv(p: Path, kw: dict) -> pd.DataFrame:
+    return pd.read_csv(p, **{"sep": "\t", **kw})
+
+
+def _read_parquet(p: Path, kw: dict) -> pd.DataFrame:
+    return pd.read_parquet(p, **kw)
+
+
+def _read_jsonl_table(p: Path, kw: dict) -> pd.DataFrame:
+    return pd.read_json(p, **{"lines": True, **kw})
+
+
+def _read_json_records(p: Path, kw: dict) -> pd.DataFrame:
+    return pd.read_json(p, **{"orient": "records", **kw})
+
+
 _READERS = {
-    ".csv": lambda p, kw: pd.read_csv(p, **kw),
-    ".tsv": lambda p, kw: pd.read_csv(p, sep="\t", **kw),
-    ".parquet": lambda p, kw: pd.read_parquet(p, **kw),
-    ".pq": lambda p, kw: pd.read_parquet(p, **kw),
-    ".jsonl": lambda p, kw: pd.read_json(p, lines=True, **kw),
-    ".ndjson": lambda p, kw: pd.read_json(p, lines=True, **kw),
-    ".json": lambda p, kw: pd.read_json(p, **kw),
+    ".csv": _read_csv, ".tsv": _read_tsv,
+    ".parquet": _read_parquet, ".pq": _read_parquet,
+    ".jsonl": _read_jsonl_table, ".ndjson": _read_jsonl_table,
+    ".json": _read_json_records,
 }
+_COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz", ".zst")  # pandas infers these for text formats
 
 
-def load_table(path, **read_kwargs) -> pd.DataFrame:
-    """Read a user's CSV / TSV, Parquet or JSONL (JSON records) file, chosen by extension."""
+def load_table(path: str | os.PathLike, **read_kwargs: Any) -> pd.DataFrame:
+    """Read a user's table, choosing the reader by extension.
+
+    ``.csv``, ``.tsv`` (optionally compressed: ``.csv.gz`` etc.), ``.parquet`` / ``.pq``,
+    ``.jsonl`` / ``.ndjson`` (one JSON object per line) and ``.json`` (a list of records).
+    ``read_kwargs`` go to the pandas reader. Raises DataError for an unknown extension (naming
+    the supported ones), a missing file, or a file the reader cannot parse.
+    """
     path = Path(path)
-    reader = _READERS.get(path.suffix.lower())
+    suffixes = [s.lower() for s in path.suffixes]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in _COMPRESSIONS and len(suffixes) >= 2 and suffixes[-2] in (".csv", ".tsv", ".jsonl", ".ndjson", ".json"):
+        ext = suffixes[-2]
+    reader = _READERS.get(ext)
     if reader is None:
-        raise DataError(f"unsupported file extension {path.suffix!r} for {path}; use one of {sorted(_READERS)}")
-    if not path.exists():
+        shown = repr(path.suffix) if path.suffix else "(none)"
+        raise DataError(f"unsupported file extension {shown} for {path}; supported: "
+                        f"{', '.join(_READERS)} (text formats optionally compressed)")
+    if not path.is_file():
         raise DataError(f"no such file: {path}")
     try:
         return reader(path, read_kwargs)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"could not read {path}: {exc}") from None
+    except (ValueError, OSError) as exc:  # includes pandas / pyarrow parse errors
+        raise DataError(f"could not read {path} as {ext[1:]}: {exc}") from None

@@ -225,13 +225,15 @@ def plot_bias_distribution(effect, *, average: float | None = None, lower: float
 
 
 def plot_group_bias(table: pd.DataFrame, *, average: float | None = None, group_name: str = "group",
-                    max_groups: int = 30, title: str | None = None):
+                    max_groups: int = 30, order_by_size: bool = True, title: str | None = None):
     """Average bias per group with confidence intervals (point and error bars).
 
     ``table`` is indexed by group with ``estimate``, ``lower``, ``upper``, ``n`` and ``n_gold``;
-    the ``max_groups`` largest groups are shown. Returns the Figure.
+    the ``max_groups`` largest groups are shown, largest first (or in table order when
+    ``order_by_size`` is False). Returns the Figure.
     """
-    df = table.sort_values("n", ascending=False).head(max_groups).iloc[::-1]
+    largest = table.sort_values("n", ascending=False, kind="stable").index[:max_groups]
+    df = (table.loc[largest] if order_by_size else table[table.index.isin(largest)]).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.38 * len(df)))
     ypos = np.arange(len(df))
     est = df["estimate"].to_numpy(dtype=float)

@@ -1,4 +1,8 @@
-"""Real-data loaders against the raw files (../shared/data), and user tables."""
+"""Real-data loaders against the raw upstream files (../shared/data or $CAUSAL_ROUTER_DATA),
+the same loaders on tiny hand-made folders (always run), and load_table."""
+
+import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -8,98 +12,330 @@ from causal_router._validation import DataError
 from causal_router.loaders import default_data_dir, load_pandalm, load_prd_vicuna80, load_table
 
 DATA = default_data_dir()
-needs_data = pytest.mark.skipif(DATA is None, reason="real data not found: set CAUSAL_ROUTER_DATA or place ../shared/data")
+SKIP_REASON = "real data not found: set CAUSAL_ROUTER_DATA or place ../shared/data"
+COLUMNS = {"query_id", "query_text", "model_p", "model_a", "pair", "gold_gain", "pref_gain",
+           "pref_gain_2", "category"}
+
+
+def _real(name):
+    if DATA is None or not (DATA / name).is_dir():
+        pytest.skip(f"{SKIP_REASON} (looked for {name}/ in {DATA})")
+    return DATA / name
 
 
 @pytest.fixture(scope="module")
 def pandalm():
-    return load_pandalm(DATA / "pandalm")
+    return load_pandalm(_real("pandalm"))
 
 
 @pytest.fixture(scope="module")
 def prd():
-    return load_prd_vicuna80(DATA / "prd_vicuna80")
+    return load_prd_vicuna80(_real("prd_vicuna80"))
 
 
-@needs_data
+def _agreement(frame, label):
+    gold, pref = frame["gold_gain"].to_numpy(), frame["pref_gain"].to_numpy()
+    agree = float(np.mean(np.sign(gold) == np.sign(pref)))
+    corr = float(np.corrcoef(gold, pref)[0, 1])
+    print(f"{label}: n={len(frame)} sign agreement={agree:.3f} pearson={corr:.3f}")
+    return agree, corr
+
+
+# ---------------------------------------------------------------------------- PandaLM (real)
 def test_pandalm_counts_columns_and_drops(pandalm):
-    # 999 items, 25 GPT-3.5 verdicts are "garbage": 974 rows, 10 model pairs, 169 distinct queries
-    assert len(pandalm) == 974
-    assert pandalm.attrs["dropped"] == {"GPT-3.5 verdict missing or unparseable ('garbage')": 25}
-    assert pandalm["pair"].nunique() == 10 and pandalm["query_id"].nunique() == 169
-    assert {"query_id", "query_text", "model_p", "model_a", "pair", "gold_gain", "pref_gain",
-            "pref_gain_2", "category"} <= set(pandalm.columns)
-    assert pandalm["gold_gain"].between(-1, 1).all() and pandalm["pref_gain"].isin([-1.0, 0.0, 1.0]).all()
+    # 999 items; 25 GPT-3.5 verdicts are "garbage" -> 974 rows (README: ~974)
+    assert len(pandalm) == 974 and abs(len(pandalm) - 974) <= 10
+    assert pandalm.attrs["dropped"] == {"GPT-3.5 verdict unparseable ('garbage' or not 1/2/Tie)": 25}
+    assert COLUMNS | {"item_id"} == set(pandalm.columns)
+    assert pandalm["item_id"].is_unique and pandalm["pair"].nunique() == 10
+    assert pandalm["query_id"].nunique() == 169  # 170 distinct queries, one lost all its rows
+    assert set(pandalm["model_p"]) | set(pandalm["model_a"]) == {
+        "llama-7b", "bloom-7b", "cerebras-gpt-6.7B", "opt-7b", "pythia-6.9b"}
     assert pandalm[["gold_gain", "pref_gain"]].notna().all().all()
+    assert pandalm["gold_gain"].between(-1, 1).all()
+    assert set(np.round(pandalm["gold_gain"] * 3)) <= {-3, -2, -1, 0, 1, 2, 3}
+    assert pandalm["pref_gain"].isin([-1.0, 0.0, 1.0]).all()
+    assert pandalm["pref_gain_2"].dropna().isin([-1.0, 0.0, 1.0]).all()
+    # query_id identifies the query text
+    assert (pandalm.groupby("query_id")["query_text"].nunique() == 1).all()
 
 
-@needs_data
 def test_pandalm_rows_checked_by_hand(pandalm):
-    # idx 0: cmp_key bloom-7b_llama-7b, annotators 2, 2, 2 (response2 = llama better), GPT-3.5 "1"
-    row = pandalm.set_index("item_id").loc["0"]
-    assert (row.model_p, row.model_a) == ("bloom-7b", "llama-7b")
-    assert (row.gold_gain, row.pref_gain, row.pref_gain_2) == (-1.0, 1.0, -1.0)
-    assert row.query_text.startswith("The sentence you are given might be too wordy") and "\n\n" in row.query_text
-    # idx 500: llama-7b_pythia-6.9b, annotators 1, 1, 1, GPT-3.5 "1"
-    row = pandalm.set_index("item_id").loc["500"]
-    assert (row.model_p, row.gold_gain, row.pref_gain) == ("llama-7b", 1.0, 1.0)
+    rows = pandalm.set_index("item_id")
+    # idx 0: cmp_key bloom-7b_llama-7b, annotators 2,2,2, GPT-3.5 "1", PandaLM-7B 2
+    r = rows.loc[0]
+    assert (r.model_p, r.model_a, r.pair) == ("bloom-7b", "llama-7b", "bloom-7b|llama-7b")
+    assert (r.gold_gain, r.pref_gain, r.pref_gain_2) == (-1.0, 1.0, -1.0)
+    assert (r.query_id, r.category) == ("pandalm-q000", "Grammarly")
+    assert r.query_text.startswith("The sentence you are given might be too wordy") and "\n\n" in r.query_text
+    # idx 4: empty input -> query text is the instruction alone; annotators 2,2,2, GPT "2", 7B 2
+    r = rows.loc[4]
+    assert r.query_text == "Come up with some search queries on google about coding stuff."
+    assert (r.model_p, r.model_a, r.gold_gain, r.pref_gain, r.pref_gain_2) == (
+        "cerebras-gpt-6.7B", "pythia-6.9b", -1.0, -1.0, -1.0)
+    # idx 87: cerebras-gpt-6.7B_pythia-6.9b, annotators 1,0,1, GPT "Tie", 7B 1
+    r = rows.loc[87]
+    assert r.query_text == "What sound does this make?\n\n好" and r.category == "Doulingo"
+    assert r.gold_gain == pytest.approx(2 / 3) and (r.pref_gain, r.pref_gain_2) == (0.0, 1.0)
+    # idx 229: bloom-7b_cerebras-gpt-6.7B, annotators 2,0,0, GPT "1", 7B 0
+    r = rows.loc[229]
+    assert (r.model_p, r.model_a, r.category) == ("bloom-7b", "cerebras-gpt-6.7B", "Messenger")
+    assert r.gold_gain == pytest.approx(-1 / 3) and (r.pref_gain, r.pref_gain_2) == (1.0, 0.0)
+    # idx 114 and 116: GPT-3.5 "garbage" -> dropped
+    assert 114 not in rows.index and 116 not in rows.index
 
 
-@needs_data
 def test_pandalm_agreement_matches_the_data_readme(pandalm):
-    agree = np.mean(np.sign(pandalm.gold_gain) == np.sign(pandalm.pref_gain))
-    corr = np.corrcoef(pandalm.gold_gain, pandalm.pref_gain)[0, 1]
-    assert agree == pytest.approx(0.729, abs=0.005) and corr == pytest.approx(0.596, abs=0.005)
+    agree, corr = _agreement(pandalm, "PandaLM gold vs GPT-3.5")
+    assert 0.65 < agree < 0.80 and 0.4 < corr < 0.75  # README: ~0.73 and ~0.60
+    # measured 0.729 and 0.596
+    assert agree == pytest.approx(0.729, abs=0.002) and corr == pytest.approx(0.596, abs=0.002)
+    both = pandalm.dropna(subset=["pref_gain_2"])
+    c2 = float(np.corrcoef(both.gold_gain, both.pref_gain_2)[0, 1])
+    print(f"PandaLM gold vs PandaLM-7B: pearson={c2:.3f}")
+    assert c2 > 0.3
 
 
-@needs_data
-def test_prd_counts_orientation_and_a_row_by_hand(prd):
-    # 80 questions x 10 pairs of the five models GPT-4 judged
-    assert len(prd) == 800 and prd["pair"].nunique() == 10
-    assert (prd["model_p"] < prd["model_a"]).all()  # oriented to the alphabetically first model
-    assert prd["n_gold_votes"].ge(1).all() and prd["pref_gain_2"].notna().all()
-    # question 1, bard vs gpt4: three human votes, all in answer_gpt4-vs-answer_bard, score 1
-    # (gpt4 better) -> -1 each for bard; GPT-4 judged both orders: score 2 in bard-vs-gpt4 and
-    # score 1 in gpt4-vs-bard, both "gpt4 better" -> -1.
-    row = prd[(prd.question_id == 1) & (prd.pair == "bard|gpt4")].iloc[0]
-    assert (row.gold_gain, row.pref_gain, row.n_gold_votes, row.n_pref_votes) == (-1.0, -1.0, 3, 2)
-    assert row.query_text == "How can I improve my time management skills?" and row.category == "generic"
-    corr = np.corrcoef(prd.gold_gain, prd.pref_gain)[0, 1]
-    assert 0.5 < corr < 0.7  # measured 0.598
+# ---------------------------------------------------------------------------- PRD (real)
+def test_prd_counts_columns_and_drops(prd):
+    # 80 questions x 10 pairs of the five models the judges rated (README: ~800); the 1760
+    # (question, pair) combinations with only human votes involve the guanaco models
+    assert len(prd) == 800 and abs(len(prd) - 800) <= 10
+    assert prd.attrs["dropped"] == {"(question, pair) with human votes but no gpt4 verdict": 1760}
+    assert COLUMNS | {"question_id", "n_gold_votes", "n_pref_votes"} == set(prd.columns)
+    assert prd["pair"].nunique() == 10 and prd["query_id"].nunique() == 80
+    assert not prd.duplicated(["query_id", "pair"]).any()
+    assert (prd["model_p"] < prd["model_a"]).all()  # canonical: alphabetically first is model_p
+    assert prd[["gold_gain", "pref_gain", "pref_gain_2"]].notna().all().all()
+    for col in ("gold_gain", "pref_gain", "pref_gain_2"):
+        assert prd[col].between(-1, 1).all()
+    assert prd["n_gold_votes"].value_counts().to_dict() == {3: 480, 1: 320}
+    assert (prd["n_pref_votes"] == 2).all()  # GPT-4 judged both answer orders everywhere
+    assert prd["category"].value_counts()["coding"] == 70
 
 
-@needs_data
-def test_prd_other_judges_and_bad_judge():
-    claude = load_prd_vicuna80(DATA / "prd_vicuna80", judge="claude")
-    assert len(claude) > 700
+def test_prd_rows_checked_by_hand(prd):
+    rows = prd.set_index(["question_id", "pair"])
+    # q1 bard|gpt4: human votes only in answer_gpt4-vs-answer_bard, scores 1,1,1 (gpt4 better)
+    # -> -1 each; GPT-4: bard-vs-gpt4 score 2 and gpt4-vs-bard score 1, both gpt4 -> -1.
+    r = rows.loc[(1, "bard|gpt4")]
+    assert (r.gold_gain, r.pref_gain, r.n_gold_votes, r.n_pref_votes) == (-1.0, -1.0, 3, 2)
+    assert r.query_text == "How can I improve my time management skills?" and r.category == "generic"
+    assert r.query_id == "vicuna-1"
+    # q1 bard|vicuna-13b: humans in the reverse file answer_vicuna-13b-vs-answer_bard, scores
+    # 3,2,3 -> toward bard 0,+1,0 -> 1/3. GPT-4: vicuna-vs-bard 1 (-1 for bard), bard-vs-vicuna
+    # 1 (+1): position bias cancels -> 0. GPT-3.5: vicuna-vs-bard 2 (+1), bard-vs-vicuna 3 (0) -> 0.5
+    r = rows.loc[(1, "bard|vicuna-13b")]
+    assert r.gold_gain == pytest.approx(1 / 3) and (r.pref_gain, r.pref_gain_2) == (0.0, 0.5)
+    # q3 bard|gpt35: humans in answer_gpt35-vs-answer_bard, scores 2,2,1 -> +1,+1,-1 -> 1/3;
+    # GPT-4 1 in both orders -> 0; GPT-3.5: gpt35-vs-bard 2 (+1), bard-vs-gpt35 3 (0) -> 0.5
+    r = rows.loc[(3, "bard|gpt35")]
+    assert r.gold_gain == pytest.approx(1 / 3) and (r.pref_gain, r.pref_gain_2) == (0.0, 0.5)
+
+
+def test_prd_agreement(prd):
+    agree, corr = _agreement(prd, "PRD gold vs GPT-4")
+    assert corr > 0.4 and agree > 0.5  # measured 0.651 and 0.598
+    assert corr == pytest.approx(0.598, abs=0.002)
+
+
+def test_prd_other_judges_and_repeated_runs():
+    root = _real("prd_vicuna80")
+    gpt35 = load_prd_vicuna80(root, judge="gpt35")
+    assert len(gpt35) == 800 and gpt35["pref_gain_2"].notna().all()
+    # gpt35 vs gpt4 was judged twice per order by GPT-3.5 (answer-... and answer_... files).
+    # q1 (model_p = gpt35): gpt35 first: scores 3, 2 -> 0, -1; gpt4 first: 1, 1 -> -1, -1;
+    # order-balanced mean = (-0.5 + -1) / 2 = -0.75. Humans (gpt4-vs-gpt35: 1,1,1) -> -1;
+    # GPT-4 as second judge: gpt35-vs-gpt4 2, gpt4-vs-gpt35 1 -> -1.
+    r = gpt35.set_index(["question_id", "pair"]).loc[(1, "gpt35|gpt4")]
+    assert (r.pref_gain, r.n_pref_votes, r.gold_gain, r.pref_gain_2) == (-0.75, 4, -1.0, -1.0)
+    assert gpt35["n_pref_votes"].value_counts().to_dict() == {2: 720, 4: 80}
+    claude = load_prd_vicuna80(root, judge="claude")
+    assert len(claude) == 800
+    _agreement(gpt35, "PRD gold vs GPT-3.5")
+    _agreement(claude, "PRD gold vs Claude")
+
+
+def test_prd_bad_judge():
     with pytest.raises(DataError, match="judge must be one of"):
-        load_prd_vicuna80(DATA / "prd_vicuna80", judge="llama")
+        load_prd_vicuna80("anywhere", judge="llama")
 
 
-def test_missing_folder_is_named(tmp_path):
-    with pytest.raises(DataError, match="PandaLM test set not found"):
-        load_pandalm(tmp_path)
-    with pytest.raises(DataError, match="PRD questions not found"):
-        load_prd_vicuna80(tmp_path)
+# ---------------------------------------------------------------------------- hand-made folders
+def _write_json(path, obj):
+    path.write_text(json.dumps(obj), encoding="utf-8")
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl", ".tsv"])
+def _write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def _item(idx, key, codes, instruction="Say hi.", inp=""):
+    return {"idx": idx, "motivation_app": "app", "cmp_key": key, "instruction": instruction,
+            "input": inp, "response1": "a", "response2": "b",
+            **{f"annotator{k}": c for k, c in zip((1, 2, 3), codes)}}
+
+
+@pytest.fixture()
+def tiny_pandalm(tmp_path):
+    _write_json(tmp_path / "testset-v1.json", [
+        _item(0, "m1_m2", [1, 1, 0]),                          # kept
+        _item(1, "m2_m1", [2, 2, 2], inp="world"),             # kept, other orientation
+        _item(2, "m1_m2", [1, 1, 1]),                          # GPT garbage -> dropped
+        _item(3, "m1_m2", [1, None, 1]),                       # missing annotator -> dropped
+        _item(4, "m1_m2", [1, 1, 1], instruction="Other."),    # no GPT verdict -> dropped
+        _item(5, "m1_m2", [0, 0, 0], instruction="Later."),    # kept, no PandaLM-7B verdict
+    ])
+    _write_json(tmp_path / "gpt-3.5-turbo-testset-v1.json", [
+        {"idx": i, "gpt_result": v} for i, v in [(0, "Tie"), (1, "2"), (2, "garbage"), (3, "1"), (5, "1")]])
+    _write_json(tmp_path / "pandalm-7b-testset-v1.json", [
+        {"idx": 0, "pandalm_result": 1}, {"idx": 1, "pandalm_result": "0"}, {"idx": 5, "pandalm_result": "x"}])
+    return tmp_path
+
+
+def test_pandalm_logic_on_a_tiny_folder(tiny_pandalm, caplog):
+    with caplog.at_level(logging.INFO, logger="causal_router"):
+        frame = load_pandalm(tiny_pandalm)
+    assert frame["item_id"].tolist() == [0, 1, 5]
+    assert frame["gold_gain"].tolist() == pytest.approx([2 / 3, -1.0, 0.0])
+    assert frame["pref_gain"].tolist() == [0.0, -1.0, 1.0]
+    assert frame["pref_gain_2"].iloc[:2].tolist() == [1.0, 0.0] and np.isnan(frame["pref_gain_2"].iloc[2])
+    assert frame["pair"].tolist() == ["m1|m2", "m2|m1", "m1|m2"]
+    assert frame["query_text"].tolist() == ["Say hi.", "Say hi.\n\nworld", "Later."]
+    # ids number distinct texts over the whole test set: the dropped "Other." keeps q002
+    assert frame["query_id"].tolist() == ["pandalm-q000", "pandalm-q001", "pandalm-q003"]
+    assert frame.attrs["dropped"] == {
+        "GPT-3.5 verdict unparseable ('garbage' or not 1/2/Tie)": 1,
+        "human annotator code missing or not in {0, 1, 2}": 1,
+        "no GPT-3.5 verdict for this idx": 1,
+    }
+    assert "dropped 1: no GPT-3.5 verdict" in caplog.text
+
+
+def test_pandalm_missing_files_are_named(tiny_pandalm, tmp_path_factory):
+    (tiny_pandalm / "pandalm-7b-testset-v1.json").unlink()
+    with pytest.raises(DataError, match="pandalm-7b-testset-v1.json not found"):
+        load_pandalm(tiny_pandalm)
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(DataError, match="testset-v1.json not found"):
+        load_pandalm(empty)
+    with pytest.raises(DataError, match="PandaLM folder not found"):
+        load_pandalm(empty / "nope")
+
+
+def test_pandalm_duplicate_idx_and_bad_json(tiny_pandalm):
+    _write_json(tiny_pandalm / "gpt-3.5-turbo-testset-v1.json", [{"idx": 0, "gpt_result": "1"}] * 2)
+    with pytest.raises(DataError, match="idx 0 appears more than once"):
+        load_pandalm(tiny_pandalm)
+    (tiny_pandalm / "gpt-3.5-turbo-testset-v1.json").write_text("[{", encoding="utf-8")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_pandalm(tiny_pandalm)
+
+
+@pytest.fixture()
+def tiny_prd(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    _write_jsonl(tmp_path / "prompts" / "vicuna_questions.jsonl", [
+        {"question_id": 1, "text": "Q one?", "category": "generic"},
+        {"question_id": 2, "text": "Q two?", "category": "math"}])
+    for d in ("ratings-human", "ratings-gpt4", "ratings-gpt35"):
+        (tmp_path / d).mkdir()
+    human, gpt4, gpt35 = tmp_path / "ratings-human", tmp_path / "ratings-gpt4", tmp_path / "ratings-gpt35"
+    # humans: q1 zz vs aa in the reverse file (zz first): 1 (zz better), 3 (tie) -> toward aa -1, 0;
+    # plus the forward file: 1 (aa better) -> +1; mean 0. q2: only a pair no judge rated.
+    _write_jsonl(human / "answer_zz-vs-answer_aa-human-reviewer_threeclass.jsonl",
+                 [{"question_id": 1, "text": "Q one?", "score": 1}, {"question_id": 1, "text": "Q one?", "score": 3}])
+    _write_jsonl(human / "answer_aa-vs-answer_zz-human-reviewer_threeclass.jsonl",
+                 [{"question_id": 1, "text": "Q one?", "score": 1}, {"question_id": 1, "text": "Q one?", "score": 7}])
+    _write_jsonl(human / "answer_aa-vs-answer_mm-human-reviewer_threeclass.jsonl",
+                 [{"question_id": 2, "text": "Q two?", "score": 2}])
+    # GPT-4: aa-vs-zz 1 (+1 for aa), zz-vs-aa 1 (-1): position bias cancels -> 0
+    _write_jsonl(gpt4 / "answer_aa-vs-answer_zz-gpt4-reviewer-threeclass.jsonl", [{"question_id": 1, "score": 1}])
+    _write_jsonl(gpt4 / "answer_zz-vs-answer_aa-gpt4-reviewer_threeclass.jsonl", [{"question_id": 1, "score": 1}])
+    # GPT-3.5: zz-vs-aa twice (2 and 3 -> toward aa +1, 0), aa-vs-zz once (2 -> -1): (0.5 + -1) / 2
+    _write_jsonl(gpt35 / "answer_zz-vs-answer_aa-gpt35-reviewer_threeclass.jsonl", [{"question_id": 1, "score": 2}])
+    _write_jsonl(gpt35 / "answer-zz-vs-answer-aa-gpt35-reviewer-threeclass.jsonl", [{"question_id": 1, "score": 3}])
+    _write_jsonl(gpt35 / "answer_aa-vs-answer_zz-gpt35-reviewer_threeclass.jsonl", [{"question_id": 1, "score": 2}])
+    return tmp_path
+
+
+def test_prd_logic_on_a_tiny_folder(tiny_prd):
+    frame = load_prd_vicuna80(tiny_prd)
+    assert len(frame) == 1
+    r = frame.iloc[0]
+    assert (r.query_id, r.question_id, r.query_text, r.category) == ("vicuna-1", 1, "Q one?", "generic")
+    assert (r.model_p, r.model_a, r.pair) == ("aa", "zz", "aa|zz")
+    assert (r.gold_gain, r.n_gold_votes, r.pref_gain, r.n_pref_votes) == (0.0, 3, 0.0, 2)
+    assert r.pref_gain_2 == pytest.approx(-0.25)
+    assert frame.attrs["dropped"] == {"human votes whose score is not 1, 2 or 3": 1,
+                                      "(question, pair) with human votes but no gpt4 verdict": 1}
+    # GPT-3.5 as the primary judge, GPT-4 second
+    frame = load_prd_vicuna80(tiny_prd, judge="gpt35")
+    assert (frame.iloc[0].pref_gain, frame.iloc[0].n_pref_votes, frame.iloc[0].pref_gain_2) == (-0.25, 3, 0.0)
+
+
+def test_prd_missing_parts_are_named(tiny_prd, tmp_path_factory):
+    for d in (tiny_prd / "ratings-gpt35").iterdir():
+        d.unlink()
+    (tiny_prd / "ratings-gpt35").rmdir()
+    assert load_prd_vicuna80(tiny_prd)["pref_gain_2"].isna().all()  # second judge optional
+    with pytest.raises(DataError, match="ratings-claude"):
+        load_prd_vicuna80(tiny_prd, judge="claude")
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(DataError, match="vicuna_questions.jsonl not found"):
+        load_prd_vicuna80(empty)
+
+
+# ---------------------------------------------------------------------------- default_data_dir
+def test_default_data_dir_honours_the_env_var(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAUSAL_ROUTER_DATA", str(tmp_path))
+    assert default_data_dir() == tmp_path
+    monkeypatch.delenv("CAUSAL_ROUTER_DATA")
+    monkeypatch.chdir(tmp_path)
+    found = default_data_dir()  # no ../shared/data under tmp_path: the repository-root fallback
+    assert found is None or found.parts[-2:] == ("shared", "data")
+
+
+def test_default_data_dir_relative_to_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("CAUSAL_ROUTER_DATA", raising=False)
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    assert default_data_dir() == (tmp_path / "shared" / "data").resolve()
+
+
+# ---------------------------------------------------------------------------- load_table
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".csv.gz"])
 def test_load_table_round_trips(tmp_path, suffix):
     frame = pd.DataFrame({"x0": [0.5, 1.5], "gain": [1.0, -1.0], "source": ["gold", "preference"]})
     path = tmp_path / f"t{suffix}"
-    if suffix == ".csv":
+    if suffix in (".csv", ".csv.gz"):
         frame.to_csv(path, index=False)
     elif suffix == ".tsv":
         frame.to_csv(path, sep="\t", index=False)
-    elif suffix == ".parquet":
+    elif suffix in (".parquet", ".pq"):
         frame.to_parquet(path, index=False)
+    elif suffix == ".json":
+        frame.to_json(path, orient="records")
     else:
         frame.to_json(path, orient="records", lines=True)
     pd.testing.assert_frame_equal(load_table(path), frame, check_dtype=False)
 
 
+def test_load_table_passes_read_kwargs(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(path, index=False)
+    assert list(load_table(path, usecols=["b"]).columns) == ["b"]
+
+
 def test_load_table_errors(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_table(tmp_path / "absent.csv")
-    with pytest.raises(DataError, match=r"unsupported file extension '\.xlsx'"):
+    with pytest.raises(DataError, match=r"unsupported file extension '\.xlsx'.*\.csv.*\.parquet.*\.jsonl"):
         load_table(tmp_path / "data.xlsx")
+    with pytest.raises(DataError, match="unsupported file extension"):
+        load_table(tmp_path / "noext")
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(DataError, match="could not read"):
+        load_table(bad)
