@@ -94,7 +94,8 @@ class BiasEstimator(BaseEstimator):
         Cross-fitting folds (stratified by source); also the folds of the auto selection.
     min_propensity : float, optional
         Clip propensities to [min_propensity, 1 - min_propensity]. Default: a tenth of the
-        smaller source's share, at least 1e-3.
+        smaller source's share (at least 1e-6), so that clipping bites only where the
+        propensity model puts a row far below the overall share of gold rows.
     inference : {None, "bootstrap"}
         ``"bootstrap"`` makes :meth:`effect_interval` available for every learner (100
         bootstrap refits: slow); ``"forest"`` and ``"linear"`` have intervals without it.
@@ -151,7 +152,7 @@ class BiasEstimator(BaseEstimator):
         X, o, t = data.X, data.outcome, data.treatment
         share = min(data.n_gold, data.n_preference) / len(data)
         self.min_propensity_ = (self.min_propensity if self.min_propensity is not None
-                                else max(1e-3, 0.1 * share))
+                                else max(1e-6, 0.1 * share))
         seed = _seed(self.random_state)
         est = self._make_estimator(seed)
         inference = "bootstrap" if self.inference == "bootstrap" else None
@@ -165,7 +166,7 @@ class BiasEstimator(BaseEstimator):
         nuisances = est._cached_values.nuisances
         if self._family == "r":
             y_res, t_res = (np.asarray(v, dtype=float).reshape(len(o), -1)[:, 0] for v in nuisances[:2])
-            propensity = t - t_res
+            propensity = np.round(t - t_res, 12)  # t - (t - p) carries rounding error in the last bits
             raw = propensity
         else:
             y_pred, clipped, raw = nuisances
