@@ -132,7 +132,8 @@ def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
     if {"pooled", "all_golden"} <= set(summary.index):
         for metric in ("oracle_share", "peak_efficiency_gain"):
             lo, hi = summary.loc["pooled", metric], summary.loc["all_golden", metric]
-            summary[f"gap_closed_{metric}"] = (summary[metric] - lo) / (hi - lo) if hi != lo else np.nan
+            # undefined where the oracle does not beat Pooled: there is no gap to close
+            summary[f"gap_closed_{metric}"] = (summary[metric] - lo) / (hi - lo) if hi > lo else np.nan
     return summary
 
 

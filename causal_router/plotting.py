@@ -1,15 +1,13 @@
-"""Figures. Every figure the package draws is made here (matplotlib, Agg-safe)."""
+"""Figures. Every figure the package draws is made here (matplotlib; the backend is left to
+the caller: the CLI uses Agg, a notebook its inline backend)."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 __all__ = ["plot_experiment_curves", "plot_split_curves", "METHOD_LABELS"]
 

@@ -5,8 +5,9 @@ variables (``CR_NB_RUNS``, ``CR_NB_N``, ...); the kernel inherits the ones set h
 that read the real data sets (PandaLM, PRD Vicuna80) are skipped when
 ``causal_router.loaders.default_data_dir()`` finds no data folder.
 
-Measured on a 2-core machine with these settings: 01 about 11 s, 02 about 65 s, 05 about 50 s
-(module about 2.2 minutes, under the 3 minutes above which it would be marked slow).
+Measured on a 2-core machine with these settings (kernel start included, two sessions): 01 15-20 s,
+02 37-57 s, 05 36-45 s; the module 1.5-2 minutes, under the 3 minutes above which it would be
+marked slow.
 """
 
 from __future__ import annotations
@@ -94,7 +95,6 @@ def test_notebook_runs(path, python3_kernel, tmp_path, monkeypatch):
         monkeypatch.setenv("CAUSAL_ROUTER_DATA", str(Path(data_dir).resolve()))
     for name, value in SMALL_SIZES.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.chdir(tmp_path)
 
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name=python3_kernel,
