@@ -5,7 +5,7 @@
     causal-router route DATA --router FILE   route the queries of a file
     causal-router evaluate DATA --router FILE --gold-gain COL
     causal-router experiment                 the paper's Monte Carlo experiment
-    causal-router diagnose / refute          CATE diagnostics and dowhy refutations
+    causal-router diagnose                   CATE diagnostics of the bias
 
 Bad arguments or bad data print one line on stderr and exit with code 2.
 """
@@ -229,14 +229,8 @@ def cmd_diagnose(args) -> int:
     return run_cli(args)
 
 
-def cmd_refute(args) -> int:
-    from .refute import run_cli
-
-    return run_cli(args)
-
-
 def _add_input_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by diagnose and refute: built-in data by default, or a user's file."""
+    """Options of diagnose: built-in data by default, or a user's file."""
     p.add_argument("data", nargs="?", help="CSV, Parquet or JSONL file (default: built-in generator)")
     p.add_argument("--features", help="comma-separated feature columns")
     p.add_argument("--feature-prefix", default="x", help="use every column starting with this (default: x)")
@@ -340,12 +334,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-by", help="column to average the bias by (category, model pair)")
     p.add_argument("--out", default="diagnostics_report")
     p.set_defaults(func=cmd_diagnose)
-
-    p = sub.add_parser("refute", help="dowhy refutations of the bias estimate")
-    _add_input_options(p)
-    p.add_argument("--thorough", action="store_true", help="publication-grade simulation counts")
-    p.add_argument("--out", default="refutation_report")
-    p.set_defaults(func=cmd_refute)
     return parser
 
 

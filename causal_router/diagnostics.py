@@ -168,7 +168,7 @@ class Diagnostics:
         """Write ``<name>.png`` per figure, ``diagnostics.json`` and ``report.html`` into ``folder``.
 
         ``extra_sections`` is a list of (title, html) appended to the report after the
-        diagnostics (the extension point used by :mod:`causal_router.refute`); the html is
+        diagnostics (the extension point for refutation results); the html is
         inserted as is. The report embeds the figures (base64), so it is self-contained.
         Returns the folder as a Path.
         """
@@ -225,9 +225,9 @@ class Diagnostics:
             for title, body in extra_sections:
                 parts.append(f"<h2>{_e(title)}</h2>{body}")
         else:
-            parts.append("<h2>Refutation tests</h2><p class='meta'>Not part of this report: run "
-                         "<code>causal-router refute</code> for dowhy's placebo, random-common-cause and "
-                         "subset refutations of the bias estimate.</p>")
+            parts.append("<h2>Refutation tests</h2><p class='meta'>Not part of this report: dowhy "
+                         "refutations of the bias estimate (placebo, random common cause, data "
+                         "subset) are not in this release yet.</p>")
         parts.append("<h2>All numbers</h2><details><summary>diagnostics.json</summary><pre>"
                      f"{_e(json.dumps(n, indent=2, allow_nan=False))}</pre></details>")
         parts.append("</body></html>")
