@@ -206,8 +206,6 @@ class BiasEstimator(BaseEstimator):
             phi = y_pred[:, 1] - y_pred[:, 0]
         self.pseudo_outcomes_ = phi / self.scale_
         est._cached_values = None  # release the cached copy of the training data
-        if self.n_clipped_:
-            self.n_clipped_ = int(self.n_clipped_)
         return self
 
     def _check_params(self) -> None:
@@ -232,8 +230,7 @@ class BiasEstimator(BaseEstimator):
 
         model_y = clone(self.model_y) if self.model_y is not None else default_regressor(seed)
         model_t = clone(self.model_t) if self.model_t is not None else default_propensity(seed)
-        folds = self.cv
-        common = {"cv": folds, "random_state": seed}
+        common = {"cv": self.cv, "random_state": seed}
         # the clipper also hides CV-tuned models (LogisticRegressionCV) from econml's own
         # model selection, which would otherwise replace their tuning
         model_t = ClippedClassifier(model_t, self.min_propensity_)
