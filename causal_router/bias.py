@@ -99,6 +99,9 @@ class BiasEstimator(BaseEstimator):
     inference : {None, "bootstrap"}
         ``"bootstrap"`` makes :meth:`effect_interval` available for every learner (100
         bootstrap refits: slow); ``"forest"`` and ``"linear"`` have intervals without it.
+    use_ray : bool
+        Fit the cross-fitting folds as Ray tasks (econml's ``use_ray``; extra ``[ray]``) on the
+        cluster ``ray.init(address=...)`` connected to, or a local one. Same result as without.
     random_state : int or None
 
     Attributes
@@ -124,6 +127,7 @@ class BiasEstimator(BaseEstimator):
         cv: int = 5,
         min_propensity: float | None = None,
         inference: str | None = None,
+        use_ray: bool = False,
         random_state=None,
     ):
         self.learner = learner
@@ -133,6 +137,7 @@ class BiasEstimator(BaseEstimator):
         self.cv = cv
         self.min_propensity = min_propensity
         self.inference = inference
+        self.use_ray = use_ray
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
@@ -230,7 +235,7 @@ class BiasEstimator(BaseEstimator):
 
         model_y = clone(self.model_y) if self.model_y is not None else default_regressor(seed)
         model_t = clone(self.model_t) if self.model_t is not None else default_propensity(seed)
-        common = {"cv": self.cv, "random_state": seed}
+        common = {"cv": self.cv, "random_state": seed, "use_ray": bool(self.use_ray)}
         # the clipper also hides CV-tuned models (LogisticRegressionCV) from econml's own
         # model selection, which would otherwise replace their tuning
         model_t = ClippedClassifier(model_t, self.min_propensity_)

@@ -229,8 +229,14 @@ def cmd_diagnose(args) -> int:
     return run_cli(args)
 
 
+def cmd_refute(args) -> int:
+    from .refute import run_cli
+
+    return run_cli(args)
+
+
 def _add_input_options(p: argparse.ArgumentParser) -> None:
-    """Options of diagnose: built-in data by default, or a user's file."""
+    """Options of diagnose and refute: built-in data by default, or a user's file."""
     p.add_argument("data", nargs="?", help="CSV, Parquet or JSONL file (default: built-in generator)")
     p.add_argument("--features", help="comma-separated feature columns")
     p.add_argument("--feature-prefix", default="x", help="use every column starting with this (default: x)")
@@ -332,8 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="CATE diagnostics of the bias: overlap, calibration, heterogeneity")
     _add_input_options(p)
     p.add_argument("--group-by", help="column to average the bias by (category, model pair)")
+    p.add_argument("--refute", action="store_true",
+                   help="also run the default refutation suite and add its section to the report")
     p.add_argument("--out", default="diagnostics_report")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("refute", help="dowhy refutations and sensitivity analysis of the bias estimate")
+    _add_input_options(p)
+    p.add_argument("--thorough", action="store_true",
+                   help="publication-grade simulation counts (about 10x the default cost)")
+    p.add_argument("--backend", default="loky", choices=["loky", "ray"])
+    p.add_argument("--ray-address", default=None, help="ray.init address (default: local)")
+    p.add_argument("--out", default="refutation_report")
+    p.set_defaults(func=cmd_refute)
     return parser
 
 

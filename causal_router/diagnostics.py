@@ -225,9 +225,12 @@ class Diagnostics:
             for title, body in extra_sections:
                 parts.append(f"<h2>{_e(title)}</h2>{body}")
         else:
-            parts.append("<h2>Refutation tests</h2><p class='meta'>Not part of this report: dowhy "
-                         "refutations of the bias estimate (placebo, random common cause, data "
-                         "subset) are not in this release yet.</p>")
+            parts.append("<h2>Refutation tests</h2><p class='meta'>Not part of this report: run "
+                         "<code>causal-router diagnose --refute</code>, or pass "
+                         "<code>extra_sections=[(\"Refutation tests\", refute(data).html())]</code> to "
+                         "<code>Diagnostics.save</code>, to add dowhy's refutations of the bias estimate "
+                         "(placebo, random common cause, data subset, bootstrap, dummy outcome, "
+                         "unobserved common cause).</p>")
         parts.append("<h2>All numbers</h2><details><summary>diagnostics.json</summary><pre>"
                      f"{_e(json.dumps(n, indent=2, allow_nan=False))}</pre></details>")
         parts.append("</body></html>")
@@ -1090,7 +1093,15 @@ def run_cli(args) -> int:
         warnings.simplefilter("ignore", OverlapWarning)  # printed from the numbers below
         diag = diagnose(data, bias, groups=groups, texts=texts, n_jobs=args.n_jobs, random_state=args.seed,
                         progress=True)
-    out = diag.save(args.out)
+    sections = None
+    if getattr(args, "refute", False):
+        from .refute import refute
+
+        report = refute(data, bias, n_jobs=args.n_jobs, random_state=args.seed, progress=True)
+        report.save(args.out)
+        sections = [("Refutation tests", report.html())]
+        print(report.summary())
+    out = diag.save(args.out, extra_sections=sections)
     print(diag.summary())
     print(f"report written to {out / 'report.html'} (figures and diagnostics.json in {out}/)")
     return 0

@@ -31,3 +31,12 @@ def small_frame():
     gain = X[:, 0] + np.where(source == "gold", 0.5, 0.0) + 0.1 * rng.standard_normal(n)
     return pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "gain": gain, "source": source,
                          "qid": [f"q{i}" for i in range(n)]})
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray instance shared by the Ray tests (skipped without the [ray] extra)."""
+    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()

@@ -94,3 +94,12 @@ def test_effect_checks_feature_count(r_fit):
 
     with pytest.raises(DataError, match="X has 3 features, the bias model was fitted with 50"):
         r_fit.effect(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("learner", ["r", "dr"])
+def test_ray_cross_fitting_gives_identical_results(split, learner, local_ray):
+    data = split.train.subset(np.arange(1500))
+    local = BiasEstimator(learner, cv=3, random_state=0).fit(data)
+    on_ray = BiasEstimator(learner, cv=3, use_ray=True, random_state=0).fit(data)
+    np.testing.assert_allclose(on_ray.effect(data.X), local.effect(data.X), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(on_ray.propensity_, local.propensity_, rtol=0, atol=1e-12)

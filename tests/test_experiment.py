@@ -64,12 +64,7 @@ def test_unknown_method_is_refused(tiny):
                        n_test=100, progress=False)
 
 
-def test_ray_backend_gives_identical_results(tiny, result):
-    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        on_ray = run_experiment(tiny, feature_columns(12), methods=METHODS, n_runs=3, n_gold=80, n_test=200,
-                                n_jobs=2, backend="ray", random_state=11, progress=False)
-    finally:
-        ray.shutdown()
+def test_ray_backend_gives_identical_results(tiny, result, local_ray):
+    on_ray = run_experiment(tiny, feature_columns(12), methods=METHODS, n_runs=3, n_gold=80, n_test=200,
+                            n_jobs=2, backend="ray", random_state=11, progress=False)
     pd.testing.assert_frame_equal(result.runs, on_ray.runs)

@@ -1,0 +1,920 @@
+"""Robustness refutations of the bias estimate with dowhy (``causal-router refute``).
+
+The pooled rows are put into a dowhy :class:`~dowhy.CausalModel`:
+
+- treatment ``t`` = 1 for a gold-standard evaluation, 0 for a preference one (int 0/1);
+- outcome ``o`` = the observed gain on the preference scale (:attr:`EvalData.outcome`);
+- common causes = the query features. They are what may drive both which mechanism evaluates a
+  query (a team sends hard or long queries to the experts) and the gain; unconfoundedness says
+  they are the only such variables. Identification uses dowhy's ``maximal-adjustment`` backdoor
+  set (all features), because its default exhaustive search takes minutes with 50 features;
+- effect modifiers = the same features (the bias varies with the query; without them econml
+  gets X=None and fits one constant effect).
+
+dowhy hands the effect modifiers to econml as X and the common causes as W, so the nuisance
+models would see every feature twice; each nuisance model starts with :class:`UniqueColumns`,
+which drops the copies, and sees each feature once (plus any column a refuter adds, such as the
+random common cause). The final (CATE) stage sees X only.
+
+The estimate is made with the econml learner of the router through dowhy's econml integration
+(``method_name="backdoor.econml.dml.NonParamDML"`` for learners "r" and "auto",
+``econml.dr.DRLearner`` for "dr", ``econml.dr.LinearDRLearner`` for "linear",
+``econml.dml.CausalForestDML`` for "forest"), and the estimand is the average bias: the mean
+CATE over the rows (``estimate.value``), reported on the gold scale (divided by
+``data.scale_``). Every refuter simulation refits the whole estimator, cross-fitting included.
+
+Nuisances of the refits (module docstring of :mod:`causal_router.models` for the router's):
+
+- outcome model: the router's LightGBM, but offering every feature to every tree
+  (``colsample_bytree=1``). With column subsampling, adding any column (the random common
+  cause) redraws LightGBM's feature subsets and moves the estimate by the model's seed noise,
+  which the refuter would read as sensitivity to an irrelevant covariate;
+- propensity: the router's L2 logistic regression clipped by :class:`ClippedClassifier`. In the
+  default suite its penalty is chosen once by cross-validation on the data and then frozen for
+  every refit (the cross-validated search is two thirds of a refit's cost); ``thorough=True``
+  keeps the cross-validated search in every refit;
+- final stage: the router's (ridge by default);
+- folds: 3 in the default suite, the estimator's ``cv`` (5) with ``thorough=True``; stratified by
+  source, and identical rows (bootstrap duplicates) are kept in one fold, otherwise a row's copy
+  trains the nuisance model that predicts it and the bias shrinks (measured on the generator:
+  -8% on average).
+
+Refuters (one row each in :attr:`RefutationReport.table`; rules in :data:`RULES`):
+placebo treatment (permuted), random common cause, data subset (80%), bootstrap, dummy outcome
+(permuted outcome), unobserved common cause (dowhy's direct simulation over a path of
+strengths: the tipping point), and econml's omitted-variable-bias sensitivity (robustness
+value). dowhy's own ``n_jobs`` is not used: its refuters pass one ``RandomState`` to every
+joblib task (parallel tasks then draw identical placebos) or reseed ``data.sample`` with the same
+integer (every subset identical), and its 2-D sensitivity grid modifies the data in place across
+grid cells. Here every simulation is one call of the dowhy refuter with its own seed, run in a
+joblib pool (``n_jobs``) with a progress bar, so results reproduce with ``random_state`` and do not
+depend on ``n_jobs``.
+
+Cost (measured with ``benchmarks/bench_pipeline.py refute``, generator, 5,000 rows x 50
+features, 2 cores): the default suite refits the estimator 94 times in 39-41 s with
+``n_jobs=2`` (67-68 s with one); ``thorough=True`` 562 times in 465-474 s.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.model_selection import StratifiedKFold
+
+from ._validation import DataError
+from .bias import BiasEstimator
+from .data import EvalData
+from .diagnostics import _CSS, _jsonable
+from .diagnostics import _e as _escape
+from .models import ClippedClassifier, default_propensity, default_regressor, final_stage
+
+__all__ = ["refute", "RefutationReport", "run_cli", "UniqueColumns", "DuplicateAwareKFold", "RULES",
+           "DEFAULT_SIMULATIONS", "THOROUGH_SIMULATIONS"]
+
+logger = logging.getLogger("causal_router")
+
+# ---------------------------------------------------------------------------- settings
+#: Simulations (estimator refits) per resampling refuter in the default suite.
+DEFAULT_SIMULATIONS = {"placebo_treatment": 20, "random_common_cause": 10, "data_subset": 20,
+                       "bootstrap": 20, "dummy_outcome": 10}
+#: ... and with ``thorough=True`` (100 each: dowhy then uses its percentile test).
+THOROUGH_SIMULATIONS = {k: 100 for k in DEFAULT_SIMULATIONS}
+#: Strengths s of the simulated unobserved confounder and the draws of it per strength (the
+#: estimate at a strength is the mean over draws). At s the confounder U ~ N(0, 1) flips the
+#: mechanism of the s x (gold share) rows with the largest U and moves the gain by s sd(gain) per
+#: unit of U, toward zero effect.
+DEFAULT_STRENGTHS = (0.05, 0.1, 0.15, 0.25, 0.5, 1.0)
+DEFAULT_DRAWS = 2
+THOROUGH_STRENGTHS = tuple(float(s) for s in np.round(np.arange(0.05, 1.0001, 0.05), 2))
+THOROUGH_DRAWS = 3
+DEFAULT_CV = 3
+SUBSET_FRACTION = 0.8
+
+ALPHA = 0.05
+#: A shift smaller than this many standard errors of the estimate is immaterial.
+MATERIAL_SE = 0.5
+#: The placebo's z for "the real assignment stands out" (two-sided, ALPHA).
+STANDOUT_Z = float(stats.norm.ppf(1 - ALPHA / 2))
+#: The largest "moderate" strength of the simulated confounder; the sign must survive it. At
+#: s = 0.25 the simulated confounder has a partial R^2 of about 0.09 with the gain and 0.02 with
+#: the gold/preference assignment (measured on the generator, 5,000 and 1,500 rows): the order of
+#: econml's default 5% level below.
+MODERATE_STRENGTH = 0.25
+#: econml's default level of confounding (partial R^2 with treatment and with outcome).
+MODERATE_R2 = 0.05
+
+REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "bootstrap", "dummy_outcome",
+            "unobserved_common_cause", "sensitivity_robustness_value")
+
+_TITLES = {
+    "placebo_treatment": "Placebo treatment (permuted)",
+    "random_common_cause": "Random common cause",
+    "data_subset": f"Data subset ({SUBSET_FRACTION:.0%})",
+    "bootstrap": "Bootstrap",
+    "dummy_outcome": "Dummy outcome (permuted)",
+    "unobserved_common_cause": "Unobserved common cause (dowhy direct simulation)",
+    "sensitivity_robustness_value": "Omitted-variable sensitivity (econml robustness value)",
+}
+
+#: The pass rule of each refuter, as printed in the table.
+RULES = {
+    "placebo_treatment": (
+        f"pass if zero lies within the placebo estimates (two-sided p > {ALPHA} from dowhy's test, or their "
+        f"mean within {MATERIAL_SE} SE of zero) and the estimate stands out from them "
+        f"(|estimate - placebo mean| > {STANDOUT_Z:.2f} placebo sd)"),
+    "random_common_cause": (
+        f"pass if the estimate lies within the refits' distribution (two-sided p > {ALPHA} from dowhy's test) "
+        f"or their mean moved by less than {MATERIAL_SE} SE"),
+    "data_subset": (
+        f"pass if the estimate lies within the subsets' distribution (two-sided p > {ALPHA} from dowhy's test) "
+        f"or their mean moved by less than {MATERIAL_SE} SE"),
+    "bootstrap": (
+        f"pass if the estimate lies within the bootstrap distribution (two-sided p > {ALPHA} from dowhy's test) "
+        f"or its mean moved by less than {MATERIAL_SE} SE"),
+    "dummy_outcome": (
+        f"pass if zero lies within the dummy-outcome estimates (two-sided p > {ALPHA} from dowhy's test) "
+        f"or their mean is within {MATERIAL_SE} SE of zero"),
+    "unobserved_common_cause": (
+        f"pass if the estimate keeps its sign under every simulated confounder of strength s <= "
+        f"{MODERATE_STRENGTH} (it reassigns the mechanism of s x n_gold rows and moves the gain by "
+        "s sd per sd of the confounder)"),
+    "sensitivity_robustness_value": (
+        f"pass if the robustness value exceeds {MODERATE_R2}: a confounder explaining {MODERATE_R2:.0%} of the "
+        "residual variance of both treatment and outcome cannot move the (partially linear) estimate to zero"),
+}
+
+# internal column names (the refuters add 'placebo', 'w_random', 'dummy_outcome', 'simulated')
+_T, _O = "t_gold", "o_gain"
+
+_METHODS = {
+    "r": "backdoor.econml.dml.NonParamDML",
+    "auto": "backdoor.econml.dml.NonParamDML",
+    "dr": "backdoor.econml.dr.DRLearner",
+    "linear": "backdoor.econml.dr.LinearDRLearner",
+    "forest": "backdoor.econml.dml.CausalForestDML",
+}
+
+
+# ---------------------------------------------------------------------------- nuisance helpers
+class UniqueColumns(TransformerMixin, BaseEstimator):
+    """Drop columns that repeat an earlier column (learned at fit; shape (n, d) -> (n, d_unique)).
+
+    dowhy passes the query features to econml as both X and W; econml stacks [X, W] for the
+    nuisance models, so each feature arrives twice.
+    """
+
+    def fit(self, X, y=None):
+        X = np.asarray(X)
+        _, first = np.unique(X, axis=1, return_index=True)
+        self.keep_ = np.sort(first)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        return np.asarray(X)[:, self.keep_]
+
+
+class DuplicateAwareKFold:
+    """Stratified K-fold cross-fitting splitter that keeps identical rows in one fold.
+
+    A bootstrap sample repeats rows; with ordinary folds a row's copy trains the outcome model
+    that predicts it, its residual shrinks and so does the estimated bias. Without duplicates
+    (or when one group of identical rows would exceed half a fold) this is
+    ``StratifiedKFold(n_splits, shuffle=True, random_state)``.
+    """
+
+    def __init__(self, n_splits: int = 3, random_state=None):
+        self.n_splits = n_splits
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def split(self, X, y, groups=None):
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y).reshape(len(X), -1)[:, 0]
+        plain = StratifiedKFold(self.n_splits, shuffle=True, random_state=self.random_state)
+        _, first, inverse, counts = np.unique(X, axis=0, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        inverse = inverse.reshape(-1)
+        if len(first) == len(X) or counts.max() > len(X) / (2 * self.n_splits):
+            yield from plain.split(X, y)
+            return
+        try:
+            rep_folds = list(plain.split(X[first], y[first]))
+        except ValueError:  # too few representatives of a class: fall back to plain folds
+            yield from plain.split(X, y)
+            return
+        for _, test_rep in rep_folds:
+            test = np.isin(inverse, test_rep)
+            yield np.flatnonzero(~test), np.flatnonzero(test)
+
+
+# ---------------------------------------------------------------------------- report
+@dataclass
+class RefutationReport:
+    """Result of :func:`refute`.
+
+    Attributes
+    ----------
+    table : DataFrame, one row per refuter (``REFUTERS``) with ``refuter``, ``original_effect``,
+        ``refuted_effect``, ``p_value``, ``passed``, ``rule``, ``reading``, ``n_simulations``,
+        ``refuted_sd``. Effects on the gold scale; ``p_value`` is NaN where none is defined.
+    simulations : dict refuter -> ndarray of the refitted estimates (gold scale).
+    sensitivity_path : DataFrame with ``strength``, ``kappa_t`` (flip probability), ``kappa_y``
+        (outcome coefficient, preference scale), ``effect`` (gold scale, mean over draws), ``draws``.
+    econml_sensitivity : dict of econml's sensitivity numbers (theta, bounds, robustness values).
+    meta : dict (rows, learner, dowhy method, common causes, folds, counts, runtime_seconds, ...).
+    """
+
+    table: pd.DataFrame
+    simulations: dict
+    sensitivity_path: pd.DataFrame
+    econml_sensitivity: dict
+    meta: dict
+    figures: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        """True if every refuter passed."""
+        return bool(self.table["passed"].all())
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the refuters that failed."""
+        return [str(r) for r in self.table.loc[~self.table["passed"], "refuter"]]
+
+    def __repr__(self) -> str:
+        return (f"RefutationReport(passed={self.passed}, failed={self.failed}, "
+                f"estimate={self.meta['original_effect']:.4g}, runtime={self.meta['runtime_seconds']:.1f}s)")
+
+    def summary(self) -> str:
+        """A plain-text summary: one line per refuter."""
+        m = self.meta
+        lines = [f"Refutations of the average bias {m['original_effect']:.4f} (gold scale; learner "
+                 f"{m['learner']!r} via {m['method_name']}; {m['n']} rows, {m['n_gold']} gold); "
+                 f"{'all passed' if self.passed else 'FAILED: ' + ', '.join(self.failed)}"]
+        for _, r in self.table.iterrows():
+            lines.append(f"  [{'pass' if r['passed'] else 'FAIL'}] {r['refuter']}: {r['reading']}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Every number as JSON-ready types (NaN -> None)."""
+        return _jsonable({
+            "passed": self.passed,
+            "table": self.table.to_dict(orient="records"),
+            "simulations": {k: np.asarray(v, dtype=float) for k, v in self.simulations.items()},
+            "sensitivity_path": self.sensitivity_path.to_dict(orient="records"),
+            "econml_sensitivity": self.econml_sensitivity,
+            "rules": RULES,
+            "meta": self.meta,
+        })
+
+    def to_json(self, path=None, indent: int = 2) -> str:
+        """The report as a JSON string; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def figure(self):
+        """The refutation figure (simulated estimates per refuter and the confounder path)."""
+        if "refutations" not in self.figures:
+            from .plotting import plot_refutations
+
+            fig = plot_refutations(self.simulations, self.meta["original_effect"], self.sensitivity_path,
+                                   moderate=MODERATE_STRENGTH)
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+            self.figures["refutations"] = fig
+        return self.figures["refutations"]
+
+    def _figure_png(self, dpi: int = 110) -> bytes:
+        buf = io.BytesIO()
+        self.figure().savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        return buf.getvalue()
+
+    def html(self, *, include_figure: bool = True) -> str:
+        """An HTML fragment (no <html>/<body>) for the diagnostics report
+        (``Diagnostics.save(folder, extra_sections=[("Refutation tests", report.html())])``).
+        Uses the diagnostics report's CSS classes (``reading fine|warning|info``, ``grid``, ``kv``, ``meta``)."""
+        m = self.meta
+        e = _escape
+        status = "fine" if self.passed else "warning"
+        head = ("All refuters passed: nothing in these checks contradicts the estimated average bias."
+                if self.passed else
+                "Failed: " + ", ".join(_TITLES[f].lower() for f in self.failed)
+                + ". Read the failing rows before trusting the bias correction.")
+        parts = [
+            f"<p class='meta'>Average bias (mean CATE, gold scale) {m['original_effect']:.4g}, re-estimated "
+            f"by every refuter with econml <code>{e(m['method_name'].split('.', 1)[1])}</code> through dowhy "
+            f"({m['cv']} cross-fitting folds; {m['n']} rows, {m['n_gold']} gold). Treatment: gold (1) vs "
+            f"preference (0) evaluation; outcome: the gain; common causes and effect modifiers: the "
+            f"{m['n_features']} query features. {e(m['suite'])} suite, {m['n_refits']} refits in "
+            f"{m['runtime_seconds']:.1f} s (n_jobs={m['n_jobs']}).</p>",
+            f"<div class='reading {status}'><b>{e(head)}</b></div>",
+        ]
+        head_cells = ["refuter", "estimate", "refuted", "p-value", "verdict", "reading"]
+        rows = []
+        for _, r in self.table.iterrows():
+            verdict = "pass" if r["passed"] else "<b style='color:#d62728'>FAIL</b>"
+            rows.append("<tr>" + "".join([
+                f"<td>{e(_TITLES[r['refuter']])}</td>", f"<td>{_num(r['original_effect'])}</td>",
+                f"<td>{_num(r['refuted_effect'])}</td>", f"<td>{_num(r['p_value'])}</td>",
+                f"<td>{verdict}</td>", f"<td>{e(r['reading'])}</td>"]) + "</tr>")
+        parts.append("<table class='grid'><tr>" + "".join(f"<th>{h}</th>" for h in head_cells) + "</tr>"
+                     + "".join(rows) + "</table>")
+        path = self.sensitivity_path
+        if len(path):
+            cells = "".join(f"<tr><td>{s:.3g}</td><td>{kt:.3g}</td><td>{ky:.3g}</td><td>{_num(v)}</td></tr>"
+                            for s, kt, ky, v in path[["strength", "kappa_t", "kappa_y", "effect"]].itertuples(index=False))
+            parts.append("<h3>Simulated unobserved confounder</h3><table class='grid'><tr><th>strength s</th>"
+                         "<th>flip probability</th><th>outcome coefficient</th><th>estimate (gold scale)</th>"
+                         f"</tr>{cells}</table>")
+        es = self.econml_sensitivity
+        if es.get("available"):
+            parts.append("<h3>econml sensitivity analysis</h3><table class='kv'>" + "".join(
+                f"<tr><th>{e(k)}</th><td>{_num(v) if not isinstance(v, str) else e(v)}</td></tr>" for k, v in [
+                    ("estimator", es["estimator"]), ("theta (gold scale)", es["theta"]),
+                    (f"theta bounds at c_y = c_t = {MODERATE_R2}", f"[{es['theta_lower']:.4g}, {es['theta_upper']:.4g}]"),
+                    (f"confidence bounds at c_y = c_t = {MODERATE_R2}", f"[{es['ci_lower']:.4g}, {es['ci_upper']:.4g}]"),
+                    ("robustness value (theta)", es["robustness_value"]),
+                    ("robustness value (confidence interval)", es["robustness_value_ci"])]) + "</table>")
+        parts.append("<details><summary>Rules</summary><ul>" + "".join(
+            f"<li><b>{e(_TITLES[k])}</b>: {e(v)}</li>" for k, v in RULES.items()) + "</ul></details>")
+        if include_figure:
+            img = base64.b64encode(self._figure_png()).decode("ascii")
+            parts.append(f"<figure><img alt='refutations' src='data:image/png;base64,{img}'>"
+                         "<figcaption>refutations.png</figcaption></figure>")
+        return "\n".join(parts)
+
+    def save(self, folder) -> Path:
+        """Write ``refutations.csv``, ``refutations.json``, ``refutations.png`` and a standalone
+        ``refutations.html`` into ``folder``; returns the folder as a Path."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.table.to_csv(folder / "refutations.csv", index=False)
+        self.to_json(folder / "refutations.json")
+        (folder / "refutations.png").write_bytes(self._figure_png())
+        page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>causal-router: refutations "
+                f"of the bias estimate</title><style>{_CSS}</style></head><body><h1>Refutation tests of the "
+                f"preference bias</h1>{self.html()}</body></html>")
+        (folder / "refutations.html").write_text(page, encoding="utf-8")
+        return folder
+
+
+# ---------------------------------------------------------------------------- main entry point
+def refute(
+    data: EvalData,
+    bias: BiasEstimator | None = None,
+    *,
+    thorough: bool = False,
+    n_jobs: int = 1,
+    backend: str = "loky",
+    random_state=None,
+    progress: bool = True,
+    n_simulations: int | dict | None = None,
+) -> RefutationReport:
+    """Run dowhy's refuters and econml's sensitivity analysis on the average bias.
+
+    Parameters
+    ----------
+    data : EvalData with gold and preference rows (n rows, d features).
+    bias : BiasEstimator, optional
+        Supplies the learner ("r" by default), custom nuisance / final models, ``min_propensity``
+        and, with ``thorough=True``, ``cv``. A fitted "auto" estimator supplies its chosen final
+        stage (an unfitted one is fitted first). It is not modified.
+    thorough : bool
+        Publication-grade counts (100 simulations per refuter, 20 confounder strengths x 3
+        draws, the estimator's folds and cross-validated propensity in every refit): about 10x
+        the default cost.
+    n_jobs : int
+        Parallel simulations (joblib processes; -1 = all cores). Results do not depend on it.
+    backend : {"loky", "ray"}
+        joblib backend of the simulations. ``"ray"`` runs them on the Ray cluster that
+        ``ray.init(address=...)`` connected to (extra ``[ray]``; a local one is started
+        otherwise); results are identical to ``"loky"`` for the same ``random_state``.
+    random_state : int or None
+        Seeds every simulation and the estimator; the same value reproduces the report.
+    progress : bool
+        Show a tqdm progress bar over the simulations.
+    n_simulations : int or dict, optional
+        Override the simulations per resampling refuter (an int for all, or a dict by name).
+
+    Returns
+    -------
+    RefutationReport
+    """
+    start = time.perf_counter()
+    _check_inputs(data, bias, n_jobs, backend)
+    counts = dict(THOROUGH_SIMULATIONS if thorough else DEFAULT_SIMULATIONS)
+    if n_simulations is not None:
+        if isinstance(n_simulations, dict):
+            unknown = set(n_simulations) - set(counts)
+            if unknown:
+                raise ValueError(f"n_simulations has unknown refuters {sorted(unknown)}; choose from {sorted(counts)}")
+            counts.update(n_simulations)
+        else:
+            counts = {k: n_simulations for k in counts}
+        if not all(isinstance(v, (int, np.integer)) and v >= 2 for v in counts.values()):
+            raise ValueError(f"n_simulations must be integers >= 2, got {counts}")
+    strengths = THOROUGH_STRENGTHS if thorough else DEFAULT_STRENGTHS
+    draws = THOROUGH_DRAWS if thorough else DEFAULT_DRAWS
+
+    bias = BiasEstimator() if bias is None else bias
+    rng = np.random.default_rng(random_state)
+    seed = int(rng.integers(2**31 - 1))
+    cv = int(bias.cv) if thorough else min(DEFAULT_CV, int(bias.cv))
+    _check_rows(data, cv)
+    setup = _Setup(data, bias, cv=cv, seed=seed, thorough=thorough)
+
+    # simulations: one dowhy call each, own seed
+    jobs: list[tuple[str, int, Any]] = []
+    for name in DEFAULT_SIMULATIONS:
+        jobs += [(name, int(s), None) for s in rng.integers(2**31 - 1, size=counts[name])]
+    sd_o = float(np.std(setup.frame[_O]))
+    share = float(np.mean(setup.frame[_T]))
+    sign = 1.0 if setup.original_raw >= 0 else -1.0
+    for s in strengths:
+        kt, ky = float(s * share), float(sign * s * sd_o)
+        jobs += [("unobserved_common_cause", int(z), (float(s), kt, ky)) for z in rng.integers(2**31 - 1, size=draws)]
+    values = _run_jobs(jobs, setup.payload, n_jobs, backend, progress)
+
+    sims: dict[str, list] = {k: [] for k in DEFAULT_SIMULATIONS}
+    path_values: dict[tuple, list] = {}
+    errors: dict[str, str] = {}
+    for (name, _, arg), (value, err) in zip(jobs, values):
+        if err:
+            errors.setdefault(name, err)
+        if name == "unobserved_common_cause":
+            path_values.setdefault(arg, []).append(value / data.scale_)
+        else:
+            sims[name].append(value / data.scale_)
+    simulations = {k: np.asarray(v, dtype=float) for k, v in sims.items()}
+    path = pd.DataFrame(
+        [{"strength": a[0], "kappa_t": a[1], "kappa_y": a[2], "effect": float(np.nanmean(v)) if np.isfinite(v).any()
+          else np.nan, "draws": len(v)} for a, v in path_values.items()])
+    simulations["unobserved_common_cause"] = path["effect"].to_numpy(dtype=float)
+
+    econml_sens = setup.econml_sensitivity()
+    original = setup.original_raw / data.scale_
+    table = _verdicts(original, simulations, path, econml_sens, errors)
+    runtime = time.perf_counter() - start
+    meta = {
+        "original_effect": original, "n": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
+        "n_features": data.X.shape[1], "scale_constant": data.scale_, "learner": setup.learner,
+        "final_stage": setup.final_name, "method_name": _METHODS[setup.learner], "cv": cv,
+        "propensity": setup.propensity_desc, "suite": "thorough" if thorough else "default",
+        "simulations": counts, "strengths": list(strengths), "draws_per_strength": draws,
+        "n_refits": len(jobs) + 1 + (1 if setup.learner in ("r", "auto") else 0),
+        "standard_error": _standard_error(simulations), "n_jobs": n_jobs, "random_state": random_state,
+        "runtime_seconds": runtime,
+        "common_causes": ("the query features: they may drive both which mechanism evaluates a query and its "
+                          "gain; unconfoundedness assumes nothing else does"),
+        "effect_modifiers": "the query features (the bias varies with the query)",
+        "treatment": "1 = gold-standard evaluation, 0 = preference evaluation",
+        "outcome": "observed gain, gold rows multiplied by the scale constant (preference scale)",
+        "units": "effects on the gold scale (preference-scale estimates divided by the scale constant)",
+    }
+    return RefutationReport(table=table, simulations=simulations, sensitivity_path=path,
+                            econml_sensitivity=econml_sens, meta=meta)
+
+
+def run_cli(args) -> int:
+    """``causal-router refute``: refute the bias on built-in data or a user's file; write the report."""
+    from .cli import load_input
+
+    data = load_input(args)
+    bias = BiasEstimator(args.learner, random_state=args.seed)
+    if args.backend == "ray":
+        import ray
+
+        ray.init(address=args.ray_address, ignore_reinit_error=True)
+    report = refute(data, bias, thorough=args.thorough, n_jobs=args.n_jobs, backend=args.backend,
+                    random_state=args.seed, progress=True)
+    out = report.save(args.out)
+    cols = ["refuter", "original_effect", "refuted_effect", "p_value", "passed"]
+    with pd.option_context("display.width", 160, "display.max_columns", 10):
+        print(report.table[cols].round(4).to_string(index=False))
+    print(f"verdict: {'all refuters passed' if report.passed else 'failed: ' + ', '.join(report.failed)} "
+          f"({report.meta['suite']} suite, {report.meta['n_refits']} refits, "
+          f"{report.meta['runtime_seconds']:.1f} s)")
+    print(f"report written to {out / 'refutations.html'} (refutations.csv, refutations.json, refutations.png in {out}/)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- set-up
+class _Setup:
+    """The dowhy model, the identified estimand and the original estimate."""
+
+    def __init__(self, data: EvalData, bias: BiasEstimator, *, cv: int, seed: int, thorough: bool):
+        from dowhy import CausalModel
+
+        self.data, self.bias, self.cv, self.seed, self.thorough = data, bias, cv, seed, thorough
+        self.learner = bias.learner
+        d = data.X.shape[1]
+        self.features = [f"s{j}" for j in range(d)]
+        frame = pd.DataFrame(data.X, columns=self.features)
+        frame[_T] = data.treatment.astype(int)
+        frame[_O] = data.outcome
+        self.frame = frame
+        share = min(data.n_gold, data.n_preference) / len(data)
+        self.min_propensity = bias.min_propensity if bias.min_propensity is not None else max(1e-6, 0.1 * share)
+        self.final_name = self._final_name()
+        self.model_t, self.propensity_desc = self._propensity()
+        with _quiet():
+            model = CausalModel(frame, treatment=_T, outcome=_O, common_causes=self.features,
+                                effect_modifiers=self.features)
+            self.model = model
+            self.estimand = model.identify_effect(proceed_when_unidentifiable=True, method_name="maximal-adjustment")
+            self.estimate = model.estimate_effect(
+                self.estimand, method_name=_METHODS[self.learner], effect_modifiers=self.features,
+                method_params={"init_params": self.init_params(), "fit_params": {}})
+        self.original_raw = float(self.estimate.value)
+        if not np.isfinite(self.original_raw):
+            raise ValueError("the original estimate is not finite; check the data (overlap, constant gains)")
+
+    @property
+    def payload(self):
+        return (self.frame, self.estimand, self.estimate, self.features)
+
+    def _final_name(self) -> str:
+        b = self.bias
+        if self.learner in ("forest", "linear"):
+            return self.learner
+        if self.learner == "auto" and b.model_final is None:
+            if not hasattr(b, "final_stage_"):
+                logger.info("refute: fitting the auto learner once to choose its final stage")
+                b = clone(b).fit(self.data)
+            return b.final_stage_
+        if b.model_final is None:
+            return "linear"
+        return b.model_final if isinstance(b.model_final, str) else "custom"
+
+    def _final(self):
+        b = self.bias
+        if self.final_name == "custom":
+            return clone(b.model_final)
+        return final_stage(self.final_name, self.seed)
+
+    def _propensity(self):
+        b = self.bias
+        if b.model_t is not None:
+            return clone(b.model_t), "the estimator's propensity model"
+        if self.thorough:
+            return default_propensity(self.seed), "L2 logistic regression, penalty cross-validated in every refit"
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cv_model = default_propensity(self.seed).fit(self.data.X, self.data.treatment)
+        C = float(np.ravel(cv_model[-1].C_)[0])
+        return (make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)),
+                f"L2 logistic regression, penalty C={C:.3g} cross-validated once on all rows and frozen")
+
+    def nuisances(self):
+        from sklearn.pipeline import make_pipeline
+
+        b = self.bias
+        model_y = clone(b.model_y) if b.model_y is not None else default_regressor(self.seed).set_params(
+            colsample_bytree=1.0)
+        model_y = make_pipeline(UniqueColumns(), model_y)
+        model_t = ClippedClassifier(make_pipeline(UniqueColumns(), clone(self.model_t)), self.min_propensity)
+        return model_y, model_t
+
+    def init_params(self, learner: str | None = None) -> dict:
+        learner = learner or self.learner
+        model_y, model_t = self.nuisances()
+        common = {"cv": DuplicateAwareKFold(self.cv, self.seed), "random_state": self.seed}
+        if learner in ("r", "auto"):
+            return {"model_y": model_y, "model_t": model_t, "model_final": self._final(),
+                    "discrete_treatment": True, **common}
+        if learner == "linear_dml":
+            return {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, **common}
+        if learner == "forest":
+            return {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, "n_estimators": 200,
+                    "min_samples_leaf": 10, **common}
+        if learner == "dr":
+            return {"model_propensity": model_t, "model_regression": model_y, "model_final": self._final(),
+                    "min_propensity": self.min_propensity, **common}
+        return {"model_propensity": model_t, "model_regression": model_y, "min_propensity": self.min_propensity,
+                **common}
+
+    def econml_sensitivity(self) -> dict:
+        """econml's omitted-variable-bias sensitivity (Chernozhukov et al. 2022) of the estimate.
+
+        NonParamDML (learners "r", "auto") has none: the closest linear variant, LinearDML with
+        the same nuisances and folds, is fitted through dowhy for it (same residuals; its theta is
+        the overlap-weighted average effect of the partially linear model).
+        """
+        scale = self.data.scale_
+        try:
+            with _quiet():
+                if self.learner in ("r", "auto"):
+                    est = self.model.estimate_effect(
+                        self.estimand, method_name="backdoor.econml.dml.LinearDML", effect_modifiers=self.features,
+                        method_params={"init_params": self.init_params("linear_dml"), "fit_params": {}})
+                    obj, args, name = est._estimator_object, (), "LinearDML (same nuisances; NonParamDML has none)"
+                else:
+                    obj = self.estimate._estimator_object
+                    args = (1,) if self.learner in ("dr", "linear") else ()
+                    name = type(obj).__name__
+                theta = float(np.ravel(obj.sensitivity_interval(*args, alpha=ALPHA, c_y=0, c_t=0,
+                                                                interval_type="theta"))[0])
+                tl, tu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
+                    *args, alpha=ALPHA, c_y=MODERATE_R2, c_t=MODERATE_R2, interval_type="theta"))
+                cl, cu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
+                    *args, alpha=ALPHA, c_y=MODERATE_R2, c_t=MODERATE_R2, interval_type="ci"))
+                rv = float(obj.robustness_value(*args, alpha=ALPHA, interval_type="theta"))
+                rv_ci = float(obj.robustness_value(*args, alpha=ALPHA, interval_type="ci"))
+        except Exception as exc:  # reported, not raised: the other refuters stand on their own
+            logger.warning("econml sensitivity analysis failed: %s", exc)
+            return {"available": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"available": True, "estimator": name, "theta": theta / scale, "theta_lower": tl / scale,
+                "theta_upper": tu / scale, "ci_lower": cl / scale, "ci_upper": cu / scale,
+                "robustness_value": rv, "robustness_value_ci": rv_ci, "c_y": MODERATE_R2, "c_t": MODERATE_R2}
+
+
+# ---------------------------------------------------------------------------- simulations
+def _one_simulation(kind: str, seed: int, payload, arg):
+    """One refit under one dowhy refuter; returns the new estimate (preference scale)."""
+    from dowhy.causal_refuters import add_unobserved_common_cause as ucc
+    from dowhy.causal_refuters.bootstrap_refuter import refute_bootstrap
+    from dowhy.causal_refuters.data_subset_refuter import refute_data_subset
+    from dowhy.causal_refuters.dummy_outcome_refuter import refute_dummy_outcome
+    from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
+    from dowhy.causal_refuters.random_common_cause import refute_random_common_cause
+
+    frame, estimand, estimate, features = payload
+    frame = frame.copy(deep=True)  # writable (joblib memory-maps large arguments read-only)
+    if kind == "placebo_treatment":
+        r = refute_placebo_treatment(frame, estimand, estimate, [_T], num_simulations=1,
+                                     placebo_type=PlaceboType.PERMUTE, random_state=seed)
+    elif kind == "random_common_cause":
+        r = refute_random_common_cause(frame, estimand, estimate, num_simulations=1, random_state=seed)
+    elif kind == "data_subset":
+        r = refute_data_subset(frame, estimand, estimate, subset_fraction=SUBSET_FRACTION, num_simulations=1,
+                               random_state=seed)
+    elif kind == "bootstrap":
+        # required_variables=False: no added measurement noise, so duplicated rows stay identical
+        # and DuplicateAwareKFold keeps them in one fold
+        r = refute_bootstrap(frame, estimand, estimate, num_simulations=1, random_state=seed,
+                             required_variables=False)
+    elif kind == "dummy_outcome":
+        # the permuted outcome has the outcome's distribution and no relation to anything; the
+        # zero-noise step returns a fresh array (pandas 3 hands out read-only views)
+        r = refute_dummy_outcome(frame, estimand, estimate, [_T], _O, required_variables=features,
+                                 num_simulations=1,
+                                 transformation_list=[("permute", {"permute_fraction": 1}),
+                                                      ("noise", {"std_dev": 0.0})])[0]
+    elif kind == "unobserved_common_cause":
+        _, kappa_t, kappa_y = arg
+        r = ucc.sensitivity_simulation(frame, estimand, estimate, [_T], [_O], kappa_t=kappa_t, kappa_y=kappa_y,
+                                       confounders_effect_on_treatment="binary_flip",
+                                       confounders_effect_on_outcome="linear")
+    else:  # pragma: no cover
+        raise ValueError(kind)
+    return float(np.ravel(r.new_effect)[0])
+
+
+def _simulate(kind: str, seed: int, payload, arg):
+    """Seed numpy's global generator (dowhy draws bootstrap noise, permutations and the simulated
+    confounder from it), run one simulation quietly, restore the generator. Returns (value, error)."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed % (2**32))
+        with _quiet():
+            return _one_simulation(kind, seed, payload, arg), None
+    except Exception as exc:
+        return float("nan"), f"{type(exc).__name__}: {exc}"
+    finally:
+        np.random.set_state(state)
+
+
+def _run_jobs(jobs, payload, n_jobs: int, backend: str, progress: bool) -> list:
+    from joblib import Parallel, delayed, parallel_config
+    from tqdm.auto import tqdm
+
+    if backend == "ray":
+        from ray.util.joblib import register_ray
+
+        register_ray()
+
+    bar = tqdm(total=len(jobs), desc="refuting", unit="refit", disable=not progress, leave=False)
+    out = []
+    try:
+        if n_jobs == 1 and backend == "loky":
+            for kind, seed, arg in jobs:
+                bar.set_postfix_str(kind)
+                out.append(_simulate(kind, seed, payload, arg))
+                bar.update(1)
+        else:
+            # Ray's joblib backend cannot stream: its bar advances when all are done
+            with parallel_config(backend=backend, n_jobs=n_jobs):
+                results = Parallel(return_as="list" if backend == "ray" else "generator")(
+                    delayed(_simulate)(kind, seed, payload, arg) for kind, seed, arg in jobs)
+            for (kind, _, _), res in zip(jobs, results):
+                out.append(res)
+                bar.set_postfix_str(kind)
+                bar.update(1)
+    finally:
+        bar.close()
+    return out
+
+
+class _quiet:
+    """Silence warnings and dowhy's / econml's logging inside a block."""
+
+    def __enter__(self):
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.simplefilter("ignore")
+        self._levels = {}
+        for name in ("dowhy", "econml"):
+            lg = logging.getLogger(name)
+            self._levels[name] = lg.level
+            lg.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._warn.__exit__(*exc)
+        return False
+
+
+# ---------------------------------------------------------------------------- verdicts
+def _p_within(value: float, sims: np.ndarray) -> float:
+    """Two-sided p-value that ``value`` belongs to the distribution of ``sims`` (dowhy's tests).
+
+    dowhy uses a percentile test from 100 simulations on (already two-sided) and a normal test
+    below; its normal test returns the tail probability on one side only, so it is doubled here.
+    """
+    from dowhy.causal_refuter import perform_bootstrap_test, perform_normal_distribution_test
+
+    sims = sims[np.isfinite(sims)]
+    if len(sims) == 0:
+        return float("nan")
+    est = SimpleNamespace(value=value)
+    if len(sims) >= 100:
+        return float(perform_bootstrap_test(est, sims))
+    if np.std(sims) == 0:
+        return 1.0 if np.isclose(value, np.mean(sims)) else 0.0
+    return float(min(1.0, 2 * perform_normal_distribution_test(est, sims)))
+
+
+def _standard_error(simulations: dict) -> float:
+    """Standard error of the estimate: the sd of the bootstrap refits (placebo refits as fallback)."""
+    for name in ("bootstrap", "placebo_treatment"):
+        v = simulations.get(name, np.array([]))
+        v = v[np.isfinite(v)]
+        if len(v) >= 2:
+            return float(np.std(v, ddof=1))
+    return float("nan")
+
+
+def _verdicts(original: float, sims: dict, path: pd.DataFrame, es: dict, errors: dict) -> pd.DataFrame:
+    se = _standard_error(sims)
+    tol = MATERIAL_SE * se if np.isfinite(se) else 0.0
+    rows = []
+
+    def row(name, refuted, p, passed, reading, n, sd, original_effect=original):
+        rows.append({"refuter": name, "original_effect": original_effect, "refuted_effect": refuted,
+                     "p_value": p, "passed": bool(passed), "rule": RULES[name], "reading": reading,
+                     "n_simulations": n, "refuted_sd": sd})
+
+    for name in ("placebo_treatment", "random_common_cause", "data_subset", "bootstrap", "dummy_outcome"):
+        v = sims[name]
+        ok = v[np.isfinite(v)]
+        if len(ok) < 2:
+            row(name, np.nan, np.nan, False, f"could not be computed ({errors.get(name, 'no finite refit')}).",
+                len(ok), np.nan)
+            continue
+        mean, sd = float(ok.mean()), float(ok.std(ddof=1))
+        if name in ("placebo_treatment", "dummy_outcome"):
+            p = _p_within(0.0, ok)
+            centred = p > ALPHA or abs(mean) <= tol
+            if name == "placebo_treatment":
+                z = abs(original - mean) / sd if sd > 0 else np.inf
+                stands_out = z > STANDOUT_Z
+                passed = centred and stands_out
+                if passed:
+                    reading = (f"Randomly permuted gold/preference assignments give an average bias of {mean:.3g} "
+                               f"(sd {sd:.3g}) against {original:.3g} estimated: the estimator does not invent a "
+                               f"bias from a meaningless assignment, and the real one stands out (z = {z:.1f}).")
+                elif not stands_out:
+                    reading = (f"The estimate {original:.3g} is within the range that randomly permuted "
+                               f"assignments produce (mean {mean:.3g}, sd {sd:.3g}, z = {z:.1f} <= "
+                               f"{STANDOUT_Z:.2f}): the data show no bias distinguishable from noise.")
+                else:
+                    reading = (f"Permuted assignments still give a non-zero average bias ({mean:.3g}, p = {p:.3g}): "
+                               "the estimator produces a bias where there is none.")
+            else:
+                passed = centred
+                reading = (f"On a permuted outcome, which the assignment cannot affect, the estimated bias is "
+                           f"{mean:.3g} (sd {sd:.3g}, p = {p:.3g}): "
+                           + ("consistent with zero, as it should be." if passed else
+                              "not zero: the estimator finds a bias in an outcome that has none."))
+            row(name, mean, p, passed, reading, len(ok), sd)
+            continue
+        p = _p_within(original, ok)
+        shift = mean - original
+        passed = p > ALPHA or abs(shift) <= tol
+        what = {"random_common_cause": "adding a random common cause",
+                "data_subset": f"re-estimating on random {SUBSET_FRACTION:.0%} subsets",
+                "bootstrap": "re-estimating on bootstrap samples"}[name]
+        reading = (f"After {what} the average bias is {mean:.3g} (sd {sd:.3g}) against {original:.3g} "
+                   f"(shift {shift:+.3g} = {shift / se if se > 0 else np.nan:+.2f} SE, p = {p:.3g}): "
+                   + ("stable." if passed else "the estimate moves; it depends on "
+                      + {"random_common_cause": "an irrelevant covariate.",
+                         "data_subset": "which rows are used.",
+                         "bootstrap": "sampling more than its spread suggests."}[name]))
+        row(name, mean, p, passed, reading, len(ok), sd)
+
+    # unobserved common cause: tipping point along the strength path
+    name = "unobserved_common_cause"
+    if len(path) and np.isfinite(path["effect"]).any():
+        sign = 1.0 if original >= 0 else -1.0
+        flipped = path[np.isfinite(path["effect"]) & (sign * path["effect"] <= 0)]
+        tipping = float(flipped["strength"].min()) if len(flipped) else np.nan
+        moderate = path[path["strength"] <= MODERATE_STRENGTH + 1e-12]
+        survives = bool(len(moderate)) and bool((sign * moderate["effect"] > 0).all())
+        at = moderate.iloc[-1] if len(moderate) else path.iloc[0]
+        tip_text = (f"its sign flips at strength {tipping:.3g}" if np.isfinite(tipping)
+                    else f"its sign survives every strength up to {path['strength'].max():.3g}")
+        reading = (f"A simulated hidden confounder of strength {at['strength']:.3g} moves the estimate from "
+                   f"{original:.3g} to {at['effect']:.3g}; {tip_text} (tipping point). "
+                   + ("The sign survives moderate confounding." if survives else
+                      "A moderate hidden confounder could explain the bias away."))
+        row(name, float(at["effect"]), np.nan, survives, reading, int(path["draws"].sum()),
+            float(np.nanstd(path["effect"])))
+    else:
+        row(name, np.nan, np.nan, False, f"could not be computed ({errors.get(name, 'no finite refit')}).", 0, np.nan)
+    rows[-1]["tipping_point"] = tipping if len(path) and np.isfinite(path["effect"]).any() else np.nan
+
+    name = "sensitivity_robustness_value"
+    if es.get("available"):
+        rv = es["robustness_value"]
+        passed = rv > MODERATE_R2
+        toward = es["theta_lower"] if es["theta"] >= 0 else es["theta_upper"]
+        reading = (f"{es['estimator']}: theta = {es['theta']:.3g}; a confounder explaining {MODERATE_R2:.0%} of the "
+                   f"residual variance of treatment and outcome moves it to {toward:.3g}; robustness value "
+                   f"{rv:.3f} (confidence interval: {es['robustness_value_ci']:.3f}): "
+                   + ("the sign survives that confounding." if passed else
+                      "confounding of that size could explain the estimate away."))
+        row(name, toward, np.nan, passed, reading, 1, np.nan, original_effect=es["theta"])
+    else:
+        row(name, np.nan, np.nan, False, f"could not be computed ({es.get('error', 'unavailable')}).", 0, np.nan)
+    table = pd.DataFrame(rows)
+    cols = ["refuter", "original_effect", "refuted_effect", "p_value", "passed", "rule", "reading",
+            "n_simulations", "refuted_sd", "tipping_point"]
+    return table[cols]
+
+
+# ---------------------------------------------------------------------------- checks and helpers
+def _check_inputs(data, bias, n_jobs, backend) -> None:
+    if not isinstance(data, EvalData):
+        raise DataError(f"refute expects an EvalData, got {type(data).__name__}; build one with EvalData(...)")
+    if bias is not None and not isinstance(bias, BiasEstimator):
+        raise ValueError(f"bias must be a BiasEstimator or None, got {type(bias).__name__}")
+    if bias is not None:
+        bias._check_params()
+    if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    if backend not in ("loky", "ray"):
+        raise ValueError(f"backend must be 'loky' or 'ray', got {backend!r}")
+    data.require_both_sources("refute")
+
+
+def _check_rows(data: EvalData, cv: int) -> None:
+    need = max(10, 4 * cv)  # the 80% subsets must still cross-fit with cv folds
+    for name, count in (("gold", data.n_gold), ("preference", data.n_preference)):
+        if count < need:
+            raise DataError(f"too few {name} rows for the refutations: {cv}-fold refits on subsets need at "
+                            f"least {need} {name} rows, got {count}")
+    if np.std(data.outcome) == 0:
+        raise DataError("the gains are constant: there is no effect to refute")
+
+
+def _num(value) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return _escape(value)
+    return "n/a" if not np.isfinite(v) else f"{v:.4g}"
