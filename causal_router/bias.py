@@ -155,9 +155,7 @@ class BiasEstimator(BaseEstimator):
                     f"{need} {name} rows, got {count}; lower cv or add {name} rows"
                 )
         X, o, t = data.X, data.outcome, data.treatment
-        share = min(data.n_gold, data.n_preference) / len(data)
-        self.min_propensity_ = (self.min_propensity if self.min_propensity is not None
-                                else max(1e-6, 0.1 * share))
+        self.min_propensity_ = self._min_propensity_for(data)
         seed = _seed(self.random_state)
         est = self._make_estimator(seed)
         inference = "bootstrap" if self.inference == "bootstrap" else None
@@ -224,6 +222,12 @@ class BiasEstimator(BaseEstimator):
             raise ValueError(f"min_propensity must be in (0, 0.5), got {self.min_propensity!r}")
         if isinstance(self.model_final, str) and self.model_final not in FINAL_STAGES:
             raise ValueError(f"model_final must be a regressor or one of {FINAL_STAGES}, got {self.model_final!r}")
+
+    def _min_propensity_for(self, data: EvalData) -> float:
+        """The clip level: ``min_propensity``, or a tenth of the smaller source's share (>= 1e-6)."""
+        if self.min_propensity is not None:
+            return self.min_propensity
+        return max(1e-6, 0.1 * min(data.n_gold, data.n_preference) / len(data))
 
     @property
     def _family(self) -> str:

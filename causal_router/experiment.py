@@ -16,9 +16,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, parallel_config
+from joblib import delayed
 
 from . import evaluate
+from ._parallel import run_parallel
 from ._validation import DataError
 from .baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
 from .bias import BiasEstimator
@@ -172,22 +173,8 @@ def run_experiment(
     threads = None if n_jobs in (None, 1) else 1
     tasks = (delayed(_one_run)(i, seed, frame, features, tuple(methods), n_gold, n_test, pair, scale, threads)
              for i, seed in enumerate(seeds))
-    if backend == "ray":
-        from ray.util.joblib import register_ray
-
-        register_ray()
-    # Ray's joblib backend cannot stream results: its progress bar advances when all are done
-    streaming = "list" if backend == "ray" else "generator"
-    with parallel_config(backend=backend, n_jobs=n_jobs):
-        results = list(_progress(Parallel(return_as=streaming)(tasks), n_runs, progress))
+    results = run_parallel(tasks, n_jobs=n_jobs, backend=backend, progress=progress, desc="Monte Carlo runs",
+                           unit="run")
     runs = pd.concat([r for r, _ in results], ignore_index=True)
     curves = pd.concat([c for _, c in results], ignore_index=True)
     return ExperimentResult(runs=runs, curves=curves, summary=summarise_runs(runs))
-
-
-def _progress(iterable, total: int, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc="Monte Carlo runs", unit="run")

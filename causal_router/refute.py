@@ -70,10 +70,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import delayed
 from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.model_selection import StratifiedKFold
 
+from ._parallel import run_parallel
 from ._validation import DataError
 from .bias import BiasEstimator
 from .data import EvalData
@@ -452,7 +454,8 @@ def refute(
     for s in strengths:
         kt, ky = float(s * share), float(sign * s * sd_o)
         jobs += [("unobserved_common_cause", int(z), (float(s), kt, ky)) for z in rng.integers(2**31 - 1, size=draws)]
-    values = _run_jobs(jobs, setup.payload, n_jobs, backend, progress)
+    values = run_parallel((delayed(_simulate)(kind, z, setup.payload, arg) for kind, z, arg in jobs), n_jobs=n_jobs,
+                          backend=backend, progress=progress, desc="refuting", unit="refit")
 
     sims: dict[str, list] = {k: [] for k in DEFAULT_SIMULATIONS}
     path_values: dict[tuple, list] = {}
@@ -532,8 +535,7 @@ class _Setup:
         frame[_T] = data.treatment.astype(int)
         frame[_O] = data.outcome
         self.frame = frame
-        share = min(data.n_gold, data.n_preference) / len(data)
-        self.min_propensity = bias.min_propensity if bias.min_propensity is not None else max(1e-6, 0.1 * share)
+        self.min_propensity = bias._min_propensity_for(data)
         self.final_name = self._final_name()
         self.model_t, self.propensity_desc = self._propensity()
         with _quiet():
@@ -705,37 +707,6 @@ def _simulate(kind: str, seed: int, payload, arg):
         return float("nan"), f"{type(exc).__name__}: {exc}"
     finally:
         np.random.set_state(state)
-
-
-def _run_jobs(jobs, payload, n_jobs: int, backend: str, progress: bool) -> list:
-    from joblib import Parallel, delayed, parallel_config
-    from tqdm.auto import tqdm
-
-    if backend == "ray":
-        from ray.util.joblib import register_ray
-
-        register_ray()
-
-    bar = tqdm(total=len(jobs), desc="refuting", unit="refit", disable=not progress, leave=False)
-    out = []
-    try:
-        if n_jobs == 1 and backend == "loky":
-            for kind, seed, arg in jobs:
-                bar.set_postfix_str(kind)
-                out.append(_simulate(kind, seed, payload, arg))
-                bar.update(1)
-        else:
-            # Ray's joblib backend cannot stream: its bar advances when all are done
-            with parallel_config(backend=backend, n_jobs=n_jobs):
-                results = Parallel(return_as="list" if backend == "ray" else "generator")(
-                    delayed(_simulate)(kind, seed, payload, arg) for kind, seed, arg in jobs)
-            for (kind, _, _), res in zip(jobs, results):
-                out.append(res)
-                bar.set_postfix_str(kind)
-                bar.update(1)
-    finally:
-        bar.close()
-    return out
 
 
 class _quiet:
