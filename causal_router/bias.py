@@ -40,7 +40,9 @@ clipped rows is reported (``n_clipped_``).
 
 from __future__ import annotations
 
+import importlib
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -50,21 +52,70 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
+from ._utils import as_seed
 from ._validation import DataError, as_float_matrix
 from .data import EvalData
 from .models import (
     FINAL_STAGES,
     ClippedClassifier,
-    _seed,
     default_propensity,
     default_regressor,
     final_stage,
 )
 
-__all__ = ["BiasEstimator", "LEARNERS", "OverlapError"]
+__all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params"]
 
-LEARNERS = ("r", "auto", "dr", "forest", "linear")
-INTERVAL_LEARNERS = ("forest", "linear")
+@dataclass(frozen=True)
+class Learner:
+    """A CATE learner: its econml class (module path) and the estimation family ("r": the
+    orthogonal / R-learner loss, with outcome nuisance E[o | s]; "dr": doubly robust pseudo-outcomes,
+    with outcome nuisances E[o | s, t])."""
+
+    econml_path: str
+    family: str
+    final_stage: bool  # takes a model_final
+    intervals: bool    # effect_interval without bootstrap
+
+    def econml_class(self):
+        module, name = self.econml_path.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def dowhy_method(self) -> str:
+        """dowhy's ``method_name`` for estimating with this learner."""
+        return "backdoor." + self.econml_path
+
+
+#: The one registry of learners: name -> econml class and settings (used by refutation too).
+LEARNERS = {
+    "r": Learner("econml.dml.NonParamDML", "r", True, False),
+    "auto": Learner("econml.dml.NonParamDML", "r", True, False),
+    "dr": Learner("econml.dr.DRLearner", "dr", True, False),
+    "forest": Learner("econml.dml.CausalForestDML", "r", False, True),
+    "linear": Learner("econml.dr.LinearDRLearner", "dr", False, True),
+}
+INTERVAL_LEARNERS = tuple(k for k, v in LEARNERS.items() if v.intervals)
+#: CausalForestDML's settings for learner "forest".
+FOREST_SETTINGS = {"n_estimators": 200, "min_samples_leaf": 10}
+
+
+def econml_params(learner: str, *, model_y, model_t, model_final, min_propensity: float, cv, random_state) -> dict:
+    """Keyword arguments of the econml class of ``learner`` (:data:`LEARNERS`), given the nuisance
+    models, the final stage (ignored by learners without one), the propensity clip and the
+    cross-fitting folds (an int or a splitter)."""
+    spec = LEARNERS[learner]
+    common = {"cv": cv, "random_state": random_state}
+    if spec.family == "r":
+        params = {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, **common}
+        if spec.final_stage:
+            params["model_final"] = model_final
+        if learner == "forest":
+            params.update(FOREST_SETTINGS)
+        return params
+    params = {"model_propensity": model_t, "model_regression": model_y, "min_propensity": min_propensity, **common}
+    if spec.final_stage:
+        params["model_final"] = model_final
+    return params
 _MIN_ROWS_PER_FOLD = 2
 _NO_OVERLAP_AUC = 0.99
 logger = logging.getLogger("causal_router")
@@ -156,7 +207,7 @@ class BiasEstimator(BaseEstimator):
                 )
         X, o, t = data.X, data.outcome, data.treatment
         self.min_propensity_ = self._min_propensity_for(data)
-        seed = _seed(self.random_state)
+        seed = as_seed(self.random_state)
         est = self._make_estimator(seed)
         inference = "bootstrap" if self.inference == "bootstrap" else None
         fit_kwargs = {"inference": inference} if inference else {}
@@ -213,7 +264,7 @@ class BiasEstimator(BaseEstimator):
 
     def _check_params(self) -> None:
         if self.learner not in LEARNERS:
-            raise ValueError(f"learner must be one of {LEARNERS}, got {self.learner!r}")
+            raise ValueError(f"learner must be one of {tuple(LEARNERS)}, got {self.learner!r}")
         if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
             raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")
         if self.inference not in (None, "bootstrap"):
@@ -231,33 +282,19 @@ class BiasEstimator(BaseEstimator):
 
     @property
     def _family(self) -> str:
-        return "dr" if self.learner in ("dr", "linear") else "r"
+        return LEARNERS[self.learner].family
 
     def _make_estimator(self, seed):
-        from econml.dml import CausalForestDML, NonParamDML
-        from econml.dr import DRLearner, LinearDRLearner
-
         model_y = clone(self.model_y) if self.model_y is not None else default_regressor(seed)
         model_t = clone(self.model_t) if self.model_t is not None else default_propensity(seed)
-        common = {"cv": self.cv, "random_state": seed, "use_ray": bool(self.use_ray)}
         # the clipper also hides CV-tuned models (LogisticRegressionCV) from econml's own
         # model selection, which would otherwise replace their tuning
         model_t = ClippedClassifier(model_t, self.min_propensity_)
-        if self.learner in ("auto", "r"):
-            final = self.model_final if self.model_final is not None else "linear"
-            final = final_stage(final, seed) if isinstance(final, str) else clone(final)
-            return NonParamDML(model_y=model_y, model_t=model_t, model_final=final,
-                               discrete_treatment=True, **common)
-        if self.learner == "forest":
-            return CausalForestDML(model_y=model_y, model_t=model_t, discrete_treatment=True,
-                                   n_estimators=200, min_samples_leaf=10, **common)
-        if self.learner == "dr":
-            final = self.model_final if self.model_final is not None else "linear"
-            final = final_stage(final, seed) if isinstance(final, str) else clone(final)
-            return DRLearner(model_propensity=model_t, model_regression=model_y, model_final=final,
-                             min_propensity=self.min_propensity_, **common)
-        return LinearDRLearner(model_propensity=model_t, model_regression=model_y,
-                               min_propensity=self.min_propensity_, **common)
+        final = self.model_final if self.model_final is not None else "linear"
+        final = final_stage(final, seed) if isinstance(final, str) else clone(final)
+        params = econml_params(self.learner, model_y=model_y, model_t=model_t, model_final=final,
+                               min_propensity=self.min_propensity_, cv=self.cv, random_state=seed)
+        return LEARNERS[self.learner].econml_class()(use_ray=bool(self.use_ray), **params)
 
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X) -> np.ndarray:

@@ -31,9 +31,9 @@ class UsageError(Exception):
 
 # ---------------------------------------------------------------------------- helpers
 def _read(path: str) -> pd.DataFrame:
-    from .loaders import load_table
+    from .io import read_table
 
-    return load_table(path)
+    return read_table(path)
 
 
 def _features(frame: pd.DataFrame, args) -> list[str]:
@@ -208,7 +208,7 @@ def _experiment_data(args):
         from .datasets import feature_columns, make_semi_synthetic
 
         return make_semi_synthetic(args.n, args.d, random_state=args.seed), feature_columns(args.d), None
-    from .loaders import default_data_dir, load_pandalm, load_prd_vicuna80
+    from .datasets import default_data_dir, load_pandalm, load_prd_vicuna80
     from .text import TextFeaturizer, featurize_queries
 
     root = Path(args.data_dir) if args.data_dir else default_data_dir()

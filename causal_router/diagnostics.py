@@ -49,7 +49,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from ._validation import DataError
 from .bias import BiasEstimator
 from .data import EvalData
-from .models import _seed, default_classifier, default_propensity, default_regressor
+from ._utils import as_seed, seeded_global_random, to_jsonable
+from .models import default_classifier, default_propensity, default_regressor
 
 __all__ = ["diagnose", "heldout_tests", "Diagnostics", "OverlapWarning", "run_cli", "NUMBER_KEYS",
            "OVERLAP_MAX_AUC", "OVERLAP_MIN_ESS_SHARE", "OVERLAP_MAX_CLIPPED_SHARE"]
@@ -324,7 +325,7 @@ def diagnose(
     n = len(data)
     group_labels, group_name, group_order = _group_labels(groups, data, n)
     text_values = _texts(texts, data, n)
-    seed = _seed(random_state)
+    seed = as_seed(random_state)
     template = _template(bias, seed)
 
     t = data.treatment
@@ -431,7 +432,7 @@ def diagnose(
                  "preference-scale numbers divided by c); AUC, R^2, slopes and p-values have no unit.",
         "runtime_seconds": time.perf_counter() - t_start,
     }
-    numbers = {k: _jsonable(numbers[k]) for k in NUMBER_KEYS}
+    numbers = {k: to_jsonable(numbers[k]) for k in NUMBER_KEYS}
     logger.info("diagnostics done in %.1f s", numbers["meta"]["runtime_seconds"])
     return Diagnostics(numbers=numbers, figures=figures, readings=readings, bias=est_all,
                        bias_heldout=est_train, tester=tester, interpreter=interpreter, status=status)
@@ -469,12 +470,12 @@ def heldout_tests(
     contents; JSON-serialisable). For repeated-sampling checks of the tests themselves.
     """
     _check_args(data, bias, test_size, alpha, n_bootstrap, n_groups, 1, 1)
-    seed = _seed(random_state)
+    seed = as_seed(random_state)
     template = _template(bias, seed)
     train, held = _split(data, test_size, seed)
     est_train = clone(template).fit(data.subset(train))
     _, numbers = _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_groups)
-    return _jsonable(numbers)
+    return to_jsonable(numbers)
 
 
 def _split(data: EvalData, test_size: float, seed) -> tuple[np.ndarray, np.ndarray]:
@@ -620,20 +621,6 @@ def _read_overlap(ov: dict):
 
 
 # ---------------------------------------------------------------------------- 2. held-out tests
-class _SeededGlobalRandom:
-    """econml's uplift bootstrap draws from numpy's global state: seed it, then restore it."""
-
-    def __init__(self, seed):
-        self.seed = seed
-
-    def __enter__(self):
-        self.state = np.random.get_state()
-        np.random.seed(self.seed if self.seed is not None else None)
-
-    def __exit__(self, *exc):
-        np.random.set_state(self.state)
-
-
 def _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_groups):
     """DRTester on the held-out rows; returns (tester or None, {calibration, blp, uplift})."""
     from econml.validate import DRTester
@@ -702,7 +689,7 @@ def _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_gro
     })
 
     uplift = {"available": True}
-    with _SeededGlobalRandom(seed), warnings.catch_warnings():
+    with seeded_global_random(seed), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for metric in ("qini", "toc"):
             res = tester.evaluate_uplift(metric=metric, n_bootstrap=n_bootstrap)
@@ -1066,7 +1053,7 @@ def run_cli(args) -> int:
     groups, texts = None, None
     frame = None
     if args.data:
-        from .loaders import load_table
+        from .io import read_table as load_table
 
         frame = load_table(args.data)
         for col in ("text", "query_text"):
@@ -1159,25 +1146,6 @@ def _fmt(value, spec: str) -> str:
 
 def _records(table: pd.DataFrame, index_name: str) -> list[dict]:
     return [{index_name: str(idx), **{k: v for k, v in row.items()}} for idx, row in table.iterrows()]
-
-
-def _jsonable(obj):
-    """Recursively convert numpy / pandas values to JSON types; NaN and infinities become None."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
 
 
 def _e(text) -> str:

@@ -1,5 +1,5 @@
-"""Default nuisance, final-stage and outcome models, chosen by measurement (see README,
-"Defaults"), and the propensity clipper.
+"""Nuisance, final-stage and outcome models, chosen by measurement (see README, "Defaults"), the
+propensity clipper, and the column and fold helpers that feed them.
 
 - Nuisances (E[o | s] and the gain model of every router): LightGBM, 100 trees of at most 15
   leaves, half the features per tree, 63 bins, leaves of at least 5 rows, one thread. About
@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 from lightgbm import LGBMClassifier, LGBMRegressor
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from ._utils import as_seed
 
 __all__ = [
     "default_regressor",
@@ -41,6 +44,8 @@ __all__ = [
     "FINAL_STAGES",
     "ClippedClassifier",
     "WeightedBoosting",
+    "UniqueColumns",
+    "DuplicateAwareKFold",
 ]
 
 FINAL_STAGES = ("constant", "linear", "boosting")
@@ -51,7 +56,7 @@ def default_regressor(random_state=None) -> LGBMRegressor:
     return LGBMRegressor(
         n_estimators=100, learning_rate=0.1, num_leaves=15, min_child_samples=5,
         subsample=0.8, subsample_freq=1, colsample_bytree=0.5, max_bin=63,
-        random_state=_seed(random_state), verbose=-1, n_jobs=1,
+        random_state=as_seed(random_state), verbose=-1, n_jobs=1,
     )
 
 
@@ -60,7 +65,7 @@ def default_classifier(random_state=None) -> LGBMClassifier:
     return LGBMClassifier(
         n_estimators=100, learning_rate=0.1, num_leaves=15, min_child_samples=20,
         subsample=0.8, subsample_freq=1, colsample_bytree=0.5, max_bin=63,
-        random_state=_seed(random_state), verbose=-1, n_jobs=1,
+        random_state=as_seed(random_state), verbose=-1, n_jobs=1,
     )
 
 
@@ -80,14 +85,8 @@ def final_stage(kind: str, random_state=None):
     if kind == "linear":
         return RidgeCV(alphas=np.logspace(-2, 4, 25))
     if kind == "boosting":
-        return WeightedBoosting(random_state=_seed(random_state))
+        return WeightedBoosting(random_state=as_seed(random_state))
     raise ValueError(f"unknown final stage {kind!r}; choose one of {FINAL_STAGES}")
-
-
-def _seed(random_state) -> int | None:
-    if random_state is None or isinstance(random_state, (int, np.integer)):
-        return random_state
-    return int(np.random.default_rng(random_state).integers(2**31 - 1))
 
 
 class ClippedClassifier(ClassifierMixin, BaseEstimator):
@@ -146,3 +145,57 @@ class WeightedBoosting(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return self.model_.predict(X)
+
+
+class UniqueColumns(TransformerMixin, BaseEstimator):
+    """Drop columns that repeat an earlier column (learned at fit; shape (n, d) -> (n, d_unique)).
+
+    dowhy passes the query features to econml as both X and W; econml stacks [X, W] for the
+    nuisance models, so each feature arrives twice.
+    """
+
+    def fit(self, X, y=None):
+        X = np.asarray(X)
+        _, first = np.unique(X, axis=1, return_index=True)
+        self.keep_ = np.sort(first)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        return np.asarray(X)[:, self.keep_]
+
+
+class DuplicateAwareKFold:
+    """Stratified K-fold cross-fitting splitter that keeps identical rows in one fold.
+
+    A bootstrap sample repeats rows; with ordinary folds a row's copy trains the outcome model
+    that predicts it, its residual shrinks and so does the estimated bias. Without duplicates
+    (or when one group of identical rows would exceed half a fold) this is
+    ``StratifiedKFold(n_splits, shuffle=True, random_state)``.
+    """
+
+    def __init__(self, n_splits: int = 3, random_state=None):
+        self.n_splits = n_splits
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def split(self, X, y, groups=None):
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y).reshape(len(X), -1)[:, 0]
+        plain = StratifiedKFold(self.n_splits, shuffle=True, random_state=self.random_state)
+        _, first, inverse, counts = np.unique(X, axis=0, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        inverse = inverse.reshape(-1)
+        if len(first) == len(X) or counts.max() > len(X) / (2 * self.n_splits):
+            yield from plain.split(X, y)
+            return
+        try:
+            rep_folds = list(plain.split(X[first], y[first]))
+        except ValueError:  # too few representatives of a class: fall back to plain folds
+            yield from plain.split(X, y)
+            return
+        for _, test_rep in rep_folds:
+            test = np.isin(inverse, test_rep)
+            yield np.flatnonzero(~test), np.flatnonzero(test)

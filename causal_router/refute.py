@@ -72,18 +72,18 @@ import numpy as np
 import pandas as pd
 from joblib import delayed
 from scipy import stats
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.base import clone
 
 from ._parallel import run_parallel
 from ._validation import DataError
-from .bias import BiasEstimator
+from .bias import LEARNERS, BiasEstimator, econml_params
 from .data import EvalData
-from .diagnostics import _CSS, _jsonable
+from ._utils import to_jsonable
+from .diagnostics import _CSS
 from .diagnostics import _e as _escape
-from .models import ClippedClassifier, default_propensity, default_regressor, final_stage
+from .models import ClippedClassifier, DuplicateAwareKFold, UniqueColumns, default_propensity, default_regressor, final_stage
 
-__all__ = ["refute", "RefutationReport", "run_cli", "UniqueColumns", "DuplicateAwareKFold", "RULES",
+__all__ = ["refute", "RefutationReport", "run_cli", "RULES",
            "DEFAULT_SIMULATIONS", "THOROUGH_SIMULATIONS"]
 
 logger = logging.getLogger("causal_router")
@@ -161,70 +161,6 @@ RULES = {
 # internal column names (the refuters add 'placebo', 'w_random', 'dummy_outcome', 'simulated')
 _T, _O = "t_gold", "o_gain"
 
-_METHODS = {
-    "r": "backdoor.econml.dml.NonParamDML",
-    "auto": "backdoor.econml.dml.NonParamDML",
-    "dr": "backdoor.econml.dr.DRLearner",
-    "linear": "backdoor.econml.dr.LinearDRLearner",
-    "forest": "backdoor.econml.dml.CausalForestDML",
-}
-
-
-# ---------------------------------------------------------------------------- nuisance helpers
-class UniqueColumns(TransformerMixin, BaseEstimator):
-    """Drop columns that repeat an earlier column (learned at fit; shape (n, d) -> (n, d_unique)).
-
-    dowhy passes the query features to econml as both X and W; econml stacks [X, W] for the
-    nuisance models, so each feature arrives twice.
-    """
-
-    def fit(self, X, y=None):
-        X = np.asarray(X)
-        _, first = np.unique(X, axis=1, return_index=True)
-        self.keep_ = np.sort(first)
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def transform(self, X):
-        return np.asarray(X)[:, self.keep_]
-
-
-class DuplicateAwareKFold:
-    """Stratified K-fold cross-fitting splitter that keeps identical rows in one fold.
-
-    A bootstrap sample repeats rows; with ordinary folds a row's copy trains the outcome model
-    that predicts it, its residual shrinks and so does the estimated bias. Without duplicates
-    (or when one group of identical rows would exceed half a fold) this is
-    ``StratifiedKFold(n_splits, shuffle=True, random_state)``.
-    """
-
-    def __init__(self, n_splits: int = 3, random_state=None):
-        self.n_splits = n_splits
-        self.random_state = random_state
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        return self.n_splits
-
-    def split(self, X, y, groups=None):
-        X = np.asarray(X, dtype=float)
-        y = np.asarray(y).reshape(len(X), -1)[:, 0]
-        plain = StratifiedKFold(self.n_splits, shuffle=True, random_state=self.random_state)
-        _, first, inverse, counts = np.unique(X, axis=0, return_index=True, return_inverse=True,
-                                              return_counts=True)
-        inverse = inverse.reshape(-1)
-        if len(first) == len(X) or counts.max() > len(X) / (2 * self.n_splits):
-            yield from plain.split(X, y)
-            return
-        try:
-            rep_folds = list(plain.split(X[first], y[first]))
-        except ValueError:  # too few representatives of a class: fall back to plain folds
-            yield from plain.split(X, y)
-            return
-        for _, test_rep in rep_folds:
-            test = np.isin(inverse, test_rep)
-            yield np.flatnonzero(~test), np.flatnonzero(test)
-
-
 # ---------------------------------------------------------------------------- report
 @dataclass
 class RefutationReport:
@@ -275,7 +211,7 @@ class RefutationReport:
 
     def to_dict(self) -> dict:
         """Every number as JSON-ready types (NaN -> None)."""
-        return _jsonable({
+        return to_jsonable({
             "passed": self.passed,
             "table": self.table.to_dict(orient="records"),
             "simulations": {k: np.asarray(v, dtype=float) for k, v in self.simulations.items()},
@@ -480,7 +416,7 @@ def refute(
     meta = {
         "original_effect": original, "n": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
         "n_features": data.X.shape[1], "scale_constant": data.scale_, "learner": setup.learner,
-        "final_stage": setup.final_name, "method_name": _METHODS[setup.learner], "cv": cv,
+        "final_stage": setup.final_name, "method_name": LEARNERS[setup.learner].dowhy_method, "cv": cv,
         "propensity": setup.propensity_desc, "suite": "thorough" if thorough else "default",
         "simulations": counts, "strengths": list(strengths), "draws_per_strength": draws,
         "n_refits": len(jobs) + 1 + (1 if setup.learner in ("r", "auto") else 0),
@@ -544,7 +480,7 @@ class _Setup:
             self.model = model
             self.estimand = model.identify_effect(proceed_when_unidentifiable=True, method_name="maximal-adjustment")
             self.estimate = model.estimate_effect(
-                self.estimand, method_name=_METHODS[self.learner], effect_modifiers=self.features,
+                self.estimand, method_name=LEARNERS[self.learner].dowhy_method, effect_modifiers=self.features,
                 method_params={"init_params": self.init_params(), "fit_params": {}})
         self.original_raw = float(self.estimate.value)
         if not np.isfinite(self.original_raw):
@@ -601,22 +537,17 @@ class _Setup:
         return model_y, model_t
 
     def init_params(self, learner: str | None = None) -> dict:
+        """econml keyword arguments for ``learner`` (default: the estimator's; "linear_dml" for the
+        sensitivity analysis) with this set-up's nuisances, final stage and duplicate-aware folds."""
         learner = learner or self.learner
         model_y, model_t = self.nuisances()
-        common = {"cv": DuplicateAwareKFold(self.cv, self.seed), "random_state": self.seed}
-        if learner in ("r", "auto"):
-            return {"model_y": model_y, "model_t": model_t, "model_final": self._final(),
-                    "discrete_treatment": True, **common}
+        folds = DuplicateAwareKFold(self.cv, self.seed)
         if learner == "linear_dml":
-            return {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, **common}
-        if learner == "forest":
-            return {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, "n_estimators": 200,
-                    "min_samples_leaf": 10, **common}
-        if learner == "dr":
-            return {"model_propensity": model_t, "model_regression": model_y, "model_final": self._final(),
-                    "min_propensity": self.min_propensity, **common}
-        return {"model_propensity": model_t, "model_regression": model_y, "min_propensity": self.min_propensity,
-                **common}
+            return {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, "cv": folds,
+                    "random_state": self.seed}
+        final = self._final() if LEARNERS[learner].final_stage else None
+        return econml_params(learner, model_y=model_y, model_t=model_t, model_final=final,
+                             min_propensity=self.min_propensity, cv=folds, random_state=self.seed)
 
     def econml_sensitivity(self) -> dict:
         """econml's omitted-variable-bias sensitivity (Chernozhukov et al. 2022) of the estimate.

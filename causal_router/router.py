@@ -20,10 +20,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._utils import as_seed
 from ._validation import DataError, as_float_matrix, as_float_vector, check_consistent_length
 from .bias import BiasEstimator
 from .data import EvalData
-from .models import _seed, default_regressor
+from .models import default_regressor
 
 __all__ = ["BaseRouter", "MetaRouter", "FORMAT_VERSION"]
 
@@ -54,10 +55,10 @@ class BaseRouter(BaseEstimator):
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
         """Predictions of ``gain_model_``: a LightGBM gain model is compiled on first use
-        (:mod:`causal_router.compiled`, identical predictions, several times faster in batch)."""
+        (:mod:`causal_router._compiled`, identical predictions, several times faster in batch)."""
         compiled = self.__dict__.get("_compiled")
         if compiled is None:
-            from .compiled import compile_lightgbm
+            from ._compiled import compile_lightgbm
 
             compiled = self._compiled = compile_lightgbm(self.gain_model_) or False
         if compiled:
@@ -184,7 +185,7 @@ class MetaRouter(BaseRouter):
 
 def _fit_gain_model(model, X, y, weight, random_state):
     """Fit (a clone of) ``model`` or the default regressor, with sample weights where not all 1."""
-    model = clone(model) if model is not None else default_regressor(_seed(random_state))
+    model = clone(model) if model is not None else default_regressor(as_seed(random_state))
     if weight is None or np.all(weight == 1):
         return model.fit(X, y)
     return model.fit(X, y, sample_weight=weight)

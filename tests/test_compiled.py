@@ -6,7 +6,7 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.linear_model import Ridge
 
 from causal_router import MetaRouter
-from causal_router.compiled import PARALLEL_MIN_ROWS, compile_lightgbm
+from causal_router._compiled import PARALLEL_MIN_ROWS, compile_lightgbm
 from causal_router.models import default_regressor
 
 pytest.importorskip("numba")

@@ -1,18 +1,17 @@
-"""Real-data loaders against the raw upstream files (../shared/data or $CAUSAL_ROUTER_DATA),
-the same loaders on tiny hand-made folders (always run), and load_table."""
+"""Real-data loaders against the raw upstream files ($CAUSAL_ROUTER_DATA; .ci/run points it at ../shared/data),
+the same loaders on tiny hand-made folders (always run)."""
 
 import json
 import logging
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from causal_router._validation import DataError
-from causal_router.loaders import default_data_dir, load_pandalm, load_prd_vicuna80, load_table
+from causal_router.datasets import default_data_dir, load_pandalm, load_prd_vicuna80
 
 DATA = default_data_dir()
-SKIP_REASON = "real data not found: set CAUSAL_ROUTER_DATA or place ../shared/data"
+SKIP_REASON = "real data not found: set CAUSAL_ROUTER_DATA to the folder holding pandalm/ and prd_vicuna80/"
 COLUMNS = {"query_id", "query_text", "model_p", "model_a", "pair", "gold_gain", "pref_gain",
            "pref_gain_2", "category"}
 
@@ -287,55 +286,16 @@ def test_prd_missing_parts_are_named(tiny_prd, tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------- default_data_dir
-def test_default_data_dir_honours_the_env_var(monkeypatch, tmp_path):
+def test_default_data_dir_is_the_env_var_only(monkeypatch, tmp_path):
     monkeypatch.setenv("CAUSAL_ROUTER_DATA", str(tmp_path))
     assert default_data_dir() == tmp_path
     monkeypatch.delenv("CAUSAL_ROUTER_DATA")
-    monkeypatch.chdir(tmp_path)
-    found = default_data_dir()  # no ../shared/data under tmp_path: the repository-root fallback
-    assert found is None or found.parts[-2:] == ("shared", "data")
-
-
-def test_default_data_dir_relative_to_the_working_directory(monkeypatch, tmp_path):
-    monkeypatch.delenv("CAUSAL_ROUTER_DATA", raising=False)
     (tmp_path / "shared" / "data").mkdir(parents=True)
     (tmp_path / "repo").mkdir()
-    monkeypatch.chdir(tmp_path / "repo")
-    assert default_data_dir() == (tmp_path / "shared" / "data").resolve()
+    monkeypatch.chdir(tmp_path / "repo")  # a ../shared/data beside the working directory is not read
+    assert default_data_dir() is None
+    monkeypatch.setenv("CAUSAL_ROUTER_DATA", str(tmp_path / "absent"))
+    with pytest.raises(DataError, match="CAUSAL_ROUTER_DATA=.*absent is not a directory"):
+        default_data_dir()
 
 
-# ---------------------------------------------------------------------------- load_table
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".csv.gz"])
-def test_load_table_round_trips(tmp_path, suffix):
-    frame = pd.DataFrame({"x0": [0.5, 1.5], "gain": [1.0, -1.0], "source": ["gold", "preference"]})
-    path = tmp_path / f"t{suffix}"
-    if suffix in (".csv", ".csv.gz"):
-        frame.to_csv(path, index=False)
-    elif suffix == ".tsv":
-        frame.to_csv(path, sep="\t", index=False)
-    elif suffix in (".parquet", ".pq"):
-        frame.to_parquet(path, index=False)
-    elif suffix == ".json":
-        frame.to_json(path, orient="records")
-    else:
-        frame.to_json(path, orient="records", lines=True)
-    pd.testing.assert_frame_equal(load_table(path), frame, check_dtype=False)
-
-
-def test_load_table_passes_read_kwargs(tmp_path):
-    path = tmp_path / "t.csv"
-    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(path, index=False)
-    assert list(load_table(path, usecols=["b"]).columns) == ["b"]
-
-
-def test_load_table_errors(tmp_path):
-    with pytest.raises(DataError, match="no such file"):
-        load_table(tmp_path / "absent.csv")
-    with pytest.raises(DataError, match=r"unsupported file extension '\.xlsx'.*\.csv.*\.parquet.*\.jsonl"):
-        load_table(tmp_path / "data.xlsx")
-    with pytest.raises(DataError, match="unsupported file extension"):
-        load_table(tmp_path / "noext")
-    bad = tmp_path / "bad.parquet"
-    bad.write_text("not parquet")
-    with pytest.raises(DataError, match="could not read"):
-        load_table(bad)

@@ -3,7 +3,7 @@
 Each notebook's first code cell (tagged ``parameters``) reads its sizes from environment
 variables (``CR_NB_RUNS``, ``CR_NB_N``, ...); the kernel inherits the ones set here. Notebooks
 that read the real data sets (PandaLM, PRD Vicuna80) are skipped when
-``causal_router.loaders.default_data_dir()`` finds no data folder.
+``causal_router.datasets.default_data_dir()`` finds no data folder.
 
 Measured on a 2-core machine with these settings (kernel start included, two sessions): 01 15-20 s,
 02 37-57 s, 05 36-45 s; the module 1.5-2 minutes, under the 3 minutes above which it would be
@@ -83,7 +83,7 @@ def test_notebook_runs(path, python3_kernel, tmp_path, monkeypatch):
     import nbclient
     import nbformat
 
-    from causal_router.loaders import default_data_dir
+    from causal_router.datasets import default_data_dir
 
     nb = nbformat.read(path, as_version=4)
     if any(marker in _code_sources(nb) for marker in REAL_DATA_MARKERS):
@@ -91,8 +91,6 @@ def test_notebook_runs(path, python3_kernel, tmp_path, monkeypatch):
         if data_dir is None:
             pytest.skip(f"{path.name} reads the real data sets (PandaLM, PRD Vicuna80), which were not found: "
                         "set CAUSAL_ROUTER_DATA to a folder holding pandalm/ and prd_vicuna80/")
-        # the kernel runs in tmp_path, where ../shared/data does not resolve: name the folder
-        monkeypatch.setenv("CAUSAL_ROUTER_DATA", str(Path(data_dir).resolve()))
     for name, value in SMALL_SIZES.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)

@@ -1,4 +1,4 @@
-"""Loaders: the two real gold-vs-preference data sets, and a user's own table.
+"""Loaders of the two real gold-vs-preference data sets (PandaLM, PRD Vicuna80).
 
 Each real-data loader returns one row per (query, model pair) that carries both a human (gold)
 and an LLM-judge (preference) verdict, oriented so that a positive gain means ``model_p``'s
@@ -15,11 +15,9 @@ cannot be used are never dropped silently: the count per reason is logged (logge
 
 Where the data are looked for
 -----------------------------
-The package ships no copy of the data. Every loader takes the folder to read as its ``path``
-argument, so users point it at their own copy. :func:`default_data_dir` gives the folder that
-holds ``pandalm/`` and ``prd_vicuna80/``: the environment variable ``CAUSAL_ROUTER_DATA`` if
-set, else the first existing of ``../shared/data`` relative to the current working directory
-and ``../shared/data`` relative to the repository root (the parent of the package folder).
+Every loader takes the folder to read as its ``path`` argument. :func:`default_data_dir` is the
+folder named by the environment variable ``CAUSAL_ROUTER_DATA`` (holding ``pandalm/`` and
+``prd_vicuna80/``), or None: the package never guesses a path on the machine it runs on.
 
 Upstream sources: PandaLM, github.com/WeOpenML/PandaLM ``data/`` (Apache-2.0): files
 ``testset-v1.json``, ``gpt-3.5-turbo-testset-v1.json``, ``pandalm-7b-testset-v1.json``; PRD,
@@ -40,9 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import DataError
+from .._validation import DataError
 
-__all__ = ["load_pandalm", "load_prd_vicuna80", "load_table", "default_data_dir"]
+__all__ = ["load_pandalm", "load_prd_vicuna80", "default_data_dir", "ENV_VAR"]
 
 logger = logging.getLogger("causal_router")
 
@@ -54,23 +52,18 @@ COLUMNS = ["query_id", "query_text", "model_p", "model_a", "pair", "gold_gain", 
 
 
 def default_data_dir() -> Path | None:
-    """The folder holding ``pandalm/`` and ``prd_vicuna80/``, or None if none is found.
+    """The folder named by ``$CAUSAL_ROUTER_DATA`` (holding ``pandalm/`` and ``prd_vicuna80/``), or None.
 
-    ``$CAUSAL_ROUTER_DATA`` if set (returned even if it does not exist, with a warning, so that
-    a mistyped setting fails loudly instead of silently reading another copy); else the first
-    existing of ``<cwd>/../shared/data`` and ``<repository root>/../shared/data``.
+    A setting that is not a directory raises :class:`DataError`, so that a mistyped path fails
+    loudly instead of silently reading nothing.
     """
     env = os.environ.get(ENV_VAR)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            logger.warning("%s=%s is not a directory", ENV_VAR, env)
-        return path
-    repo_root = Path(__file__).resolve().parent.parent
-    for path in (Path.cwd() / ".." / "shared" / "data", repo_root / ".." / "shared" / "data"):
-        if path.is_dir():
-            return path.resolve()
-    return None
+    if not env:
+        return None
+    path = Path(env).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{ENV_VAR}={env} is not a directory")
+    return path
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -370,59 +363,3 @@ def load_prd_vicuna80(path: str | os.PathLike, judge: str = "gpt4") -> pd.DataFr
         "n_gold_votes": frame["size_gold"].astype(int), "n_pref_votes": frame["size_pref"].astype(int),
     }).sort_values(["question_id", "pair"], kind="stable").reset_index(drop=True)
     return _record_drops(frame, dropped, f"load_prd_vicuna80(judge={judge!r})", n_candidates)
-
-
-# ---------------------------------------------------------------------------- user tables
-def _read_csv(p: Path, kw: dict) -> pd.DataFrame:
-    return pd.read_csv(p, **kw)
-
-
-def _read_tsv(p: Path, kw: dict) -> pd.DataFrame:
-    return pd.read_csv(p, **{"sep": "\t", **kw})
-
-
-def _read_parquet(p: Path, kw: dict) -> pd.DataFrame:
-    return pd.read_parquet(p, **kw)
-
-
-def _read_jsonl_table(p: Path, kw: dict) -> pd.DataFrame:
-    return pd.read_json(p, **{"lines": True, **kw})
-
-
-def _read_json_records(p: Path, kw: dict) -> pd.DataFrame:
-    return pd.read_json(p, **{"orient": "records", **kw})
-
-
-_READERS = {
-    ".csv": _read_csv, ".tsv": _read_tsv,
-    ".parquet": _read_parquet, ".pq": _read_parquet,
-    ".jsonl": _read_jsonl_table, ".ndjson": _read_jsonl_table,
-    ".json": _read_json_records,
-}
-_COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz", ".zst")  # pandas infers these for text formats
-
-
-def load_table(path: str | os.PathLike, **read_kwargs: Any) -> pd.DataFrame:
-    """Read a user's table, choosing the reader by extension.
-
-    ``.csv``, ``.tsv`` (optionally compressed: ``.csv.gz`` etc.), ``.parquet`` / ``.pq``,
-    ``.jsonl`` / ``.ndjson`` (one JSON object per line) and ``.json`` (a list of records).
-    ``read_kwargs`` go to the pandas reader. Raises DataError for an unknown extension (naming
-    the supported ones), a missing file, or a file the reader cannot parse.
-    """
-    path = Path(path)
-    suffixes = [s.lower() for s in path.suffixes]
-    ext = suffixes[-1] if suffixes else ""
-    if ext in _COMPRESSIONS and len(suffixes) >= 2 and suffixes[-2] in (".csv", ".tsv", ".jsonl", ".ndjson", ".json"):
-        ext = suffixes[-2]
-    reader = _READERS.get(ext)
-    if reader is None:
-        shown = repr(path.suffix) if path.suffix else "(none)"
-        raise DataError(f"unsupported file extension {shown} for {path}; supported: "
-                        f"{', '.join(_READERS)} (text formats optionally compressed)")
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
-    try:
-        return reader(path, read_kwargs)
-    except (ValueError, OSError) as exc:  # includes pandas / pyarrow parse errors
-        raise DataError(f"could not read {path} as {ext[1:]}: {exc}") from None

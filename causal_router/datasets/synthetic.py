@@ -1,5 +1,4 @@
-"""Built-in data: a semi-synthetic generator with known truth, the gold/preference reveal split,
-and (re-exported from :mod:`causal_router.loaders`) the real-data loaders.
+"""The semi-synthetic generator with known truth, and the gold/preference reveal split.
 
 The generator is shaped like the Meta-Router paper's HealthBench setting: query features play
 the role of the leading principal components of a text embedding (independent Gaussians with
@@ -15,12 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._validation import DataError, check_columns, check_random_state
-from .data import EvalData
-from .loaders import default_data_dir, load_pandalm, load_prd_vicuna80, load_table
+from .._validation import DataError, check_columns, check_random_state
+from ..data import EvalData
 
-__all__ = ["make_semi_synthetic", "reveal_split", "RevealedSplit", "feature_columns",
-           "load_pandalm", "load_prd_vicuna80", "load_table", "default_data_dir"]
+__all__ = ["make_semi_synthetic", "reveal_split", "RevealedSplit", "feature_columns"]
 
 
 def _psi(X: np.ndarray) -> np.ndarray:

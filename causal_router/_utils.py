@@ -1,0 +1,53 @@
+"""Small shared helpers: integer seeds, numpy's global RNG seeded for a block, JSON conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["as_seed", "seeded_global_random", "to_jsonable"]
+
+
+def as_seed(random_state) -> int | None:
+    """An int seed (or None) from None, an int or a numpy Generator (which is advanced)."""
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return None if random_state is None else int(random_state)
+    return int(np.random.default_rng(random_state).integers(2**31 - 1))
+
+
+class seeded_global_random:
+    """Context manager: seed numpy's global RNG (``seed % 2**32``) for a block, then restore it.
+
+    For library code that draws from the global state (econml's uplift bootstrap, dowhy's
+    refuters), so that results are reproducible without touching the caller's RNG.
+    """
+
+    def __init__(self, seed: int | None):
+        self.seed = seed
+
+    def __enter__(self):
+        self._state = np.random.get_state()
+        np.random.seed(None if self.seed is None else int(self.seed) % (2**32))
+        return self
+
+    def __exit__(self, *exc):
+        np.random.set_state(self._state)
+        return False
+
+
+def to_jsonable(obj):
+    """Recursively convert numpy / pandas values to JSON types; NaN and infinities become None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
