@@ -218,7 +218,7 @@ class BiasEstimator(BaseEstimator):
             Known probability of each row's gold label under a selection design; used as the
             propensity instead of estimating one.
         """
-        self._check_params()
+        self.check_params()
         data = as_eval_data(X, y, source, who="BiasEstimator.fit", gold_probability=gold_probability)
         data.require_both_sources("BiasEstimator")
         need = _MIN_ROWS_PER_FOLD * self.cv
@@ -230,7 +230,7 @@ class BiasEstimator(BaseEstimator):
                 )
         self.scale_ = fitted_scale(data, self.scale)
         X, o, t = data.X, pooled_outcome(data.gain, data.is_gold, self.scale_), data.treatment
-        self.min_propensity_ = self._min_propensity_for(data)
+        self.min_propensity_ = self.propensity_clip(data)
         seed = as_seed(self.random_state)
         known = data.gold_probability is not None
         W = data.gold_probability.reshape(-1, 1) if known else None
@@ -293,7 +293,9 @@ class BiasEstimator(BaseEstimator):
         est._cached_values = None  # release the cached copy of the training data
         return self
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """Check the parameters (a DataError names the one at fault). ``fit`` calls it first, and
+        so does :func:`causal_router.validate.refute`, which uses the settings without fitting."""
         if self.learner not in LEARNERS:
             raise DataError(f"learner must be one of {tuple(LEARNERS)}, got {self.learner!r}")
         if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
@@ -305,8 +307,9 @@ class BiasEstimator(BaseEstimator):
         if isinstance(self.model_final, str) and self.model_final not in FINAL_STAGES:
             raise DataError(f"model_final must be a regressor or one of {FINAL_STAGES}, got {self.model_final!r}")
 
-    def _min_propensity_for(self, data: EvalData) -> float:
-        """The clip level: ``min_propensity``, or a tenth of the smaller source's share (>= 1e-6)."""
+    def propensity_clip(self, data: EvalData) -> float:
+        """The propensity clip level for ``data``: ``min_propensity``, or a tenth of the smaller
+        source's share of the rows (at least 1e-6)."""
         if self.min_propensity is not None:
             return self.min_propensity
         return max(1e-6, 0.1 * min(data.n_gold, data.n_preference) / len(data))

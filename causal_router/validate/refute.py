@@ -294,7 +294,7 @@ def refute(
     seed = int(rng.integers(2**31 - 1))
     cv = int(bias.cv) if thorough else min(DEFAULT_CV, int(bias.cv))
     _check_rows(data, cv)
-    setup = DowhySetup(data, bias, min_propensity=bias._min_propensity_for(data), cv=cv, seed=seed,
+    setup = DowhySetup(data, bias, min_propensity=bias.propensity_clip(data), cv=cv, seed=seed,
                        thorough=thorough)
     scale = setup.scale
 
@@ -494,7 +494,7 @@ def _check_inputs(data, bias, n_jobs, backend) -> None:
     if bias is not None and not isinstance(bias, BiasEstimator):
         raise DataError(f"bias must be a BiasEstimator or None, got {type(bias).__name__}")
     if bias is not None:
-        bias._check_params()
+        bias.check_params()
     if not isinstance(n_jobs, (int, np.integer)) or isinstance(n_jobs, bool) or n_jobs == 0 or n_jobs < -1:
         raise DataError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
     if backend not in ("loky", "ray"):
