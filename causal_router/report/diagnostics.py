@@ -72,7 +72,7 @@ class DiagnosticsReport:
                             f"got {type(diagnostics).__name__}")
         self.diagnostics = diagnostics
         self.plots = bool(plots)
-        self.readings, self.status = readings(diagnostics.numbers)
+        self.readings, self.status = _readings(diagnostics.numbers)
         self._figures: dict | None = None
 
     def __repr__(self) -> str:
@@ -126,7 +126,8 @@ class DiagnosticsReport:
                          "check contradicts the bias model; read each section below.</div>")
         for key, title in SECTIONS:
             parts.append(f"<h2>{escape(title)}</h2>")
-            parts.append(f"<div class='reading {self.status.get(key, 'info')}'>{escape(self.readings.get(key, ''))}</div>")
+            reading = escape(self.readings.get(key, ""))
+            parts.append(f"<div class='reading {self.status.get(key, 'info')}'>{reading}</div>")
             parts.append(_section_table(key, n))
             for name, section in FIGURE_SECTION.items():
                 if section == key and name in images:
@@ -205,7 +206,7 @@ def _group_frame(groups: dict) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- readings
-def readings(numbers: dict) -> tuple[dict, dict]:
+def _readings(numbers: dict) -> tuple[dict, dict]:
     """(reading, status) per section of ``numbers`` (:attr:`Diagnostics.numbers`)."""
     alpha = numbers["meta"]["alpha"]
     text, status = {}, {}

@@ -88,21 +88,23 @@ class RefutationReport:
                      + "".join(rows) + "</table>")
         path = r.sensitivity_path
         if len(path):
+            steps = path[["strength", "kappa_t", "kappa_y", "effect"]].itertuples(index=False)
             cells = "".join(f"<tr><td>{s:.3g}</td><td>{kt:.3g}</td><td>{ky:.3g}</td><td>{number(v)}</td></tr>"
-                            for s, kt, ky, v in path[["strength", "kappa_t", "kappa_y", "effect"]].itertuples(index=False))
+                            for s, kt, ky, v in steps)
             parts.append("<h3>Simulated unobserved confounder</h3><table class='grid'><tr><th>strength s</th>"
                          "<th>flip probability</th><th>outcome coefficient</th><th>estimate (gold scale)</th>"
                          f"</tr>{cells}</table>")
         es = r.econml_sensitivity
         if es.get("available"):
+            level = f"c_y = c_t = {MODERATE_R2}"
+            rows_es = [("estimator", es["estimator"]), ("theta (gold scale)", es["theta"]),
+                       (f"theta bounds at {level}", f"[{es['theta_lower']:.4g}, {es['theta_upper']:.4g}]"),
+                       (f"confidence bounds at {level}", f"[{es['ci_lower']:.4g}, {es['ci_upper']:.4g}]"),
+                       ("robustness value (theta)", es["robustness_value"]),
+                       ("robustness value (confidence interval)", es["robustness_value_ci"])]
             parts.append("<h3>econml sensitivity analysis</h3><table class='kv'>" + "".join(
                 f"<tr><th>{escape(k)}</th><td>{number(v) if not isinstance(v, str) else escape(v)}</td></tr>"
-                for k, v in [
-                    ("estimator", es["estimator"]), ("theta (gold scale)", es["theta"]),
-                    (f"theta bounds at c_y = c_t = {MODERATE_R2}", f"[{es['theta_lower']:.4g}, {es['theta_upper']:.4g}]"),
-                    (f"confidence bounds at c_y = c_t = {MODERATE_R2}", f"[{es['ci_lower']:.4g}, {es['ci_upper']:.4g}]"),
-                    ("robustness value (theta)", es["robustness_value"]),
-                    ("robustness value (confidence interval)", es["robustness_value_ci"])]) + "</table>")
+                for k, v in rows_es) + "</table>")
         parts.append("<details><summary>Rules</summary><ul>" + "".join(
             f"<li><b>{escape(TITLES[k])}</b>: {escape(v)}</li>" for k, v in RULES.items()) + "</ul></details>")
         if include_figure:

@@ -14,7 +14,14 @@ from .._utils import seeded_global_random
 from .._validation import DataError
 from ..bias import LEARNERS, BiasEstimator, econml_params
 from ..data import EvalData, fitted_scale, pooled_outcome
-from ..models import ClippedClassifier, DuplicateAwareKFold, UniqueColumns, default_propensity, default_regressor, final_stage
+from ..models import (
+    ClippedClassifier,
+    DuplicateAwareKFold,
+    UniqueColumns,
+    default_propensity,
+    default_regressor,
+    final_stage,
+)
 
 __all__ = ["DowhySetup", "simulate", "SIMULATION_ERRORS", "TREATMENT", "OUTCOME"]
 
