@@ -65,12 +65,12 @@ def _one_simulation_noise():
     Every dowhy refuter here runs one simulation per call (the p-values are computed over all
     calls by :mod:`causal_router.validate.refute`), so dowhy's per-call test sees a single
     estimate with zero spread: its log record "We assume a Normal Distribution as the sample has
-    less than 100 examples" and numpy's RuntimeWarning "divide by zero encountered in scalar
-    divide" raised in ``dowhy.causal_refuter`` (the z-score of that single estimate) are noise
-    and are dropped. Every other warning and log record goes through.
+    less than 100 examples" and numpy's RuntimeWarning "divide by zero (or invalid value)
+    encountered in scalar divide" raised in ``dowhy.causal_refuter`` (the z-score of that single
+    estimate) are noise and are dropped. Every other warning and log record goes through.
     """
     with warnings.catch_warnings(), _without("dowhy.causal_refuter", "We assume a Normal Distribution"):
-        warnings.filterwarnings("ignore", message="divide by zero encountered in scalar divide",
+        warnings.filterwarnings("ignore", message="(divide by zero|invalid value) encountered in scalar divide",
                                 category=RuntimeWarning, module="dowhy.causal_refuter")
         yield
 
