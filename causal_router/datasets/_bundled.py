@@ -13,8 +13,8 @@ PRD Vicuna80 is stored once for all its judges ("wide"): the loader's judge-spec
 ``pref_gain``), and :func:`prd_for_judge` turns the wide table back into the loader's frame.
 
 CSV keeps the copy readable by pandas alone. Floats are written in their shortest round-trip
-form and read back with ``float_precision="round_trip"``: every value comes back bit-identical
-(the gains are means of small integers, e.g. 1/3). Gzip runs with ``mtime=0`` so that a rebuild
+form and parsed back by Python's ``float`` (correctly rounded, unlike a CSV parser's fast path):
+every value comes back bit-identical (the gains are means of small integers, e.g. 1/3). Gzip runs with ``mtime=0`` so that a rebuild
 from unchanged raw files gives byte-identical files.
 """
 
@@ -94,16 +94,17 @@ def read_table(name: str, folder: Traversable | str | os.PathLike | None = None
     root = DATA if folder is None else Path(folder)
     entry = read_manifest(root)["tables"][name]
     dtypes = entry["dtypes"]
-    nullable = [c for c, kind in dtypes.items() if kind != "str"]
+    floats = [c for c, kind in dtypes.items() if kind == "float64"]
     try:
         with (root / entry["file"]).open("rb") as fh:
-            frame = pd.read_csv(fh, compression="gzip", encoding="utf-8",
-                                dtype={c: str if kind == "str" else kind for c, kind in dtypes.items()},
-                                keep_default_na=False, na_values={c: [""] for c in nullable},
-                                float_precision="round_trip")
+            frame = pd.read_csv(fh, compression="gzip", encoding="utf-8", keep_default_na=False,
+                                dtype={c: str if kind in ("str", "float64") else kind for c, kind in dtypes.items()},
+                                na_values={c: [""] for c, kind in dtypes.items() if kind == "Int64"})
     except FileNotFoundError:
         raise DataError(f"the bundled copy of {name} is missing ({entry['file']} not found in {root}): "
                         "reinstall causal_router, or pass the folder of the raw upstream files") from None
+    for col in floats:  # Python's float() is correctly rounded: the shortest repr comes back bit for bit
+        frame[col] = np.array([float(v) if v else np.nan for v in frame[col]], dtype=np.float64)
     if list(frame.columns) != list(dtypes) or len(frame) != entry["rows"]:
         raise DataError(f"the bundled copy of {name} ({entry['file']}) does not match {MANIFEST}: "
                         f"{len(frame)} rows and columns {list(frame.columns)}")

@@ -378,7 +378,7 @@ def load_prd_vicuna80(path: str | os.PathLike | None = None, judge: str = "gpt4"
     n_pref_only = len(judged.index.difference(gold.index))
     if n_pref_only:
         dropped[f"(question, pair) with a {judge} verdict but no human vote"] = n_pref_only
-    frame = gold.join(judged, how="inner", lsuffix="_gold", rsuffix="_pref").reset_index()
+    frame = gold.add_suffix("_gold").join(judged.add_suffix("_pref"), how="inner").reset_index()
     n_candidates = len(gold.index.union(judged.index))
 
     other_dir = root / f"ratings-{second}"
