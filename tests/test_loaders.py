@@ -411,13 +411,18 @@ def test_bundled_table_keeps_awkward_values_exactly(tmp_path):
         _bundled.write_table(frame.assign(text=["a", None, "b", "c", "d"]), tmp_path, "pandalm")
 
 
-def test_missing_bundled_copy_is_a_clear_error(monkeypatch, tmp_path):
+def test_missing_or_altered_bundled_copy_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("CAUSAL_ROUTER_DATA", raising=False)
     monkeypatch.setattr(_bundled, "DATA", tmp_path)
     with pytest.raises(DataError, match="bundled real data are missing.*reinstall"):
         load_pandalm()
     _write_bundle(tmp_path, {"pandalm": (pd.DataFrame({"a": [1.0]}), {})})
-    (tmp_path / "pandalm.csv.gz").unlink()
+    table = tmp_path / "pandalm.csv.gz"
+    payload = table.read_bytes()
+    table.write_bytes(payload[:-1] + bytes([payload[-1] ^ 1]))  # one bit flipped
+    with pytest.raises(DataError, match="does not match the checksum in manifest.json"):
+        _bundled.read_table("pandalm")
+    table.unlink()
     with pytest.raises(DataError, match="bundled copy of pandalm is missing"):
         _bundled.read_table("pandalm")
 

@@ -48,6 +48,13 @@ _PRD_KEY = ["question_id", "pair"]
 
 
 # ---------------------------------------------------------------------------- tables
+def _root(folder: Traversable | str | os.PathLike | None) -> Traversable | Path:
+    """``folder`` as a path (the package's ``data/`` when None; a Traversable is kept as it is)."""
+    if folder is None:
+        return DATA
+    return Path(folder) if isinstance(folder, (str, os.PathLike)) else folder
+
+
 def _dtype_name(dtype) -> str:
     if pd.api.types.is_string_dtype(dtype):
         return "str"
@@ -80,7 +87,7 @@ def write_table(frame: pd.DataFrame, folder: str | os.PathLike, name: str) -> di
 
 def read_manifest(folder: Traversable | str | os.PathLike | None = None) -> dict[str, Any]:
     """The manifest of the bundled copies (in ``folder``, default: the package's ``data/``)."""
-    root = DATA if folder is None else Path(folder)
+    root = _root(folder)
     try:
         return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -91,18 +98,21 @@ def read_manifest(folder: Traversable | str | os.PathLike | None = None) -> dict
 def read_table(name: str, folder: Traversable | str | os.PathLike | None = None
                ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The bundled table ``name`` with the dtypes it was written with, and its manifest entry."""
-    root = DATA if folder is None else Path(folder)
+    root = _root(folder)
     entry = read_manifest(root)["tables"][name]
     dtypes = entry["dtypes"]
     floats = [c for c, kind in dtypes.items() if kind == "float64"]
     try:
-        with (root / entry["file"]).open("rb") as fh:
-            frame = pd.read_csv(fh, compression="gzip", encoding="utf-8", keep_default_na=False,
-                                dtype={c: str if kind in ("str", "float64") else kind for c, kind in dtypes.items()},
-                                na_values={c: [""] for c, kind in dtypes.items() if kind == "Int64"})
+        payload = (root / entry["file"]).read_bytes()
     except FileNotFoundError:
         raise DataError(f"the bundled copy of {name} is missing ({entry['file']} not found in {root}): "
                         "reinstall causal_router, or pass the folder of the raw upstream files") from None
+    if hashlib.sha256(payload).hexdigest() != entry["sha256"]:
+        raise DataError(f"the bundled copy of {name} ({entry['file']} in {root}) does not match the checksum "
+                        f"in {MANIFEST}: the file was altered; reinstall causal_router")
+    frame = pd.read_csv(io.BytesIO(payload), compression="gzip", encoding="utf-8", keep_default_na=False,
+                        dtype={c: str if kind in ("str", "float64") else kind for c, kind in dtypes.items()},
+                        na_values={c: [""] for c, kind in dtypes.items() if kind == "Int64"})
     for col in floats:  # Python's float() is correctly rounded: the shortest repr comes back bit for bit
         frame[col] = np.array([float(v) if v else np.nan for v in frame[col]], dtype=np.float64)
     if list(frame.columns) != list(dtypes) or len(frame) != entry["rows"]:
