@@ -119,20 +119,29 @@ def _load_router(path: str):
 
 
 def _router_features(frame: pd.DataFrame, router, args, *, reserved: tuple = ()) -> pd.DataFrame:
-    """The router's feature columns of ``frame``, by the names it was fitted with (or ``--features``
-    in the fitted order, where the file names them otherwise)."""
-    names = list(router.feature_names_in_)
-    if args.features:
-        given = [c.strip() for c in args.features.split(",") if c.strip()]
-        clash = [c for c in given if c in reserved]
-        if clash:
-            raise UsageError(f"--features names {clash}, which the command uses as a label or id")
-        if len(given) != len(names):
-            raise UsageError(f"--features names {len(given)} columns, the router was fitted with {len(names)}: {names}")
-        check_columns(frame, given, f"data file {args.data}")
-        return frame[given].set_axis(names, axis=1)
-    check_columns(frame, names, f"data file {args.data}")
-    return frame[names]
+    """The router's feature columns of ``frame``, matched by name. ``--features`` may name the
+    router's own features in any order (they are matched by name), or, for a file whose columns
+    are named otherwise, as many other columns, taken in the router's order (an explicit rename)."""
+    names = [str(n) for n in router.feature_names_in_]
+    if not args.features:
+        check_columns(frame, names, f"data file {args.data}")
+        return frame[names]
+    given = [c.strip() for c in args.features.split(",") if c.strip()]
+    clash = [c for c in given if c in reserved]
+    if clash:
+        raise UsageError(f"--features names {clash}, which the command uses as a label or id")
+    if set(given) == set(names):
+        check_columns(frame, names, f"data file {args.data}")
+        return frame[names]
+    if set(given) & set(names):
+        raise UsageError(f"--features names some of the router's features ({sorted(set(given) & set(names))[:5]}) "
+                         f"but not all of them: name exactly the router's features {names[:10]}"
+                         f"{' ...' if len(names) > 10 else ''} (any order), or only columns the router does not know "
+                         "to map them in the router's order")
+    if len(given) != len(names):
+        raise UsageError(f"--features names {len(given)} columns, the router was fitted with {len(names)}: {names[:10]}")
+    check_columns(frame, given, f"data file {args.data}")
+    return frame[given].set_axis(names, axis=1)
 
 
 def _predict_chunked(router, X: pd.DataFrame, steps: Steps) -> np.ndarray:
