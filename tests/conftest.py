@@ -1,12 +1,8 @@
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from causal_router.datasets import make_semi_synthetic, reveal_split
-
-warnings.filterwarnings("ignore", category=UserWarning)
 
 
 @pytest.fixture(scope="session")
