@@ -211,7 +211,7 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
         return info
 
     @app.post("/route", response_model=RouteResponse)
-    def route(req: RouteRequest) -> RouteResponse:
+    def route(req: RouteRequest) -> JSONResponse:
         """Decisions and predicted gold-scale gains, one per query, in request order."""
         X = features_of(req)
         try:
@@ -223,11 +223,12 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
             raise invalid(("texts" if req.texts is not None else "features",), str(exc)) from None
         if not math.isfinite(weight) or not np.all(np.isfinite(gain)):
             raise RuntimeError("the router returned non-finite gains")  # a bug, not an input error: 500
-        return RouteResponse(
-            router_version=version, cost_weight=weight, primary_share=req.primary_share,
-            n_primary=int(primary.sum()),
-            routes=[Decision(decision="primary" if p else "alternative", predicted_gain=g)
-                    for p, g in zip(primary.tolist(), gain.tolist())])
+        # built as plain JSON (the response model documents it): no second validation per query
+        return JSONResponse({
+            "router_version": version, "cost_weight": weight, "primary_share": req.primary_share,
+            "n_primary": int(primary.sum()),
+            "routes": [{"decision": "primary" if p else "alternative", "predicted_gain": g}
+                       for p, g in zip(primary.tolist(), gain.tolist())]})
 
     app.state.router = router
     app.state.router_version = version

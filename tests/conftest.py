@@ -74,3 +74,15 @@ def make_text_frame(n: int = 600, n_pairs: int = 2, gold_share: float = 0.2, see
 def text_frame():
     """600 rows of text queries over 2 model pairs, 20% gold (see :func:`make_text_frame`)."""
     return make_text_frame()
+
+
+@pytest.fixture(scope="session")
+def text_router(text_frame):
+    """A MetaRouter fitted from the text of ``text_frame`` (TF-IDF + SVD, 8 components, 2 pair
+    indicators), holding its featurizer; cv=2 to keep it quick."""
+    from causal_router import BiasEstimator, MetaRouter
+    from causal_router.text import TextFeaturizer
+
+    featurizer = TextFeaturizer(n_components=8, text_column="query_text", pair_column="pair")
+    return MetaRouter(BiasEstimator(cv=2), featurizer=featurizer, random_state=0).fit(
+        text_frame[["query_text", "pair"]], text_frame["gain"], source=text_frame["source"])

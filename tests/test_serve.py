@@ -14,10 +14,8 @@ httpx = pytest.importorskip("httpx", reason="httpx (test extra) is not installed
 
 from causal_router import MetaRouter  # noqa: E402
 from causal_router.bias import BiasEstimator  # noqa: E402
-from causal_router.data import EvalData  # noqa: E402
 from causal_router.datasets import make_semi_synthetic, reveal_split  # noqa: E402
 from causal_router.serve import background_server, create_app, file_version  # noqa: E402
-from causal_router.text import TextFeaturizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +30,6 @@ def numeric():
 def numeric_url(numeric):
     with background_server(create_app(numeric[0], version="test-v1", max_batch=500)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def text_router(text_frame):
-    """A router fitted from text over two model pairs, holding its featurizer."""
-    featurizer = TextFeaturizer(n_components=8, text_column="query_text", pair_column="pair")
-    X = featurizer.fit_transform(text_frame)
-    data = EvalData(X, text_frame["gain"], text_frame["source"])
-    router = MetaRouter(BiasEstimator(cv=2), random_state=0).fit(data)
-    router.featurizer_ = featurizer
-    return router
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +109,7 @@ def test_route_texts_with_pairs(text_router, text_url, text_frame):
     assert health["featurizer"]["pairs"] == ["model0|small", "model1|small"]
     texts = ["write a poem about python code, question 3", "explain cooking, question 7", "an unseen prompt"]
     frame = pd.DataFrame({"query_text": texts, "pair": "model1|small"})
-    expected = text_router.predict_gain(text_router.featurizer_.transform(frame))
+    expected = text_router.predict_gain(frame)
     for pair in ("model1|small", ["model1|small"], ["model1|small"] * 3):
         out = _post(text_url, {"texts": texts, "pair": pair, "cost_weight": 0.1}).json()
         np.testing.assert_array_equal([d["predicted_gain"] for d in out["routes"]], expected)
@@ -197,7 +184,7 @@ def test_fuzzed_bodies_never_give_500(numeric_url):
     junk = ['"x"', "null", "-1e999", "[]", "{}", "true", "1e308", '"\\u0000"', "[[", "0"]
     seen = set()
     with httpx.Client(base_url=numeric_url) as c:
-        for _ in range(150):
+        for _ in range(100):
             text = list(valid)
             for _ in range(rng.integers(1, 4)):
                 i = int(rng.integers(len(text)))
