@@ -81,8 +81,11 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
 
     Parameters
     ----------
-    router : fitted router (``predict_gain``, ``route``, ``threshold_for_share``, ``n_features_in_``)
-        A router fitted from text (one holding a ``featurizer_``) also takes ``texts``.
+    router : fitted router (``predict_gain``, ``n_features_in_``)
+        Decisions follow :func:`causal_router.router.decide` and
+        :func:`~causal_router.router.threshold_for_share` on its predicted gains, as its own
+        ``route`` / ``threshold_for_share`` do. A router fitted from text (holding a
+        ``featurizer_``) also takes ``texts``.
     version : str, optional
         Reported with every answer and by ``/health`` (default: the router's class name,
         marked as not from a file; :func:`serve` uses :func:`file_version`).
@@ -100,6 +103,7 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
     from sklearn.utils.validation import check_is_fitted
 
     from . import __version__
+    from .router import decide, threshold_for_share
 
     check_is_fitted(router, "n_features_in_")
     n_features = int(router.n_features_in_)
@@ -215,10 +219,10 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
         """Decisions and predicted gold-scale gains, one per query, in request order."""
         X = features_of(req)
         try:
-            weight = (float(router.threshold_for_share(X, req.primary_share)) if req.primary_share is not None
+            gain = np.asarray(router.predict_gain(X), dtype=float)  # one prediction; the rule is the router's
+            weight = (threshold_for_share(gain, req.primary_share) if req.primary_share is not None
                       else float(req.cost_weight or 0.0))
-            gain = np.asarray(router.predict_gain(X), dtype=float)
-            primary = np.asarray(router.route(X, weight), dtype=bool)
+            primary = decide(gain, weight)
         except DataError as exc:
             raise invalid(("texts" if req.texts is not None else "features",), str(exc)) from None
         if not math.isfinite(weight) or not np.all(np.isfinite(gain)):
