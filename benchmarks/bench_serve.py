@@ -11,7 +11,9 @@ batches of 100 prompts (``texts``), and the same as precomputed ``features``. Ea
 after 20 warm-up requests, closed loop (each client sends its next request when the answer
 arrives), with 1 and with 4 concurrent clients by default, until ``--requests`` requests or
 ``--max-seconds`` seconds, whichever comes first. Reported per scenario: requests/s, queries/s,
-and latency p50 / p99 in ms (time from sending a request to reading its whole answer).
+latency p50 / p99 in ms (time from sending a request to reading its whole answer) and the
+server process's CPU time per request (from /proc; less sensitive than wall time to other work
+on a shared machine: one core serves about 1000 / that many requests per second).
 
 Traffic goes only to 127.0.0.1; the server is stopped at the end. The client and the server
 share the machine's cores, so the figures are a lower bound of what the server does alone.
@@ -91,7 +93,17 @@ def _start_server(router_path: Path, port: int, timeout: float = 120.0) -> subpr
     raise RuntimeError(f"the server did not answer /health within {timeout} s")
 
 
-def _run(url: str, bodies: list[dict], concurrency: int, max_requests: int, max_seconds: float) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run(url: str, bodies: list[dict], concurrency: int, max_requests: int, max_seconds: float,
+         server_pid: int) -> dict:
     """Closed-loop load: ``concurrency`` clients, each sending bodies in turn."""
     import httpx
 
@@ -122,17 +134,20 @@ def _run(url: str, bodies: list[dict], concurrency: int, max_requests: int, max_
                 i += concurrency
 
     threads = [threading.Thread(target=client, args=(j,)) for j in range(concurrency)]
+    cpu0 = _cpu_seconds(server_pid)
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds(server_pid) - cpu0  # includes the untimed warm-up requests
     lat = np.asarray(latencies) * 1000
     per = len(next(iter(bodies[0].values())))
     return {"requests": len(lat), "errors": len(errors), "seconds": wall,
             "requests_per_s": len(lat) / wall, "queries_per_s": len(lat) * per / wall,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "server_cpu_ms_per_request": 1000 * cpu / (len(lat) + 20 * concurrency)}
 
 
 def main(argv=None) -> None:
@@ -176,11 +191,12 @@ def main(argv=None) -> None:
             rows = []
             for label, bodies in scenarios.items():
                 for c in args.concurrency:
-                    out = _run(f"http://{HOST}:{port}", bodies, c, args.requests, args.max_seconds)
+                    out = _run(f"http://{HOST}:{port}", bodies, c, args.requests, args.max_seconds, proc.pid)
                     rows.append({"scenario": label, "clients": c, **out})
                     print(f"  {label:<22} clients={c}: {out['requests_per_s']:8.1f} req/s "
                           f"{out['queries_per_s']:9.0f} queries/s  p50 {out['p50_ms']:6.2f} ms  "
-                          f"p99 {out['p99_ms']:7.2f} ms  ({out['requests']} requests, {out['errors']} errors)",
+                          f"p99 {out['p99_ms']:7.2f} ms  server CPU {out['server_cpu_ms_per_request']:6.2f} ms/request  "
+                          f"({out['requests']} requests, {out['errors']} errors)",
                           flush=True)
         finally:
             proc.terminate()
