@@ -26,6 +26,7 @@ from ._validation import DataError, as_float_vector, check_consistent_length, ch
 from .bias import BiasEstimator
 from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import oracle_share
+from ._compiled import compiled_model
 from .models import fit_gain_model
 from .text import TextFeaturizer, embed_extra_installed
 
@@ -63,7 +64,6 @@ class BaseRouter(BaseEstimator):
 
     def fit(self, X, y=None, *, source=None) -> "BaseRouter":
         """Fit on features X (n, d), gains y (n,) and ``source`` (n,), or on one EvalData; returns self."""
-        self.__dict__.pop("_compiled", None)  # a refit invalidates the compiled trees
         self.__dict__.pop("featurizer_", None)
         featurizer = getattr(self, "featurizer", None)
         if featurizer is not None:
@@ -97,7 +97,7 @@ class BaseRouter(BaseEstimator):
 
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self, "n_features_in_")
-        return check_features(self._featurize(X), self.feature_names_in_, "the router")
+        return check_features(self._featurize(X), self.feature_names_in_, type(self).__name__)
 
     def predict_gain(self, X) -> np.ndarray:
         """Predicted gold-standard gain of the primary over the alternative, shape (n,)."""
@@ -122,12 +122,8 @@ class BaseRouter(BaseEstimator):
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
         """Predictions of ``gain_model_``: a LightGBM gain model is compiled on first use
         (:mod:`causal_router._compiled`: used only where it reproduces LightGBM exactly)."""
-        compiled = self.__dict__.get("_compiled")
-        if compiled is None:
-            from ._compiled import compile_lightgbm
-
-            compiled = self._compiled = compile_lightgbm(self.gain_model_) or False
-        if compiled:
+        compiled = compiled_model(self.gain_model_)
+        if compiled is not None:
             return compiled.predict(X)
         return np.asarray(self.gain_model_.predict(X), dtype=float).reshape(-1)
 

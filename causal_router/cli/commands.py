@@ -142,26 +142,36 @@ def _load_router(path: str, *, text: bool = True):
 
 
 def _router_features(frame: pd.DataFrame, router, args, *, reserved: tuple = ()) -> pd.DataFrame:
-    """The router's input from ``frame``: for a router fitted from text, its text (and pair)
-    columns, which it featurizes itself; else its feature columns, by the names it was fitted with
-    (or ``--features`` in the fitted order, where the file names them otherwise)."""
+    """The router's input from ``frame``. A router fitted from text gets its text (and pair)
+    columns, which it featurizes itself. Otherwise its feature columns, matched by name.
+    ``--features`` may name the router's own features in any order (they are matched by name),
+    or, for a file whose columns are named otherwise, as many other columns, taken in the
+    router's order (an explicit rename)."""
     if getattr(router, "featurizer_", None) is not None and not args.features:
         return router_text_input(frame, router, args)
     if args.text or args.pair:
         raise UsageError(f"the router {args.router} was fitted on numeric features, not text: drop --text / --pair "
                          "(or fit a router from text: causal-router fit DATA --text COLUMN)")
-    names = list(router.feature_names_in_)
-    if args.features:
-        given = [c.strip() for c in args.features.split(",") if c.strip()]
-        clash = [c for c in given if c in reserved]
-        if clash:
-            raise UsageError(f"--features names {clash}, which the command uses as a label or id")
-        if len(given) != len(names):
-            raise UsageError(f"--features names {len(given)} columns, the router was fitted with {len(names)}: {names}")
-        check_columns(frame, given, f"data file {args.data}")
-        return frame[given].set_axis(names, axis=1)
-    check_columns(frame, names, f"data file {args.data}")
-    return frame[names]
+    names = [str(n) for n in router.feature_names_in_]
+    if not args.features:
+        check_columns(frame, names, f"data file {args.data}")
+        return frame[names]
+    given = [c.strip() for c in args.features.split(",") if c.strip()]
+    clash = [c for c in given if c in reserved]
+    if clash:
+        raise UsageError(f"--features names {clash}, which the command uses as a label or id")
+    if set(given) == set(names):
+        check_columns(frame, names, f"data file {args.data}")
+        return frame[names]
+    if set(given) & set(names):
+        raise UsageError(f"--features names some of the router's features ({sorted(set(given) & set(names))[:5]}) "
+                         f"but not all of them: name exactly the router's features {names[:10]}"
+                         f"{' ...' if len(names) > 10 else ''} (any order), or only columns the router does not know "
+                         "to map them in the router's order")
+    if len(given) != len(names):
+        raise UsageError(f"--features names {len(given)} columns, the router was fitted with {len(names)}: {names[:10]}")
+    check_columns(frame, given, f"data file {args.data}")
+    return frame[given].set_axis(names, axis=1)
 
 
 def _predict_chunked(router, X: pd.DataFrame, steps: Steps) -> np.ndarray:
