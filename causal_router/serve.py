@@ -124,7 +124,8 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
                                          description="query texts (a router fitted from text)")
         features: list[list[float]] | None = Field(None, min_length=1, max_length=max_batch,
                                                    description=f"n rows of {n_features} numbers")
-        pair: list[str] | None = Field(None, min_length=1, description="model pair of every text, or of each")
+        pair: list[str] | None = Field(None, min_length=1, max_length=max_batch,
+                                       description="model pair of every text (one label), or of each")
         cost_weight: float | None = Field(None, description="route where predicted gain > cost_weight")
         primary_share: float | None = Field(None, ge=0, le=1,
                                             description="share of this request's queries sent to the primary")
