@@ -35,8 +35,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
-from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import DataError, check_columns
@@ -315,16 +313,23 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         if k < wanted:
             logger.warning("TextFeaturizer(%s): %d components instead of %d: the corpus (%d distinct "
                            "texts) supports no more", self.method, k, wanted, len(distinct))
-        self.components_ = np.asarray(projection.components_, dtype=float)
+        self._set_components(projection.components_)
         self.n_components_ = k
         return raw
+
+    def _set_components(self, components) -> None:
+        self.components_ = np.asarray(components, dtype=float)
+        self._projection = np.ascontiguousarray(self.components_.T)  # (dim, k): one fast product per call
 
     def _project(self, raw) -> np.ndarray:
         """Text features from the raw representation, computed from the fitted arrays only (so a
         featurizer rebuilt by :meth:`from_state` gives the same numbers)."""
         if self.method == "tfidf-svd":
-            return normalize(np.asarray(safe_sparse_dot(raw, self.components_.T), dtype=float))
-        return np.asarray((raw - self.mean_) @ self.components_.T, dtype=float)
+            out = np.asarray(raw @ self._projection, dtype=float)
+            norms = np.sqrt(np.einsum("ij,ij->i", out, out))  # L2 rows, as sklearn's normalize
+            norms[norms == 0] = 1.0
+            return out / norms[:, None]
+        return np.asarray((raw - self.mean_) @ self._projection, dtype=float)
 
     def _fit(self, X) -> tuple[np.ndarray, list[str] | None]:
         """Fit; return the text features of the rows of ``X`` and their pair labels."""
@@ -422,7 +427,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         self._check_params()
         self.n_components_ = int(state["n_components_"])
         self.pairs_ = np.asarray(state["pairs_"], dtype=object)
-        self.components_ = np.asarray(arrays["components"], dtype=float)
+        self._set_components(arrays["components"])
         if self.components_.ndim != 2 or self.components_.shape[0] != self.n_components_:
             raise DataError(f"TextFeaturizer state: components of shape {self.components_.shape} for "
                             f"{self.n_components_} components")
