@@ -105,10 +105,11 @@ def select_features(frame: pd.DataFrame, args, *, reserved: tuple = ()) -> list[
         return names
     cols = [c for c in frame.columns if str(c).startswith(args.feature_prefix) and c not in labels]
     numeric = [c for c in cols if pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    if not cols:
+        raise UsageError(f"no column starts with --feature-prefix {args.feature_prefix!r}; pass --features a,b,c")
     if not numeric:
-        skipped = f" (non-numeric: {[c for c in cols if c not in numeric][:10]})" if cols else ""
-        raise UsageError(f"no numeric column starts with --feature-prefix {args.feature_prefix!r}{skipped}; "
-                         "pass --features a,b,c")
+        raise UsageError(f"the columns starting with --feature-prefix {args.feature_prefix!r} are not numeric "
+                         f"({cols[:10]}); pass --features a,b,c")
     return numeric
 
 
