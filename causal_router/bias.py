@@ -57,6 +57,7 @@ from ._validation import DataError, as_float_matrix
 from .data import EvalData
 from .models import (
     FINAL_STAGES,
+    STACK_CANDIDATES,
     ClippedClassifier,
     default_propensity,
     default_regressor,
@@ -250,7 +251,9 @@ class BiasEstimator(BaseEstimator):
             self.final_stage_ = self.learner
         else:
             self.final_stage_ = self.model_final if isinstance(self.model_final, str) else (
-                "linear" if self.model_final is None else "custom")
+                "stack" if self.model_final is None else "custom")
+            if self.final_stage_ == "stack":
+                self.selection_ = _stack_summary(est.model_final_)
 
         if self._family == "r":
             tau = np.asarray(est.effect(X), dtype=float).reshape(-1)
@@ -290,7 +293,7 @@ class BiasEstimator(BaseEstimator):
         # the clipper also hides CV-tuned models (LogisticRegressionCV) from econml's own
         # model selection, which would otherwise replace their tuning
         model_t = ClippedClassifier(model_t, self.min_propensity_)
-        final = self.model_final if self.model_final is not None else "linear"
+        final = self.model_final if self.model_final is not None else "stack"
         final = final_stage(final, seed) if isinstance(final, str) else clone(final)
         params = econml_params(self.learner, model_y=model_y, model_t=model_t, model_final=final,
                                min_propensity=self.min_propensity_, cv=self.cv, random_state=seed)
@@ -341,8 +344,14 @@ class BiasEstimator(BaseEstimator):
         return pd.Series({"estimate": est, "std_error": se, "lower": est - z * se, "upper": est + z * se})
 
 
+def _stack_summary(stack) -> pd.DataFrame:
+    """The default final stage's candidates with their out-of-fold R-loss and stacking weight."""
+    return pd.DataFrame({"r_loss": stack.cv_loss_, "weight": stack.weights_},
+                        index=pd.Index(stack.candidates, name="final_stage"))
+
+
 def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
-    """Out-of-fold R-loss of each final stage in :data:`FINAL_STAGES`; the lowest wins.
+    """Out-of-fold R-loss of each final stage in :data:`STACK_CANDIDATES`; the lowest wins.
 
     Each candidate is fitted on K-1 folds of the cross-fitted residuals (target y_res / t_res,
     weight t_res^2) and scored on the held-out fold by the R-loss (y_res - t_res * tau(s))^2.
@@ -350,10 +359,10 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
     ``excess`` (over the best), ``std_error`` (of the paired per-row excess) and ``chosen``.
     """
     target, weight = y_res / t_res, t_res ** 2
-    losses = np.zeros((len(FINAL_STAGES), len(y_res)))
+    losses = np.zeros((len(STACK_CANDIDATES), len(y_res)))
     folds = StratifiedKFold(cv, shuffle=True, random_state=seed).split(X, t)
     for train, test in folds:
-        for k, name in enumerate(FINAL_STAGES):
+        for k, name in enumerate(STACK_CANDIDATES):
             model = final_stage(name, seed).fit(X[train], target[train], sample_weight=weight[train])
             tau = model.predict(X[test])
             losses[k, test] = (y_res[test] - t_res[test] * tau) ** 2
@@ -365,7 +374,7 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
     chosen = best
     return pd.DataFrame(
         {"r_loss": mean, "excess": excess, "std_error": se,
-         "chosen": np.arange(len(FINAL_STAGES)) == chosen},
-        index=pd.Index(FINAL_STAGES, name="final_stage"),
+         "chosen": np.arange(len(STACK_CANDIDATES)) == chosen},
+        index=pd.Index(STACK_CANDIDATES, name="final_stage"),
     )
 
