@@ -11,9 +11,11 @@ gold about 0.1); an unbiased judge; heteroscedastic judge noise; gold shares of 
 ``experiment`` does). Synthetic settings draw a new frame per split; every split reveals gold
 labels on a random ``n_gold`` of the training rows.
 
-Per split: the default ``MetaRouter()`` (fitted as a user would, timed), every candidate final
-stage of the R-learner fitted on the same cross-fitted nuisances (each corrected-label gain model
-fitted exactly as ``MetaRouter.fit`` does), the candidate with the lowest out-of-fold R-loss
+Per split: every candidate final stage of the R-learner and the default's (``"stack"``), all on
+one set of cross-fitted nuisances, each corrected-label gain model fitted exactly as
+``MetaRouter.fit`` does (on each setting's first split the default is refitted as
+``MetaRouter(random_state=seed)`` and must match to 1e-9; the default's fit time is measured by
+``bench_pipeline.py fittime``), the candidate with the lowest out-of-fold R-loss
 (``pick_best``: the criterion of ``learner="auto"``), Pooled, MeanShift, GoldOnly, the
 All-Golden oracle and, where the truth is known, the preference labels corrected by the true
 bias (``true_bias``). The metric is ``causal_router.evaluate.oracle_share`` on held-out gold.
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -85,16 +86,16 @@ def _gain_predictions(data, effect_pref, test_X, seed):
     return np.asarray(model.predict(test_X), dtype=float) / data.scale_
 
 
-def run_split(name: str, split_no: int, seed: int) -> pd.DataFrame:
+def run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
     """Every method's oracle share on one split of one setting (one row per method)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        return _run_split(name, split_no, seed)
+        return _run_split(name, split_no, seed, check_default)
 
 
-def _run_split(name: str, split_no: int, seed: int) -> pd.DataFrame:
+def _run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
     from causal_router import BiasEstimator, MetaRouter
     from causal_router.baselines import GoldOnly, MeanShift, Pooled
     from causal_router.datasets import reveal_split
@@ -111,25 +112,26 @@ def _run_split(name: str, split_no: int, seed: int) -> pd.DataFrame:
         rows.append({"setting": name, "split": split_no, "seed": seed, "method": method,
                      "oracle_share": oracle_share(pred, gold), **extra})
 
-    wall, cpu = time.perf_counter(), time.process_time()
-    default = MetaRouter(random_state=seed).fit(data)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    sel = default.bias_.selection_
-    weights = {f"w_{k}": float(v) for k, v in sel["weight"].items()} if sel is not None and "weight" in sel else {}
-    add("default", default.predict_gain(test_X), fit_seconds=wall, fit_cpu_seconds=cpu,
-        final_stage=default.bias_.final_stage_, **weights)
-
-    bias = BiasEstimator(model_final=AllStages(CANDIDATES, seed), random_state=seed).fit(data)
+    # every final stage on one set of cross-fitted nuisances; "stack" is the default's own
+    # final stage with the default's seed, so its row is MetaRouter(random_state=seed) exactly
+    bias = BiasEstimator(model_final=AllStages(CANDIDATES + ("stack",), seed), random_state=seed).fit(data)
     stages = bias.estimator_.model_final_
     pref = ~data.is_gold
-    for cand in CANDIDATES:
+    preds = {}
+    for cand in CANDIDATES + ("stack",):
         stages.use = cand
-        add(cand, _gain_predictions(data, bias.effect(data.X[pref]) * data.scale_, test_X, seed))
-    if sel is not None and "r_loss" in sel:
-        best = str(sel["r_loss"].idxmin())
-        pick = next(r["oracle_share"] for r in rows if r["method"] == best)
-        rows.append({**rows[-1], "method": "pick_best", "oracle_share": pick, "final_stage": best})
-
+        pred = preds[cand] = _gain_predictions(data, bias.effect(data.X[pref]) * data.scale_, test_X, seed)
+        if cand != "stack":
+            add(cand, pred)
+            continue
+        stack = stages.models_["stack"]
+        add("default", pred, **{f"w_{k}": float(v) for k, v in zip(stack.candidates, stack.weights_)})
+        best = stack.candidates[int(np.argmin(stack.cv_loss_))]
+        add("pick_best", preds[best], final_stage=best)
+        if check_default:
+            router = MetaRouter(random_state=seed).fit(data)
+            gap = np.max(np.abs(router.predict_gain(test_X) - pred))
+            assert gap < 1e-9, f"the suite's default differs from MetaRouter() by {gap}"
     add("pooled", Pooled(random_state=seed).fit(data).predict_gain(test_X))
     add("mean_shift", MeanShift(random_state=seed).fit(data).predict_gain(test_X))
     add("gold_only", GoldOnly(random_state=seed).fit(data).predict_gain(test_X))
@@ -167,8 +169,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     if weights:
         w = runs[runs["method"] == "default"].groupby("setting")[weights].mean().loc[order]
         out = out.join(w.add_prefix("mean_"))
-    secs = runs[runs["method"] == "default"].groupby("setting")[["fit_seconds", "fit_cpu_seconds"]].median()
-    return out.join(secs.loc[order].add_prefix("median_"))
+    return out
 
 
 def markdown(summary: pd.DataFrame) -> str:
@@ -254,7 +255,7 @@ def main(argv=None) -> None:
     runs = []
     for first in range(0, args.splits, args.chunk):  # rounds over every setting; runs.csv grows after each
         splits = range(first, min(first + args.chunk, args.splits))
-        tasks = [delayed(run_split)(s, i, args.seed + i) for i in splits for s in args.settings]
+        tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings]
         runs += run_parallel(tasks, n_jobs=args.n_jobs, desc=f"splits {splits.start}-{splits.stop - 1}", unit="split")
         pd.concat(runs, ignore_index=True).to_csv(out / "runs.csv", index=False)
     report(pd.concat(runs, ignore_index=True), out)

@@ -78,9 +78,18 @@ def default_propensity(random_state=None):
     """Regularised logistic regression for P(gold | s)."""
     return make_pipeline(
         StandardScaler(),
-        LogisticRegressionCV(Cs=np.logspace(-4, 0, 5), cv=3, scoring="neg_log_loss", max_iter=2000,
+        LogisticRegressionCV(Cs=np.logspace(-4, 0, 5), cv=3, scoring=neg_log_loss, max_iter=2000,
                              l1_ratios=(0.0,), use_legacy_attributes=False),
     )
+
+
+def neg_log_loss(estimator, X, y) -> float:
+    """Minus the mean log-loss of a binary classifier: sklearn's ``"neg_log_loss"`` scorer
+    (probabilities clipped to [eps, 1 - eps]) without its input validation, which took two
+    thirds of the propensity model's time in a default fit."""
+    proba = np.clip(estimator.predict_proba(X)[:, 1], np.finfo(float).eps, 1 - np.finfo(float).eps)
+    positive = np.asarray(y) == estimator.classes_[1]
+    return float(np.mean(np.where(positive, np.log(proba), np.log1p(-proba))))
 
 
 def final_stage(kind: str, random_state=None):
