@@ -16,11 +16,15 @@ propensity clipper, and the column and fold helpers that feed them.
   a standard error of the average bias twice as large); the cross-validated penalty shrinks to
   a near-constant propensity when the gold rows are a random draw and still follows a selection
   of gold rows that depends on the features.
-- Final stages of the bias (CATE) model, all taking ``sample_weight``:
-  ``constant`` (the weighted mean: one global bias), ``linear`` (ridge on standardised
-  features, penalty chosen by efficient leave-one-out CV: with model-pair indicators among the
-  features this shrinks one bias per pair toward the global bias) and ``forest`` (a random
-  forest whose leaves must carry a minimum share of the total weight, i.e. of the gold rows).
+- Final stages of the bias (CATE) model, all taking ``sample_weight`` (:data:`FINAL_STAGES`):
+  ``constant`` (the weighted mean: one global bias); ``linear`` (ridge on the raw features,
+  penalty by leave-one-out CV: low-variance features, like trailing principal components, are
+  penalised more; with model-pair indicators it shrinks one bias per pair toward the global
+  bias); ``ridge`` (the same on standardised features); ``boosting`` (weighted boosted trees
+  of 4 leaves whose leaves must carry a minimum share of the total weight, i.e. of the gold
+  rows); ``additive`` (boosted stumps: an additive model that uses few features); and
+  ``stack`` (the default: :class:`StackedFinalStage`, non-negative stacking of the five by
+  out-of-fold R-loss).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class MetaRouter(BaseRouter):
         self.scale_ = data.scale_
         pref = ~data.is_gold
         labels = data.outcome.copy()
-        labels[pref] += self.bias_.effect(data.X[pref]) * self.scale_
+        labels[pref] += self.bias_.effect(data.X)[pref] * self.scale_  # no copy of X[pref]
         weight = np.where(data.is_gold, 1.0, float(self.preference_weight))
         self.gain_model_ = _fit_gain_model(self.outcome_model, data.X, labels, weight, self.random_state)
         self.corrected_gain_ = labels / self.scale_
