@@ -53,9 +53,10 @@ def one_seed(setting: str, seed: int, n_gold: int) -> dict:
         frame = _frame(setting, seed)
         features = [c for c in frame.columns if c[:1] == "x" and c[1:].isdigit()]
         split = reveal_split(frame, features, n_gold=n_gold, n_test=N_TEST, random_state=seed)
-        ate = BiasEstimator(random_state=seed).fit(split.train).ate(alpha=0.05)
+        bias = BiasEstimator(random_state=seed).fit(split.train)
+        ate = bias.ate(alpha=0.05)
     train = frame.iloc[split.train_index]
-    truth = float(np.mean(train["psi"] - train["eta"] / split.train.scale_))
+    truth = float(np.mean(train["psi"] - train["eta"] / bias.scale_))
     return {"setting": setting, "seed": seed, "truth": truth, **ate.to_dict(),
             "covered": bool(ate["lower"] <= truth <= ate["upper"])}
 

@@ -71,6 +71,7 @@ def cmd_reference(args) -> None:
     from tqdm import tqdm
 
     from causal_router import MetaRouter
+    from causal_router.data import pooled_outcome
     from causal_router.datasets import make_semi_synthetic, reveal_split
     from causal_router.evaluate import efficiency_auc, efficiency_curve, oracle_share
 
@@ -83,7 +84,9 @@ def cmd_reference(args) -> None:
         ours = MetaRouter(random_state=seed).fit(data)
         t_ours = time.perf_counter() - t0
         t0 = time.perf_counter()
-        paper = paper_meta_router(data.X, data.outcome, data.treatment, data.scale_, random_state=seed)
+        scale = ours.scale_
+        paper = paper_meta_router(data.X, pooled_outcome(data.gain, data.is_gold, scale), data.treatment, scale,
+                                  random_state=seed)
         t_paper = time.perf_counter() - t0
         for name, pred, secs in (("ours", ours.predict_gain(split.test_X), t_ours),
                                  ("paper", paper(split.test_X), t_paper)):
@@ -134,7 +137,7 @@ def _one_size(n_pref: int, gold: str) -> dict:
 
 def cmd_scale(args) -> None:
     for n in args.sizes:
-        for gold in ("100", "1%"):
+        for gold in args.gold:
             out = subprocess.run([sys.executable, __file__, "_one", str(n), gold], capture_output=True, text=True)
             line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-500:]
             print(line, flush=True)
@@ -162,7 +165,7 @@ def cmd_subsample(args) -> None:
         router = MetaRouter(random_state=seed).fit(split.train)
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         test = frame.iloc[split.test_index]
-        truth = test["psi"].to_numpy() - test["eta"].to_numpy() / split.train.scale_
+        truth = test["psi"].to_numpy() - test["eta"].to_numpy() / router.scale_
         err = router.bias_.effect(split.test_X) - truth
         rows.append({"n_gold": n_gold, "cap": min(cap, args.n_pref), "seed": seed, "seconds": secs, "cpu_seconds": cpu,
                      "oracle_share": oracle_share(router.predict_gain(split.test_X), split.test_gold),
@@ -254,6 +257,7 @@ def main() -> None:
     p.set_defaults(func=cmd_reference)
     p = sub.add_parser("scale")
     p.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000, 500000, 1000000])
+    p.add_argument("--gold", nargs="+", default=["100", "1%"], choices=["100", "1%"])
     p.set_defaults(func=cmd_scale)
     p = sub.add_parser("subsample")
     p.add_argument("--n-pref", type=int, default=100_000)

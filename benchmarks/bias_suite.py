@@ -75,15 +75,16 @@ class AllStages(RegressorMixin, BaseEstimator):
         return self.models_[self.use].predict(X)
 
 
-def _gain_predictions(data, effect_pref, test_X, seed):
+def _gain_predictions(data, scale, effect_pref, test_X, seed):
     """Test gains of the gain model on gold + corrected preference labels (as MetaRouter.fit)."""
     from causal_router._utils import as_seed
+    from causal_router.data import pooled_outcome
     from causal_router.models import default_regressor
 
-    labels = data.outcome.copy()
+    labels = pooled_outcome(data.gain, data.is_gold, scale)
     labels[~data.is_gold] += effect_pref
     model = default_regressor(as_seed(seed)).fit(data.X, labels)
-    return np.asarray(model.predict(test_X), dtype=float) / data.scale_
+    return np.asarray(model.predict(test_X), dtype=float) / scale
 
 
 def run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
@@ -120,7 +121,8 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
     preds = {}
     for cand in CANDIDATES + ("stack",):
         stages.use = cand
-        pred = preds[cand] = _gain_predictions(data, bias.effect(data.X[pref]) * data.scale_, test_X, seed)
+        pred = preds[cand] = _gain_predictions(data, bias.scale_, bias.effect(data.X[pref]) * bias.scale_,
+                                               test_X, seed)
         if cand != "stack":
             add(cand, pred)
             continue
@@ -138,8 +140,8 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
     add("all_golden", GoldOnly(random_state=seed).fit(split.oracle).predict_gain(test_X))
     if not setting.real:
         train = frame.iloc[split.train_index]
-        true = data.scale_ * train["psi"].to_numpy() - train["eta"].to_numpy()  # c psi - eta, preference scale
-        add("true_bias", _gain_predictions(data, true[pref], test_X, seed))
+        true = bias.scale_ * train["psi"].to_numpy() - train["eta"].to_numpy()  # c psi - eta, preference scale
+        add("true_bias", _gain_predictions(data, bias.scale_, true[pref], test_X, seed))
     return pd.DataFrame(rows)
 
 

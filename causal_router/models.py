@@ -39,10 +39,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ._utils import as_seed
+from ._validation import DataError
 
 __all__ = [
     "default_regressor",
     "default_classifier",
+    "fit_gain_model",
     "default_propensity",
     "final_stage",
     "FINAL_STAGES",
@@ -51,6 +53,7 @@ __all__ = [
     "WeightedRidgeLOO",
     "StackedFinalStage",
     "STACK_CANDIDATES",
+    "KnownPropensity",
     "UniqueColumns",
     "DuplicateAwareKFold",
 ]
@@ -67,6 +70,15 @@ def default_regressor(random_state=None) -> LGBMRegressor:
         subsample=0.8, subsample_freq=1, colsample_bytree=0.5, max_bin=63,
         random_state=as_seed(random_state), verbose=-1, n_jobs=1,
     )
+
+
+def fit_gain_model(model, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, random_state=None):
+    """Fit (a clone of) ``model``, or :func:`default_regressor`, on X (n, d) and gains y (n,),
+    with sample weights where they are not all 1; returns the fitted model."""
+    model = clone(model) if model is not None else default_regressor(as_seed(random_state))
+    if weight is None or np.all(weight == 1):
+        return model.fit(X, y)
+    return model.fit(X, y, sample_weight=weight)
 
 
 def default_classifier(random_state=None) -> LGBMClassifier:
@@ -110,7 +122,7 @@ def final_stage(kind: str, random_state=None):
         return WeightedBoosting(n_estimators=100, learning_rate=0.1, num_leaves=2, random_state=as_seed(random_state))
     if kind == "stack":
         return StackedFinalStage(random_state=as_seed(random_state))
-    raise ValueError(f"unknown final stage {kind!r}; choose one of {FINAL_STAGES}")
+    raise DataError(f"unknown final stage {kind!r}; choose one of {FINAL_STAGES}")
 
 
 class ClippedClassifier(ClassifierMixin, BaseEstimator):
@@ -137,6 +149,28 @@ class ClippedClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
+
+
+class KnownPropensity(ClassifierMixin, BaseEstimator):
+    """The propensity P(gold | s) known by design, read from the last input column.
+
+    For gold rows selected with known probabilities (:mod:`causal_router.active`): the bias
+    estimator passes the probabilities to econml as the last column of the controls W, which
+    econml appends to X for its nuisance models; this "model" learns nothing and returns them.
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        self.classes_ = np.unique(y)
+        if len(self.classes_) != 2:
+            raise DataError(f"KnownPropensity needs two classes (gold and preference), got {self.classes_.tolist()}")
+        return self
+
+    def predict_proba(self, X):
+        p = np.asarray(X, dtype=float)[:, -1]
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X):
+        return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
 
 
 class WeightedBoosting(RegressorMixin, BaseEstimator):
