@@ -197,3 +197,20 @@ def test_bias_model_subsamples_preference_rows_above_the_cap(monkeypatch):
     np.testing.assert_array_equal(again, rows)
     other = BiasEstimator(scale=None, random_state=1).fit(X, gain, source=is_gold).sample_index_
     assert not np.array_equal(other, rows)
+
+
+def test_known_gold_probabilities_follow_the_subsampled_preference_rows(monkeypatch):
+    import causal_router.bias as bias_module
+
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_MIN", 700)
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_PER_GOLD", 0)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1500, 4))
+    p = 0.05 + 0.1 * (X[:, 0] > 0)  # gold chosen by a design with known probabilities
+    is_gold = rng.uniform(size=1500) < p
+    gain = X[:, 1] + 0.3 * is_gold + 0.3 * rng.standard_normal(1500)
+    est = BiasEstimator(scale=None, random_state=0).fit(X, gain, source=is_gold, gold_probability=p)
+    rows = est.sample_index_
+    kept = 700 / (~is_gold).sum()
+    # among the kept rows a preference row survives with probability `kept`: P(gold | s) rises
+    np.testing.assert_allclose(est.propensity_, p[rows] / (p[rows] + (1 - p[rows]) * kept), atol=1e-9)
