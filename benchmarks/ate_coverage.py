@@ -70,11 +70,23 @@ def main(argv=None) -> None:
     parser.add_argument("--n-gold", type=int, default=100)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--out", help="write the per-seed rows to this CSV")
+    parser.add_argument("--chunk", type=int, default=20, help="seeds per round (--out is written after each)")
+    parser.add_argument("--from-csv", help="only summarise an earlier --out CSV")
     args = parser.parse_args(argv)
-    tasks = [delayed(one_seed)(s, seed, args.n_gold) for s in args.settings for seed in range(args.seeds)]
-    rows = pd.DataFrame(run_parallel(tasks, n_jobs=args.n_jobs, desc="fits", unit="fit"))
-    if args.out:
-        rows.to_csv(args.out, index=False)
+    if args.from_csv:
+        return summarise(pd.read_csv(args.from_csv))
+    rows = []
+    for first in range(0, args.seeds, args.chunk):  # rounds over the settings; --out grows after each
+        seeds = range(first, min(first + args.chunk, args.seeds))
+        tasks = [delayed(one_seed)(s, seed, args.n_gold) for seed in seeds for s in args.settings]
+        rows += run_parallel(tasks, n_jobs=args.n_jobs, desc=f"seeds {seeds.start}-{seeds.stop - 1}", unit="fit")
+        if args.out:
+            pd.DataFrame(rows).to_csv(args.out, index=False)
+    summarise(pd.DataFrame(rows))
+
+
+def summarise(rows: pd.DataFrame) -> None:
+    """Print coverage, its binomial standard error, bias and spread per setting."""
     rows["error"] = rows["estimate"] - rows["truth"]
     g = rows.groupby("setting", sort=False)
     table = pd.DataFrame({
