@@ -97,7 +97,7 @@ def summarise(rows: pd.DataFrame) -> None:
         "sd_estimate": g["estimate"].std(ddof=1),
         "mean_std_error": g["std_error"].mean(),
     })
-    print(table.round(4).to_markdown())
+    print(table.round(4).to_string())
 
 
 if __name__ == "__main__":
