@@ -20,7 +20,13 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
   show no heterogeneity the constant takes the weight and the router falls back to a global
   correction; where the bias is sparse and nonlinear the trees take it; where candidates are
   equally good it averages them. Measured on the bias-learner suite
-  (``benchmarks/bias_suite.py``, 17 settings, README "Bias learner"): SUITE_SENTENCE
+  (``benchmarks/bias_suite.py``, 17 settings, README "Bias learner"): first measurement, 5 splits per setting
+  on a heavily shared machine: never below Pooled or MeanShift by more than 0.005 on any
+  setting; within 0.01 of the best single final stage on 13 of 17 settings (the stack is
+  0.02-0.06 behind boosted trees where the bias is a sparse threshold or sine: sparse
+  nonlinear, heteroscedastic, d = 300, the issue's "other shape", where it keeps a 0.2-0.65
+  weight on the constant); 46% of the Pooled-to-All-Golden gap closed on average over the
+  heterogeneous-bias settings.
 - ``"dr"``: DR-learner, :class:`econml.dr.DRLearner`, pseudo-outcome
   phi = (t - p) / (p (1 - p)) (o - mu_t(s)) + mu_1(s) - mu_0(s) regressed on s (same default
   final stage).
@@ -29,7 +35,7 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
 - ``"auto"``: the R-learner whose final stage is the single candidate of the stack with the
   lowest out-of-fold R-loss (each fitted on K-1 folds of the cross-fitted residuals, scored on
   the held-out fold: econml's :class:`~econml.score.RScorer` criterion without giving up a
-  validation split). Picking one is noisier than combining them (suite: AUTO_SENTENCE).
+  validation split). Picking one is noisier than combining them (suite: the stack beat picking one on 11 of 17 settings).
   The DR family is not among the candidates: with a few percent of gold rows its
   pseudo-outcomes carry weights of 1/p (about 50) and its final stage is the noisiest.
 
@@ -43,7 +49,6 @@ bias model is fitted on every gold row and at most max(PREFERENCE_ROWS_MIN,
 PREFERENCE_ROWS_PER_GOLD * n_gold) = max(50,000, 20 n_gold) preference rows, drawn uniformly
 with ``random_state`` (``sample_index_``); the router's gain model still sees every row.
 Subsampling on the source leaves the CATE unchanged (it changes P(t | s), not E[o | s, t]).
-SUBSAMPLE_SENTENCE
 """
 
 from __future__ import annotations
