@@ -35,7 +35,7 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
 - ``"auto"``: the R-learner whose final stage is the single candidate of the stack with the
   lowest out-of-fold R-loss (each fitted on K-1 folds of the cross-fitted residuals, scored on
   the held-out fold: econml's :class:`~econml.score.RScorer` criterion without giving up a
-  validation split). Picking one is noisier than combining them (suite: the stack beat picking one on 11 of 17 settings).
+  validation split). Picking one is noisier than combining them (suite: the stack beat picking one on 10 of 17 settings, tied on 1).
   The DR family is not among the candidates: with a few percent of gold rows its
   pseudo-outcomes carry weights of 1/p (about 50) and its final stage is the noisiest.
 
