@@ -49,6 +49,12 @@ bias model is fitted on every gold row and at most max(PREFERENCE_ROWS_MIN,
 PREFERENCE_ROWS_PER_GOLD * n_gold) = max(50,000, 20 n_gold) preference rows, drawn uniformly
 with ``random_state`` (``sample_index_``); the router's gain model still sees every row.
 Subsampling on the source leaves the CATE unchanged (it changes P(t | s), not E[o | s, t]).
+Measured (``bench_pipeline.py subsample``, generator, 50,000 preference rows, 2 seeds): keeping
+5,000, 10,000, 20,000 or all of them gave oracle shares 0.557 / 0.536 / 0.532 / 0.539 with 100
+gold rows and 0.615 / 0.621 / 0.617 / 0.619 with 1,000 (bias RMSE 0.100 / 0.100 / 0.097 / 0.094):
+no loss in routing down to 5,000; the cap is set ten times higher. The R-learner's effective
+sample for the bias is about N p (1 - p) = n_gold r / (1 + r) with r preference rows per gold
+row: r = 20 keeps 95% of it.
 """
 
 from __future__ import annotations
