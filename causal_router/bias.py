@@ -84,7 +84,7 @@ from .models import (
     final_stage,
 )
 
-__all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params"]
+__all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params", "fitted_final_stage"]
 
 @dataclass(frozen=True)
 class Learner:
@@ -323,7 +323,7 @@ class BiasEstimator(BaseEstimator):
             self.final_stage_ = self.model_final if isinstance(self.model_final, str) else (
                 "stack" if self.model_final is None else "custom")
             if self.final_stage_ == "stack":
-                self.selection_ = _stack_summary(est.model_final_)
+                self.selection_ = _stack_summary(fitted_final_stage(est))
 
         if self._family == "r":
             tau = np.asarray(est.effect(X), dtype=float).reshape(-1)
@@ -432,6 +432,15 @@ def _bias_rows(is_gold: np.ndarray, seed) -> np.ndarray:
         return np.arange(len(is_gold))
     keep = np.random.default_rng(seed).choice(pref, size=cap, replace=False)
     return np.sort(np.concatenate([gold, keep]))
+
+
+def fitted_final_stage(econml_estimator):
+    """The fitted final-stage model of a fitted econml NonParamDML or DRLearner (binary treatment).
+
+    NonParamDML exposes it as ``model_final_``; DRLearner's ``model_final_`` is the unfitted
+    template and the fitted model is ``fitted_models_final[0]``."""
+    models = getattr(econml_estimator, "fitted_models_final", None)
+    return models[0] if models else econml_estimator.model_final_
 
 
 def _stack_summary(stack) -> pd.DataFrame:

@@ -144,6 +144,25 @@ def test_constant_final_stage_skips_the_heldout_tests():
     assert set(report.figures) == {"propensity_overlap", "bias_distribution"}
 
 
+def test_preference_rows_beyond_the_bias_models_cap(monkeypatch):
+    """Above its cap the bias model keeps a subset of the preference rows: the overlap numbers,
+    group averages and the propensity figure use those rows; the estimated bias covers all rows."""
+    import causal_router.bias as bias_module
+
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_MIN", 400)
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_PER_GOLD", 2)
+    frame = make_semi_synthetic(1200, 12, random_state=3)
+    data = reveal_split(frame, n_gold=150, n_test=1, random_state=3).train  # 1,049 preference rows
+    groups = pd.Series(np.where(data.X[:, 10] > 0, "high x10", "low x10"), name="x10 sign")
+    diag = diagnose(data, BiasEstimator("r", cv=3), groups=groups, n_bootstrap=100, progress=False, random_state=0)
+    assert len(diag.bias.sample_index_) == 150 + 400
+    ov = diag.numbers["overlap"]
+    assert (ov["n_rows"], ov["n_gold"], ov["n_preference"]) == (550, 150, 400)
+    assert sum(row["n"] for row in diag.numbers["groups"]["table"]) == 550
+    assert len(diag.effect) == len(data)
+    assert "propensity_overlap" in DiagnosticsReport(diag).figures
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"groups": ["a", "b"]}, "groups has 2 labels"),
     ({"groups": "pair"}, "groups must be an array"),

@@ -169,8 +169,8 @@ def _figures(diag: Diagnostics) -> dict:
 
     n, bias = diag.numbers, diag.bias
     z = stats.norm.ppf(1 - n["meta"]["alpha"] / 2)
-    figures = {"propensity_overlap": plotting.plot_propensity_overlap(bias.propensity_, diag.is_gold,
-                                                                      clip=bias.min_propensity_)}
+    figures = {"propensity_overlap": plotting.plot_propensity_overlap(
+        bias.propensity_, diag.is_gold[bias.sample_index_], clip=bias.min_propensity_)}
     cal = n["calibration"]
     if cal.get("available"):
         figures["calibration"] = plotting.plot_calibration(

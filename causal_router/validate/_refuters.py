@@ -8,11 +8,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from .._utils import seeded_global_random
 from .._validation import DataError
-from ..bias import LEARNERS, BiasEstimator, econml_params
+from ..bias import LEARNERS, BiasEstimator, econml_params, fitted_final_stage
 from ..data import EvalData, fitted_scale, pooled_outcome
 from ..models import (
     ClippedClassifier,
@@ -75,11 +75,39 @@ def _one_simulation_noise():
         yield
 
 
+class _FrozenStack(RegressorMixin, BaseEstimator):
+    """The default final stage (:class:`~causal_router.models.StackedFinalStage`) with its stacking
+    weights fixed: ``fit`` refits the candidates of positive weight (same seed, same models) and
+    skips the out-of-fold search for the weights, which is most of the stack's cost."""
+
+    def __init__(self, candidates=(), weights=(), random_state=None):
+        self.candidates = candidates
+        self.weights = weights
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float).reshape(-1)
+        weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
+        self.estimators_ = [final_stage(name, self.random_state).fit(X, y, sample_weight=weight) if b > 0 else None
+                            for name, b in zip(self.candidates, self.weights)]
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=float)
+        out = np.zeros(len(X))
+        for b, model in zip(self.weights, self.estimators_):
+            if model is not None:
+                out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
+        return out
+
+
 class DowhySetup:
     """The dowhy model, the identified estimand and the original estimate for a bias model's settings.
 
-    ``cv`` folds per refit; ``thorough`` keeps the cross-validated propensity penalty in every
-    refit (otherwise it is chosen once and frozen). ``scale`` is the gold-to-preference constant
+    ``cv`` folds per refit; ``thorough`` keeps the cross-validated propensity penalty and the
+    stacking of the default final stage in every refit (otherwise both are fitted once on all
+    rows and frozen). ``scale`` is the gold-to-preference constant
     fitted on all rows with the bias model's method; ``original_raw`` the estimate on the
     preference scale.
     """
@@ -111,6 +139,16 @@ class DowhySetup:
         if not np.isfinite(self.original_raw):
             raise DataError("the original estimate of the average bias is not finite; check the data "
                             "(overlap, constant gains)")
+        self.final_desc = self.final_name
+        if self.final_name == "stack" and not thorough:
+            # the refits reuse the stacking weights of the original fit (dowhy deep-copies this
+            # econml object for every refit, which reads model_final when it fits)
+            econml_estimator = self.estimate.estimator.estimator
+            stack = fitted_final_stage(econml_estimator)
+            weights = tuple(float(w) for w in stack.weights_)
+            econml_estimator.model_final = _FrozenStack(tuple(stack.candidates), weights, stack.random_state)
+            shown = ", ".join(f"{n} {w:.2f}" for n, w in zip(stack.candidates, weights) if w > 0)
+            self.final_desc = f"stack, weights fitted once on all rows and frozen in the refits ({shown})"
 
     def _estimate(self, econml_estimator):
         """dowhy's estimate of the average effect with ``econml_estimator`` (an unfitted econml object)."""
@@ -136,7 +174,7 @@ class DowhySetup:
                 b = clone(b).fit(self.data)
             return b.final_stage_
         if b.model_final is None:
-            return "linear"
+            return "stack"  # BiasEstimator's default final stage
         return b.model_final if isinstance(b.model_final, str) else "custom"
 
     def _final(self):

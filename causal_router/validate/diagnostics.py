@@ -5,7 +5,9 @@ holding every number, the fitted models and the arrays the figures need. The rea
 and the HTML report are drawn from it by :class:`causal_router.report.DiagnosticsReport`
 (``causal-router diagnose`` on the command line).
 
-1. Overlap and positivity (all rows, cross-fitted): the out-of-fold propensity p(s) of the bias
+1. Overlap and positivity (cross-fitted, on the rows the bias model is fitted on: all of them
+   unless the preference rows exceed :class:`~causal_router.bias.BiasEstimator`'s cap, where a
+   seeded subset of them is used, as for the group averages): the out-of-fold propensity p(s) of the bias
    model on gold and preference rows, the share of clipped propensities, the effective sample
    size (ESS) of the gold rows under weights 1/p, and a classifier two-sample test (out-of-fold
    AUC of a LightGBM classifier telling gold from preference rows; one-sided Mann-Whitney
@@ -287,7 +289,9 @@ def diagnose(
     if group_labels is None:
         numbers["groups"] = None
     else:
-        table, test = _group_table(est_all.pseudo_outcomes_, effect, data.is_gold, group_labels, alpha, group_order)
+        rows = est_all.sample_index_  # the pseudo-outcomes are those of the rows the bias model used
+        table, test = _group_table(est_all.pseudo_outcomes_, effect[rows], data.is_gold[rows], group_labels[rows],
+                                   alpha, group_order)
         numbers["groups"] = {"by": group_name, "table": _records(table, index_name="group"), "equality_test": test,
                              "n_groups": int(len(table))}
         few = table.index[table["n_gold"] < MIN_GOLD_PER_GROUP].tolist()
@@ -452,6 +456,10 @@ def _ess(weights: np.ndarray) -> float:
 
 
 def _overlap(data: EvalData, est: BiasEstimator, seed, n_jobs) -> dict:
+    """Overlap numbers on the rows the bias model was fitted on (``est.sample_index_``: all rows
+    unless the preference rows exceed its cap)."""
+    rows = est.sample_index_
+    data = data if len(rows) == len(data) else data.subset(rows)
     p = np.asarray(est.propensity_, dtype=float)
     gold = data.is_gold
     t = data.treatment
@@ -464,7 +472,7 @@ def _overlap(data: EvalData, est: BiasEstimator, seed, n_jobs) -> dict:
     ess_pref = _ess(1 / (1 - p[~gold]))
     qs = (0.0, 0.01, 0.05, 0.5, 0.95, 0.99, 1.0)
     return {
-        "n_gold": data.n_gold, "n_preference": data.n_preference,
+        "n_rows": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
         "gold_share": data.n_gold / len(data),
         "classifier": "LightGBM (models.default_classifier), 5-fold out-of-fold scores",
         "classifier_auc": auc,

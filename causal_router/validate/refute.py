@@ -38,7 +38,13 @@ Nuisances of the refits (module docstring of :mod:`causal_router.models` for the
   default suite its penalty is chosen once by cross-validation on the data and then frozen for
   every refit (the cross-validated search is two thirds of a refit's cost); ``thorough=True``
   keeps the cross-validated search in every refit;
-- final stage: the router's (ridge by default);
+- final stage: the estimator's (by default the stack of final stages,
+  :class:`~causal_router.models.StackedFinalStage`). In the default suite its stacking weights
+  are fitted once with the original estimate and frozen for every refit (the refits refit the
+  candidates of positive weight; the out-of-fold search for the weights is most of a fit's
+  cost: one fit at 3,000 rows x 20 features, cv=3, took 12.5 s with the stack against 4.6 s
+  with the ridge final stage, on a shared 2-core machine); ``thorough=True`` refits the whole
+  stack;
 - folds: 3 in the default suite, the estimator's ``cv`` (5) with ``thorough=True``; stratified by
   source, and identical rows (bootstrap duplicates) are kept in one fold, otherwise a row's copy
   trains the nuisance model that predicts it and the bias shrinks (measured on the generator:
@@ -341,7 +347,8 @@ def refute(
     meta = {
         "original_effect": original, "n": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
         "n_features": data.X.shape[1], "scale_constant": scale, "learner": setup.learner,
-        "final_stage": setup.final_name, "method_name": LEARNERS[setup.learner].dowhy_method, "cv": cv,
+        "final_stage": setup.final_name, "final_stage_refits": setup.final_desc,
+        "method_name": LEARNERS[setup.learner].dowhy_method, "cv": cv,
         "propensity": setup.propensity_desc, "suite": "thorough" if thorough else "default",
         "simulations": counts, "strengths": list(strengths), "draws_per_strength": draws,
         "n_refits": len(jobs) + 1 + (1 if setup.learner in ("r", "auto") else 0),
