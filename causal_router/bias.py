@@ -2,7 +2,7 @@
 
 Pool the gold and preference rows as (s, t, o): query features s, treatment t = 1 for a gold
 evaluation and 0 for a preference one, observed gain o (gold rows put on the preference scale
-by :attr:`EvalData.scale_`). Under unconfoundedness and positivity the bias
+by the fitted constant ``scale_`` = c, see :func:`causal_router.data.scale_constant`). Under unconfoundedness and positivity the bias
 
     Delta(s) = E[o(1) - o(0) | s] = c * psi(s) - eta(s)      (preference scale)
 
@@ -53,8 +53,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from ._utils import as_seed
-from ._validation import DataError, as_float_matrix
-from .data import EvalData
+from ._validation import DataError, check_features
+from .data import EvalData, as_eval_data, fitted_scale, pooled_outcome
 from .models import (
     FINAL_STAGES,
     ClippedClassifier,
@@ -141,6 +141,9 @@ class BiasEstimator(BaseEstimator):
         "boosting"), optional
         Final stage for ``"r"`` and ``"dr"`` (default ``"linear"``, i.e. ridge); for ``"auto"``
         a fixed final stage skips the selection. Ignored by ``"forest"`` and ``"linear"``.
+    scale : {"variance", "amplitude", "wasserstein", None}
+        How the gold-to-preference scale constant ``scale_`` is fitted on the training rows
+        (:func:`causal_router.data.scale_constant`; None: 1).
     cv : int
         Cross-fitting folds (stratified by source); also the folds of the auto selection.
     min_propensity : float, optional
@@ -164,7 +167,9 @@ class BiasEstimator(BaseEstimator):
     propensity_ : ndarray (n,), out-of-fold propensities of the training rows (clipped).
     n_clipped_ : int, training rows whose propensity was clipped.
     overlap_auc_ : float, out-of-fold AUC of the propensity for telling gold from preference rows.
-    scale_ : float, gold-to-preference scale constant of the training data.
+    scale_ : float, gold-to-preference scale constant fitted on the training rows.
+    n_features_in_, feature_names_in_ : the training features (names of a DataFrame's columns,
+        or ``x0 .. x{d-1}``).
     pseudo_outcomes_ : ndarray (n,), doubly robust pseudo-outcomes (gold scale) behind :meth:`ate`.
     """
 
@@ -175,6 +180,7 @@ class BiasEstimator(BaseEstimator):
         model_y=None,
         model_t=None,
         model_final=None,
+        scale: str | None = "variance",
         cv: int = 5,
         min_propensity: float | None = None,
         inference: str | None = None,
@@ -185,6 +191,7 @@ class BiasEstimator(BaseEstimator):
         self.model_y = model_y
         self.model_t = model_t
         self.model_final = model_final
+        self.scale = scale
         self.cv = cv
         self.min_propensity = min_propensity
         self.inference = inference
@@ -192,11 +199,20 @@ class BiasEstimator(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: EvalData) -> "BiasEstimator":
-        """Fit the bias model on pooled gold and preference rows; returns self."""
+    def fit(self, X, y=None, *, source=None) -> "BiasEstimator":
+        """Fit the bias model on pooled gold and preference rows; returns self.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d), or an :class:`EvalData` (then no y / source)
+            Query features (finite numbers).
+        y : array-like of shape (n,)
+            Observed gains, each row on the scale of the mechanism that evaluated it.
+        source : array-like of shape (n,)
+            "gold" / "preference" labels, or booleans / 0-1 (True = gold).
+        """
         self._check_params()
-        if not isinstance(data, EvalData):
-            raise DataError(f"fit expects an EvalData, got {type(data).__name__}; build one with EvalData(...)")
+        data = as_eval_data(X, y, source, who="BiasEstimator.fit")
         data.require_both_sources("BiasEstimator")
         need = _MIN_ROWS_PER_FOLD * self.cv
         for name, count in (("gold", data.n_gold), ("preference", data.n_preference)):
@@ -205,15 +221,17 @@ class BiasEstimator(BaseEstimator):
                     f"too few {name} rows for cross-fitting: cv={self.cv} folds need at least "
                     f"{need} {name} rows, got {count}; lower cv or add {name} rows"
                 )
-        X, o, t = data.X, data.outcome, data.treatment
+        self.scale_ = fitted_scale(data, self.scale)
+        X, o, t = data.X, pooled_outcome(data.gain, data.is_gold, self.scale_), data.treatment
         self.min_propensity_ = self._min_propensity_for(data)
         seed = as_seed(self.random_state)
         est = self._make_estimator(seed)
         inference = "bootstrap" if self.inference == "bootstrap" else None
-        fit_kwargs = {"inference": inference} if inference else {}
+        selecting = self.learner == "auto" and self.model_final is None
+        # econml's bootstrap cannot refit a final stage alone: with a selection, bootstrap after it
+        fit_kwargs = {"inference": inference} if inference and not selecting else {}
         est.fit(o, t, X=X, cache_values=True, **fit_kwargs)
         self.estimator_ = est
-        self.scale_ = data.scale_
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
 
@@ -240,11 +258,14 @@ class BiasEstimator(BaseEstimator):
                         lo, 1 - lo, self.n_clipped_, len(o))
 
         self.selection_ = None
-        if self.learner == "auto" and self.model_final is None:
+        if selecting:
             self.selection_ = _select_final_stage(X, y_res, t_res, t, self.cv, seed)
             chosen = str(self.selection_.index[self.selection_["chosen"]][0])
             est.model_final = final_stage(chosen, seed)
-            est.refit_final(inference=inference)
+            if inference:
+                est.fit(o, t, X=X, inference=inference)
+            else:
+                est.refit_final()
             self.final_stage_ = chosen
         elif self.learner in ("forest", "linear"):
             self.final_stage_ = self.learner
@@ -299,10 +320,7 @@ class BiasEstimator(BaseEstimator):
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        X = as_float_matrix(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features, the bias model was fitted with {self.n_features_in_}")
-        return X
+        return check_features(X, self.feature_names_in_, "the bias model")
 
     def effect(self, X) -> np.ndarray:
         """Estimated bias (gold minus preference gain, gold scale), shape (n,)."""

@@ -20,8 +20,8 @@ number, figure and a short reading of each, and writes a self-contained report
 4. Interpretation: econml's :class:`~econml.cate_interpreter.SingleTreeCateInterpreter`, feature
    importances of the bias model and, with texts, the queries of largest positive / negative bias.
 
-Units. econml sees the outcome on the preference scale (:attr:`EvalData.outcome`); every bias
-number reported here is divided by the scale constant ``data.scale_`` and is on the gold scale:
+Units. econml sees the outcome on the preference scale (gold gains times the bias model's fitted
+constant ``scale_``); every bias number reported here is divided by it and is on the gold scale:
 the gold-standard gain minus the preference gain, in gold units (positive: the judge under-rates
 the primary model's gain). Dimensionless numbers (AUC, R^2, BLP slope, p-values) are unchanged.
 """
@@ -48,7 +48,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 
 from ._validation import DataError
 from .bias import BiasEstimator
-from .data import EvalData
+from .data import EvalData, pooled_outcome
 from ._utils import as_seed, seeded_global_random, to_jsonable
 from .models import default_classifier, default_propensity, default_regressor
 
@@ -347,7 +347,7 @@ def diagnose(
 
         est_all, est_train = Parallel(n_jobs=min(2, n_jobs) if n_jobs and n_jobs > 0 else 2)(
             delayed(_fit)(clone(template), part) for part in (data, data.subset(train)))
-    scale = float(data.scale_)
+    scale = float(est_all.scale_)
     X = data.X
 
     steps.next("overlap")
@@ -426,7 +426,7 @@ def diagnose(
         "n": n, "n_gold": data.n_gold, "n_preference": data.n_preference, "n_features": int(X.shape[1]),
         "n_train": int(len(train)), "n_heldout": int(len(held)), "n_gold_heldout": int(t[held].sum()),
         "learner": est_all.learner, "final_stage": est_all.final_stage_, "scale_constant": scale,
-        "scale_method": data.scale, "alpha": alpha, "test_size": test_size, "n_bootstrap": n_bootstrap,
+        "scale_method": est_all.scale, "alpha": alpha, "test_size": test_size, "n_bootstrap": n_bootstrap,
         "random_state": seed,
         "units": "bias values are gold-standard minus preference gain on the gold scale (econml's "
                  "preference-scale numbers divided by c); AUC, R^2, slopes and p-values have no unit.",
@@ -625,8 +625,8 @@ def _heldout_tests(data, est_train, train, held, seed, alpha, n_bootstrap, n_gro
     """DRTester on the held-out rows; returns (tester or None, {calibration, blp, uplift})."""
     from econml.validate import DRTester
 
-    X, T, Y = data.X, data.treatment, data.outcome
-    scale = float(data.scale_)
+    scale = float(est_train.scale_)
+    X, T, Y = data.X, data.treatment, pooled_outcome(data.gain, data.is_gold, scale)
     cate_train = np.asarray(est_train.estimator_.effect(X[train]), dtype=float).reshape(-1)
     spread = float(np.std(cate_train))
     if not np.isfinite(spread) or spread <= 1e-10 * (1.0 + abs(float(np.mean(cate_train)))):
@@ -1075,7 +1075,7 @@ def run_cli(args) -> int:
         else:
             print(f"--group-by {col!r}: the built-in data have no such column; group by a feature "
                   f"(e.g. --group-by x10 for quintile bins of x10). Skipping group averages.")
-    bias = BiasEstimator(args.learner, random_state=args.seed)
+    bias = BiasEstimator(args.learner, scale=None if args.scale == "none" else args.scale, random_state=args.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OverlapWarning)  # printed from the numbers below
         diag = diagnose(data, bias, groups=groups, texts=texts, n_jobs=args.n_jobs, random_state=args.seed,

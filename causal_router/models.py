@@ -39,6 +39,7 @@ from ._utils import as_seed
 __all__ = [
     "default_regressor",
     "default_classifier",
+    "fit_gain_model",
     "default_propensity",
     "final_stage",
     "FINAL_STAGES",
@@ -58,6 +59,15 @@ def default_regressor(random_state=None) -> LGBMRegressor:
         subsample=0.8, subsample_freq=1, colsample_bytree=0.5, max_bin=63,
         random_state=as_seed(random_state), verbose=-1, n_jobs=1,
     )
+
+
+def fit_gain_model(model, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, random_state=None):
+    """Fit (a clone of) ``model``, or :func:`default_regressor`, on X (n, d) and gains y (n,),
+    with sample weights where they are not all 1; returns the fitted model."""
+    model = clone(model) if model is not None else default_regressor(as_seed(random_state))
+    if weight is None or np.all(weight == 1):
+        return model.fit(X, y)
+    return model.fit(X, y, sample_weight=weight)
 
 
 def default_classifier(random_state=None) -> LGBMClassifier:

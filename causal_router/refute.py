@@ -21,7 +21,7 @@ The estimate is made with the econml learner of the router through dowhy's econm
 ``econml.dr.DRLearner`` for "dr", ``econml.dr.LinearDRLearner`` for "linear",
 ``econml.dml.CausalForestDML`` for "forest"), and the estimand is the average bias: the mean
 CATE over the rows (``estimate.value``), reported on the gold scale (divided by
-``data.scale_``). Every refuter simulation refits the whole estimator, cross-fitting included.
+the bias model's scale constant). Every refuter simulation refits the whole estimator, cross-fitting included.
 
 Nuisances of the refits (module docstring of :mod:`causal_router.models` for the router's):
 
@@ -77,7 +77,7 @@ from sklearn.base import clone
 from ._parallel import run_parallel
 from ._validation import DataError
 from .bias import LEARNERS, BiasEstimator, econml_params
-from .data import EvalData
+from .data import EvalData, fitted_scale, pooled_outcome
 from ._utils import to_jsonable
 from .diagnostics import _CSS
 from .diagnostics import _e as _escape
@@ -378,6 +378,7 @@ def refute(
     seed = int(rng.integers(2**31 - 1))
     cv = int(bias.cv) if thorough else min(DEFAULT_CV, int(bias.cv))
     _check_rows(data, cv)
+    scale = fitted_scale(data, bias.scale)
     setup = _Setup(data, bias, cv=cv, seed=seed, thorough=thorough)
 
     # simulations: one dowhy call each, own seed
@@ -400,9 +401,9 @@ def refute(
         if err:
             errors.setdefault(name, err)
         if name == "unobserved_common_cause":
-            path_values.setdefault(arg, []).append(value / data.scale_)
+            path_values.setdefault(arg, []).append(value / scale)
         else:
-            sims[name].append(value / data.scale_)
+            sims[name].append(value / scale)
     simulations = {k: np.asarray(v, dtype=float) for k, v in sims.items()}
     path = pd.DataFrame(
         [{"strength": a[0], "kappa_t": a[1], "kappa_y": a[2], "effect": float(np.nanmean(v)) if np.isfinite(v).any()
@@ -410,12 +411,12 @@ def refute(
     simulations["unobserved_common_cause"] = path["effect"].to_numpy(dtype=float)
 
     econml_sens = setup.econml_sensitivity()
-    original = setup.original_raw / data.scale_
+    original = setup.original_raw / scale
     table = _verdicts(original, simulations, path, econml_sens, errors)
     runtime = time.perf_counter() - start
     meta = {
         "original_effect": original, "n": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
-        "n_features": data.X.shape[1], "scale_constant": data.scale_, "learner": setup.learner,
+        "n_features": data.X.shape[1], "scale_constant": scale, "learner": setup.learner,
         "final_stage": setup.final_name, "method_name": LEARNERS[setup.learner].dowhy_method, "cv": cv,
         "propensity": setup.propensity_desc, "suite": "thorough" if thorough else "default",
         "simulations": counts, "strengths": list(strengths), "draws_per_strength": draws,
@@ -438,7 +439,7 @@ def run_cli(args) -> int:
     from .cli import load_input
 
     data = load_input(args)
-    bias = BiasEstimator(args.learner, random_state=args.seed)
+    bias = BiasEstimator(args.learner, scale=None if args.scale == "none" else args.scale, random_state=args.seed)
     if args.backend == "ray":
         import ray
 
@@ -469,7 +470,8 @@ class _Setup:
         self.features = [f"s{j}" for j in range(d)]
         frame = pd.DataFrame(data.X, columns=self.features)
         frame[_T] = data.treatment.astype(int)
-        frame[_O] = data.outcome
+        self.scale = fitted_scale(data, bias.scale)
+        frame[_O] = pooled_outcome(data.gain, data.is_gold, self.scale)
         self.frame = frame
         self.min_propensity = bias._min_propensity_for(data)
         self.final_name = self._final_name()
@@ -556,7 +558,7 @@ class _Setup:
         the same nuisances and folds, is fitted through dowhy for it (same residuals; its theta is
         the overlap-weighted average effect of the partially linear model).
         """
-        scale = self.data.scale_
+        scale = self.scale
         try:
             with _quiet():
                 if self.learner in ("r", "auto"):
@@ -810,7 +812,7 @@ def _check_rows(data: EvalData, cv: int) -> None:
         if count < need:
             raise DataError(f"too few {name} rows for the refutations: {cv}-fold refits on subsets need at "
                             f"least {need} {name} rows, got {count}")
-    if np.std(data.outcome) == 0:
+    if np.std(data.gain[data.is_gold]) == 0 and np.std(data.gain[~data.is_gold]) == 0:
         raise DataError("the gains are constant: there is no effect to refute")
 
 

@@ -62,8 +62,8 @@ def test_router_predictions_unchanged_by_compilation(split, tmp_path):
     direct = router.gain_model_.predict(split.test_X) / router.scale_
     np.testing.assert_array_equal(router.predict_gain(split.test_X), direct)
     assert router._compiled  # compiled on first use
-    router.save(tmp_path / "r.joblib")
-    loaded = MetaRouter.load(tmp_path / "r.joblib")
+    router.save(tmp_path / "r.cr")
+    loaded = MetaRouter.load(tmp_path / "r.cr")
     np.testing.assert_array_equal(loaded.predict_gain(split.test_X), direct)
     router.set_params(random_state=1).fit(split.train)  # a refit drops the compiled trees of the old model
     np.testing.assert_array_equal(router.predict_gain(split.test_X),

@@ -1,0 +1,306 @@
+"""The commands of ``causal-router``: each takes the parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._utils import to_jsonable
+from .._validation import check_columns
+from ..data import numeric_column
+from ..io import TABLE_FORMATS, write_table
+from ..router import decide, threshold_for_share
+from .options import (
+    LARGE_FILE_ROWS,
+    Steps,
+    UsageError,
+    check_out_dir,
+    check_out_file,
+    eval_data,
+    load_input,
+    read_data,
+    scale_arg,
+)
+
+__all__ = ["demo", "fit", "route", "evaluate", "experiment", "diagnose", "refute"]
+
+#: Rows predicted per step when routing a large file (progress is shown per chunk).
+ROUTE_CHUNK = 100_000
+
+
+def _print_table(table: pd.DataFrame, **round_kw) -> None:
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table.round(3).to_string(na_rep=""))
+
+
+def _metrics_table(fitted: dict, gold) -> pd.DataFrame:
+    from .. import evaluate
+
+    rows = {}
+    for name, (router, pred) in fitted.items():
+        row = evaluate.summarise(pred, gold)
+        bias = getattr(router, "bias_", None)
+        if bias is not None:
+            ate = bias.ate()
+            row.update(bias_ate=ate["estimate"], bias_lower=ate["lower"], bias_upper=ate["upper"],
+                       final_stage=bias.final_stage_)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# ---------------------------------------------------------------------------- demo
+def demo(args) -> int:
+    """The meta-router and every baseline on the built-in generator, with a report folder."""
+    from ..datasets import make_semi_synthetic, reveal_split
+    from ..experiment import fit_methods
+    from ..report.plotting import plot_split_curves
+
+    out = check_out_dir(args.out)
+    frame = make_semi_synthetic(args.n, args.d, random_state=args.seed)
+    split = reveal_split(frame, n_gold=args.n_gold, n_test=args.n_test, random_state=args.seed)
+    methods = ("meta_r", "meta_auto", "meta_dr", "pooled", "gold_only", "preference_only",
+               "mean_shift", "all_golden", "random")
+    print(f"causal-router demo: {args.n} queries x {args.d} features; {split.train.n_gold} gold and "
+          f"{split.train.n_preference} preference training rows; {len(split.test_gold)} test queries")
+    fitted = fit_methods(split, methods, random_state=args.seed)
+    table = _metrics_table(fitted, split.test_gold)
+    cols = ["oracle_share", "peak_efficiency_gain", "efficiency_auc", "apgr", "cpt50", "cpt80",
+            "bias_ate", "bias_lower", "bias_upper"]
+    _print_table(table[[c for c in cols if c in table]])
+    scale = fitted["meta_r"][0].scale_
+    rows = frame.iloc[split.train_index]
+    true_ate = float(np.mean(rows["psi"] - rows["eta"] / scale))
+    print(f"true average bias on the training queries (psi - eta / c, c = {scale:.3g}): {true_ate:.3f} (gold scale)")
+    preds = {k: v[1] for k, v in fitted.items()}
+    for metric in ("efficiency_gain", "oracle_share"):
+        fig = plot_split_curves(preds, split.test_gold, metric)
+        fig.savefig(out / f"{metric}.png", dpi=150, bbox_inches="tight")
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    (out / "metrics.json").write_text(json.dumps(to_jsonable(
+        {"config": config, "true_average_bias": true_ate, "methods": json.loads(table.to_json(orient="index"))}),
+        indent=2, allow_nan=False))
+    print(f"report written to {out}/ (efficiency_gain.png, oracle_share.png, metrics.json)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- fit / route / evaluate
+def fit(args) -> int:
+    """Fit a meta-router on a user's file and save it as a safe router file."""
+    from ..bias import BiasEstimator
+    from ..router import MetaRouter
+
+    out = check_out_file(args.out, inputs=(args.data,))
+    frame = read_data(args.data)
+    steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
+    steps(f"read {len(frame)} rows from {args.data}")
+    data = eval_data(frame, args)
+    steps(f"fitting the bias model ({args.learner}) and the gain model on {data.n_gold} gold and "
+          f"{data.n_preference} preference rows")
+    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
+                        scale=scale_arg(args), random_state=args.seed).fit(data)
+    steps("saving the router")
+    router.save(out)
+    ate = router.bias_.ate()
+    print(f"fitted on {data.n_gold} gold and {data.n_preference} preference rows "
+          f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_}")
+    print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
+          f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    print(f"router saved to {out}")
+    return 0
+
+
+def _load_router(path: str):
+    from ..router import BaseRouter
+
+    return BaseRouter.load(path)
+
+
+def _router_features(frame: pd.DataFrame, router, args, *, reserved: tuple = ()) -> pd.DataFrame:
+    """The router's feature columns of ``frame``, by the names it was fitted with (or ``--features``
+    in the fitted order, where the file names them otherwise)."""
+    names = list(router.feature_names_in_)
+    if args.features:
+        given = [c.strip() for c in args.features.split(",") if c.strip()]
+        clash = [c for c in given if c in reserved]
+        if clash:
+            raise UsageError(f"--features names {clash}, which the command uses as a label or id")
+        if len(given) != len(names):
+            raise UsageError(f"--features names {len(given)} columns, the router was fitted with {len(names)}: {names}")
+        check_columns(frame, given, f"data file {args.data}")
+        return frame[given].set_axis(names, axis=1)
+    check_columns(frame, names, f"data file {args.data}")
+    return frame[names]
+
+
+def _predict_chunked(router, X: pd.DataFrame, steps: Steps) -> np.ndarray:
+    parts = []
+    for start in range(0, len(X), ROUTE_CHUNK):
+        parts.append(router.predict_gain(X.iloc[start:start + ROUTE_CHUNK]))
+        if len(X) > ROUTE_CHUNK:
+            steps(f"predicted {min(start + ROUTE_CHUNK, len(X))} of {len(X)} rows")
+    return np.concatenate(parts)
+
+
+def route(args) -> int:
+    """Route the queries of a file with a saved router; write one decision per query."""
+    out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
+    router = _load_router(args.router)
+    frame = read_data(args.data)
+    if args.id_column:
+        check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
+    steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
+    X = _router_features(frame, router, args, reserved=(args.id_column,))
+    gain = _predict_chunked(router, X, steps)
+    weight = args.cost_weight
+    if args.primary_share is not None:
+        weight = threshold_for_share(gain, args.primary_share)
+    decision = decide(gain, weight)
+    result = pd.DataFrame({"predicted_gain": gain, "route_primary": decision})
+    if args.id_column:
+        result.insert(0, args.id_column, frame[args.id_column].to_numpy())
+    write_table(result, out)
+    print(f"routed {len(result)} queries: {int(decision.sum())} to the primary model "
+          f"(cost weight {weight:.4g}); written to {out}")
+    return 0
+
+
+def evaluate(args) -> int:
+    """Score a saved router on held-out rows with gold gains; print the metrics as JSON."""
+    from .. import evaluate as ev
+
+    router = _load_router(args.router)
+    frame = read_data(args.data)
+    check_columns(frame, [args.gold_gain], f"data file {args.data} (--gold-gain)")
+    gold = numeric_column(frame, args.gold_gain)
+    steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
+    X = _router_features(frame, router, args, reserved=(args.gold_gain,))
+    pred = _predict_chunked(router, X, steps)
+    result = ev.summarise(pred, gold)
+    result["routing_value"] = ev.routing_value(decide(pred, args.cost_weight), gold, cost_weight=args.cost_weight,
+                                               random_state=0)
+    print(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
+    return 0
+
+
+# ---------------------------------------------------------------------------- experiment
+def experiment(args) -> int:
+    """The paper's Monte Carlo experiment on the generator or a real data set."""
+    from .._parallel import connect_ray
+    from ..experiment import DEFAULT_METHODS, run_experiment
+
+    out = check_out_dir(args.out)
+    frame, features, pair = _experiment_data(args)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
+    if args.backend == "ray":
+        connect_ray(args.ray_address)
+    result = run_experiment(frame, features, methods=methods, n_runs=args.runs, n_gold=args.n_gold,
+                            n_test=args.n_test, pair=pair, n_jobs=args.n_jobs, backend=args.backend,
+                            random_state=args.seed)
+    result.save(out)
+    cols = ["n_runs", "oracle_share", "oracle_share_se", "peak_efficiency_gain", "efficiency_auc", "apgr",
+            "gap_closed_oracle_share", "gap_closed_peak_efficiency_gain"]
+    _print_table(result.summary[[c for c in cols if c in result.summary]])
+    print(f"results written to {out}/")
+    return 0
+
+
+def _experiment_data(args):
+    """(frame with gold_gain / pref_gain, feature columns, pair column) for a named data set."""
+    if args.dataset == "synthetic":
+        from ..datasets import feature_columns, make_semi_synthetic
+
+        return make_semi_synthetic(args.n, args.d, random_state=args.seed), feature_columns(args.d), None
+    from ..datasets import default_data_dir, load_pandalm, load_prd_vicuna80
+    from ..text import TextFeaturizer, featurize_queries
+
+    root = Path(args.data_dir) if args.data_dir else default_data_dir()
+    if root is None:
+        raise UsageError("real data not found: pass --data-dir or set CAUSAL_ROUTER_DATA")
+    frame = load_pandalm(root / "pandalm") if args.dataset == "pandalm" else load_prd_vicuna80(root / "prd_vicuna80")
+    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components))
+    features = pd.DataFrame(X, columns=names, index=frame.index)
+    return pd.concat([frame, features], axis=1), names, "pair"
+
+
+# ---------------------------------------------------------------------------- validation
+def _bias_model(args):
+    from ..bias import BiasEstimator
+
+    return BiasEstimator(args.learner, scale=scale_arg(args), random_state=args.seed)
+
+
+def _groups(args, data, frame):
+    """Group labels for ``--group-by``: a column of the file, or quintile bins of a built-in feature."""
+    col = args.group_by
+    if not col:
+        return None
+    if frame is not None:
+        check_columns(frame, [col], f"data file {args.data} (--group-by)")
+        return frame[col].rename(col)
+    if col not in data.feature_names:
+        raise UsageError(f"--group-by {col!r}: the built-in data have no such column; group by a feature "
+                         "(e.g. --group-by x10 for quintile bins of x10)")
+    values = data.X[:, data.feature_names.index(col)]
+    bins = pd.qcut(values, 5, duplicates="drop")
+    labels = [f"Q{k + 1} {iv}" for k, iv in enumerate(bins.categories)]
+    return pd.Series(bins.rename_categories(labels), name=f"{col} (quintile bins)")
+
+
+def _texts(frame, data):
+    if frame is None:
+        return None
+    for col in ("text", "query_text"):
+        if col in frame.columns:
+            return frame[col].astype(str).to_numpy()
+    return None
+
+
+def diagnose(args) -> int:
+    """CATE diagnostics of the bias; with ``--refute`` the refutation section too."""
+    from ..report import DiagnosticsReport, RefutationReport
+    from ..validate import diagnose as run_diagnose
+    from ..validate import refute as run_refute
+
+    out = check_out_dir(args.out)
+    data, frame = load_input(args)
+    groups = _groups(args, data, frame)
+    bias = _bias_model(args)
+    diag = run_diagnose(data, bias, groups=groups, texts=_texts(frame, data), n_jobs=args.n_jobs,
+                        random_state=args.seed, progress=True)
+    sections = None
+    if args.refute:
+        refutation = run_refute(data, bias, n_jobs=args.n_jobs, random_state=args.seed, progress=True)
+        refutation_report = RefutationReport(refutation)
+        refutation_report.save(out)
+        sections = [("Refutation tests", refutation_report.html())]
+        print(refutation.summary())
+    DiagnosticsReport(diag).save(out, extra_sections=sections)
+    print(diag.summary())
+    print(f"report written to {out / 'report.html'} (figures and diagnostics.json in {out}/)")
+    return 0
+
+
+def refute(args) -> int:
+    """dowhy refutations and econml's sensitivity analysis of the average bias."""
+    from .._parallel import connect_ray
+    from ..report import RefutationReport
+    from ..validate import refute as run_refute
+
+    out = check_out_dir(args.out)
+    data, _ = load_input(args)
+    if args.backend == "ray":
+        connect_ray(args.ray_address)
+    refutation = run_refute(data, _bias_model(args), thorough=args.thorough, n_jobs=args.n_jobs,
+                            backend=args.backend, random_state=args.seed, progress=True)
+    RefutationReport(refutation).save(out)
+    cols = ["refuter", "original_effect", "refuted_effect", "p_value", "passed"]
+    with pd.option_context("display.width", 160, "display.max_columns", 10):
+        print(refutation.table[cols].round(4).to_string(index=False))
+    meta = refutation.meta
+    print(f"verdict: {'all refuters passed' if refutation.passed else 'failed: ' + ', '.join(refutation.failed)} "
+          f"({meta['suite']} suite, {meta['n_refits']} refits, {meta['runtime_seconds']:.1f} s)")
+    print(f"report written to {out / 'refutations.html'} (refutations.csv, refutations.json, refutations.png in {out}/)")
+    return 0
