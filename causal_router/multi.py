@@ -41,15 +41,15 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import DataError, as_float_matrix
+from ._validation import DataError, check_features
 from .bias import BiasEstimator
-from .data import EvalData
+from .data import EvalData, pooled_outcome
 from .io import RouterFileError, read_router_file, write_router_file
-from .pairwise import (PairwiseBoosting, PairwiseData, PairwiseRegressor, PairwiseRidge, PairwiseSelect,
-                       contrast_design, cost_matrix)
+from .pairwise import (BIAS_CANDIDATES, PairwiseBoosting, PairwiseData, PairwiseRegressor, PairwiseRidge, PairwiseSelect,
+                       contrast_codes, cost_matrix)
 
-__all__ = ["MultiRouter", "PooledMulti", "GoldOnlyMulti", "BestSingle", "load_multi_router", "cost_matrix",
-           "MULTI_ROUTER_KIND"]
+__all__ = ["MultiRouter", "PooledMulti", "GoldOnlyMulti", "BestSingle", "load_multi_router",
+           "multi_router_from_file", "is_multi_router_header", "cost_matrix", "MULTI_ROUTER_KIND"]
 
 #: ``kind`` of a K-model router file's header.
 MULTI_ROUTER_KIND = "multi"
@@ -119,8 +119,12 @@ class _MultiBase(BaseEstimator):
     def _contrasts(self) -> list[str]:
         return [m for m in self.models_ if m != self.reference_]
 
-    def _design(self, data: PairwiseData) -> np.ndarray:
-        return contrast_design(data.X, data.model_a, data.model_b, self.models_, self.reference_)
+    def _design(self, data: PairwiseData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Z = [S, D], gains, listed_first) of the rows turned to sorted model order
+        (:meth:`PairwiseData.oriented`), so that nothing fitted depends on how rows are oriented."""
+        gain, a, b, first = data.oriented()
+        D = contrast_codes(a, b, self.models_, self.reference_)
+        return np.hstack([data.X, D]), gain, first
 
     def _utility_model(self, template=None):
         model = clone(template) if template is not None else PairwiseSelect(random_state=self.random_state)
@@ -130,19 +134,9 @@ class _MultiBase(BaseEstimator):
         return model.set_params(n_contrasts=len(self._contrasts))
 
     def _check_X(self, X) -> np.ndarray:
+        """X as floats (n, d) in the fitted feature order (a DataFrame is matched by column name)."""
         check_is_fitted(self, "utility_model_")
-        if isinstance(X, pd.DataFrame):
-            names = [str(c) for c in X.columns]
-            expected = list(self.feature_names_in_)
-            if names != expected:
-                missing = [c for c in expected if c not in names]
-                extra = [c for c in names if c not in expected]
-                raise DataError(f"X's columns differ from those the router was fitted with: missing {missing[:5]}, "
-                                f"unexpected {extra[:5]}" + ("" if missing or extra else " (order differs)"))
-        X = as_float_matrix(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features, the router was fitted with {self.n_features_in_}")
-        return X
+        return check_features(X, self.feature_names_in_, "the router")
 
     # ------------------------------------------------------------------ prediction and routing
     def predict_utility(self, X) -> pd.DataFrame:
@@ -190,26 +184,27 @@ class _MultiBase(BaseEstimator):
         return frontier(self.predict_utility(X), quality, costs, cost_weights=cost_weights)
 
     # ------------------------------------------------------------------ router files
-    def save(self, path) -> None:
-        """Write the fitted router to a safe router file (no pickle; see :mod:`causal_router.io`)."""
+    def save(self, path):
+        """Write the fitted router to a safe router file (:mod:`causal_router.io`: JSON header,
+        the utility model as LightGBM text or ``.npy`` arrays; no pickle). Returns the path."""
         check_is_fitted(self, "utility_model_")
-        um = self.utility_model_
-        um = getattr(um, "estimator_", um)  # PairwiseSelect: the chosen model
-        arrays = {"const": np.asarray(um.const_, dtype=float)}
+        um = getattr(self.utility_model_, "estimator_", self.utility_model_)  # PairwiseSelect: the chosen model
+        models = {"const": np.asarray(um.const_, dtype=float)}
         if isinstance(um, PairwiseBoosting):
-            kind, models = "boosting", {"booster": um.booster_}
+            kind, models["booster"] = "boosting", um.booster_
+        elif isinstance(um, PairwiseRidge):
+            kind, models["coef"] = "ridge", np.asarray(um.coef_, dtype=float)
         else:
-            kind, models = "ridge", {"coef": np.asarray(um.coef_, dtype=float)}
-        header = {
-            "kind": MULTI_ROUTER_KIND, "router_class": type(self).__name__,
-            "params": {k: v for k, v in self.get_params(deep=False).items()
-                       if isinstance(v, (str, int, float, bool, type(None)))},
-            "models_": list(self.models_), "reference_": self.reference_, "scale_": float(self.scale_),
-            "feature_names_in_": [str(c) for c in self.feature_names_in_],
-            "utility_model": {"kind": kind, "order": float(um.order_)},
-            "bias": self._bias_summary(),
-        }
-        write_router_file(path, header, {**arrays, **models})
+            raise RouterFileError(f"a router file stores PairwiseBoosting or PairwiseRidge utility models, not "
+                                  f"{type(um).__name__}; use causal_router.io.save_pickle")
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if v is None or isinstance(v, (bool, int, float, str))}
+        header = {"router": type(self).__name__, "kind": MULTI_ROUTER_KIND, "params": params,
+                  "scale": float(self.scale_), "feature_names": [str(c) for c in self.feature_names_in_],
+                  "model_names": list(self.models_), "reference": self.reference_,
+                  "utility_model": {"kind": kind, "n_contrasts": len(self._contrasts)},
+                  "bias": self._bias_summary()}
+        return write_router_file(path, header, models)
 
     def _bias_summary(self):
         return None
@@ -260,56 +255,80 @@ class MultiRouter(_MultiBase):
             which = "gold" if data.n_gold == 0 else "preference"
             raise DataError(f"MultiRouter needs gold and preference rows: the data have no {which} row "
                             "(use GoldOnlyMulti or PooledMulti)")
-        self.scale_ = data.scale_constant(self.scale)
         bias = clone(self.bias) if self.bias is not None else BiasEstimator("r")
-        final = bias.model_final
-        if final is None:
-            final = PairwiseRidge(order_effect=True)
+        final = bias.model_final if bias.model_final is not None else PairwiseSelect(
+            candidates=BIAS_CANDIDATES, order_effect=True, random_state=self.random_state)
         if isinstance(final, PairwiseRegressor):
             bias.set_params(model_final=clone(final).set_params(n_contrasts=len(self._contrasts)))
+        # the order column goes to every bias model except a pairwise final stage without it
+        self.bias_order_column_ = not (isinstance(final, PairwiseRegressor) and not final.order_effect)
+        bias.set_params(scale=self.scale)
         if bias.random_state is None:
             bias.set_params(random_state=self.random_state)
         bias_data = self.bias_data(data)
         self.bias_ = bias.fit(bias_data)
-        Z = bias_data.X
-        labels = bias_data.outcome.copy()
+        self.scale_ = self.bias_.scale_
+        Z, gain, _ = self._design(data)
+        labels = pooled_outcome(gain, data.is_gold, self.scale_)
         pref = ~data.is_gold
-        labels[pref] += self.bias_.effect(Z[pref]) * self.scale_
+        labels[pref] += self.bias_.effect(bias_data.X[pref]) * self.scale_
         self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, labels)
         self.corrected_gain_ = labels / self.scale_
+        final_ = self._bias_final()
+        self.order_effect_ = (float(final_.order_) / self.scale_ if isinstance(final_, PairwiseRidge)
+                              and final_.order_effect else None)
 
     def bias_data(self, data: PairwiseData) -> EvalData:
-        """The rows as the bias model sees them: an EvalData whose features are the contrast
-        design [s, D] (named by the features and ``D[<model>]``), with this router's scale
-        constant. ``diagnose(router.bias_data(data), router.bias_)`` runs the CATE diagnostics
-        of :mod:`causal_router.diagnostics` on the K-model bias (``groups``: the model pair)."""
-        check_is_fitted(self, "scale_")
-        Z = self._design(data)
-        names = [*data.feature_names, *(f"D[{m}]" for m in self._contrasts)]
-        pairs = np.array([f"{a}|{b}" for a, b in zip(data.model_a, data.model_b)], dtype=object)
-        out = EvalData(Z, data.gain, data.is_gold, pair=pairs, scale=None, feature_names=names)
-        out.scale_ = self.scale_  # the scale constant of the pairwise data (orientation-free)
-        return out
+        """The rows as the bias model sees them: an EvalData of the rows turned to sorted model
+        order, whose features are the design [s, listed_first, D] (``listed_first`` = +1 where
+        the row's first model was listed first, -1 where the row was turned; left out for a
+        pairwise final stage without an order effect), named by the features, ``listed_first``
+        and ``D[<model>]``; ``pair`` holds "model_a|model_b". The CATE diagnostics run on it:
+        ``causal_router.diagnostics.diagnose(router.bias_data(data), router.bias_)``."""
+        check_is_fitted(self, "bias_order_column_")
+        Z, gain, first = self._design(data)
+        d = data.X.shape[1]
+        names = list(data.feature_names)
+        if self.bias_order_column_:
+            Z = np.hstack([Z[:, :d], first[:, None], Z[:, d:]])
+            names.append("listed_first")
+        names += [f"D[{m}]" for m in self._contrasts]
+        a, b = np.where(first > 0, data.model_a, data.model_b), np.where(first > 0, data.model_b, data.model_a)
+        pairs = np.array([f"{x}|{y}" for x, y in zip(a, b)], dtype=object)
+        return EvalData(Z, gain, data.is_gold, pair=pairs, query_id=data.query_id, feature_names=names)
 
     def bias_per_model(self, X) -> pd.DataFrame:
         """The judge's estimated bias per model, beta_k(s) (gold scale, beta_reference = 0):
         DataFrame (n, K). Defined when the bias final stage is a PairwiseRidge; the common order
-        effect is in ``bias_.estimator_.model_final_.order_`` (divided by ``scale_``)."""
+        effect is ``order_effect_``."""
         check_is_fitted(self, "bias_")
         S = self._check_X(X)
-        final = self.bias_.estimator_.model_final_
+        final = self._bias_final()
         if not isinstance(final, PairwiseRidge):
             raise DataError("bias_per_model needs a PairwiseRidge final stage of the bias model")
         B = np.zeros((len(S), len(self.models_)))
         B[:, [self.models_.index(m) for m in self._contrasts]] = final.utilities(S) / self.scale_
         return pd.DataFrame(B, columns=list(self.models_), index=X.index if isinstance(X, pd.DataFrame) else None)
 
-    def _bias_summary(self):
+    def _bias_final(self):
+        """The fitted final stage of the bias model (the chosen candidate of a PairwiseSelect)."""
         final = self.bias_.estimator_.model_final_
+        return getattr(final, "estimator_", final)
+
+    @property
+    def bias_model_(self) -> str:
+        """Name of the bias model in use: the chosen candidate (e.g. "PairwiseRidge(none)": no
+        correction), or the final stage's class name."""
+        final = self.bias_.estimator_.model_final_
+        return getattr(final, "chosen_", type(final).__name__)
+
+    def _bias_summary(self):
+        final = self._bias_final()
         if not isinstance(final, PairwiseRidge):
             return None
-        return {"per_model_constant": {m: float(v) / self.scale_ for m, v in zip(self._contrasts, final.const_)},
-                "order_effect": float(final.order_) / self.scale_, "average": float(self.bias_.ate()["estimate"])}
+        return {"model": self.bias_model_,
+                "per_model_constant": {m: float(v) / self.scale_ for m, v in zip(self._contrasts, final.const_)},
+                "order_effect": self.order_effect_, "average": float(self.bias_.ate()["estimate"])}
 
 
 class PooledMulti(_MultiBase):
@@ -326,8 +345,9 @@ class PooledMulti(_MultiBase):
 
     def _fit(self, data: PairwiseData) -> None:
         self.scale_ = data.scale_constant(self.scale)
-        labels = np.where(data.is_gold, data.gain * self.scale_, data.gain)
-        self.utility_model_ = self._utility_model(self.outcome_model).fit(self._design(data), labels)
+        Z, gain, _ = self._design(data)
+        labels = pooled_outcome(gain, data.is_gold, self.scale_)
+        self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, labels)
 
 
 class GoldOnlyMulti(_MultiBase):
@@ -343,8 +363,8 @@ class GoldOnlyMulti(_MultiBase):
 
     def _fit(self, data: PairwiseData) -> None:
         self.scale_ = 1.0
-        gold = data.subset(data.is_gold)
-        self.utility_model_ = self._utility_model(self.outcome_model).fit(self._design(gold), gold.gain)
+        Z, gain, _ = self._design(data.subset(data.is_gold))
+        self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, gain)
 
 
 class BestSingle(_MultiBase):
@@ -359,41 +379,59 @@ class BestSingle(_MultiBase):
 
     def _fit(self, data: PairwiseData) -> None:
         self.scale_ = 1.0
-        gold = data.subset(data.is_gold)
-        model = PairwiseRidge(len(self._contrasts), slopes=False)
-        self.utility_model_ = model.fit(self._design(gold), gold.gain)
+        Z, gain, _ = self._design(data.subset(data.is_gold))
+        self.utility_model_ = PairwiseRidge(len(self._contrasts), terms="constant").fit(Z, gain)
 
 
 ROUTER_CLASSES = {cls.__name__: cls for cls in (MultiRouter, PooledMulti, GoldOnlyMulti, BestSingle)}
 
 
 def load_multi_router(path) -> _MultiBase:
-    """Read a K-model router written by ``save``: it predicts utilities and routes; it holds no
-    bias model (``bias_`` is absent; the header's per-model bias averages are in ``bias_summary_``)."""
-    header, models = read_router_file(path)
-    if header.get("kind") != MULTI_ROUTER_KIND or header.get("router_class") not in ROUTER_CLASSES:
-        raise RouterFileError(f"{path} is not a K-model router file (kind {header.get('kind')!r}); read "
-                              "two-model routers with their own loader")
-    cls = ROUTER_CLASSES[header["router_class"]]
-    router = cls(**{k: v for k, v in header["params"].items() if k in cls._get_param_names()})
-    router.models_ = list(header["models_"])
-    router.reference_ = header["reference_"]
-    router.scale_ = float(header["scale_"])
-    router.feature_names_in_ = np.asarray(header["feature_names_in_"], dtype=object)
-    router.n_features_in_ = len(router.feature_names_in_)
-    router.bias_summary_ = header.get("bias")
-    n_contrasts = len(router.models_) - 1
-    spec = header["utility_model"]
-    if spec["kind"] == "boosting":
-        um = PairwiseBoosting(n_contrasts)
-        um.booster_ = models["booster"]
-    elif spec["kind"] == "ridge":
-        um = PairwiseRidge(n_contrasts)
-        um.coef_ = np.asarray(models["coef"], dtype=float)
-    else:
-        raise RouterFileError(f"{path}: unknown utility model kind {spec['kind']!r}")
-    um.const_ = np.asarray(models["const"], dtype=float)
-    um.order_ = float(spec["order"])
-    um.n_features_in_ = router.n_features_in_ + n_contrasts
+    """Read a K-model router written by ``save``, for routing: it predicts utilities and routes
+    exactly as the saved one; it holds no bias model (the header's per-model bias averages are in
+    ``file_info_["bias"]``). Refuses files that are not K-model router files."""
+    return multi_router_from_file(*read_router_file(path), path=path)
+
+
+def is_multi_router_header(header: dict) -> bool:
+    """Whether a router file's header (:func:`causal_router.io.read_router_file`) is a K-model router's."""
+    return header.get("kind") == MULTI_ROUTER_KIND
+
+
+def multi_router_from_file(header: dict, models: dict, *, path="router file") -> _MultiBase:
+    """The K-model router of a router file already read (``read_router_file(path)``)."""
+    name = header.get("router")
+    if header.get("kind") != MULTI_ROUTER_KIND or name not in ROUTER_CLASSES:
+        raise RouterFileError(f"{path} is not a K-model router file (router {name!r}); a two-model router is "
+                              "read with BaseRouter.load")
+    cls = ROUTER_CLASSES[name]
+    valid = cls._get_param_names()
+    router = cls(**{k: v for k, v in header.get("params", {}).items() if k in valid})
+    try:
+        router.models_ = [str(m) for m in header["model_names"]]
+        router.reference_ = str(header["reference"])
+        router.scale_ = float(header["scale"])
+        names = [str(f) for f in header["feature_names"]]
+        spec = header["utility_model"]
+        n_contrasts = int(spec["n_contrasts"])
+        if spec["kind"] == "boosting":
+            um = PairwiseBoosting(n_contrasts)
+            um.booster_ = models["booster"]
+        elif spec["kind"] == "ridge":
+            um = PairwiseRidge(n_contrasts)
+            um.coef_ = np.asarray(models["coef"], dtype=float)
+        else:
+            raise RouterFileError(f"{path}: unknown utility model kind {spec['kind']!r}")
+        um.const_ = np.asarray(models["const"], dtype=float)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RouterFileError(f"{path} is a damaged K-model router file (missing or invalid {exc})") from None
+    if n_contrasts != len(router.models_) - 1 or um.const_.shape != (n_contrasts,):
+        raise RouterFileError(f"{path} is a damaged K-model router file (utility model for {n_contrasts + 1} models, "
+                              f"header names {len(router.models_)})")
+    um.order_ = 0.0
+    um.n_features_in_ = len(names) + n_contrasts
     router.utility_model_ = um
+    router.feature_names_in_ = np.asarray(names, dtype=object)
+    router.n_features_in_ = len(names)
+    router.file_info_ = {k: v for k, v in header.items() if k != "models"}
     return router

@@ -32,33 +32,11 @@ from sklearn.linear_model import RidgeCV
 from sklearn.utils.validation import check_is_fitted
 
 from ._utils import as_seed
-from ._validation import DataError, as_float_matrix, as_float_vector, check_columns, check_consistent_length
-from .data import GOLD, PREFERENCE, scale_constant
+from ._validation import (DataError, as_float_matrix, as_float_vector, check_columns, check_consistent_length,
+                          check_same_index)
+from .data import GOLD, PREFERENCE, EvalData, scale_constant
 
-__all__ = ["PairwiseData", "PairwiseRegressor", "PairwiseRidge", "PairwiseBoosting", "PairwiseSelect", "contrast_codes", "contrast_design", "cost_matrix"]
-
-
-def _source(values) -> np.ndarray:
-    """Boolean treatment (True = gold) from "gold" / "preference" labels, booleans or 0/1."""
-    arr = np.asarray(values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else values)
-    if arr.ndim != 1:
-        raise DataError(f"source must be one-dimensional, got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr.copy()
-    if arr.dtype.kind in "iuf":
-        bad = ~np.isin(arr, [0, 1])
-        if bad.any():
-            raise DataError(f"source has unknown labels {sorted(set(arr[bad].tolist()))[:5]}; numeric sources "
-                            "must be 0/1 (1 = gold)")
-        return arr.astype(bool)
-    labels = pd.Series(arr, dtype="object")
-    if labels.isna().any():
-        raise DataError(f"source has {int(labels.isna().sum())} missing labels")
-    unknown = sorted(set(labels.astype(str)) - {GOLD, PREFERENCE})
-    if unknown:
-        raise DataError(f"source has unknown labels {unknown[:5]}; expected {GOLD!r} or {PREFERENCE!r} "
-                        "(or booleans, True = gold)")
-    return (labels.astype(str) == GOLD).to_numpy()
+__all__ = ["PairwiseData", "PairwiseRegressor", "PairwiseRidge", "PairwiseBoosting", "PairwiseSelect", "BIAS_CANDIDATES", "contrast_codes", "contrast_design", "cost_matrix"]
 
 
 def _labels(values, name: str) -> np.ndarray:
@@ -116,32 +94,29 @@ class PairwiseData:
     source : array-like of shape (n,)
         ``"gold"`` / ``"preference"`` labels, or booleans / 0-1 (True = gold).
     model_a, model_b : array-like of shape (n,)
-        Model names; ``model_a != model_b`` on every row.
+        Model names; ``model_a != model_b`` on every row. ``model_a`` is the model whose answer
+        was listed first (where the judge saw an order), which the order effect of the bias
+        model refers to.
     query_id : array-like of shape (n,), optional
     feature_names : sequence of str, optional (a DataFrame's columns by default)
+
+    Features, gains and sources are checked as :class:`~causal_router.data.EvalData` checks them.
     """
 
     def __init__(self, X, gain, source, model_a, model_b, *, query_id=None, feature_names=None):
-        if feature_names is None and isinstance(X, pd.DataFrame):
-            feature_names = [str(c) for c in X.columns]
-        self.X = as_float_matrix(X, "X", feature_names)
-        self.gain = as_float_vector(gain, "gain")
-        self.is_gold = _source(source)
+        check_same_index("PairwiseData", X=X, gain=gain, source=source, model_a=model_a, model_b=model_b,
+                         query_id=query_id)
+        rows = EvalData(X, gain, source, query_id=query_id, feature_names=feature_names)
+        self.X, self.gain, self.is_gold = rows.X, rows.gain, rows.is_gold
+        self.query_id, self.feature_names = rows.query_id, rows.feature_names
         self.model_a = _labels(model_a, "model_a")
         self.model_b = _labels(model_b, "model_b")
-        self.query_id = None if query_id is None else _labels(query_id, "query_id")
-        check_consistent_length(X=self.X, gain=self.gain, source=self.is_gold, model_a=self.model_a,
-                                model_b=self.model_b, query_id=self.query_id)
+        check_consistent_length(X=self.X, model_a=self.model_a, model_b=self.model_b)
         same = self.model_a == self.model_b
         if same.any():
             raise DataError(f"model_a equals model_b on {int(same.sum())} rows (first at row "
                             f"{int(np.flatnonzero(same)[0])}, model {self.model_a[same][0]!r}); a comparison "
                             "needs two different models")
-        if feature_names is None:
-            feature_names = [f"x{j}" for j in range(self.X.shape[1])]
-        if len(feature_names) != self.X.shape[1]:
-            raise DataError(f"feature_names has {len(feature_names)} names for {self.X.shape[1]} columns of X")
-        self.feature_names = list(feature_names)
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, features: Sequence[str], gain: str = "gain", source: str = "source",
@@ -151,21 +126,14 @@ class PairwiseData:
         ``source`` values equal to ``gold_value`` are gold rows, to ``preference_value``
         preference rows (any other value is an error); a boolean column is taken as is."""
         features = [features] if isinstance(features, str) else list(features)
-        if not features:
-            raise DataError("features is empty: name at least one feature column")
-        check_columns(df, [*features, gain, source, model_a, model_b, *([query_id] if query_id else [])],
-                      "data frame")
-        src = df[source]
-        if not pd.api.types.is_bool_dtype(src):
-            values = src.astype("object")
-            known = values.isin([gold_value, preference_value])
-            if not known.all():
-                unknown = sorted(map(str, pd.unique(values[~known])))[:5]
-                raise DataError(f"column {source!r} has unknown source labels {unknown}; expected "
-                                f"{gold_value!r} (gold) or {preference_value!r} (preference)")
-            src = (values == gold_value).to_numpy(dtype=bool)
-        return cls(df[features], as_float_vector(df[gain], f"column {gain!r}"), src, df[model_a], df[model_b],
-                   query_id=None if query_id is None else df[query_id])
+        check_columns(df, [model_a, model_b], "data frame")
+        clash = [c for c in (model_a, model_b) if c in features]
+        if clash:
+            raise DataError(f"column(s) {clash} name the models and cannot also be features")
+        rows = EvalData.from_frame(df, features, gain, source, gold_value=gold_value,
+                                   preference_value=preference_value, query_id=query_id)
+        return cls(rows.X, rows.gain, rows.is_gold, df[model_a].to_numpy(), df[model_b].to_numpy(),
+                   query_id=rows.query_id, feature_names=rows.feature_names)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -227,16 +195,25 @@ class PairwiseData:
             groups.setdefault(root(m), set()).add(m)
         return sorted(groups.values(), key=len, reverse=True)
 
+    def oriented(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rows turned so that each pair's models are in sorted order: (gain, model_a,
+        model_b, listed_first) with ``listed_first`` = +1 where the row already was in that
+        order (its first model was listed first) and -1 where it was turned (gain negated).
+        Estimates fitted on oriented rows do not depend on how a user orients the rows."""
+        first = np.where(self.model_a < self.model_b, 1.0, -1.0)
+        turned = first < 0
+        a = np.where(turned, self.model_b, self.model_a).astype(object)
+        b = np.where(turned, self.model_a, self.model_b).astype(object)
+        return first * self.gain, a, b, first
+
     def scale_constant(self, method: str | None = "variance") -> float:
         """The gold-to-preference scale constant c (``c * gold ~ preference``) of
-        :func:`causal_router.data.scale_constant`, computed on gains oriented to the
-        alphabetically first model of each pair, so that c does not depend on how the rows are
-        oriented. 1 with one source only or ``method=None``."""
+        :func:`causal_router.data.scale_constant` on the :meth:`oriented` gains, so that c does
+        not depend on how the rows are oriented. 1 with one source only or ``method=None``."""
         if method is None or self.n_gold == 0 or self.n_preference == 0:
             return 1.0
-        sign = np.where(self.model_a < self.model_b, 1.0, -1.0)
-        oriented = sign * self.gain
-        return scale_constant(oriented[self.is_gold], oriented[~self.is_gold], method)
+        gain = self.oriented()[0]
+        return scale_constant(gain[self.is_gold], gain[~self.is_gold], method)
 
 
 def cost_matrix(costs, models, n: int) -> np.ndarray:
@@ -275,23 +252,31 @@ def cost_matrix(costs, models, n: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- regressors
 class PairwiseRegressor(RegressorMixin, BaseEstimator):
-    """Base of the regressors on the contrast design: splitting Z into (S, D), the per-model
-    constants, prediction. Subclasses implement ``fit`` and :meth:`utilities`."""
+    """Base of the regressors on the contrast design: splitting Z into its blocks, the per-model
+    constants, prediction. Subclasses implement ``fit`` and :meth:`utilities`.
 
-    def _split(self, Z) -> tuple[np.ndarray, np.ndarray]:
+    Z = [S, D], or [S, o, D] for a model with an order effect: o (+1 / -1) says whether the
+    row's first model was listed first, and the prediction adds ``order_ * o``."""
+
+    order_effect = False
+
+    def _split(self, Z) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         Z = as_float_matrix(Z, "Z")
         k = int(self.n_contrasts)
-        if k < 1 or Z.shape[1] <= k:
-            raise DataError(f"the contrast design needs query features and n_contrasts={k} contrast columns; "
+        extra = k + int(bool(self.order_effect))
+        if k < 1 or Z.shape[1] <= extra:
+            raise DataError(f"the contrast design needs query features and {extra} design columns "
+                            f"(n_contrasts={k}{', an order column' if self.order_effect else ''}); "
                             f"got {Z.shape[1]} columns")
         if hasattr(self, "n_features_in_") and Z.shape[1] != self.n_features_in_:
             raise DataError(f"Z has {Z.shape[1]} columns, the model was fitted with {self.n_features_in_}")
-        return Z[:, :-k], Z[:, -k:]
+        order = Z[:, -extra] if self.order_effect else None
+        return Z[:, :-extra], order, Z[:, -k:]
 
-    def _fit_constants(self, D, y, w):
-        """Weighted least squares of y on D (and a column of ones with an order effect):
-        the per-model constants; pseudo-inverse, so models absent from the rows get 0."""
-        A = np.hstack([D, np.ones((len(D), 1))]) if self.order_effect else D
+    def _fit_constants(self, D, order, y, w):
+        """Weighted least squares of y on D (and the order column): the per-model constants
+        (and the order effect); pseudo-inverse, so models absent from the rows get 0."""
+        A = D if order is None else np.hstack([D, order[:, None]])
         sw = np.sqrt(w)[:, None]
         coef = np.linalg.lstsq(A * sw, y * sw[:, 0], rcond=None)[0]
         return A, coef
@@ -299,8 +284,9 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
     def predict(self, Z) -> np.ndarray:
         """Predicted gain of each row's first model over its second, shape (n,)."""
         check_is_fitted(self, "const_")
-        S, D = self._split(Z)
-        return (D * self.utilities(S)).sum(axis=1) + self.order_
+        S, order, D = self._split(Z)
+        pred = (D * self.utilities(S)).sum(axis=1)
+        return pred if order is None else pred + self.order_ * order
 
     def utilities(self, S) -> np.ndarray:
         """u_k(s) for the K - 1 non-reference models (columns in contrast order), shape (n, K - 1)."""
@@ -324,11 +310,12 @@ class PairwiseRidge(PairwiseRegressor):
     ----------
     n_contrasts : int
         K - 1, the number of contrast columns at the end of Z (set by the routers).
-    slopes : bool
-        False: constants only (u_k does not depend on s).
+    terms : {"linear", "constant", "none"}
+        "linear": constants and slopes; "constant": u_k does not depend on s; "none": u_k = 0
+        (and no order effect: the model predicts 0, a candidate meaning "no bias").
     order_effect : bool
-        Add a common constant c to every row (a judge's preference for the first-listed
-        answer); the prediction is then no longer antisymmetric in (a, b).
+        Z carries an order column o before the contrast codes and the prediction adds c * o
+        (a judge's preference for the answer listed first).
     alphas : array-like
         Penalties tried by RidgeCV (on the slope block, after projecting out the constants).
 
@@ -337,22 +324,26 @@ class PairwiseRidge(PairwiseRegressor):
     const_ : (K - 1,), coef_ : (K - 1, d), order_ : float, alpha_ : float or None.
     """
 
-    def __init__(self, n_contrasts: int = 1, *, slopes: bool = True, order_effect: bool = False,
+    def __init__(self, n_contrasts: int = 1, *, terms: str = "linear", order_effect: bool = False,
                  alphas=tuple(np.logspace(-2, 4, 25))):
         self.n_contrasts = n_contrasts
-        self.slopes = slopes
+        self.terms = terms
         self.order_effect = order_effect
         self.alphas = alphas
 
     def fit(self, Z, y, sample_weight=None) -> "PairwiseRidge":
-        S, D = self._split(Z)
+        S, order, D = self._split(Z)
         y = as_float_vector(y, "y")
         check_consistent_length(Z=S, y=y)
         w = _check_weight(sample_weight, len(y))
-        A, gamma = self._fit_constants(D, y, w)
+        if self.terms not in ("linear", "constant", "none"):
+            raise ValueError(f"terms must be 'linear', 'constant' or 'none', got {self.terms!r}")
+        A, gamma = self._fit_constants(D, order, y, w)
         d, k = S.shape[1], D.shape[1]
+        if self.terms == "none":
+            gamma = np.zeros_like(gamma)
         self.coef_, self.alpha_ = np.zeros((k, d)), None
-        if self.slopes:
+        if self.terms == "linear":
             # Frisch-Waugh-Lovell: project the constants out of the slope block and of y, ridge on
             # the rest (the constants stay unpenalised), then refit the constants.
             B = (D[:, :, None] * S[:, None, :]).reshape(len(y), k * d)
@@ -367,7 +358,7 @@ class PairwiseRidge(PairwiseRegressor):
             gamma = np.linalg.lstsq(Aw, (y - B @ theta) * sw[:, 0], rcond=None)[0]
         self.const_ = gamma[:k]
         self.order_ = float(gamma[k]) if self.order_effect else 0.0
-        self.n_features_in_ = S.shape[1] + k
+        self.n_features_in_ = S.shape[1] + A.shape[1]
         return self
 
     def utilities(self, S) -> np.ndarray:
@@ -392,8 +383,6 @@ class PairwiseBoosting(PairwiseRegressor):
     booster_ : lightgbm.Booster, const_ : (K - 1,), order_ : 0.0.
     """
 
-    order_effect = False
-
     def __init__(self, n_contrasts: int = 1, *, n_estimators: int = 100, learning_rate: float = 0.1,
                  num_leaves: int = 15, min_leaf_weight: float = 5.0, random_state=None):
         self.n_contrasts = n_contrasts
@@ -414,11 +403,11 @@ class PairwiseBoosting(PairwiseRegressor):
     def fit(self, Z, y, sample_weight=None) -> "PairwiseBoosting":
         import lightgbm as lgb
 
-        S, D = self._split(Z)
+        S, _, D = self._split(Z)
         y = as_float_vector(y, "y")
         check_consistent_length(Z=S, y=y)
         w = _check_weight(sample_weight, len(y))
-        _, gamma = self._fit_constants(D, y, w)
+        _, gamma = self._fit_constants(D, None, y, w)
         k = D.shape[1]
         resid = y - D @ gamma
 
@@ -445,13 +434,16 @@ class PairwiseBoosting(PairwiseRegressor):
 
 
 class PairwiseSelect(PairwiseRegressor):
-    """The candidate utility model of lowest cross-validated squared error, refitted on all rows.
+    """The candidate of lowest cross-validated (weighted) squared error, refitted on all rows.
 
     Folds keep the rows of one query together (rows with identical query features S), so the
     score is that of predicting new queries. Default candidates: :class:`PairwiseRidge` (linear
     utilities: best with few rows or few informative features; measured on PandaLM) and
     :class:`PairwiseBoosting` (nonlinear utilities: best with many rows; measured on the
-    K-model generator).
+    K-model generator). As the R-learner's final stage (target (o - mu) / (t - p), weight
+    (t - p)^2) the weighted squared error is the out-of-fold R-loss, the criterion of econml's
+    RScorer; :class:`~causal_router.MultiRouter` selects its bias model so among
+    :data:`BIAS_CANDIDATES`.
 
     Parameters
     ----------
@@ -459,6 +451,8 @@ class PairwiseSelect(PairwiseRegressor):
     candidates : sequence of PairwiseRegressor, optional
     cv : int
         Folds of the selection.
+    order_effect : bool
+        Z carries an order column (set on every candidate, which must then accept it).
     random_state : int or None
         Seeds the folds and the candidates that have a ``random_state``.
 
@@ -466,13 +460,15 @@ class PairwiseSelect(PairwiseRegressor):
     ----------
     scores_ : DataFrame, mean out-of-fold squared error (``mse``) and its standard error per
         candidate (``std_error``, over rows), ``chosen``.
-    estimator_ : the chosen candidate refitted on every row.
+    chosen_ : str, the chosen candidate's name.  estimator_ : it, refitted on every row.
     """
 
-    def __init__(self, n_contrasts: int = 1, *, candidates=None, cv: int = 5, random_state=None):
+    def __init__(self, n_contrasts: int = 1, *, candidates=None, cv: int = 5, order_effect: bool = False,
+                 random_state=None):
         self.n_contrasts = n_contrasts
         self.candidates = candidates
         self.cv = cv
+        self.order_effect = order_effect
         self.random_state = random_state
 
     def _candidates(self) -> dict:
@@ -483,7 +479,11 @@ class PairwiseSelect(PairwiseRegressor):
         out = {}
         for c in cands:
             c = clone(c).set_params(n_contrasts=self.n_contrasts)
-            name = type(c).__name__
+            if self.order_effect:
+                if "order_effect" not in c.get_params():
+                    raise ValueError(f"candidate {type(c).__name__} has no order effect; the design has an order column")
+                c.set_params(order_effect=True)
+            name = type(c).__name__ + (f"({c.terms})" if isinstance(c, PairwiseRidge) and c.terms != "linear" else "")
             out[name if name not in out else f"{name}_{len(out)}"] = c
         return out
 
@@ -491,8 +491,8 @@ class PairwiseSelect(PairwiseRegressor):
         from sklearn.base import clone
         from sklearn.model_selection import GroupKFold
 
-        S, D = self._split(Z)
-        Z = np.hstack([S, D])
+        S, order, D = self._split(Z)
+        Z = np.hstack([S, D] if order is None else [S, order[:, None], D])
         y = as_float_vector(y, "y")
         check_consistent_length(Z=S, y=y)
         w = _check_weight(sample_weight, len(y))
@@ -513,6 +513,7 @@ class PairwiseSelect(PairwiseRegressor):
         best = int(np.argmin(mse))
         self.scores_ = pd.DataFrame({"mse": mse, "std_error": losses.std(axis=1, ddof=1) / np.sqrt(len(y)),
                                      "chosen": np.arange(len(cands)) == best}, index=pd.Index(list(cands), name="model"))
+        self.chosen_ = list(cands)[best]
         self.estimator_ = list(cands.values())[best].fit(Z, y, sample_weight=w)
         self.const_, self.order_ = self.estimator_.const_, self.estimator_.order_
         self.n_features_in_ = Z.shape[1]
@@ -521,3 +522,9 @@ class PairwiseSelect(PairwiseRegressor):
     def utilities(self, S) -> np.ndarray:
         check_is_fitted(self, "estimator_")
         return self.estimator_.utilities(S)
+
+
+#: Candidates of the K-model bias model (MultiRouter's default final stage), simplest first:
+#: no bias (no correction: the router then equals PooledMulti), per-model constants, per-model
+#: linear functions; each with the order effect when the design has one.
+BIAS_CANDIDATES = (PairwiseRidge(terms="none"), PairwiseRidge(terms="constant"), PairwiseRidge(terms="linear"))

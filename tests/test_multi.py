@@ -119,17 +119,22 @@ def test_pairwise_ridge_recovers_linear_utilities():
     np.testing.assert_allclose(model.coef_, theta[1:], atol=0.02)
     np.testing.assert_allclose(model.predict(Z), (Z[:, 4:] * model.utilities(S)).sum(axis=1))
     # constants only: the weighted least-squares mean utilities
-    const = PairwiseRidge(3, slopes=False).fit(Z, y)
+    const = PairwiseRidge(3, terms="constant").fit(Z, y)
     assert np.abs(const.coef_).sum() == 0 and np.max(np.abs(const.const_ - gamma[1:])) < 0.1
+    none = PairwiseRidge(3, terms="none").fit(Z, y)
+    assert np.all(none.predict(Z) == 0)
 
 
 def test_pairwise_ridge_order_effect():
     rng = np.random.default_rng(1)
     S, a, b, y, gamma, _ = _linear_pairs(3000, 3, 3, rng)
-    Z = contrast_design(S, a, b, ["m0", "m1", "m2"], "m0")
-    model = PairwiseRidge(2, order_effect=True).fit(Z, y + 0.3)
-    assert model.order_ == pytest.approx(0.3, abs=0.02)  # measured 0.300 +- 0.002
+    first = rng.choice([-1.0, 1.0], len(y))  # the order column: +1 where the first model was listed first
+    D = contrast_codes(a, b, ["m0", "m1", "m2"], "m0")
+    Z = np.hstack([S, first[:, None], D])
+    model = PairwiseRidge(2, order_effect=True).fit(Z, y + 0.3 * first)
+    assert model.order_ == pytest.approx(0.3, abs=0.02)  # noise 0.1 on 3,000 rows: s.e. 0.002
     np.testing.assert_allclose(model.const_, gamma[1:], atol=0.02)
+    np.testing.assert_allclose(model.predict(Z), (D * model.utilities(S)).sum(axis=1) + model.order_ * first)
 
 
 def test_pairwise_boosting_recovers_nonlinear_utilities(multi_frame):
@@ -194,8 +199,8 @@ def test_router_checks_feature_columns(multi_split, fitted):
     X = multi_split.test_X
     with pytest.raises(DataError, match="missing"):
         fitted["multi"].predict_utility(X.drop(columns="x3"))
-    with pytest.raises(DataError, match="order differs"):
-        fitted["multi"].predict_utility(X[X.columns[::-1]])
+    reordered = fitted["multi"].predict_utility(X[X.columns[::-1]])  # matched by name
+    pd.testing.assert_frame_equal(reordered, fitted["multi"].predict_utility(X))
     with pytest.raises(DataError, match="features"):
         fitted["multi"].predict_utility(X.to_numpy()[:, :5])
 
@@ -242,23 +247,22 @@ def test_bias_is_estimated_per_model(multi_split, multi_frame, fitted):
         truth = queries[f"beta_{model}"]
         assert abs(beta[model].mean() - truth.mean()) < 0.1, model
         assert np.corrcoef(beta[model], truth)[0, 1] > 0.4, model
-    order = router.bias_.estimator_.model_final_.order_ / router.scale_
-    assert abs(order) < 0.1  # no position bias in this generator
-    test_rows = multi_frame[multi_frame["query_id"].isin(multi_split.test_X.index)]
-    delta = router.bias_.effect(router.bias_data(PairwiseData(
-        test_rows[multi_split.test_X.columns], test_rows["gain"], np.ones(len(test_rows), bool),
-        test_rows["model_a"], test_rows["model_b"])).X)
-    assert np.corrcoef(delta, test_rows["bias"])[0, 1] > 0.6  # measured ROWCORR
+    assert abs(router.order_effect_) < 0.1  # no position bias in this generator
+    rows = multi_frame[multi_frame["query_id"].isin(multi_split.test_X.index)]
+    data = PairwiseData(rows[multi_split.test_X.columns], rows["gain"], np.ones(len(rows), bool),
+                        rows["model_a"], rows["model_b"])
+    delta = router.bias_.effect(router.bias_data(data).X)  # rows turned to sorted model order
+    truth = data.oriented()[3] * rows["bias"].to_numpy()
+    assert np.corrcoef(delta, truth)[0, 1] > 0.6  # measured ROWCORR
 
 
 def test_order_effect_estimates_a_position_bias():
     frame = make_multi_model(1500, 12, pairs_per_query=3, position=0.3, random_state=3)
     split = reveal_multi_split(frame, n_gold_queries=80, n_test_queries=100, random_state=4)
     router = MultiRouter(reference="small", random_state=0).fit(split.train)
-    order = router.bias_.estimator_.model_final_.order_ / router.scale_
     # the judge adds 0.3 to the first-listed model: the bias (gold minus preference) is -0.3
     # (measured -0.29 on this seed)
-    assert order == pytest.approx(-0.3, abs=0.1)
+    assert router.order_effect_ == pytest.approx(-0.3, abs=0.1)
 
 
 def test_multi_router_beats_pooled_and_closes_the_gap(multi_split, fitted):
@@ -292,7 +296,7 @@ def test_save_load_round_trip(tmp_path, multi_split, fitted, name):
     np.testing.assert_array_equal(loaded.route(multi_split.test_X, costs=MULTI_COSTS, cost_weight=0.3),
                                   router.route(multi_split.test_X, costs=MULTI_COSTS, cost_weight=0.3))
     if name == "multi":
-        assert set(loaded.bias_summary_["per_model_constant"]) == {"large", "medium", "xlarge"}
+        assert set(loaded.file_info_["bias"]["per_model_constant"]) == {"large", "medium", "xlarge"}
 
 
 def test_load_refuses_other_files(tmp_path):
@@ -390,9 +394,8 @@ def test_bias_model_runs_the_cate_diagnostics(multi_split, fitted):
 
     router = fitted["multi"]
     data = router.bias_data(multi_split.train)
-    assert data.X.shape[1] == multi_split.train.X.shape[1] + 3 and data.scale_ == router.scale_
-    np.testing.assert_allclose(router.bias_.effect(data.X[:5]),
-                               router.bias_.estimator_.effect(data.X[:5]) / router.scale_)
+    assert data.X.shape[1] == multi_split.train.X.shape[1] + 4  # features, listed_first, 3 contrasts
+    assert router.bias_.scale_ == router.scale_ == pytest.approx(multi_split.train.scale_constant())
     report = diagnose(data, router.bias_, plots=False, progress=False, n_bootstrap=100, random_state=0)
     assert np.isfinite(report.numbers["bias"]["average"]["estimate"])
     assert report.numbers["overlap"]["n_rows"] == len(data) if "n_rows" in report.numbers["overlap"] else True
@@ -408,3 +411,53 @@ def test_run_multi_experiment_small(multi_frame):
     s = result.summary
     assert s.loc["oracle", "aiq"] >= s.drop(index="oracle")["aiq"].max()
     assert s.loc["all_golden", "gap_closed"] == pytest.approx(1.0) and s.loc["pooled", "gap_closed"] == 0
+
+
+# ---------------------------------------------------------------------------- command line
+def test_cli_fit_multi_and_route(tmp_path, multi_split, capsys):
+    from causal_router.cli import main
+
+    train = multi_split.train.to_frame()
+    train.to_csv(tmp_path / "pairs.csv", index=False)
+    test = multi_split.test_X.reset_index()
+    test.to_csv(tmp_path / "queries.csv", index=False)
+    router = tmp_path / "multi.cr"
+    assert main(["fit-multi", str(tmp_path / "pairs.csv"), "--model-a", "model_a", "--model-b", "model_b",
+                 "--reference", "small", "--out", str(router)]) == 0
+    printed = capsys.readouterr().out
+    assert "judge bias per model" in printed and "router saved" in printed
+    routes = tmp_path / "routes.csv"
+    assert main(["route", str(tmp_path / "queries.csv"), "--router", str(router), "--costs",
+                 "small=0.1,medium=0.25,large=0.5,xlarge=1", "--cost-weight", "0.3", "--id-column", "query_id",
+                 "--out", str(routes)]) == 0
+    out = pd.read_csv(routes)
+    assert list(out.columns[:2]) == ["query_id", "chosen_model"] and len(out) == len(test)
+    loaded = load_multi_router(router)
+    expected = loaded.route(multi_split.test_X, costs=MULTI_COSTS, cost_weight=0.3)
+    np.testing.assert_array_equal(out["chosen_model"], expected)
+    np.testing.assert_allclose(out["utility[xlarge]"], loaded.predict_utility(multi_split.test_X)["xlarge"])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--primary-share", "0.3"], "--primary-share applies to two-model routers"),
+    (["--costs", "small=0.1,medium"], "is not MODEL=COST"),
+    (["--costs", "small=0.1"], "no entry for model"),
+    (["--cost-weight", "0.2"], "--cost-weight needs --costs"),
+])
+def test_cli_route_multi_errors(tmp_path, multi_split, fitted, capsys, extra, message):
+    from causal_router.cli import main
+
+    fitted["pooled"].save(tmp_path / "pooled.cr")
+    multi_split.test_X.to_csv(tmp_path / "queries.csv", index=False)
+    code = main(["route", str(tmp_path / "queries.csv"), "--router", str(tmp_path / "pooled.cr"),
+                 "--out", str(tmp_path / "r.csv"), *extra])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_fit_multi_needs_model_columns(tmp_path, multi_split, capsys):
+    from causal_router.cli import main
+
+    multi_split.train.to_frame().to_csv(tmp_path / "pairs.csv", index=False)
+    code = main(["fit-multi", str(tmp_path / "pairs.csv"), "--model-a", "first", "--model-b", "model_b",
+                 "--out", str(tmp_path / "r.cr")])
+    assert code == 2 and "missing column(s) ['first']" in capsys.readouterr().err
