@@ -4,6 +4,7 @@ nothing.
 
     python benchmarks/bench_multi.py --runs 20 --n-jobs 2 --out bench_multi/
     python benchmarks/bench_multi.py --dataset generator --runs 5
+    python benchmarks/bench_multi.py --replot bench_multi/     # the figure again, from the saved runs
 
 Each run splits by query (:func:`causal_router.datasets.reveal_multi_split`) and scores the model
 each router chooses for each held-out query at every cost weight w against the test quality:
@@ -13,8 +14,15 @@ under the non-decreasing concave quality-cost frontier, divided by the cost rang
 standard error over runs; the quality and cost of the chosen models at w = 0; the share of the
 Pooled-to-All-Golden AIQ gap closed. ``oracle`` routes by the test quality itself.
 
+``--design`` adds the measurements behind the design choices, on the same splits: the bias
+model's final stage fixed to per-model linear (with the order effect), per-model constant (with
+the order effect) or per *pair* linear (one function per unordered pair, defined below: the
+alternative to per-model), and the utility model fixed to ridge or to boosting for PooledMulti
+and All-Golden (the default selects between them by cross-validation).
+
 Settings. Generator: 3,000 queries x 20 features, 2 random pairs per query, 100 gold queries
-(200 gold rows), 500 test queries, costs 0.1 / 0.25 / 0.5 / 1.0. PandaLM: 20 TF-IDF + SVD
+(200 gold rows), 500 test queries, costs 0.1 / 0.25 / 0.5 / 1.0; ``generator-3pairs``: the same
+with gold labels on three of the six pairs only (small-medium, medium-large, large-xlarge). PandaLM: 20 TF-IDF + SVD
 features of the query text, 20 gold queries (about 115 gold rows), 40 test queries, the notional
 cost ladder ``PANDALM_COSTS``. The PandaLM part needs ``CAUSAL_ROUTER_DATA``.
 """
@@ -33,18 +41,75 @@ warnings.filterwarnings("ignore")
 SETTINGS = {
     "generator": dict(n_gold_queries=100, n_test_queries=500),
     "pandalm": dict(n_gold_queries=20, n_test_queries=40),
+    # gold labels on three of the six pairs only (a chain); the gold queries' other rows reveal
+    # their preference label: gold and preference rows cover different pairs
+    "generator-3pairs": dict(n_gold_queries=100, n_test_queries=500,
+                             gold_pairs=[("small", "medium"), ("medium", "large"), ("large", "xlarge")]),
 }
 
 
 def load(name: str):
     from causal_router.datasets import default_data_dir, load_pandalm_multi, make_multi_model
 
-    if name == "generator":
+    if name.startswith("generator"):
         return make_multi_model(3000, 20, random_state=0)
     data_dir = default_data_dir()
     if data_dir is None or not (data_dir / "pandalm").is_dir():
         raise SystemExit("PandaLM not found: set CAUSAL_ROUTER_DATA to a folder holding pandalm/")
     return load_pandalm_multi(data_dir / "pandalm", n_components=20)
+
+
+def design_methods() -> dict:
+    """The design variants (see the module docstring), as {name: factory(seed)}."""
+    import numpy as np
+
+    from causal_router import BiasEstimator, MultiRouter
+    from causal_router.multi import GoldOnlyMulti, PooledMulti
+    from causal_router.pairwise import PairwiseBoosting, PairwiseRidge
+
+    class PerPairRouter(MultiRouter):
+        """MultiRouter whose bias is one linear function per unordered pair p (and the order
+        effect): Delta(s, a, b) = +-(g_p + s' th_p) + c0 * listed_first (+ where a < b), with the
+        same R-learner and nuisances; the utilities as MultiRouter's."""
+
+        def _fit(self, data):
+            from causal_router.data import pooled_outcome
+
+            rows = self.bias_data_per_pair(data)
+            n_pairs = rows.X.shape[1] - data.X.shape[1] - 1
+            bias = BiasEstimator("r", model_final=PairwiseRidge(n_pairs, order_effect=True), scale=self.scale,
+                                 random_state=self.random_state)
+            self.bias_ = bias.fit(rows)
+            self.scale_ = self.bias_.scale_
+            Z, gain, _ = self._design(data)
+            labels = pooled_outcome(gain, data.is_gold, self.scale_)
+            pref = ~data.is_gold
+            labels[pref] += self.bias_.effect(rows.X[pref]) * self.scale_
+            self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, labels)
+
+        def bias_data_per_pair(self, data):
+            from causal_router.data import EvalData
+
+            _, gain, first = self._design(data)
+            pair = np.array([f"{min(a, b)}|{max(a, b)}" for a, b in zip(data.model_a, data.model_b)], dtype=object)
+            names = sorted(set(pair))
+            P = np.zeros((len(pair), len(names)))
+            P[np.arange(len(pair)), [names.index(p) for p in pair]] = 1.0  # rows are in sorted order: sign +
+            return EvalData(np.hstack([data.X, first[:, None], P]), gain, data.is_gold, pair=pair)
+
+    def fixed(terms):
+        return BiasEstimator("r", model_final=PairwiseRidge(terms=terms, order_effect=True))
+
+    return {
+        "bias: per-model linear": lambda seed: MultiRouter(fixed("linear"), random_state=seed),
+        "bias: per-model constant": lambda seed: MultiRouter(fixed("constant"), random_state=seed),
+        "bias: per-pair linear": lambda seed: PerPairRouter(random_state=seed),
+        "pooled, ridge utilities": lambda seed: PooledMulti(PairwiseRidge(), random_state=seed),
+        "pooled, boosted utilities": lambda seed: PooledMulti(PairwiseBoosting(random_state=seed), random_state=seed),
+        "all_golden, ridge utilities": lambda seed: GoldOnlyMulti(PairwiseRidge(), random_state=seed),
+        "all_golden, boosted utilities": lambda seed: GoldOnlyMulti(PairwiseBoosting(random_state=seed),
+                                                                    random_state=seed),
+    }
 
 
 def table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -53,23 +118,67 @@ def table(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[[c for c in cols if c in summary]].rename(columns=cols)
 
 
+FIGURE_METHODS = ("multi_router", "pooled", "gold_only", "best_single", "all_golden")
+QUALITY_LABELS = {"generator": "Mean true utility of the chosen model (gold scale)",
+                  "generator-3pairs": "Mean true utility of the chosen model (gold scale)",
+                  "pandalm": "Mean held-out human quality of the chosen model"}
+TITLES = {"generator": "K = 4 generator", "generator-3pairs": "K = 4 generator, gold on 3 of 6 pairs",
+          "pandalm": "PandaLM, 5 models"}
+
+
+def figure(folder: Path) -> Path:
+    """The README figure: one panel per data set found in ``folder`` (frontiers_<name>.csv and
+    summary_<name>.csv), the main methods only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from causal_router.plotting import plot_multi_frontiers
+
+    names = [n for n in SETTINGS if (folder / f"frontiers_{n}.csv").exists()]
+    if not names:
+        raise SystemExit(f"no frontiers_<dataset>.csv in {folder}")
+    fig, axes = plt.subplots(1, len(names), figsize=(7.2 * len(names), 5.0), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        frontiers = pd.read_csv(folder / f"frontiers_{name}.csv")
+        summary = pd.read_csv(folder / f"summary_{name}.csv", index_col=0)
+        shown = FIGURE_METHODS + (("oracle",) if name.startswith("generator") else ())
+        plot_multi_frontiers(frontiers, summary, methods=shown, quality_label=QUALITY_LABELS[name], ax=ax,
+                             title=f"{TITLES[name]}: {frontiers['run'].nunique()} runs, bands +-1 s.e.")
+    fig.tight_layout()
+    path = folder / "frontiers.png"
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("generator", "pandalm", "both"), default="both")
+    parser.add_argument("--dataset", choices=(*SETTINGS, "both"), default="both",
+                        help="both: generator and pandalm")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for runs / summary CSVs and the frontier figures")
+    parser.add_argument("--design", action="store_true", help="add the design variants (module docstring)")
+    parser.add_argument("--replot", metavar="FOLDER", help="only redraw the figure from a folder of saved runs")
     args = parser.parse_args()
+    if args.replot:
+        print(f"figure written to {figure(Path(args.replot))}")
+        return
 
-    from causal_router.multi_experiment import run_multi_experiment
+    from causal_router.multi_experiment import MULTI_METHODS, run_multi_experiment
+
+    methods = dict(MULTI_METHODS)
+    if args.design:
+        methods.update(design_methods())
 
     names = ("generator", "pandalm") if args.dataset == "both" else (args.dataset,)
     for name in names:
         frame = load(name)
         start = time.perf_counter()
-        result = run_multi_experiment(frame, costs=frame.attrs["costs"], n_runs=args.runs, n_jobs=args.n_jobs,
-                                      random_state=args.seed, **SETTINGS[name])
+        result = run_multi_experiment(frame, costs=frame.attrs["costs"], methods=methods, n_runs=args.runs,
+                                      n_jobs=args.n_jobs, random_state=args.seed, **SETTINGS[name])
         secs = time.perf_counter() - start
         s = result.summary
         print(f"\n{name}: {args.runs} runs, {secs:.0f} s with n_jobs={args.n_jobs}")
@@ -84,22 +193,22 @@ def main() -> None:
         else:
             print(f"All-Golden does not beat Pooled (no gap); MultiRouter - Pooled = {beats['multi_router']:+.4f}")
         paired = result.runs.pivot(index="run", columns="method", values="aiq")
-        diff = paired["multi_router"] - paired["pooled"]
-        print(f"paired over runs: MultiRouter - Pooled = {diff.mean():+.4f} +- {diff.std(ddof=1) / len(diff) ** 0.5:.4f} "
-              f"(s.e.), MultiRouter ahead on {int((diff > 0).sum())} of {len(diff)} runs")
+        diff = paired.sub(paired["pooled"], axis=0)
+        print("paired over runs, AIQ minus Pooled's (mean +- s.e.; runs ahead):")
+        for method in s.index.drop(["pooled", "oracle"]):
+            d = diff[method]
+            print(f"  {method:32s} {d.mean():+.4f} +- {d.std(ddof=1) / len(d) ** 0.5:.4f}  ({int((d > 0).sum())} of {len(d)})")
+        chosen = result.runs.loc[result.runs["method"] == "multi_router", "bias_model"].value_counts()
+        print("MultiRouter's bias model, chosen by out-of-fold R-loss: "
+              + ", ".join(f"{k} on {v} runs" for k, v in chosen.items()))
         if args.out:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            from causal_router.plotting import plot_multi_frontiers
-
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             result.runs.to_csv(out / f"runs_{name}.csv", index=False)
+            result.frontiers.to_csv(out / f"frontiers_{name}.csv", index=False)
             s.to_csv(out / f"summary_{name}.csv")
-            fig = plot_multi_frontiers(result.frontiers, s, title=f"K-model routing, {name}: quality-versus-cost "
-                                       f"frontiers\n(mean of {args.runs} runs; bands: +-1 s.e.)")
-            fig.savefig(out / f"frontiers_{name}.png", dpi=150, bbox_inches="tight")
+    if args.out:
+        print(f"figure written to {figure(Path(args.out))}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from ._validation import DataError, as_float_vector, check_consistent_length, check_random_state
+from ._validation import DataError, as_float_vector, check_consistent_length, check_random_state, check_same_index
 
 __all__ = [
     "efficiency_curve",
@@ -619,7 +619,7 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
         Predicted utility of each model (columns: model names), e.g. ``router.predict_utility(X)``.
     quality : DataFrame (n, K)
         Each model's true (or held-out human) quality on each query, the same columns in any
-        order, rows aligned by position. Any common per-query offset (the reference model)
+        order, the same row index. Any common per-query offset (the reference model)
         shifts every router's quality equally.
     costs : mapping {model: cost}, array (K,) in ``pred_utility``'s column order, or (n, K)
         Cost of each model (per query or the same for all).
@@ -642,6 +642,7 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
     missing = [m for m in models if m not in quality.columns]
     if missing:
         raise DataError(f"quality has no column for model(s) {missing}")
+    check_same_index("frontier", pred_utility=pred_utility, quality=quality)
     U = np.asarray(pred_utility.to_numpy(dtype=float))
     Q = np.asarray(quality[models].to_numpy(dtype=float))
     check_consistent_length(pred_utility=U, quality=Q)

@@ -6,23 +6,30 @@ models a and b, and the observed gain of a over b on the scale of the mechanism 
 scale, u_k(s), relative to a reference model (u_ref = 0), so that the expected gold gain of a
 over b is u_a(s) - u_b(s), and routes a query to argmax_k u_k(s) - w C_k.
 
-:class:`MultiRouter` carries the Meta-Router method over to K models. Pool the rows as
-(z, t, o): z = (s, a, b) in the contrast design (:func:`~causal_router.pairwise.contrast_design`),
-t = 1 for a gold row, o = the gain (gold rows multiplied by the scale constant c). The judge's bias
-Delta(s, a, b) = E[o(1) - o(0) | s, a, b] is a CATE of the evaluation mechanism, estimated by one
-:class:`~causal_router.BiasEstimator` (econml's R-learner, cross-fitted nuisances E[o | z] and
-P(gold | z)) over the pairwise design, with a per-model final stage
-(:class:`~causal_router.pairwise.PairwiseRidge`):
+:class:`MultiRouter` carries the Meta-Router method over to K models. Rows are first turned so
+that each pair's models are in sorted order (gain negated where turned; ``listed_first`` = -1
+there, +1 elsewhere), so that nothing fitted depends on how a user orients the rows. Pool them as
+(z, t, o): z = (s, listed_first, a, b) in the contrast design
+(:func:`~causal_router.pairwise.contrast_design`), t = 1 for a gold row, o = the gain (gold rows
+multiplied by the scale constant c, fitted on the turned gains). The judge's bias
+Delta(s, a, b) = E[o(1) - o(0) | z] is a CATE of the evaluation mechanism, estimated by one
+:class:`~causal_router.BiasEstimator` over the pairwise design (econml's R-learner, nuisances
+E[o | z] and P(gold | z) cross-fitted), with a per-model final stage:
 
-    Delta(s, a, b) = beta_a(s) - beta_b(s) + c0,    beta_k(s) = gamma_k + s' theta_k,
+    Delta(s, a, b) = beta_a(s) - beta_b(s) + c0 * listed_first,   beta_reference = 0,
 
-beta_k the judge's bias for model k (gold minus preference: how much it under-rates k) and c0 a
-common order effect (a preference for the first-listed answer). Per model rather than per pair:
-K - 1 functions instead of K (K - 1) / 2, learned from every comparison of the model, and defined
-for pairs that no gold row covers (measured: README, "K-model routing"). Each preference label
-is corrected, y + Delta_hat(s, a, b), and the utility model
-(:class:`~causal_router.pairwise.PairwiseBoosting` by default) is fitted on the gold rows plus
-the corrected preference rows. Utilities are reported on the gold scale.
+beta_k the judge's bias for model k (gold minus preference, gold scale: how much it under-rates
+k) and c0 its preference for the answer listed first. The final stage is chosen by out-of-fold
+R-loss (:class:`~causal_router.pairwise.PairwiseSelect`) among no bias, per-model constants and
+per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`): where the
+gold rows cannot support a bias model the router makes no correction and equals
+:class:`PooledMulti`. Per model rather than per pair: K - 1 functions instead of K (K - 1) / 2,
+each learned from every gold comparison of its model, and defined for pairs no gold row covers
+(measured against a per-pair final stage: ``benchmarks/bench_multi.py --design``). Each
+preference label is corrected, y + Delta_hat, and the utility model (default
+:class:`~causal_router.pairwise.PairwiseSelect`: ridge or boosted per-model utilities, chosen by
+cross-validation) is fitted on the gold rows plus the corrected preference rows. Utilities are
+reported on the gold scale.
 
 Baselines with the same interface: :class:`PooledMulti` (the same utility model on gold and
 preference rows pooled, no correction), :class:`GoldOnlyMulti` (gold rows only; fitted on data
@@ -83,7 +90,6 @@ class _MultiBase(BaseEstimator):
             if absent:
                 raise DataError(f"fit needs {absent} besides X (or a PairwiseData)")
             data = PairwiseData(X, gain, source, model_a, model_b)
-        self.__dict__.pop("_compiled", None)
         self.models_ = data.models
         reference = self.models_[0] if getattr(self, "reference", None) is None else str(self.reference)
         if reference not in self.models_:
@@ -169,7 +175,8 @@ class _MultiBase(BaseEstimator):
         ``costs``: see :func:`cost_matrix` (default: no costs, the model of highest utility).
         Ties go to the model listed first in ``models_``.
         """
-        if not np.isfinite(cost_weight) or cost_weight < 0:
+        if isinstance(cost_weight, (bool, np.bool_)) or not isinstance(cost_weight, (int, float, np.number)) \
+                or not np.isfinite(cost_weight) or cost_weight < 0:
             raise DataError(f"cost_weight must be a finite number >= 0, got {cost_weight!r}")
         U = self.predict_utility(X).to_numpy()
         C = cost_matrix(costs, self.models_, len(U))
@@ -203,10 +210,11 @@ class _MultiBase(BaseEstimator):
                   "scale": float(self.scale_), "feature_names": [str(c) for c in self.feature_names_in_],
                   "model_names": list(self.models_), "reference": self.reference_,
                   "utility_model": {"kind": kind, "n_contrasts": len(self._contrasts)},
-                  "bias": self._bias_summary()}
+                  "bias": self.bias_summary()}
         return write_router_file(path, header, models)
 
-    def _bias_summary(self):
+    def bias_summary(self) -> dict | None:
+        """The judge's estimated bias in brief; None for a router without a bias model."""
         return None
 
 
@@ -216,30 +224,33 @@ class MultiRouter(_MultiBase):
     Parameters
     ----------
     bias : BiasEstimator, optional
-        The bias model over the pairwise design (cloned at fit). Default
-        ``BiasEstimator("r", model_final=PairwiseRidge(order_effect=True))``: the R-learner
-        with a per-model linear bias and a common order effect. A BiasEstimator whose
-        ``model_final`` is None gets that final stage; a
-        :class:`~causal_router.pairwise.PairwiseRidge` final stage is sized to the models.
-    outcome_model : PairwiseBoosting or PairwiseRidge, optional
-        The utility model (default ``PairwiseBoosting``: gradient-boosted per-model utilities).
+        The bias model over the pairwise design (cloned at fit; its ``scale`` is replaced by
+        this router's). Default ``BiasEstimator("r")`` with the final stage
+        ``PairwiseSelect(candidates=BIAS_CANDIDATES, order_effect=True)`` (module docstring). A
+        BiasEstimator whose ``model_final`` is None gets that final stage; a pairwise final
+        stage is sized to the models; any other learner sees the design as features.
+    outcome_model : PairwiseSelect, PairwiseBoosting or PairwiseRidge, optional
+        The utility model (default ``PairwiseSelect()``: ridge or boosting by cross-validation).
     reference : str, optional
-        The model whose utility is 0 (default: the first model name in sorted order). Routing
-        does not depend on it.
+        The model whose utility is 0 (default: the first model name in sorted order). Routes
+        depend on it only through the fit (boosted utilities are shrunk toward the reference's).
     scale : {"variance", "amplitude", "wasserstein", None}
-        How the gold-to-preference scale constant is computed
-        (:meth:`PairwiseData.scale_constant`; gains oriented alphabetically).
+        How the gold-to-preference scale constant is fitted (on the turned gains; see
+        :func:`causal_router.data.scale_constant`).
     random_state : int or None
 
     Attributes
     ----------
     models_ : list of model names (sorted).  reference_ : str.
     scale_ : float, c in ``c * gold ~ preference``.
-    bias_ : the fitted BiasEstimator. Its features are the contrast design
-        (:meth:`bias_data` rebuilds the EvalData it was fitted on, for
-        :func:`causal_router.diagnostics.diagnose`).
+    bias_ : the fitted BiasEstimator. Its features are the design [s, listed_first, D]
+        (:meth:`bias_data` rebuilds the EvalData it was fitted on: every CATE diagnostic of
+        :mod:`causal_router.diagnostics` runs on ``(router.bias_data(data), router.bias_)``).
+    bias_model_ : str, the bias final stage chosen ("PairwiseRidge(none)": no correction).
+    order_effect_ : float or None, c0 on the gold scale.
     utility_model_ : the fitted utility model (preference scale).
-    corrected_gain_ : ndarray (n,), training labels after correction, gold scale.
+    corrected_gain_ : ndarray (n,), training labels (rows turned to sorted order) after
+        correction, gold scale.
     """
 
     def __init__(self, bias: BiasEstimator | None = None, outcome_model=None, reference: str | None = None,
@@ -322,7 +333,11 @@ class MultiRouter(_MultiBase):
         final = self.bias_.estimator_.model_final_
         return getattr(final, "chosen_", type(final).__name__)
 
-    def _bias_summary(self):
+    def bias_summary(self) -> dict | None:
+        """The judge's estimated bias in brief (gold scale): the chosen bias ``model``, the
+        ``per_model_constant`` beta_k at s = 0 (vs the reference), the ``order_effect`` and the
+        ``average`` bias over the training rows; None for a final stage that is not a PairwiseRidge."""
+        check_is_fitted(self, "bias_")
         final = self._bias_final()
         if not isinstance(final, PairwiseRidge):
             return None

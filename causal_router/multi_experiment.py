@@ -25,8 +25,8 @@ from .multi import BestSingle, GoldOnlyMulti, MultiRouter, PooledMulti
 
 __all__ = ["MULTI_METHODS", "run_multi_experiment", "MultiExperimentResult", "summarise_multi_runs"]
 
-#: Method name -> factory(seed) of an unfitted K-model router ("all_golden" is fitted on the
-#: gold labels of every training row).
+#: Method name -> factory(seed) of an unfitted K-model router (methods whose name starts with
+#: "all_golden" are fitted on the gold labels of every training row).
 MULTI_METHODS: dict[str, Callable] = {
     "multi_router": lambda seed: MultiRouter(random_state=seed),
     "pooled": lambda seed: PooledMulti(random_state=seed),
@@ -72,18 +72,21 @@ def _one_run(run, seed, frame, features, costs, methods, split_args, threads):
     with threadpool_limits(limits=threads):
         split = reveal_multi_split(frame, features, random_state=seed, **split_args)
         rows, curves = [], []
-        predictions = {}
-        for name in methods:
-            router = MULTI_METHODS[name](seed)
-            router.fit(split.oracle if name == "all_golden" else split.train)
+        predictions, extra = {}, {}
+        for name, factory in methods.items():
+            router = factory(seed)
+            router.fit(split.oracle if name.startswith("all_golden") else split.train)
             predictions[name] = router.predict_utility(split.test_X)
+            if hasattr(router, "bias_model_"):
+                extra[name] = {"bias_model": router.bias_model_}
         predictions["oracle"] = split.test_quality
         for name, utility in predictions.items():
             table = evaluate.frontier(utility, split.test_quality, costs)
             lo, hi = table.attrs["cost_range"]
             grid = np.linspace(lo, hi, N_GRID)
             rows.append({"run": run, "seed": seed, "method": name, "aiq": evaluate.aiq(table),
-                         "quality_w0": float(table["quality"].iloc[0]), "cost_w0": float(table["cost"].iloc[0])})
+                         "quality_w0": float(table["quality"].iloc[0]), "cost_w0": float(table["cost"].iloc[0]),
+                         **extra.get(name, {})})
             curves.append(pd.DataFrame({"run": run, "method": name, "cost": grid,
                                         "quality": evaluate.frontier_hull(table, grid)["quality"].to_numpy()}))
         return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
@@ -116,21 +119,25 @@ def run_multi_experiment(
         with feature columns added and ``model_a="model_p", model_b="model_a"``).
     features : feature columns (default: the columns ``x<j>``).
     costs : the models' costs ({model: cost}, as in :func:`causal_router.evaluate.frontier`).
-    methods : names in :data:`MULTI_METHODS`.
+    methods : names in :data:`MULTI_METHODS`, or a mapping {name: factory(seed) -> unfitted
+        router} to compare routers of one's own (names starting with "all_golden" are fitted
+        on the oracle data).
     n_gold_queries, n_test_queries, gold_pairs : the split (:func:`reveal_multi_split`).
     n_jobs, backend : joblib parallelism over runs (``backend="ray"``: a Ray cluster).
     random_state : seeds the ``SeedSequence`` of the runs' seeds.
     """
-    unknown = [m for m in methods if m not in MULTI_METHODS]
-    if unknown:
-        raise DataError(f"unknown method(s) {unknown}; choose from {sorted(MULTI_METHODS)}")
+    if not isinstance(methods, dict):
+        unknown = [m for m in methods if m not in MULTI_METHODS]
+        if unknown:
+            raise DataError(f"unknown method(s) {unknown}; choose from {sorted(MULTI_METHODS)}")
+        methods = {m: MULTI_METHODS[m] for m in methods}
     if n_runs < 1:
         raise DataError(f"n_runs must be at least 1, got {n_runs}")
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_runs)]
     split_args = dict(n_gold_queries=n_gold_queries, n_test_queries=n_test_queries, gold_pairs=gold_pairs,
                       model_a=model_a, model_b=model_b, query_id=query_id)
     threads = None if n_jobs in (None, 1) else 1
-    tasks = (delayed(_one_run)(i, seed, frame, features, costs, tuple(methods), split_args, threads)
+    tasks = (delayed(_one_run)(i, seed, frame, features, costs, dict(methods), split_args, threads)
              for i, seed in enumerate(seeds))
     results = run_parallel(tasks, n_jobs=n_jobs, backend=backend, progress=progress, desc="K-model runs", unit="run")
     runs = pd.concat([r for r, _ in results], ignore_index=True)

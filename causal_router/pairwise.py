@@ -16,9 +16,15 @@ per-model functions with ``utilities(S)`` (n, K - 1).
 - :class:`PairwiseRidge`: u_k(s) = gamma_k + s' theta_k. The per-model constants gamma (and the
   order effect) are not penalised; the slopes theta get one ridge penalty chosen by
   leave-one-out CV (RidgeCV on the slope block after projecting out the constants).
+  ``terms="constant"`` drops the slopes, ``terms="none"`` predicts 0.
 - :class:`PairwiseBoosting`: u_k(s) = gamma_k + boosted trees in s, fitted jointly by gradient
   boosting on the squared loss of the contrast (LightGBM with a K - 1 output custom objective:
   each boosting round grows one tree per model on the rows that compare it).
+- :class:`PairwiseSelect`: the candidate of lowest cross-validated (weighted) squared error,
+  folds grouped by query.
+
+A model of the judge's bias may add an order effect: the design then carries a column
+``listed_first`` (+1 / -1) between S and D, and the prediction adds c0 * listed_first.
 """
 
 from __future__ import annotations

@@ -356,7 +356,7 @@ MULTI_LABELS = {
 }
 
 
-def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None = None, *,
+def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None = None, *, methods=None,
                          quality_label: str = "Mean quality of the chosen model (gold scale)",
                          title: str | None = None, ax=None):
     """Quality-versus-cost frontiers of K-model routers: the mean over runs of each method's
@@ -364,11 +364,15 @@ def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None =
 
     ``frontiers`` has columns ``run``, ``method``, ``cost``, ``quality`` (each run's hull on a
     common cost grid, as :func:`causal_router.multi_experiment.run_multi_experiment` returns);
-    ``summary`` (optional, indexed by method, column ``aiq``) adds each AIQ to the legend.
-    Returns the matplotlib Figure.
+    ``summary`` (optional, indexed by method, column ``aiq``) adds each AIQ to the legend;
+    ``methods`` (optional) selects and orders the methods drawn. Returns the matplotlib Figure.
     """
     fig, ax = (plt.subplots(figsize=(8.5, 5.0)) if ax is None else (ax.figure, ax))
     n_runs = frontiers["run"].nunique()
+    if methods is not None:
+        frontiers = frontiers[frontiers["method"].isin(methods)]
+        order = {m: i for i, m in enumerate(methods)}
+        frontiers = frontiers.sort_values("method", key=lambda m: m.map(order), kind="stable")
     for name, part in frontiers.groupby("method", sort=False):
         stats = part.groupby("cost")["quality"].agg(["mean", "std", "count"])
         label, colour = MULTI_LABELS.get(name, METHOD_LABELS.get(name, (name, None)))

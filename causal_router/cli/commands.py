@@ -168,7 +168,7 @@ def fit_multi(args) -> int:
           f"models {router.models_} (reference {router.reference_}, scale constant {router.scale_:.4g})")
     print(f"bias model: {router.bias_model_}; utility model: "
           f"{type(getattr(router.utility_model_, 'estimator_', router.utility_model_)).__name__}")
-    summary = router._bias_summary()
+    summary = router.bias_summary()
     if summary is not None:
         shown = ", ".join(f"{m} {v:+.3f}" for m, v in summary["per_model_constant"].items())
         print(f"judge bias per model (gold minus preference, gold scale, vs {router.reference_}): {shown}; "
