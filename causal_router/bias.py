@@ -58,6 +58,7 @@ from .data import EvalData, as_eval_data, fitted_scale, pooled_outcome
 from .models import (
     FINAL_STAGES,
     ClippedClassifier,
+    KnownPropensity,
     default_propensity,
     default_regressor,
     final_stage,
@@ -136,7 +137,9 @@ class BiasEstimator(BaseEstimator):
     model_y : regressor, optional
         Nuisance model of E[o | s] (R family) or E[o | s, t] (DR family). Default LightGBM.
     model_t : classifier, optional
-        Propensity model P(t = 1 | s). Default regularised logistic regression.
+        Propensity model P(t = 1 | s). Default regularised logistic regression. Where the data
+        carry ``gold_probability`` (gold rows chosen by a design with known probabilities) those
+        are the propensity (:class:`~causal_router.models.KnownPropensity`) and ``model_t`` is not used.
     model_final : regressor taking ``sample_weight``, or a name in ("constant", "linear",
         "boosting"), optional
         Final stage for ``"r"`` and ``"dr"`` (default ``"linear"``, i.e. ridge); for ``"auto"``
@@ -167,6 +170,7 @@ class BiasEstimator(BaseEstimator):
     propensity_ : ndarray (n,), out-of-fold propensities of the training rows (clipped).
     n_clipped_ : int, training rows whose propensity was clipped.
     overlap_auc_ : float, out-of-fold AUC of the propensity for telling gold from preference rows.
+    known_propensity_ : bool, whether the propensity was known by design (``gold_probability``).
     scale_ : float, gold-to-preference scale constant fitted on the training rows.
     n_features_in_, feature_names_in_ : the training features (names of a DataFrame's columns,
         or ``x0 .. x{d-1}``).
@@ -199,7 +203,7 @@ class BiasEstimator(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, *, source=None) -> "BiasEstimator":
+    def fit(self, X, y=None, *, source=None, gold_probability=None) -> "BiasEstimator":
         """Fit the bias model on pooled gold and preference rows; returns self.
 
         Parameters
@@ -210,9 +214,12 @@ class BiasEstimator(BaseEstimator):
             Observed gains, each row on the scale of the mechanism that evaluated it.
         source : array-like of shape (n,)
             "gold" / "preference" labels, or booleans / 0-1 (True = gold).
+        gold_probability : array-like of shape (n,), optional
+            Known probability of each row's gold label under a selection design; used as the
+            propensity instead of estimating one.
         """
         self._check_params()
-        data = as_eval_data(X, y, source, who="BiasEstimator.fit")
+        data = as_eval_data(X, y, source, who="BiasEstimator.fit", gold_probability=gold_probability)
         data.require_both_sources("BiasEstimator")
         need = _MIN_ROWS_PER_FOLD * self.cv
         for name, count in (("gold", data.n_gold), ("preference", data.n_preference)):
@@ -225,12 +232,14 @@ class BiasEstimator(BaseEstimator):
         X, o, t = data.X, pooled_outcome(data.gain, data.is_gold, self.scale_), data.treatment
         self.min_propensity_ = self._min_propensity_for(data)
         seed = as_seed(self.random_state)
-        est = self._make_estimator(seed)
+        known = data.gold_probability is not None
+        W = data.gold_probability.reshape(-1, 1) if known else None
+        est = self._make_estimator(seed, known_propensity=known)
         inference = "bootstrap" if self.inference == "bootstrap" else None
         selecting = self.learner == "auto" and self.model_final is None
         # econml's bootstrap cannot refit a final stage alone: with a selection, bootstrap after it
         fit_kwargs = {"inference": inference} if inference and not selecting else {}
-        est.fit(o, t, X=X, cache_values=True, **fit_kwargs)
+        est.fit(o, t, X=X, W=W, cache_values=True, **fit_kwargs)
         self.estimator_ = est
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
@@ -247,7 +256,8 @@ class BiasEstimator(BaseEstimator):
         lo = self.min_propensity_
         self.n_clipped_ = int(np.sum((raw <= lo * (1 + 1e-9)) | (raw >= 1 - lo * (1 + 1e-9))))
         self.overlap_auc_ = float(roc_auc_score(t, propensity))
-        if self.overlap_auc_ >= _NO_OVERLAP_AUC:
+        self.known_propensity_ = known
+        if self.overlap_auc_ >= _NO_OVERLAP_AUC and not known:
             raise OverlapError(
                 "no overlap between the gold and preference query populations: out-of-fold "
                 f"propensities tell them apart with AUC {self.overlap_auc_:.3f}; the bias cannot be "
@@ -263,7 +273,7 @@ class BiasEstimator(BaseEstimator):
             chosen = str(self.selection_.index[self.selection_["chosen"]][0])
             est.model_final = final_stage(chosen, seed)
             if inference:
-                est.fit(o, t, X=X, inference=inference)
+                est.fit(o, t, X=X, W=W, inference=inference)
             else:
                 est.refit_final()
             self.final_stage_ = chosen
@@ -285,15 +295,15 @@ class BiasEstimator(BaseEstimator):
 
     def _check_params(self) -> None:
         if self.learner not in LEARNERS:
-            raise ValueError(f"learner must be one of {tuple(LEARNERS)}, got {self.learner!r}")
+            raise DataError(f"learner must be one of {tuple(LEARNERS)}, got {self.learner!r}")
         if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
-            raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")
+            raise DataError(f"cv must be an integer >= 2, got {self.cv!r}")
         if self.inference not in (None, "bootstrap"):
-            raise ValueError(f"inference must be None or 'bootstrap', got {self.inference!r}")
+            raise DataError(f"inference must be None or 'bootstrap', got {self.inference!r}")
         if self.min_propensity is not None and not 0 < self.min_propensity < 0.5:
-            raise ValueError(f"min_propensity must be in (0, 0.5), got {self.min_propensity!r}")
+            raise DataError(f"min_propensity must be in (0, 0.5), got {self.min_propensity!r}")
         if isinstance(self.model_final, str) and self.model_final not in FINAL_STAGES:
-            raise ValueError(f"model_final must be a regressor or one of {FINAL_STAGES}, got {self.model_final!r}")
+            raise DataError(f"model_final must be a regressor or one of {FINAL_STAGES}, got {self.model_final!r}")
 
     def _min_propensity_for(self, data: EvalData) -> float:
         """The clip level: ``min_propensity``, or a tenth of the smaller source's share (>= 1e-6)."""
@@ -305,9 +315,12 @@ class BiasEstimator(BaseEstimator):
     def _family(self) -> str:
         return LEARNERS[self.learner].family
 
-    def _make_estimator(self, seed):
+    def _make_estimator(self, seed, known_propensity: bool = False):
         model_y = clone(self.model_y) if self.model_y is not None else default_regressor(seed)
-        model_t = clone(self.model_t) if self.model_t is not None else default_propensity(seed)
+        if known_propensity:
+            model_t = KnownPropensity()
+        else:
+            model_t = clone(self.model_t) if self.model_t is not None else default_propensity(seed)
         # the clipper also hides CV-tuned models (LogisticRegressionCV) from econml's own
         # model selection, which would otherwise replace their tuning
         model_t = ClippedClassifier(model_t, self.min_propensity_)
@@ -320,7 +333,7 @@ class BiasEstimator(BaseEstimator):
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        return check_features(X, self.feature_names_in_, "the bias model")
+        return check_features(X, self.feature_names_in_, type(self).__name__)
 
     def effect(self, X) -> np.ndarray:
         """Estimated bias (gold minus preference gain, gold scale), shape (n,)."""
@@ -335,7 +348,7 @@ class BiasEstimator(BaseEstimator):
         """
         X = self._check_X(X)
         if self.learner not in INTERVAL_LEARNERS and self.inference != "bootstrap":
-            raise ValueError(
+            raise DataError(
                 f"effect_interval is not available for learner={self.learner!r} without "
                 f"bootstrap: use learner in {INTERVAL_LEARNERS} or refit with inference='bootstrap'"
             )
@@ -352,7 +365,7 @@ class BiasEstimator(BaseEstimator):
         """
         check_is_fitted(self, "pseudo_outcomes_")
         if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+            raise DataError(f"alpha must be in (0, 1), got {alpha!r}")
         phi = self.pseudo_outcomes_
         est, se = float(np.mean(phi)), float(np.std(phi, ddof=1) / np.sqrt(len(phi)))
         z = stats.norm.ppf(1 - alpha / 2)

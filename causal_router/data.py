@@ -242,12 +242,14 @@ class EvalData:
                     f"{gold_value!r} (gold) or {preference_value!r} (preference)"
                 )
             src = (values == gold_value).to_numpy(dtype=bool)
-        return cls(
+        data = cls(
             df[features],
             numeric_column(df, gain),
             src,
             **{k: (None if c is None else df[c].to_numpy()) for k, c in optional.items()},
         )
+        _check_no_label_copy(data, gain)
+        return data
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -310,6 +312,19 @@ def numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(values):
         raise DataError(f"column {name!r} must be numeric, got dtype {values.dtype}")
     return as_float_vector(values.to_numpy(), f"column {name!r}")
+
+
+def _check_no_label_copy(data: "EvalData", gain: str) -> None:
+    """Refuse a feature that repeats the label: equal to the gain on every gold row or on every
+    preference row (at least two of them), e.g. a ``gold_gain`` column left among the features."""
+    for rows, name in ((data.is_gold, "gold"), (~data.is_gold, "preference")):
+        if rows.sum() < 2:
+            continue
+        same = np.all(data.X[rows] == data.gain[rows, None], axis=0)
+        if same.any():
+            col = data.feature_names[int(np.argmax(same))]
+            raise DataError(f"feature {col!r} equals the label {gain!r} on every {name} row: a label cannot be a "
+                            "feature; drop it from the features")
 
 
 def fitted_scale(data: "EvalData", method: str | None) -> float:

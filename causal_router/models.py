@@ -35,6 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ._utils import as_seed
+from ._validation import DataError
 
 __all__ = [
     "default_regressor",
@@ -45,6 +46,7 @@ __all__ = [
     "FINAL_STAGES",
     "ClippedClassifier",
     "WeightedBoosting",
+    "KnownPropensity",
     "UniqueColumns",
     "DuplicateAwareKFold",
 ]
@@ -96,7 +98,7 @@ def final_stage(kind: str, random_state=None):
         return RidgeCV(alphas=np.logspace(-2, 4, 25))
     if kind == "boosting":
         return WeightedBoosting(random_state=as_seed(random_state))
-    raise ValueError(f"unknown final stage {kind!r}; choose one of {FINAL_STAGES}")
+    raise DataError(f"unknown final stage {kind!r}; choose one of {FINAL_STAGES}")
 
 
 class ClippedClassifier(ClassifierMixin, BaseEstimator):
@@ -123,6 +125,28 @@ class ClippedClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
+
+
+class KnownPropensity(ClassifierMixin, BaseEstimator):
+    """The propensity P(gold | s) known by design, read from the last input column.
+
+    For gold rows selected with known probabilities (:mod:`causal_router.active`): the bias
+    estimator passes the probabilities to econml as the last column of the controls W, which
+    econml appends to X for its nuisance models; this "model" learns nothing and returns them.
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        self.classes_ = np.unique(y)
+        if len(self.classes_) != 2:
+            raise DataError(f"KnownPropensity needs two classes (gold and preference), got {self.classes_.tolist()}")
+        return self
+
+    def predict_proba(self, X):
+        p = np.asarray(X, dtype=float)[:, -1]
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X):
+        return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
 
 
 class WeightedBoosting(RegressorMixin, BaseEstimator):

@@ -1,6 +1,7 @@
 """Built-in data: the semi-synthetic generator with known truth and the gold/preference reveal
-split (:mod:`.synthetic`), the loaders of the two real data sets (:mod:`.real`), and the K-model
-generator with its query-level split (:mod:`.multi`)."""
+split (:mod:`.synthetic`), the loaders of the two real data sets (:mod:`.real`), which read
+the raw upstream files or the processed copy bundled in ``data/`` (:mod:`._bundled`), and the
+K-model generator with its query-level split (:mod:`.multi`)."""
 
 from .multi import (MULTI_COSTS, MULTI_MODELS, PANDALM_COSTS, MultiSplit, heldout_quality, load_pandalm_multi,
                     make_multi_model, reveal_multi_split)
