@@ -24,7 +24,8 @@ Settings. Generator: 3,000 queries x 20 features, 2 random pairs per query, 100 
 (200 gold rows), 500 test queries, costs 0.1 / 0.25 / 0.5 / 1.0; ``generator-3pairs``: the same
 with gold labels on three of the six pairs only (small-medium, medium-large, large-xlarge). PandaLM: 20 TF-IDF + SVD
 features of the query text, 20 gold queries (about 115 gold rows), 40 test queries, the notional
-cost ladder ``PANDALM_COSTS``. The PandaLM part needs ``CAUSAL_ROUTER_DATA``.
+cost ladder ``PANDALM_COSTS`` (PandaLM from ``$CAUSAL_ROUTER_DATA/pandalm``, else the copy
+bundled with the package: the same 974 rows).
 """
 
 from __future__ import annotations
@@ -49,14 +50,11 @@ SETTINGS = {
 
 
 def load(name: str):
-    from causal_router.datasets import default_data_dir, load_pandalm_multi, make_multi_model
+    from causal_router.datasets import load_pandalm_multi, make_multi_model
 
     if name.startswith("generator"):
         return make_multi_model(3000, 20, random_state=0)
-    data_dir = default_data_dir()
-    if data_dir is None or not (data_dir / "pandalm").is_dir():
-        raise SystemExit("PandaLM not found: set CAUSAL_ROUTER_DATA to a folder holding pandalm/")
-    return load_pandalm_multi(data_dir / "pandalm", n_components=20)
+    return load_pandalm_multi(n_components=20)  # $CAUSAL_ROUTER_DATA/pandalm, else the bundled copy
 
 
 def design_methods() -> dict:

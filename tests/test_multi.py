@@ -483,10 +483,13 @@ def test_cli_route_multi_errors(tmp_path, multi_split, fitted, capsys, extra, me
     assert code == 2 and message in capsys.readouterr().err
 
 
-def test_cli_fit_multi_needs_model_columns(tmp_path, multi_split, capsys):
+@pytest.mark.parametrize("extra,message", [
+    (["--model-a", "first", "--model-b", "model_b"], "missing column(s) ['first']"),
+    (["--model-a", "model_a", "--model-b", "model_b", "--text", "query_id"], "fit-multi takes numeric query features"),
+])
+def test_cli_fit_multi_errors(tmp_path, multi_split, capsys, extra, message):
     from causal_router.cli import main
 
     multi_split.train.to_frame().to_csv(tmp_path / "pairs.csv", index=False)
-    code = main(["fit-multi", str(tmp_path / "pairs.csv"), "--model-a", "first", "--model-b", "model_b",
-                 "--out", str(tmp_path / "r.cr")])
-    assert code == 2 and "missing column(s) ['first']" in capsys.readouterr().err
+    code = main(["fit-multi", str(tmp_path / "pairs.csv"), *extra, "--out", str(tmp_path / "r.cr")])
+    assert code == 2 and message in capsys.readouterr().err

@@ -190,6 +190,10 @@ def fit_multi(args) -> int:
     from ..multi import MultiRouter
     from ..pairwise import PairwiseData
 
+    if args.text or args.pair:
+        raise UsageError("fit-multi takes numeric query features (--features / --feature-prefix); featurize the "
+                         "text first (causal_router.text.TextFeaturizer); --pair does not apply: the models are "
+                         "named by --model-a / --model-b")
     out = check_out_file(args.out, inputs=(args.data,))
     frame = read_data(args.data)
     check_columns(frame, [args.model_a, args.model_b], f"data file {args.data} (--model-a / --model-b)")

@@ -261,8 +261,9 @@ def reveal_multi_split(
 PANDALM_COSTS = {"cerebras-gpt-6.7B": 0.2, "opt-7b": 0.4, "bloom-7b": 0.6, "pythia-6.9b": 0.8, "llama-7b": 1.0}
 
 
-def load_pandalm_multi(path, n_components: int = 20, random_state: int = 0) -> pd.DataFrame:
-    """PandaLM (:func:`~causal_router.datasets.load_pandalm`) as K = 5 model data: one row per
+def load_pandalm_multi(path=None, n_components: int = 20, random_state: int = 0) -> pd.DataFrame:
+    """PandaLM (:func:`~causal_router.datasets.load_pandalm`: the raw files in ``path``, else in
+    ``$CAUSAL_ROUTER_DATA/pandalm/``, else the bundled copy) as K = 5 model data: one row per
     (query, model pair), text features of the query added.
 
     Columns of the loader plus ``text_0 .. text_{k-1}`` (TF-IDF + SVD of the query text,
