@@ -380,7 +380,7 @@ def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None =
             label = f"{label}: AIQ {summary.loc[name, 'aiq']:.3f}"
         dashed = name in ("all_golden", "oracle")
         ax.plot(stats.index, stats["mean"], label=label, color=colour, lw=1.4 if dashed else 2.2,
-                ls="--" if dashed else "-")
+                ls="--" if dashed else "-", zorder=3 if name == "multi_router" else 2)
         se = (stats["std"] / np.sqrt(stats["count"])).fillna(0)
         ax.fill_between(stats.index, stats["mean"] - se, stats["mean"] + se, color=colour, alpha=0.12, lw=0)
     ax.set_xlabel("Mean cost per query of the chosen models")
