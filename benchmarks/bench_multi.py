@@ -125,8 +125,8 @@ TITLES = {"generator": "K = 4 generator", "generator-3pairs": "K = 4 generator, 
 
 
 def figure(folder: Path) -> Path:
-    """The README figure: one panel per data set found in ``folder`` (frontiers_<name>.csv and
-    summary_<name>.csv), the main methods only."""
+    """The README figure, ``folder/frontiers.png``: one panel per data set found in ``folder``
+    (frontiers_<name>.csv and summary_<name>.csv), the main methods only."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,10 +134,10 @@ def figure(folder: Path) -> Path:
 
     from causal_router.plotting import plot_multi_frontiers
 
-    names = [n for n in SETTINGS if (folder / f"frontiers_{n}.csv").exists()]
+    names = [n for n in ("generator", "generator-3pairs", "pandalm") if (folder / f"frontiers_{n}.csv").exists()]
     if not names:
         raise SystemExit(f"no frontiers_<dataset>.csv in {folder}")
-    fig, axes = plt.subplots(1, len(names), figsize=(7.2 * len(names), 5.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 5.0), squeeze=False)
     for ax, name in zip(axes[0], names):
         frontiers = pd.read_csv(folder / f"frontiers_{name}.csv")
         summary = pd.read_csv(folder / f"summary_{name}.csv", index_col=0)
