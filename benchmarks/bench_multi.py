@@ -132,7 +132,7 @@ def figure(folder: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from causal_router.plotting import plot_multi_frontiers
+    from causal_router.report.plotting import plot_multi_frontiers
 
     names = [n for n in ("generator", "generator-3pairs", "pandalm") if (folder / f"frontiers_{n}.csv").exists()]
     if not names:

@@ -245,7 +245,7 @@ class MultiRouter(_MultiBase):
     scale_ : float, c in ``c * gold ~ preference``.
     bias_ : the fitted BiasEstimator. Its features are the design [s, listed_first, D]
         (:meth:`bias_data` rebuilds the EvalData it was fitted on: every CATE diagnostic of
-        :mod:`causal_router.diagnostics` runs on ``(router.bias_data(data), router.bias_)``).
+        :func:`causal_router.validate.diagnose` runs on ``(router.bias_data(data), router.bias_)``).
     bias_model_ : str, the bias final stage chosen ("PairwiseRidge(none)": no correction).
     order_effect_ : float or None, c0 on the gold scale.
     utility_model_ : the fitted utility model (preference scale).
@@ -295,7 +295,7 @@ class MultiRouter(_MultiBase):
         the row's first model was listed first, -1 where the row was turned; left out for a
         pairwise final stage without an order effect), named by the features, ``listed_first``
         and ``D[<model>]``; ``pair`` holds "model_a|model_b". The CATE diagnostics run on it:
-        ``causal_router.diagnostics.diagnose(router.bias_data(data), router.bias_)``."""
+        ``causal_router.validate.diagnose(router.bias_data(data), router.bias_)``."""
         check_is_fitted(self, "bias_order_column_")
         Z, gain, first = self._design(data)
         d = data.X.shape[1]

@@ -419,15 +419,15 @@ def test_heldout_quality_by_hand():
 
 # ---------------------------------------------------------------------------- diagnostics and experiment
 def test_bias_model_runs_the_cate_diagnostics(multi_split, fitted):
-    from causal_router.diagnostics import diagnose
+    from causal_router.validate import diagnose
 
     router = fitted["multi"]
     data = router.bias_data(multi_split.train)
     assert data.X.shape[1] == multi_split.train.X.shape[1] + 4  # features, listed_first, 3 contrasts
     assert router.bias_.scale_ == router.scale_ == pytest.approx(multi_split.train.scale_constant())
-    report = diagnose(data, router.bias_, plots=False, progress=False, n_bootstrap=100, random_state=0)
-    assert np.isfinite(report.numbers["bias"]["average"]["estimate"])
-    assert report.numbers["overlap"]["n_rows"] == len(data) if "n_rows" in report.numbers["overlap"] else True
+    diag = diagnose(data, router.bias_, progress=False, n_bootstrap=100, random_state=0)
+    assert np.isfinite(diag.numbers["bias"]["average"]["estimate"])
+    assert diag.effect.shape == (len(data),) and diag.is_gold.sum() == data.is_gold.sum()
 
 
 def test_run_multi_experiment_small(multi_frame):
