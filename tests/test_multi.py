@@ -4,8 +4,9 @@ its AIQ, router files, the K-model generator and split, the Monte Carlo runner."
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
 
-from causal_router import MultiRouter
+from causal_router import BiasEstimator, MultiRouter
 from causal_router._validation import DataError
 from causal_router.datasets import (MULTI_COSTS, heldout_quality, make_multi_model, reveal_multi_split)
 from causal_router.evaluate import aiq, frontier, frontier_hull
@@ -30,8 +31,38 @@ def multi_split(multi_frame):
 
 
 @pytest.fixture(scope="module")
+def small_split():
+    """A small problem for the interface tests: 300 queries x 12 features, 3 pairs per query;
+    40 gold queries (120 gold rows), 100 test queries."""
+    frame = make_multi_model(300, 12, pairs_per_query=3, random_state=0)
+    return reveal_multi_split(frame, n_gold_queries=40, n_test_queries=100, random_state=1)
+
+
+def _quick_multi(random_state=0, reference="small"):
+    """MultiRouter with fixed, fast models: a per-model linear bias (linear nuisances, 2-fold
+    cross-fitting) and ridge utilities."""
+    bias = BiasEstimator("r", model_y=Ridge(), model_t=LogisticRegression(max_iter=1000),
+                         model_final=PairwiseRidge(terms="linear", order_effect=True), cv=2)
+    return MultiRouter(bias, PairwiseRidge(), reference=reference, random_state=random_state)
+
+
+@pytest.fixture(scope="module")
+def quick(small_split):
+    """Routers with fixed models fitted on the small split (boosted utilities for PooledMulti,
+    so that the file round trip covers both utility models)."""
+    train = small_split.train
+    return {
+        "multi": _quick_multi().fit(train),
+        "pooled": PooledMulti(PairwiseBoosting(n_estimators=30, random_state=0), reference="small",
+                              random_state=0).fit(train),
+        "best_single": BestSingle(reference="small").fit(train),
+    }
+
+
+@pytest.fixture(scope="module")
 def fitted(multi_split):
-    """Every method fitted once on the split (All-Golden on the oracle data)."""
+    """Every method with its defaults fitted once on the split (All-Golden on the oracle data);
+    for the slow statistical tests."""
     return {
         "multi": MultiRouter(reference="small", random_state=0).fit(multi_split.train),
         "pooled": PooledMulti(reference="small", random_state=0).fit(multi_split.train),
@@ -167,9 +198,9 @@ def test_pairwise_select_chooses_by_cross_validation(multi_frame):
 
 
 # ---------------------------------------------------------------------------- routers
-def test_predict_utility_and_route_rule(multi_split, fitted):
-    router = fitted["multi"]
-    X = multi_split.test_X
+def test_predict_utility_and_route_rule(small_split, quick):
+    router = quick["multi"]
+    X = small_split.test_X
     U = router.predict_utility(X)
     assert list(U.columns) == MODELS and (U.index == X.index).all()
     assert (U["small"] == 0).all()
@@ -185,6 +216,7 @@ def test_predict_utility_and_route_rule(multi_split, fitted):
         router.route(X, cost_weight=-1)
 
 
+@pytest.mark.slow
 def test_reference_barely_changes_routes(multi_split, fitted):
     other = MultiRouter(reference="xlarge", random_state=0).fit(multi_split.train)
     assert (other.predict_utility(multi_split.test_X)["xlarge"] == 0).all()
@@ -194,18 +226,18 @@ def test_reference_barely_changes_routes(multi_split, fitted):
     assert same > 0.7
 
 
-def test_router_checks_feature_columns(multi_split, fitted):
-    X = multi_split.test_X
+def test_router_checks_feature_columns(small_split, quick):
+    X = small_split.test_X
     with pytest.raises(DataError, match="missing"):
-        fitted["multi"].predict_utility(X.drop(columns="x3"))
-    reordered = fitted["multi"].predict_utility(X[X.columns[::-1]])  # matched by name
-    pd.testing.assert_frame_equal(reordered, fitted["multi"].predict_utility(X))
+        quick["multi"].predict_utility(X.drop(columns="x3"))
+    reordered = quick["multi"].predict_utility(X[X.columns[::-1]])  # matched by name
+    pd.testing.assert_frame_equal(reordered, quick["multi"].predict_utility(X))
     with pytest.raises(DataError, match="features"):
-        fitted["multi"].predict_utility(X.to_numpy()[:, :5])
+        quick["multi"].predict_utility(X.to_numpy()[:, :5])
 
 
-def test_fit_rejects_bad_data(multi_split):
-    data = multi_split.train
+def test_fit_rejects_bad_data(small_split):
+    data = small_split.train
     gold_only_rows = data.subset(data.is_gold)
     with pytest.raises(DataError, match="no preference row"):
         MultiRouter().fit(gold_only_rows)
@@ -226,14 +258,16 @@ def test_fit_does_not_modify_the_frame(multi_frame):
     frame["source"] = np.where(np.arange(600) % 5 == 0, "gold", "preference")
     before = frame.copy()
     features = [f"x{j}" for j in range(12)]
-    router = PooledMulti(random_state=0).fit(frame[features], frame["gold_gain"], source=frame["source"],
-                                             model_a=frame["model_a"], model_b=frame["model_b"])
+    router = PooledMulti(PairwiseRidge(), random_state=0).fit(frame[features], frame["gold_gain"],
+                                                              source=frame["source"], model_a=frame["model_a"],
+                                                              model_b=frame["model_b"])
     pd.testing.assert_frame_equal(frame, before)
     data = PairwiseData.from_frame(frame, features, "gold_gain", "source", "model_a", "model_b")
-    same = PooledMulti(random_state=0).fit(data)
+    same = PooledMulti(PairwiseRidge(), random_state=0).fit(data)
     np.testing.assert_array_equal(router.predict_utility(frame[features]), same.predict_utility(frame[features]))
 
 
+@pytest.mark.slow
 def test_bias_is_estimated_per_model(multi_split, multi_frame, fitted):
     router = fitted["multi"]
     beta = router.bias_per_model(multi_split.test_X)
@@ -253,9 +287,10 @@ def test_bias_is_estimated_per_model(multi_split, multi_frame, fitted):
                         rows["model_a"], rows["model_b"])
     delta = router.bias_.effect(router.bias_data(data).X)  # rows turned to sorted model order
     truth = data.oriented()[3] * rows["bias"].to_numpy()
-    assert np.corrcoef(delta, truth)[0, 1] > 0.6  # measured ROWCORR
+    assert np.corrcoef(delta, truth)[0, 1] > 0.7  # measured 0.85 / 0.85 / 0.86 on splits 1-3
 
 
+@pytest.mark.slow
 def test_order_effect_estimates_a_position_bias():
     frame = make_multi_model(1500, 12, pairs_per_query=3, position=0.3, random_state=3)
     split = reveal_multi_split(frame, n_gold_queries=80, n_test_queries=100, random_state=4)
@@ -265,18 +300,20 @@ def test_order_effect_estimates_a_position_bias():
     assert router.order_effect_ == pytest.approx(-0.3, abs=0.1)
 
 
+@pytest.mark.slow
 def test_unbiased_judge_gets_no_correction():
     frame = make_multi_model(600, 12, pairs_per_query=3, bias="none", random_state=1)
     split = reveal_multi_split(frame, n_gold_queries=60, n_test_queries=100, random_state=1)
     router = MultiRouter(random_state=0).fit(split.train)
-    # with an unbiased judge the out-of-fold R-loss prefers no bias model on most draws (measured:
-    # "none" on NONE_RATE of seeds 0-5, the constant with an R-loss within 0.0002 of it otherwise);
+    # with an unbiased judge the out-of-fold R-loss prefers no bias model on most draws (measured
+    # with this setting on seeds 0-5: "none" on 5 of 6, per-model constants on seed 0);
     # with no correction the router is PooledMulti
     assert router.bias_model_ == "PairwiseRidge(none)"
     pooled = PooledMulti(random_state=0).fit(split.train)
     pd.testing.assert_frame_equal(router.predict_utility(split.test_X), pooled.predict_utility(split.test_X))
 
 
+@pytest.mark.slow
 def test_multi_router_beats_pooled_and_closes_the_gap(multi_split, fitted):
     scores = {}
     for name, router in fitted.items():
@@ -292,24 +329,25 @@ def test_multi_router_beats_pooled_and_closes_the_gap(multi_split, fitted):
     assert closed > 0.3
 
 
-def test_deterministic_given_random_state():
-    frame = make_multi_model(300, 12, random_state=5)
-    split = reveal_multi_split(frame, n_gold_queries=40, n_test_queries=50, random_state=5)
-    one, two = (MultiRouter(random_state=0).fit(split.train).predict_utility(split.test_X) for _ in range(2))
-    pd.testing.assert_frame_equal(one, two)
+def test_deterministic_given_random_state(small_split, quick):
+    again = _quick_multi().fit(small_split.train).predict_utility(small_split.test_X)
+    pd.testing.assert_frame_equal(again, quick["multi"].predict_utility(small_split.test_X))
+    boosted = PooledMulti(PairwiseBoosting(n_estimators=30, random_state=0), reference="small", random_state=0)
+    pd.testing.assert_frame_equal(boosted.fit(small_split.train).predict_utility(small_split.test_X),
+                                  quick["pooled"].predict_utility(small_split.test_X))
 
 
 # ---------------------------------------------------------------------------- router files
 @pytest.mark.parametrize("name", ["multi", "pooled", "best_single"])
-def test_save_load_round_trip(tmp_path, multi_split, fitted, name):
-    router = fitted[name]
+def test_save_load_round_trip(tmp_path, small_split, quick, name):
+    router = quick[name]
     path = tmp_path / f"{name}.zip"
     router.save(path)
     loaded = load_multi_router(path)
     assert type(loaded) is type(router)
-    np.testing.assert_array_equal(loaded.predict_utility(multi_split.test_X), router.predict_utility(multi_split.test_X))
-    np.testing.assert_array_equal(loaded.route(multi_split.test_X, costs=MULTI_COSTS, cost_weight=0.3),
-                                  router.route(multi_split.test_X, costs=MULTI_COSTS, cost_weight=0.3))
+    np.testing.assert_array_equal(loaded.predict_utility(small_split.test_X), router.predict_utility(small_split.test_X))
+    np.testing.assert_array_equal(loaded.route(small_split.test_X, costs=MULTI_COSTS, cost_weight=0.3),
+                                  router.route(small_split.test_X, costs=MULTI_COSTS, cost_weight=0.3))
     if name == "multi":
         assert set(loaded.file_info_["bias"]["per_model_constant"]) == {"large", "medium", "xlarge"}
 
@@ -349,7 +387,7 @@ def test_frontier_visits_every_routing():
     quality = pd.DataFrame(rng.normal(size=(30, 4)), columns=list("abcd"))
     costs = {"a": 0.1, "b": 0.3, "c": 0.6, "d": 1.0}
     exact = frontier(pred, quality, costs)
-    dense = frontier(pred, quality, costs, cost_weights=np.linspace(0, 40, 40001))
+    dense = frontier(pred, quality, costs, cost_weights=np.linspace(0, 40, 8001))
     points = set(zip(exact["cost"].round(12), exact["quality"].round(12)))
     assert set(zip(dense["cost"].round(12), dense["quality"].round(12))) <= points
     assert exact["cost"].is_monotonic_decreasing
@@ -362,19 +400,19 @@ def test_aiq_hull_mixes_routings():
     assert aiq(table) == pytest.approx(0.5)
 
 
-def test_oracle_frontier_dominates(multi_split, fitted):
-    quality = multi_split.test_quality
+def test_oracle_frontier_dominates(small_split, quick):
+    quality = small_split.test_quality
     best = aiq(frontier(quality, quality, MULTI_COSTS))
-    for router in fitted.values():
-        assert aiq(frontier(router.predict_utility(multi_split.test_X), quality, MULTI_COSTS)) <= best + 1e-12
+    for router in quick.values():
+        assert aiq(frontier(router.predict_utility(small_split.test_X), quality, MULTI_COSTS)) < best
 
 
-def test_frontier_rejects_bad_input(fitted, multi_split):
-    U = fitted["pooled"].predict_utility(multi_split.test_X)
+def test_frontier_rejects_bad_input(quick, small_split):
+    U = quick["pooled"].predict_utility(small_split.test_X)
     with pytest.raises(DataError, match="no column for model"):
-        frontier(U, multi_split.test_quality.drop(columns="large"), MULTI_COSTS)
+        frontier(U, small_split.test_quality.drop(columns="large"), MULTI_COSTS)
     with pytest.raises(DataError, match="finite"):
-        frontier(U, multi_split.test_quality.assign(large=np.nan), MULTI_COSTS)
+        frontier(U, small_split.test_quality.assign(large=np.nan), MULTI_COSTS)
 
 
 # ---------------------------------------------------------------------------- generator and split
@@ -418,13 +456,13 @@ def test_heldout_quality_by_hand():
 
 
 # ---------------------------------------------------------------------------- diagnostics and experiment
-def test_bias_model_runs_the_cate_diagnostics(multi_split, fitted):
+def test_bias_model_runs_the_cate_diagnostics(small_split, quick):
     from causal_router.validate import diagnose
 
-    router = fitted["multi"]
-    data = router.bias_data(multi_split.train)
-    assert data.X.shape[1] == multi_split.train.X.shape[1] + 4  # features, listed_first, 3 contrasts
-    assert router.bias_.scale_ == router.scale_ == pytest.approx(multi_split.train.scale_constant())
+    router = quick["multi"]
+    data = router.bias_data(small_split.train)
+    assert data.X.shape[1] == small_split.train.X.shape[1] + 4  # features, listed_first, 3 contrasts
+    assert router.bias_.scale_ == router.scale_ == pytest.approx(small_split.train.scale_constant())
     diag = diagnose(data, router.bias_, progress=False, n_bootstrap=100, random_state=0)
     assert np.isfinite(diag.numbers["bias"]["average"]["estimate"])
     assert diag.effect.shape == (len(data),) and diag.is_gold.sum() == data.is_gold.sum()
@@ -433,8 +471,11 @@ def test_bias_model_runs_the_cate_diagnostics(multi_split, fitted):
 def test_run_multi_experiment_small(multi_frame):
     from causal_router.multi_experiment import run_multi_experiment
 
-    result = run_multi_experiment(multi_frame, costs=MULTI_COSTS, methods=("pooled", "best_single", "all_golden"),
-                                  n_runs=2, n_gold_queries=50, n_test_queries=100, progress=False)
+    methods = {"pooled": lambda seed: PooledMulti(PairwiseRidge(), random_state=seed),
+               "best_single": lambda seed: BestSingle(),
+               "all_golden": lambda seed: GoldOnlyMulti(PairwiseRidge(), random_state=seed)}
+    result = run_multi_experiment(multi_frame, costs=MULTI_COSTS, methods=methods, n_runs=2, n_gold_queries=50,
+                                  n_test_queries=100, progress=False)
     assert set(result.runs["method"]) == {"pooled", "best_single", "all_golden", "oracle"}
     assert len(result.runs) == 8 and result.frontiers.groupby(["run", "method"]).size().eq(101).all()
     s = result.summary
@@ -443,16 +484,16 @@ def test_run_multi_experiment_small(multi_frame):
 
 
 # ---------------------------------------------------------------------------- command line
-def test_cli_fit_multi_and_route(tmp_path, multi_split, capsys):
+def test_cli_fit_multi_and_route(tmp_path, small_split, capsys):
     from causal_router.cli import main
 
-    train = multi_split.train.to_frame()
+    train = small_split.train.to_frame()
     train.to_csv(tmp_path / "pairs.csv", index=False)
-    test = multi_split.test_X.reset_index()
+    test = small_split.test_X.reset_index()
     test.to_csv(tmp_path / "queries.csv", index=False)
     router = tmp_path / "multi.cr"
     assert main(["fit-multi", str(tmp_path / "pairs.csv"), "--model-a", "model_a", "--model-b", "model_b",
-                 "--reference", "small", "--out", str(router)]) == 0
+                 "--reference", "small", "--cv", "2", "--out", str(router)]) == 0
     printed = capsys.readouterr().out
     assert "judge bias per model" in printed and "router saved" in printed
     routes = tmp_path / "routes.csv"
@@ -462,9 +503,9 @@ def test_cli_fit_multi_and_route(tmp_path, multi_split, capsys):
     out = pd.read_csv(routes)
     assert list(out.columns[:2]) == ["query_id", "chosen_model"] and len(out) == len(test)
     loaded = load_multi_router(router)
-    expected = loaded.route(multi_split.test_X, costs=MULTI_COSTS, cost_weight=0.3)
+    expected = loaded.route(small_split.test_X, costs=MULTI_COSTS, cost_weight=0.3)
     np.testing.assert_array_equal(out["chosen_model"], expected)
-    np.testing.assert_allclose(out["utility[xlarge]"], loaded.predict_utility(multi_split.test_X)["xlarge"])
+    np.testing.assert_allclose(out["utility[xlarge]"], loaded.predict_utility(small_split.test_X)["xlarge"])
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -473,11 +514,11 @@ def test_cli_fit_multi_and_route(tmp_path, multi_split, capsys):
     (["--costs", "small=0.1"], "no entry for model"),
     (["--cost-weight", "0.2"], "--cost-weight needs --costs"),
 ])
-def test_cli_route_multi_errors(tmp_path, multi_split, fitted, capsys, extra, message):
+def test_cli_route_multi_errors(tmp_path, small_split, quick, capsys, extra, message):
     from causal_router.cli import main
 
-    fitted["pooled"].save(tmp_path / "pooled.cr")
-    multi_split.test_X.to_csv(tmp_path / "queries.csv", index=False)
+    quick["pooled"].save(tmp_path / "pooled.cr")
+    small_split.test_X.to_csv(tmp_path / "queries.csv", index=False)
     code = main(["route", str(tmp_path / "queries.csv"), "--router", str(tmp_path / "pooled.cr"),
                  "--out", str(tmp_path / "r.csv"), *extra])
     assert code == 2 and message in capsys.readouterr().err
@@ -487,9 +528,9 @@ def test_cli_route_multi_errors(tmp_path, multi_split, fitted, capsys, extra, me
     (["--model-a", "first", "--model-b", "model_b"], "missing column(s) ['first']"),
     (["--model-a", "model_a", "--model-b", "model_b", "--text", "query_id"], "fit-multi takes numeric query features"),
 ])
-def test_cli_fit_multi_errors(tmp_path, multi_split, capsys, extra, message):
+def test_cli_fit_multi_errors(tmp_path, small_split, capsys, extra, message):
     from causal_router.cli import main
 
-    multi_split.train.to_frame().to_csv(tmp_path / "pairs.csv", index=False)
+    small_split.train.to_frame().to_csv(tmp_path / "pairs.csv", index=False)
     code = main(["fit-multi", str(tmp_path / "pairs.csv"), *extra, "--out", str(tmp_path / "r.cr")])
     assert code == 2 and message in capsys.readouterr().err
