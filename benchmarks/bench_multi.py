@@ -4,7 +4,7 @@ nothing.
 
     python benchmarks/bench_multi.py --runs 20 --n-jobs 2 --out bench_multi/
     python benchmarks/bench_multi.py --dataset generator --runs 5
-    python benchmarks/bench_multi.py --replot bench_multi/     # the figure again, from the saved runs
+    python benchmarks/bench_multi.py --replot bench_multi/     # figure and table again, from the saved runs
 
 Each run splits by query (:func:`causal_router.datasets.reveal_multi_split`) and scores the model
 each router chooses for each held-out query at every cost weight w against the test quality:
@@ -150,6 +150,46 @@ def figure(folder: Path) -> Path:
     return path
 
 
+def markdown(folder: Path) -> Path:
+    """``folder/summary.md``: per data set found in ``folder``, AIQ (+- s.e. over runs), the
+    paired AIQ difference from PooledMulti, the runs ahead of it and the gap closed."""
+    lines = ["# K-model routing: frontier area (AIQ) over random splits", "",
+             "Written by `benchmarks/bench_multi.py` from the runs in this folder. AIQ: mean height of the "
+             "non-decreasing concave quality-cost frontier over the cost range (RouterBench); "
+             "quality is the true utility (generator) or the held-out human quality (PandaLM). "
+             "Paired: AIQ minus PooledMulti's on the same split, mean +- s.e. over runs. Gap closed: "
+             "(AIQ - Pooled) / (All-Golden - Pooled), shown only where All-Golden beats Pooled.", ""]
+    for name in ("generator", "generator-3pairs", "pandalm"):
+        if not (folder / f"runs_{name}.csv").exists():
+            continue
+        runs = pd.read_csv(folder / f"runs_{name}.csv")
+        summary = pd.read_csv(folder / f"summary_{name}.csv", index_col=0)
+        paired = runs.pivot(index="run", columns="method", values="aiq")
+        diff = paired.sub(paired["pooled"], axis=0)
+        gap = summary.loc["all_golden", "aiq"] > summary.loc["pooled", "aiq"]
+        lines += [f"## {TITLES[name]} ({len(paired)} runs)", "",
+                  "| method | AIQ | s.e. | minus Pooled (paired) | runs ahead of Pooled | gap closed |",
+                  "|---|---|---|---|---|---|"]
+        for method in summary.index:
+            d = diff[method]
+            ahead = "" if method == "pooled" else f"{int((d > 0).sum())} of {len(d)}"
+            closed = f"{summary.loc[method, 'gap_closed']:.2f}" if gap and method != "oracle" else ""
+            lines.append(f"| {MULTI_NAMES.get(method, method)} | {summary.loc[method, 'aiq']:.4f} | "
+                         f"{summary.loc[method, 'aiq_se']:.4f} | {d.mean():+.4f} +- {d.std(ddof=1) / len(d) ** 0.5:.4f} "
+                         f"| {ahead} | {closed} |")
+        chosen = runs.loc[runs["method"] == "multi_router", "bias_model"].value_counts()
+        lines += ["", "MultiRouter's bias final stage (out-of-fold R-loss): "
+                  + ", ".join(f"{k} on {v} runs" for k, v in chosen.items()) + ".", ""]
+    path = folder / "summary.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+MULTI_NAMES = {"multi_router": "MultiRouter", "pooled": "PooledMulti", "gold_only": "GoldOnlyMulti",
+               "best_single": "BestSingle", "all_golden": "All-Golden (oracle)",
+               "oracle": "per-query best (test quality)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=(*SETTINGS, "both"), default="both",
@@ -159,10 +199,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for runs / summary CSVs and the frontier figures")
     parser.add_argument("--design", action="store_true", help="add the design variants (module docstring)")
-    parser.add_argument("--replot", metavar="FOLDER", help="only redraw the figure from a folder of saved runs")
+    parser.add_argument("--replot", metavar="FOLDER", help="only redraw the figure and table from a folder of saved runs")
     args = parser.parse_args()
     if args.replot:
-        print(f"figure written to {figure(Path(args.replot))}")
+        print(f"figure written to {figure(Path(args.replot))}; table to {markdown(Path(args.replot))}")
         return
 
     from causal_router.multi_experiment import MULTI_METHODS, run_multi_experiment
@@ -206,7 +246,7 @@ def main() -> None:
             result.frontiers.to_csv(out / f"frontiers_{name}.csv", index=False)
             s.to_csv(out / f"summary_{name}.csv")
     if args.out:
-        print(f"figure written to {figure(Path(args.out))}")
+        print(f"figure written to {figure(Path(args.out))}; table to {markdown(Path(args.out))}")
 
 
 if __name__ == "__main__":
