@@ -2,7 +2,8 @@
 
     causal-router demo                       the main job, on built-in data
     causal-router fit DATA --features ...    fit a router on a user's file, save it
-    causal-router route DATA --router FILE   route the queries of a file
+    causal-router fit-multi DATA --model-a A --model-b B ...   fit a K-model router on pairwise rows
+    causal-router route DATA --router FILE   route the queries of a file (two-model or K-model router)
     causal-router evaluate DATA --router FILE --gold-gain COL
     causal-router experiment                 the paper's Monte Carlo experiment
     causal-router diagnose                   CATE diagnostics of the bias
@@ -59,14 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
     p.set_defaults(func=commands.fit)
 
+    p = sub.add_parser("fit-multi", help="fit a K-model router on pairwise evaluations and save it")
+    add_data_options(p)
+    p.add_argument("--model-a", required=True, help="column naming each row's first model (the gain is its gain)")
+    p.add_argument("--model-b", required=True, help="column naming each row's second model")
+    p.add_argument("--reference", help="model whose utility is 0 (default: the first name in sorted order)")
+    add_model_options(p)
+    p.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default: 5)")
+    p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
+    p.set_defaults(func=commands.fit_multi)
+
     p = sub.add_parser("route", help="route the queries of a file with a saved router")
     p.add_argument("data")
-    p.add_argument("--router", required=True, help="router file written by fit")
+    p.add_argument("--router", required=True, help="router file written by fit or fit-multi")
     p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
     add_text_options(p, fitting=False)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--cost-weight", type=float, default=0.0, help="route where gain > weight")
+    budget.add_argument("--cost-weight", type=float, default=0.0,
+                        help="route where gain > weight (K-model router: the weight w of --costs)")
     budget.add_argument("--primary-share", type=float, help="send this share of queries to the primary")
+    p.add_argument("--costs", help="K-model router: cost of each model, MODEL=COST,... (with --cost-weight w, "
+                                   "each query goes to argmax utility - w * cost)")
     p.add_argument("--id-column", help="column copied to the output")
     p.add_argument("--out", default="routes.csv", help="CSV, TSV, Parquet, JSON or JSONL by extension")
     p.set_defaults(func=commands.route)

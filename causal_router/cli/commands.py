@@ -24,11 +24,12 @@ from .options import (
     read_data,
     router_text_input,
     scale_arg,
+    select_features,
     text_featurizer,
     text_fit_input,
 )
 
-__all__ = ["demo", "fit", "route", "evaluate", "serve", "experiment", "diagnose", "refute"]
+__all__ = ["demo", "fit", "fit_multi", "route", "evaluate", "serve", "experiment", "diagnose", "refute"]
 
 #: Rows predicted per step when routing a large file (progress is shown per chunk).
 ROUTE_CHUNK = 100_000
@@ -183,9 +184,105 @@ def _predict_chunked(router, X: pd.DataFrame, steps: Steps) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def fit_multi(args) -> int:
+    """Fit a K-model router (MultiRouter) on pairwise evaluations in a user's file and save it."""
+    from ..bias import BiasEstimator
+    from ..multi import MultiRouter
+    from ..pairwise import PairwiseData
+
+    if args.text or args.pair:
+        raise UsageError("fit-multi takes numeric query features (--features / --feature-prefix); featurize the "
+                         "text first (causal_router.text.TextFeaturizer); --pair does not apply: the models are "
+                         "named by --model-a / --model-b")
+    out = check_out_file(args.out, inputs=(args.data,))
+    frame = read_data(args.data)
+    check_columns(frame, [args.model_a, args.model_b], f"data file {args.data} (--model-a / --model-b)")
+    features = select_features(frame, args, reserved=(args.model_a, args.model_b))
+    data = PairwiseData.from_frame(frame, features, args.gain, args.source, args.model_a, args.model_b,
+                                   gold_value=args.gold_value, preference_value=args.preference_value,
+                                   query_id=args.query_id)
+    steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
+    steps(f"fitting the bias model ({args.learner}) and the utility model on {data.n_gold} gold and "
+          f"{data.n_preference} preference comparisons of {len(data.models)} models")
+    router = MultiRouter(BiasEstimator(args.learner, cv=args.cv), reference=args.reference, scale=scale_arg(args),
+                         random_state=args.seed).fit(data)
+    router.save(out)
+    print(f"fitted on {data.n_gold} gold and {data.n_preference} preference comparisons of {len(router.models_)} "
+          f"models {router.models_} (reference {router.reference_}, scale constant {router.scale_:.4g})")
+    print(f"bias model: {router.bias_model_}; utility model: "
+          f"{type(getattr(router.utility_model_, 'estimator_', router.utility_model_)).__name__}")
+    summary = router.bias_summary()
+    if summary is not None:
+        shown = ", ".join(f"{m} {v:+.3f}" for m, v in summary["per_model_constant"].items())
+        print(f"judge bias per model (gold minus preference, gold scale, vs {router.reference_}): {shown}; "
+              f"order effect {summary['order_effect']:+.3f}")
+    print(f"router saved to {out}")
+    return 0
+
+
+def _parse_costs(text: str | None) -> dict | None:
+    """``--costs a=0.1,b=0.5`` as {model: cost}."""
+    if not text:
+        return None
+    costs = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().rpartition("=")
+        try:
+            costs[name.strip()] = float(value)
+        except ValueError:
+            name = ""
+        if not sep or not name.strip():
+            raise UsageError(f"--costs: {item.strip()!r} is not MODEL=COST (e.g. --costs small=0.1,large=1)")
+    return costs
+
+
+def _route_multi(args, router, frame, out) -> int:
+    """Route with a K-model router: the chosen model and every model's predicted utility per query."""
+    from ..pairwise import cost_matrix
+
+    if args.primary_share is not None:
+        raise UsageError("--primary-share applies to two-model routers; a K-model router takes --costs and "
+                         "--cost-weight")
+    costs = _parse_costs(args.costs)
+    if args.cost_weight and costs is None:
+        raise UsageError("--cost-weight needs --costs (the cost of each model)")
+    X = _router_features(frame, router, args, reserved=(args.id_column,))
+    utility = router.predict_utility(X.reset_index(drop=True))
+    chosen = router.route(X.reset_index(drop=True), costs=costs, cost_weight=args.cost_weight)
+    result = pd.DataFrame({"chosen_model": chosen})
+    for m in router.models_:
+        result[f"utility[{m}]"] = utility[m].to_numpy()
+    if args.id_column:
+        result.insert(0, args.id_column, frame[args.id_column].to_numpy())
+    write_table(result, out)
+    counts = pd.Series(chosen).value_counts()
+    cost_text = ""
+    if costs is not None:
+        C = cost_matrix(costs, router.models_, len(chosen))
+        picked = C[np.arange(len(chosen)), [router.models_.index(m) for m in chosen]]
+        cost_text = f", mean cost {picked.mean():.4g}"
+    print(f"routed {len(result)} queries (cost weight {args.cost_weight:.4g}{cost_text}): "
+          + ", ".join(f"{m} {n}" for m, n in counts.items()) + f"; written to {out}")
+    return 0
+
+
 def route(args) -> int:
-    """Route the queries of a file with a saved router; write one decision per query."""
+    """Route the queries of a file with a saved router; write one decision per query (two-model
+    router: the decision and the predicted gain; K-model router: the chosen model)."""
+    from ..io import read_router_file
+    from ..multi import is_multi_router_header, multi_router_from_file
+
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
+    header, models = read_router_file(args.router)
+    if is_multi_router_header(header):
+        router = multi_router_from_file(header, models, path=args.router)
+        frame = read_data(args.data)
+        if args.id_column:
+            check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
+        return _route_multi(args, router, frame, out)
+    if args.costs:
+        raise UsageError("--costs applies to K-model routers; a two-model router takes --cost-weight or "
+                         "--primary-share")
     router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     if args.id_column:

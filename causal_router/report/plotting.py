@@ -11,7 +11,8 @@ import pandas as pd
 
 __all__ = ["plot_experiment_curves", "plot_split_curves", "METHOD_LABELS", "plot_propensity_overlap",
            "plot_calibration", "plot_uplift_curves", "plot_bias_distribution", "plot_group_bias", "plot_bias_tree",
-           "plot_feature_importance", "plot_refutations"]
+           "plot_feature_importance", "plot_refutations",
+           "plot_multi_frontiers", "MULTI_LABELS"]
 
 #: Display names and colours of the experiment's methods.
 METHOD_LABELS = {
@@ -335,5 +336,53 @@ def plot_refutations(simulations: Mapping[str, np.ndarray], original: float, sen
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- K-model routing
+#: Display names and colours of the K-model experiment's methods (others as in METHOD_LABELS).
+MULTI_LABELS = {
+    "multi_router": ("MultiRouter (bias-corrected)", "#d62728"),
+    "pooled": ("PooledMulti", "#1f77b4"),
+    "gold_only": ("GoldOnlyMulti", "#2ca02c"),
+    "best_single": ("BestSingle", "#ff7f0e"),
+    "all_golden": ("All-Golden (oracle)", "#000000"),
+    "oracle": ("Per-query best (test quality)", "#7f7f7f"),
+}
+
+
+def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None = None, *, methods=None,
+                         quality_label: str = "Mean quality of the chosen model (gold scale)",
+                         title: str | None = None, ax=None):
+    """Quality-versus-cost frontiers of K-model routers: the mean over runs of each method's
+    non-decreasing concave frontier, with a band of +- one standard error.
+
+    ``frontiers`` has columns ``run``, ``method``, ``cost``, ``quality`` (each run's hull on a
+    common cost grid, as :func:`causal_router.multi_experiment.run_multi_experiment` returns);
+    ``summary`` (optional, indexed by method, column ``aiq``) adds each AIQ to the legend;
+    ``methods`` (optional) selects and orders the methods drawn. Returns the matplotlib Figure.
+    """
+    fig, ax = (plt.subplots(figsize=(8.5, 5.0)) if ax is None else (ax.figure, ax))
+    n_runs = frontiers["run"].nunique()
+    if methods is not None:
+        frontiers = frontiers[frontiers["method"].isin(methods)]
+        order = {m: i for i, m in enumerate(methods)}
+        frontiers = frontiers.sort_values("method", key=lambda m: m.map(order), kind="stable")
+    for name, part in frontiers.groupby("method", sort=False):
+        stats = part.groupby("cost")["quality"].agg(["mean", "std", "count"])
+        label, colour = MULTI_LABELS.get(name, METHOD_LABELS.get(name, (name, None)))
+        if summary is not None and name in summary.index:
+            label = f"{label}: AIQ {summary.loc[name, 'aiq']:.3f}"
+        dashed = name in ("all_golden", "oracle")
+        ax.plot(stats.index, stats["mean"], label=label, color=colour, lw=1.4 if dashed else 2.2,
+                ls="--" if dashed else "-", zorder=3 if name == "multi_router" else 2)
+        se = (stats["std"] / np.sqrt(stats["count"])).fillna(0)
+        ax.fill_between(stats.index, stats["mean"] - se, stats["mean"] + se, color=colour, alpha=0.12, lw=0)
+    ax.set_xlabel("Mean cost per query of the chosen models")
+    ax.set_ylabel(quality_label)
+    ax.set_title(title or f"Quality-versus-cost frontiers (mean of {n_runs} runs; bands: +-1 s.e.)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, frameon=True)
     fig.tight_layout()
     return fig
