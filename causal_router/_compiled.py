@@ -22,9 +22,11 @@ rows spanning the thresholds; otherwise None.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
-__all__ = ["CompiledTrees", "compile_lightgbm"]
+__all__ = ["CompiledTrees", "compile_lightgbm", "compiled_model"]
 
 _IDENTITY_OBJECTIVES = ("regression", "regression_l2", "l2", "mse", "regression_l1", "l1", "huber", "fair",
                         "quantile")
@@ -144,6 +146,22 @@ def _probe_rows(trees: CompiledTrees, n_random: int = 512) -> np.ndarray:
             row[trees.feature[s]] = value
             probes.append(row)
     return np.vstack([random_rows, *([np.array(probes)] if probes else [])])
+
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_model(model) -> CompiledTrees | None:
+    """:func:`compile_lightgbm` of ``model``, computed once per fitted model object and cached
+    beside it (a refit makes a new model object, so stale trees are never used)."""
+    try:
+        cached = _CACHE.get(model)
+    except TypeError:  # an unhashable or unreferenceable model: no cache
+        return compile_lightgbm(model)
+    if cached is None:
+        cached = compile_lightgbm(model) or False
+        _CACHE[model] = cached
+    return cached or None
 
 
 class _Unsupported(Exception):

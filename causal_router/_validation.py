@@ -13,6 +13,7 @@ import pandas as pd
 
 __all__ = [
     "DataError",
+    "NonNumericError",
     "as_float_matrix",
     "as_float_vector",
     "check_consistent_length",
@@ -27,6 +28,10 @@ __all__ = [
 
 class DataError(ValueError):
     """Raised for bad input data: the message names the argument or column and the problem."""
+
+
+class NonNumericError(DataError, TypeError):
+    """Input that cannot be read as numbers (also a TypeError, as numpy and scikit-learn raise)."""
 
 
 #: Largest magnitude accepted in features and gains. Squares and sums of squares of such values
@@ -50,14 +55,17 @@ def _to_float(values, name: str) -> np.ndarray:
     """A float copy of ``values``; refuses complex numbers and non-numeric entries, naming ``name``."""
     if isinstance(values, (pd.Series, pd.Index)):
         values = values.to_numpy()
+    if hasattr(values, "toarray") or type(values).__module__.startswith("scipy.sparse"):
+        raise DataError(f"{name}: sparse input is not supported; pass a dense array (e.g. X.toarray())")
     raw = np.asarray(values)
-    if raw.dtype.kind == "c":
-        raise DataError(f"{name} has complex values; only real numbers are accepted")
-    if raw.dtype.kind in "OUS" and raw.size and any(isinstance(v, complex) for v in raw.ravel()[:1000]):
-        raise DataError(f"{name} has complex values; only real numbers are accepted")
+    if raw.dtype.kind == "c" or (raw.dtype.kind == "O" and raw.size
+                                 and any(isinstance(v, complex) for v in raw.ravel()[:1000])):
+        raise DataError(f"Complex data not supported: {name} has complex values; only real numbers are accepted")
     try:
         return np.array(raw, dtype=float)  # a copy: never a view of the caller's data
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        raise NonNumericError(f"{name} must be numeric: {exc}") from None
+    except ValueError as exc:
         raise DataError(f"{name} must be numeric: {exc}") from None
 
 
@@ -105,17 +113,16 @@ def as_float_matrix(values, name: str = "X", columns: Sequence[str] | None = Non
             raise DataError(f"{name}: column(s) {bad} are not numeric; encode them as numbers first")
         complex_cols = [c for c, dt in zip(values.columns, values.dtypes) if pd.api.types.is_complex_dtype(dt)]
         if complex_cols:
-            raise DataError(f"{name}: column(s) {complex_cols} have complex values; only real numbers are accepted")
+            raise DataError(f"Complex data not supported: {name} column(s) {complex_cols} have complex values")
         values = values.to_numpy(dtype=float)
     arr = _to_float(values, name)
-    if arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
     if arr.ndim != 2:
-        raise DataError(f"{name} must be two-dimensional (n_rows, n_features), got shape {arr.shape}")
+        raise DataError(f"{name} must be two-dimensional (n_rows, n_features), got shape {arr.shape}. Reshape your "
+                        "data with array.reshape(-1, 1) for a single feature or array.reshape(1, -1) for one row")
     if arr.shape[0] == 0:
         raise DataError(f"{name} has no rows")
     if arr.shape[1] == 0:
-        raise DataError(f"{name} has no feature columns")
+        raise DataError(f"{name} has 0 feature(s) (shape=({arr.shape[0]}, 0)) while a minimum of 1 is required.")
     _check_values(arr, name, columns)
     return arr
 
@@ -149,7 +156,7 @@ def check_same_index(what: str, **objects) -> None:
 def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
     """Features at prediction time as a float array (n, d) in the order they were fitted in.
 
-    ``who`` names the fitted model in messages ("the bias model", "the router").
+    ``who`` names the fitted model in messages (its class name).
 
     A DataFrame is matched by column name, as scikit-learn does: the same names in another order
     are reordered; missing or unexpected names raise :class:`DataError` naming them. An array is
@@ -171,7 +178,7 @@ def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
         return as_float_matrix(X, "X")
     X = as_float_matrix(X, "X")
     if X.shape[1] != len(names):
-        raise DataError(f"X has {X.shape[1]} features, {who} was fitted with {len(names)}")
+        raise DataError(f"X has {X.shape[1]} features, but {who} is expecting {len(names)} features as input")
     return X
 
 

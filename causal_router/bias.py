@@ -333,7 +333,7 @@ class BiasEstimator(BaseEstimator):
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        return check_features(X, self.feature_names_in_, "the bias model")
+        return check_features(X, self.feature_names_in_, type(self).__name__)
 
     def effect(self, X) -> np.ndarray:
         """Estimated bias (gold minus preference gain, gold scale), shape (n,)."""

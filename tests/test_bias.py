@@ -42,7 +42,11 @@ def test_fitted_attributes_and_sklearn_contract(split, r_fit):
     assert r_fit.estimator_.__class__.__name__ == "NonParamDML"
     assert r_fit.propensity_.shape == (len(split.train),)
     assert 0.4 < r_fit.overlap_auc_ < 0.75  # gold rows are a random draw
-    assert r_fit.n_clipped_ >= 0
+    # random gold rows: out-of-fold propensities 0.018-0.028 (measured on this split) never reach the
+    # default clip at a tenth of the gold share (0.0022); a clip above them clips every row
+    assert r_fit.n_clipped_ == 0 and r_fit.min_propensity_ == pytest.approx(0.1 * 100 / 4500)
+    forced = BiasEstimator("r", min_propensity=0.1, random_state=0).fit(split.train)
+    assert forced.n_clipped_ == len(split.train) and np.all(forced.propensity_ == pytest.approx(0.1))
     assert r_fit.final_stage_ == "linear"
     with pytest.raises(ValueError, match="not available for learner='r'"):
         r_fit.effect_interval(split.test_X)
@@ -92,7 +96,7 @@ def test_dr_learner_runs_and_reports_trimmed_rows(split):
 def test_effect_checks_feature_count(r_fit):
     from causal_router._validation import DataError
 
-    with pytest.raises(DataError, match="X has 3 features, the bias model was fitted with 50"):
+    with pytest.raises(DataError, match="X has 3 features, but BiasEstimator is expecting 50 features as input"):
         r_fit.effect(np.zeros((2, 3)))
 
 

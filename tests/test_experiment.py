@@ -39,8 +39,10 @@ def test_tables_and_summary(result):
     assert (summary["n_runs"] == 3).all()
     for col in ("oracle_share", "peak_efficiency_gain", "efficiency_auc", "apgr", "gap_closed_oracle_share"):
         assert col in summary
-    assert summary.loc["all_golden", "gap_closed_oracle_share"] == pytest.approx(1.0)
-    assert summary.loc["pooled", "gap_closed_oracle_share"] == pytest.approx(0.0)
+    lo, hi = summary.loc["pooled", "oracle_share"], summary.loc["all_golden", "oracle_share"]
+    assert hi > lo  # on this tiny design the oracle beats Pooled (measured 0.544 vs 0.363)
+    expected = (summary.loc["meta_r", "oracle_share"] - lo) / (hi - lo)
+    assert summary.loc["meta_r", "gap_closed_oracle_share"] == pytest.approx(expected)
     assert summary.loc["all_golden", "oracle_share"] > summary.loc["random", "oracle_share"]
     curves = result.curves
     assert set(curves.columns) == {"run", "method", "ratio", "efficiency_gain", "oracle_share"}

@@ -33,9 +33,11 @@ def test_threshold_for_share_hits_the_budget(split, meta, share):
 
 
 def test_predictions_are_on_the_gold_scale(split, meta):
-    # gold gains have sd about 0.5 while preference gains have sd about 1: predictions follow gold
+    # gold gains have sd about 0.5 while preference gains have sd about 1: predictions follow gold.
+    # Measured over 10 splits: prediction sd 0.20-0.35, mean minus the test gold mean -0.03 to 0.12
+    # (preference-scale predictions would have sd about 0.6 and mean about 0.2 lower: the judge's bias x 2)
     pred = meta.predict_gain(split.test_X)
-    assert 0.1 < pred.std() < 0.6
+    assert 0.1 < pred.std() < 0.45
     assert abs(pred.mean() - split.test_gold.mean()) < 0.15
 
 

@@ -108,7 +108,7 @@ def test_columns_are_matched_by_name(small, router):
     np.testing.assert_array_equal(router.route(X[X.columns[::-1]], 0.2), router.route(X, 0.2))
     with pytest.raises(DataError, match=r"missing \['x0'\], unexpected \['zz'\]"):
         router.predict_gain(X.rename(columns={"x0": "zz"}))
-    with pytest.raises(DataError, match="X has 11 features, the router was fitted with 12"):
+    with pytest.raises(DataError, match="X has 11 features, but MetaRouter is expecting 12 features as input"):
         router.predict_gain(small.test_X[:, :11])
 
 

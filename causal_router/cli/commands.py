@@ -22,10 +22,13 @@ from .options import (
     eval_data,
     load_input,
     read_data,
+    router_text_input,
     scale_arg,
+    text_featurizer,
+    text_fit_input,
 )
 
-__all__ = ["demo", "fit", "route", "evaluate", "experiment", "diagnose", "refute", "suggest_gold", "plan_gold"]
+__all__ = ["demo", "fit", "route", "evaluate", "serve", "experiment", "diagnose", "refute", "suggest_gold", "plan_gold"]
 
 #: Rows predicted per step when routing a large file (progress is shown per chunk).
 ROUTE_CHUNK = 100_000
@@ -96,14 +99,25 @@ def fit(args) -> int:
     frame = read_data(args.data)
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
     steps(f"read {len(frame)} rows from {args.data}")
-    data = eval_data(frame, args)
+    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
+                        scale=scale_arg(args), random_state=args.seed)
+    if args.text:  # the router fits its featurizer and keeps it
+        X, gain, data = text_fit_input(frame, args)
+        router.set_params(featurizer=text_featurizer(args))
+    else:
+        data = eval_data(frame, args)
+        X, gain = data, None
     steps(f"fitting the bias model ({args.learner}) and the gain model on {data.n_gold} gold and "
           f"{data.n_preference} preference rows")
-    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
-                        scale=scale_arg(args), random_state=args.seed).fit(data)
+    router.fit(X, gain, source=None if gain is None else data.is_gold)
     steps("saving the router")
     router.save(out)
     ate = router.bias_.ate()
+    if args.text:
+        f = router.featurizer_
+        print(f"text features from column {args.text!r}: {f.method}, {f.n_components_} components"
+              + (f", plus {len(f.pairs_)} model-pair indicators from column {args.pair!r}" if len(f.pairs_) > 1
+                 else ""))
     print(f"fitted on {data.n_gold} gold and {data.n_preference} preference rows "
           f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_}")
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
@@ -112,16 +126,32 @@ def fit(args) -> int:
     return 0
 
 
-def _load_router(path: str):
+def _load_router(path: str, *, text: bool = True):
+    """A router file; one fitted from MiniLM text is checked for the ``[embed]`` extra here, so
+    that a missing extra is one line, not a traceback (``text=False``: features only)."""
     from ..router import BaseRouter
 
-    return BaseRouter.load(path)
+    router = BaseRouter.load(path)
+    featurizer = getattr(router, "featurizer_", None)
+    if text and featurizer is not None:
+        try:
+            featurizer.check_available()
+        except ImportError as exc:
+            raise UsageError(f"{path}: {exc} (or route precomputed features with --features)") from None
+    return router
 
 
 def _router_features(frame: pd.DataFrame, router, args, *, reserved: tuple = ()) -> pd.DataFrame:
-    """The router's feature columns of ``frame``, matched by name. ``--features`` may name the
-    router's own features in any order (they are matched by name), or, for a file whose columns
-    are named otherwise, as many other columns, taken in the router's order (an explicit rename)."""
+    """The router's input from ``frame``. A router fitted from text gets its text (and pair)
+    columns, which it featurizes itself. Otherwise its feature columns, matched by name.
+    ``--features`` may name the router's own features in any order (they are matched by name),
+    or, for a file whose columns are named otherwise, as many other columns, taken in the
+    router's order (an explicit rename)."""
+    if getattr(router, "featurizer_", None) is not None and not args.features:
+        return router_text_input(frame, router, args)
+    if args.text or args.pair:
+        raise UsageError(f"the router {args.router} was fitted on numeric features, not text: drop --text / --pair "
+                         "(or fit a router from text: causal-router fit DATA --text COLUMN)")
     names = [str(n) for n in router.feature_names_in_]
     if not args.features:
         check_columns(frame, names, f"data file {args.data}")
@@ -156,7 +186,7 @@ def _predict_chunked(router, X: pd.DataFrame, steps: Steps) -> np.ndarray:
 def route(args) -> int:
     """Route the queries of a file with a saved router; write one decision per query."""
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
-    router = _load_router(args.router)
+    router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     if args.id_column:
         check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
@@ -180,7 +210,7 @@ def evaluate(args) -> int:
     """Score a saved router on held-out rows with gold gains; print the metrics as JSON."""
     from .. import evaluate as ev
 
-    router = _load_router(args.router)
+    router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     check_columns(frame, [args.gold_gain], f"data file {args.data} (--gold-gain)")
     gold = numeric_column(frame, args.gold_gain)
@@ -191,6 +221,17 @@ def evaluate(args) -> int:
     result["routing_value"] = ev.routing_value(decide(pred, args.cost_weight), gold, cost_weight=args.cost_weight,
                                                random_state=0)
     print(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
+    return 0
+
+
+def serve(args) -> int:
+    """Serve a router file over HTTP until interrupted (``POST /route``, ``GET /health``)."""
+    try:
+        from ..serve import serve as run_server
+
+        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level)
+    except ImportError as exc:  # the [serve] or [embed] extra is missing
+        raise UsageError(str(exc)) from None
     return 0
 
 
@@ -222,13 +263,14 @@ def _experiment_data(args):
         from ..datasets import feature_columns, make_semi_synthetic
 
         return make_semi_synthetic(args.n, args.d, random_state=args.seed), feature_columns(args.d), None
-    from ..datasets import default_data_dir, load_pandalm, load_prd_vicuna80
+    from ..datasets import load_pandalm, load_prd_vicuna80
     from ..text import TextFeaturizer, featurize_queries
 
-    root = Path(args.data_dir) if args.data_dir else default_data_dir()
-    if root is None:
-        raise UsageError("real data not found: pass --data-dir or set CAUSAL_ROUTER_DATA")
-    frame = load_pandalm(root / "pandalm") if args.dataset == "pandalm" else load_prd_vicuna80(root / "prd_vicuna80")
+    root = Path(args.data_dir) if args.data_dir else None  # None: $CAUSAL_ROUTER_DATA, else the bundled copy
+    if args.dataset == "pandalm":
+        frame = load_pandalm(None if root is None else root / "pandalm")
+    else:
+        frame = load_prd_vicuna80(None if root is None else root / "prd_vicuna80")
     X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components))
     features = pd.DataFrame(X, columns=names, index=frame.index)
     return pd.concat([frame, features], axis=1), names, "pair"
@@ -258,10 +300,10 @@ def _groups(args, data, frame):
     return pd.Series(bins.rename_categories(labels), name=f"{col} (quintile bins)")
 
 
-def _texts(frame, data):
+def _texts(args, frame):
     if frame is None:
         return None
-    for col in ("text", "query_text"):
+    for col in (getattr(args, "text", None), "text", "query_text"):
         if col in frame.columns:
             return frame[col].astype(str).to_numpy()
     return None
@@ -277,7 +319,7 @@ def diagnose(args) -> int:
     data, frame = load_input(args)
     groups = _groups(args, data, frame)
     bias = _bias_model(args)
-    diag = run_diagnose(data, bias, groups=groups, texts=_texts(frame, data), n_jobs=args.n_jobs,
+    diag = run_diagnose(data, bias, groups=groups, texts=_texts(args, frame), n_jobs=args.n_jobs,
                         random_state=args.seed, progress=True)
     sections = None
     if args.refute:
@@ -316,23 +358,39 @@ def refute(args) -> int:
 
 
 # ---------------------------------------------------------------------------- choosing gold rows
+def _gold_features(frame: pd.DataFrame, args, router, reserved: tuple) -> pd.DataFrame:
+    """Numeric features of every row of ``frame`` (RangeIndex): the router's (its own featurizer
+    applied where it was fitted from text), or the data options' (``--text``: TF-IDF + SVD features
+    of the text fitted on this file)."""
+    from ..text import featurize_queries
+    from .options import select_features, text_featurizer
+
+    if router is not None:
+        X = _router_features(frame, router, args, reserved=reserved)
+        featurizer = getattr(router, "featurizer_", None)
+        if featurizer is not None and not args.features:
+            return pd.DataFrame(featurizer.transform(X), columns=[str(n) for n in router.feature_names_in_])
+        return X.reset_index(drop=True)
+    features = select_features(frame, args, reserved=reserved)
+    if features:
+        return frame[features].reset_index(drop=True)
+    X, names, _ = featurize_queries(frame, text_column=args.text, pair_column=args.pair,
+                                    featurizer=text_featurizer(args))
+    return pd.DataFrame(X, columns=names)
+
+
 def _gold_data(frame: pd.DataFrame, args, router):
-    """The EvalData of a labelled file (gain and source columns; ``--gold-probability`` where given):
-    the router's features matched by name where a router file is given, else the data options'."""
+    """The EvalData of a labelled file (gain and source columns; ``--gold-probability`` where given)."""
     from ..data import EvalData
-    from .options import select_features
 
     gp = args.gold_probability
-    if gp is not None:
-        check_columns(frame, [gp], f"data file {args.data} (--gold-probability)")
-    if router is None:
-        features = select_features(frame, args, reserved=(gp,) if gp else ())
-        return EvalData.from_frame(frame, features, gain=args.gain, source=args.source, gold_value=args.gold_value,
-                                   preference_value=args.preference_value, query_id=args.query_id, gold_probability=gp)
-    X = _router_features(frame, router, args, reserved=tuple(c for c in (args.gain, args.source, gp, args.query_id) if c))
     extra = [c for c in (args.gain, args.source, gp, args.query_id) if c]
     check_columns(frame, extra, f"data file {args.data}")
-    table = pd.concat([X.reset_index(drop=True), frame[extra].reset_index(drop=True)], axis=1)
+    X = _gold_features(frame, args, router, reserved=tuple(extra))
+    clash = [c for c in extra if c in X.columns]
+    if clash:
+        raise UsageError(f"column(s) {clash} are the label, source, id or gold probability and cannot be features")
+    table = pd.concat([X, frame[extra].reset_index(drop=True)], axis=1)
     return EvalData.from_frame(table, list(X.columns), gain=args.gain, source=args.source, gold_value=args.gold_value,
                                preference_value=args.preference_value, query_id=args.query_id, gold_probability=gp)
 
@@ -350,7 +408,6 @@ def suggest_gold(args) -> int:
     """
     from ..active import AUTO_STRATEGY
     from ..active import suggest_gold as suggest
-    from .options import select_features
 
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
     design_out = (check_out_file(args.design_out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
@@ -359,7 +416,7 @@ def suggest_gold(args) -> int:
         raise UsageError("--design-out and --out name the same file")
     if args.budget < 1:
         raise UsageError(f"--budget must be a positive integer, got {args.budget}")
-    router = _load_router(args.router) if args.router else None
+    router = _load_router(args.router, text=not args.features) if args.router else None
     frame = read_data(args.data)
     if args.query_id:
         check_columns(frame, [args.query_id], f"data file {args.data} (--query-id)")
@@ -371,8 +428,7 @@ def suggest_gold(args) -> int:
         if strategy in ("uncertainty", "decision"):
             raise UsageError(f"--strategy {strategy} needs labelled rows, but {args.data} has no source column "
                              f"{args.source!r}: pass the file fit reads (gains and sources), or use random or diverse")
-        pool = (_router_features(frame, router, args, reserved=(args.query_id,) if args.query_id else ())
-                if router is not None else frame[select_features(frame, args)])
+        pool = _gold_features(frame, args, router, reserved=(args.query_id,) if args.query_id else ())
         n_candidates = len(pool)
     suggestion = suggest(router, pool, args.budget, strategy=args.strategy, random_state=args.seed)
     table = suggestion.to_frame().drop(columns="query_id", errors="ignore")
@@ -403,7 +459,7 @@ def plan_gold(args) -> int:
     if args.target_ci_width is None and args.target_oracle_share is None:
         raise UsageError("give a target: --target-ci-width and/or --target-oracle-share")
     folder = check_out_dir(args.out) if args.out else None
-    router = _load_router(args.router) if args.router else None
+    router = _load_router(args.router, text=not args.features) if args.router else None
     frame = read_data(args.data)
     data = _gold_data(frame, args, router)
     result = plan(data, target_oracle_share=args.target_oracle_share, target_ci_width=args.target_ci_width,
