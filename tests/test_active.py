@@ -274,6 +274,25 @@ def test_plan_gold_command(files, capsys):
     assert (files / "plan" / "plan.png").stat().st_size > 10_000 and (files / "plan" / "plan.json").exists()
 
 
+def test_suggest_gold_command_from_query_text(tmp_path, capsys):
+    """PandaLM (the bundled copy): features from the query text and the model pair."""
+    from causal_router.datasets import load_pandalm
+
+    frame = load_pandalm().reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    gold = np.zeros(len(frame), dtype=bool)
+    gold[rng.choice(len(frame), 80, replace=False)] = True
+    table = frame[["query_id", "query_text", "pair"]].assign(
+        gain=np.where(gold, frame["gold_gain"], frame["pref_gain"]), source=np.where(gold, "gold", "preference"))
+    table.to_csv(tmp_path / "pandalm.csv", index=False)
+    out = tmp_path / "to_label.csv"
+    assert main(["suggest-gold", str(tmp_path / "pandalm.csv"), "--text", "query_text", "--pair", "pair",
+                 "--query-id", "query_id", "--budget", "20", "--strategy", "uncertainty", "--out", str(out)]) == 0
+    chosen = pd.read_csv(out)
+    assert len(chosen) == 20 and not gold[chosen["row"]].any()
+    assert chosen["query_id"].tolist() == table["query_id"].iloc[chosen["row"]].tolist()
+
+
 @pytest.mark.parametrize("argv,message", [
     (["suggest-gold", "{pool}", "--budget", "10", "--strategy", "uncertainty"], "needs labelled rows"),
     (["suggest-gold", "{data}", "--budget", "5000"], "more than 90%"),

@@ -197,7 +197,7 @@ def _width_plan(bias, data: EvalData, target, rng, rows: dict) -> pd.DataFrame:
         take = np.concatenate([rng.choice(idx_gold, len(idx_gold)), rng.choice(idx_pref, len(idx_pref))])
         boot.append(_width_parts(phi[take], gold[take]))
     boot = np.array(boot)
-    grid = _grid(n_gold, n_rows)[:-1]  # the law needs preference rows left
+    grid = _grid(n_gold, n_rows)
     widths = np.array([_width_at(grid, g, p, n_gold, n_rows) for g, p in boot])
     curve = pd.DataFrame({"n_gold": grid, "ci_width": _width_at(grid, s_gold, s_pref, n_gold, n_rows),
                           "lower": np.quantile(widths, 0.025, axis=0), "upper": np.quantile(widths, 0.975, axis=0)})
@@ -210,8 +210,10 @@ def _width_plan(bias, data: EvalData, target, rng, rows: dict) -> pd.DataFrame:
 
 
 def _grid(n_gold: int, n_rows: int) -> np.ndarray:
-    top = max(n_rows - 1, n_gold + 1)
-    return np.unique(np.round(np.geomspace(max(2, n_gold // 4), top, 60)).astype(int))
+    """Gold-label counts on which the curves are drawn: a quarter of the current count to half the
+    rows (or twice the current count), never all rows."""
+    top = min(max(n_rows // 2, 2 * n_gold), n_rows - 1)
+    return np.unique(np.round(np.geomspace(max(2, n_gold // 4), max(top, n_gold + 1), 60)).astype(int))
 
 
 # ---------------------------------------------------------------------------- learning curve
