@@ -81,20 +81,21 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
 
 
 def bias_uncertainty(data: EvalData, *, final: str = "linear", n_boot: int = 20, cv: int = 5,
-                     random_state=None) -> np.ndarray:
+                     scale: float | None = None, random_state=None) -> np.ndarray:
     """Bootstrap standard deviation of the estimated bias at every row of ``data``, shape (n,), gold scale.
 
     The R-learner with the propensity known by design (``data.gold_probability``; where absent,
     the share of gold rows on every row, i.e. the gold rows taken as a uniform random draw), its
     final stage ``final`` (a name of :func:`causal_router.models.final_stage`) refitted on
     ``n_boot`` Poisson-bootstrap weights of the cross-fitted residuals. Gold rows get their
-    out-of-bag spread. The spread of a constant final stage is the same on every row.
+    out-of-bag spread. The spread of a constant final stage is the same on every row. ``scale``:
+    the gold-to-preference constant (a router's ``scale_``; default: fitted by variance matching).
     """
     from econml.dml import NonParamDML
 
     data.require_both_sources("bias_uncertainty")
     seed = as_seed(random_state)
-    scale = fitted_scale(data, "variance")
+    scale = fitted_scale(data, "variance") if scale is None else float(scale)
     outcome = pooled_outcome(data.gain, data.is_gold, scale)
     propensity = data.gold_probability if data.gold_probability is not None else np.full(len(data), data.n_gold / len(data))
     for name, count in (("gold", data.n_gold), ("preference", data.n_preference)):

@@ -163,7 +163,7 @@ def suggest_gold(router, X_pool, budget: int, *, strategy: str = "auto", random_
 
             router = MetaRouter(random_state=int(seeds[0].generate_state(1)[0])).fit(data)
         score = bias_uncertainty(data, final=_final_stage_of(router), n_boot=N_BOOT,
-                                 random_state=int(seeds[1].generate_state(1)[0]))
+                                 scale=getattr(router, "scale_", None), random_state=int(seeds[1].generate_state(1)[0]))
         if resolved == "decision":
             gain = router.predict_gain(X)
             score = decision_value(gain, score, gain[pool])
@@ -223,8 +223,13 @@ def _names(X) -> list[str]:
 
 def _final_stage_of(router) -> str:
     """The final stage to bootstrap: the router's bias model's (fitted, or as recorded in a router
-    file) where it is one of the cheap named stages, else ``"linear"``."""
-    name = getattr(getattr(router, "bias_", None), "final_stage_", None)
+    file) where it is one of the named single stages; for a combination of stages (a stack), the
+    candidate with the largest weight; else ``"linear"``."""
+    bias = getattr(router, "bias_", None)
+    name = getattr(bias, "final_stage_", None)
     if name is None:
         name = (getattr(router, "file_info_", None) or {}).get("bias", {}).get("final_stage")
+    selection = getattr(bias, "selection_", None)
+    if name not in _BOOTSTRAPPED and isinstance(selection, pd.DataFrame) and "weight" in selection:
+        name = str(selection["weight"].idxmax())
     return name if name in _BOOTSTRAPPED else "linear"
