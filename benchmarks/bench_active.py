@@ -2,7 +2,7 @@
 
     python benchmarks/bench_active.py curves --repeats 20 --n-jobs 2 --out bench_active_out
     python benchmarks/bench_active.py curves --settings pocket groups --repeats 5 --strategies random decision
-    python benchmarks/bench_active.py coverage --seeds 200 --n-jobs 2 --out bench_active_coverage
+    python benchmarks/bench_active.py coverage --seeds 200 --strategies decision --n-jobs 2 --out bench_active_coverage
 
 ``curves``: acquisition curves, oracle share against the number of gold labels, for every
 strategy of ``causal_router.active.suggest_gold`` against random acquisition.
@@ -29,13 +29,15 @@ Settings (heterogeneous judge biases; ``bias`` = the true Delta(s), gold scale):
   ``CAUSAL_ROUTER_DATA``.
 
 ``coverage``: the average bias's 95% interval (``BiasEstimator.ate()``) under active selection.
-Per seed: the generator at n = 2,000, d = 20 (all rows are training rows), 25 random gold labels,
-then two rounds chosen by a strategy (25 -> 75 -> 150, ``MetaRouter`` refitted between rounds), and
-the default ``BiasEstimator`` fitted on the result (i) with the design's ``gold_probability``
-(the propensity known by design), (ii) without it (the propensity estimated, the design ignored);
-each with ``scale=None`` (target: the mean of psi - eta over the rows) and with the default scale
-constant (target: the mean of psi - eta / c_hat with the fitted constant). Coverage, mean error
-and its standard error, per strategy and fit. Writes ``coverage_runs.csv`` and ``coverage.csv``.
+Per seed: the generator at n = 1,500, d = 12 (all rows are training rows; the size of
+``ate_coverage.py``), 25 random gold labels, then two rounds chosen by a strategy (25 -> 75 -> 150,
+``MetaRouter`` refitted between rounds), and the default ``BiasEstimator`` fitted on the result with
+the design's ``gold_probability`` (the propensity known by design); with ``--contrast`` also
+without it (the propensity estimated, the design ignored). Target: the mean of psi - eta / c_hat
+over the rows, c_hat the fitted scale constant (the quantity ``ate()`` estimates). Coverage, mean
+error and its standard error, per strategy and fit. Each seed's rows are cached in ``--out/cache``
+(an interrupted run resumes; ``--summarise`` prints the table of what is cached). Writes
+``coverage_runs.csv`` and ``coverage.csv``.
 
 Outputs of ``curves`` in ``--out``: ``runs.csv`` (one row per repeat, strategy and gold count), ``summary.csv``
 (mean and standard error; difference to random, paired), ``efficiency.csv`` (labels each strategy
@@ -234,31 +236,12 @@ def efficiency(runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Data
 def plot(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    settings = list(dict.fromkeys(summary.index.get_level_values("setting")))
-    colours = {"random": "#7f7f7f", "uncertainty": "#1f77b4", "decision": "#d62728", "diverse": "#2ca02c"}
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.3 * len(settings), 4.0), squeeze=False)
-    for ax, setting in zip(axes[0], settings):
-        part = summary.loc[setting]
-        for strategy in dict.fromkeys(part.index.get_level_values("strategy")):
-            curve = part.loc[strategy]
-            ls = "--" if strategy == "random" else "-"
-            ax.plot(curve.index, curve["mean"], ls, marker="o", ms=3, color=colours.get(strategy), label=strategy)
-            ax.fill_between(curve.index, curve["mean"] - curve["sem"], curve["mean"] + curve["sem"],
-                            color=colours.get(strategy), alpha=0.12, lw=0)
-        if "random" in part.index.get_level_values("strategy"):
-            ax.axhline(part.loc["random"]["mean"].iloc[-1], color="#7f7f7f", lw=0.8, ls=":")
-        ax.set_xscale("log")
-        ticks = sorted(part.index.get_level_values("n_gold").unique())
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([str(t) for t in ticks], fontsize=7)
-        ax.minorticks_off()
-        ax.set_title(f"{setting} ({int(part['count'].max())} repeats)")
-        ax.set_xlabel("gold labels")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("oracle share (mean +- 1 s.e.)")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Acquisition curves: strategy vs random (dotted: random at the largest gold count)", fontsize=10)
-    fig.tight_layout()
+    from causal_router.report.plotting import plot_acquisition_curves
+
+    counts = summary.groupby("setting")["count"].max()
+    table = summary.reset_index()
+    table["setting"] = [f"{s} ({int(counts[s])} repeats)" for s in table["setting"]]
+    fig = plot_acquisition_curves(table)
     fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
 
@@ -284,6 +267,8 @@ def main(argv=None) -> None:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_active_coverage")
+    p.add_argument("--contrast", action="store_true", help="also fit without the design's probabilities")
+    p.add_argument("--summarise", action="store_true", help="only summarise the runs cached in --out/cache")
     p.set_defaults(func=cmd_coverage)
     args = parser.parse_args(argv)
     args.func(args)
@@ -325,14 +310,23 @@ def cmd_curves(args) -> None:
     print(f"written to {out}/ (runs.csv, summary.csv, efficiency.csv, acquisition.png)")
 
 
-def coverage_one(seed: int, strategy: str, rounds=(25, 75, 150), n: int = 2000, d: int = 20) -> list[dict]:
+def coverage_one(seed: int, strategy: str, contrast: bool, cache: Path | None, rounds=(25, 75, 150),
+                 n: int = 1500, d: int = 12) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
+    path = None if cache is None else cache / f"{strategy}_{seed}.csv"
+    if path is not None and path.exists():
+        rows = pd.read_csv(path).to_dict(orient="records")
+        if contrast <= any(r["propensity"] == "ignored" for r in rows):
+            return rows
     with threadpool_limits(limits=1):
-        return _coverage_one(seed, strategy, rounds, n, d)
+        rows = _coverage_one(seed, strategy, contrast, rounds, n, d)
+    if path is not None:
+        pd.DataFrame(rows).to_csv(path, index=False)
+    return rows
 
 
-def _coverage_one(seed, strategy, rounds, n, d):
+def _coverage_one(seed, strategy, contrast, rounds, n, d):
     from causal_router import BiasEstimator, EvalData, MetaRouter
     from causal_router.active import suggest_gold
     from causal_router.datasets import make_semi_synthetic
@@ -350,19 +344,20 @@ def _coverage_one(seed, strategy, rounds, n, d):
         suggestion = suggest_gold(router, data, rounds[k] - rounds[k - 1], strategy=strategy,
                                   random_state=np.random.default_rng([seed, k]))
         data = suggestion.apply(data, gold[suggestion.index])
-    ignored = data.subset(np.arange(n))
-    ignored.gold_probability = None
+    fits = [("known", data)]
+    if contrast:
+        ignored = data.subset(np.arange(n))
+        ignored.gold_probability = None
+        fits.append(("ignored", ignored))
     rows = []
-    for fit, part in (("known", data), ("ignored", ignored)):
-        for scale in (None, "variance"):
-            bias = BiasEstimator(scale=scale, random_state=seed).fit(part)
-            ate = bias.ate()
-            truth = float(np.mean(psi - eta / bias.scale_))
-            rows.append({"seed": seed, "strategy": strategy, "propensity": fit, "scale": str(scale),
-                         "estimate": ate["estimate"], "std_error": ate["std_error"], "truth": truth,
-                         "covered": bool(ate["lower"] <= truth <= ate["upper"]),
-                         "gold_probability_min": data.gold_probability.min(),
-                         "gold_probability_max": data.gold_probability.max()})
+    for fit, part in fits:
+        bias = BiasEstimator(random_state=seed).fit(part)
+        ate = bias.ate()
+        truth = float(np.mean(psi - eta / bias.scale_))
+        rows.append({"seed": seed, "strategy": strategy, "propensity": fit, "estimate": ate["estimate"],
+                     "std_error": ate["std_error"], "truth": truth, "covered": bool(ate["lower"] <= truth <= ate["upper"]),
+                     "gold_probability_min": data.gold_probability.min(),
+                     "gold_probability_max": data.gold_probability.max()})
     return rows
 
 
@@ -370,18 +365,25 @@ def cmd_coverage(args) -> None:
     from causal_router._parallel import run_parallel
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = [int(x.generate_state(1)[0]) for x in np.random.SeedSequence(args.seed).spawn(args.seeds)]
-    tasks = [delayed(coverage_one)(seed, strategy) for seed in seeds for strategy in args.strategies]
-    start = time.perf_counter()
-    results = run_parallel(tasks, n_jobs=args.n_jobs, desc="coverage seeds", unit="run")
-    print(f"{len(tasks)} runs in {time.perf_counter() - start:.0f} s (n_jobs={args.n_jobs})")
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        results = [pd.read_csv(f).to_dict(orient="records") for f in sorted(cache.glob("*.csv"))]
+    else:
+        seeds = [int(x.generate_state(1)[0]) for x in np.random.SeedSequence(args.seed).spawn(args.seeds)]
+        tasks = [delayed(coverage_one)(seed, strategy, args.contrast, cache)
+                 for seed in seeds for strategy in args.strategies]
+        start = time.perf_counter()
+        results = run_parallel(tasks, n_jobs=args.n_jobs, desc="coverage seeds", unit="run")
+        print(f"{len(tasks)} runs in {time.perf_counter() - start:.0f} s (n_jobs={args.n_jobs})")
     runs = pd.DataFrame([row for rows in results for row in rows])
     runs.to_csv(out / "coverage_runs.csv", index=False)
     runs["error"] = runs["estimate"] - runs["truth"]
-    table = runs.groupby(["strategy", "propensity", "scale"]).agg(
+    table = runs.groupby(["strategy", "propensity"]).agg(
         seeds=("seed", "size"), coverage=("covered", "mean"), mean_error=("error", "mean"),
-        error_se=("error", "sem"), mean_std_error=("std_error", "mean"), sd_estimate=("error", "std"))
+        error_se=("error", "sem"), mean_std_error=("std_error", "mean"), sd_estimate=("error", "std"),
+        min_gold_probability=("gold_probability_min", "mean"), max_gold_probability=("gold_probability_max", "mean"))
+    table["coverage_se"] = np.sqrt(table["coverage"] * (1 - table["coverage"]) / table["seeds"])
     table.to_csv(out / "coverage.csv")
     with pd.option_context("display.width", 200):
         print(table.round(4).to_string())

@@ -217,10 +217,11 @@ def test_ci_width_law_predicts_the_width_with_four_times_the_gold_labels():
     assert "needs about" in plan.summary()
 
 
+@pytest.mark.slow
 def test_learning_curve_plan_agrees_with_a_held_out_test_set():
     """The planner's oracle share at the current number of gold labels (cross-validated over the
     gold rows, then the fitted law) against the share of the router fitted on all rows, scored on
-    300 held-out test queries."""
+    300 held-out test queries. Slow: 16 router refits (120 s on 2 shared cores)."""
     frame = make_semi_synthetic(1100, 11, random_state=5)
     split = reveal_split(frame, n_gold=100, n_test=300, random_state=5)
     plan = plan_gold(split.train, target_oracle_share=0.99, n_folds=3, random_state=0, progress=False)
@@ -275,7 +276,7 @@ def test_plan_gold_command(files, capsys):
 
 
 def test_suggest_gold_command_from_query_text(tmp_path, capsys):
-    """PandaLM (the bundled copy): features from the query text and the model pair."""
+    """PandaLM (the bundled copy): features from the query text and the model pair of a labelled file."""
     from causal_router.datasets import load_pandalm
 
     frame = load_pandalm().reset_index(drop=True)
@@ -287,7 +288,7 @@ def test_suggest_gold_command_from_query_text(tmp_path, capsys):
     table.to_csv(tmp_path / "pandalm.csv", index=False)
     out = tmp_path / "to_label.csv"
     assert main(["suggest-gold", str(tmp_path / "pandalm.csv"), "--text", "query_text", "--pair", "pair",
-                 "--query-id", "query_id", "--budget", "20", "--strategy", "uncertainty", "--out", str(out)]) == 0
+                 "--query-id", "query_id", "--budget", "20", "--strategy", "diverse", "--out", str(out)]) == 0
     chosen = pd.read_csv(out)
     assert len(chosen) == 20 and not gold[chosen["row"]].any()
     assert chosen["query_id"].tolist() == table["query_id"].iloc[chosen["row"]].tolist()
