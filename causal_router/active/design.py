@@ -20,8 +20,8 @@ when a gold row's pi_r is that of the design the round would have run without th
 label (tested: unbiased inverse-probability weighting over adaptive rounds). The strategies
 approximate it: a gold row's uncertainty is its out-of-bag bootstrap spread, which its own label
 did not shape, and its influence on the design's normalisation (one of the gold labels) is
-ignored. Measured consequence for the average bias: README, "Choosing gold rows" (coverage over
-200 seeds).
+ignored. Measured consequence for the average bias: README, "Choosing gold rows" (coverage of its
+interval over many seeds).
 """
 
 from __future__ import annotations

@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, required=True, help="number of queries to suggest")
     p.add_argument("--router", help="router file written by fit: its predicted gains set the routing decision's "
                                     "boundary (default: a router is fitted on DATA where the strategy needs one)")
-    p.add_argument("--strategy", default="auto", choices=list(STRATEGIES), help="default: auto (the best measured)")
+    p.add_argument("--strategy", default="auto", choices=list(STRATEGIES),
+                   help="default: auto (causal_router.active.AUTO_STRATEGY)")
     _add_gold_probability(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default="to_label.csv", help="the suggested rows (CSV, TSV, Parquet, JSON or JSONL)")
