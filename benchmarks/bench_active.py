@@ -369,6 +369,8 @@ def cmd_coverage(args) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     if args.summarise:
         results = [pd.read_csv(f).to_dict(orient="records") for f in sorted(cache.glob("*.csv"))]
+        if not results:
+            raise SystemExit(f"no runs cached in {cache}")
     else:
         seeds = [int(x.generate_state(1)[0]) for x in np.random.SeedSequence(args.seed).spawn(args.seeds)]
         tasks = [delayed(coverage_one)(seed, strategy, args.contrast, cache)
