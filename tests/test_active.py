@@ -83,7 +83,7 @@ def test_combined_probabilities_make_inverse_probability_weighting_unbiased_over
         return SamplingDesign.for_budget(score[~labelled], 25, floor=0.3, cap=0.9), score
 
     estimates = []
-    for seed in range(1500):
+    for seed in range(800):
         draw = np.random.default_rng(seed)
         gold = draw.uniform(size=n) < 15 / n                  # first round: Poisson sampling, p1 = 0.05
         if gold.sum() < 2:
@@ -102,6 +102,7 @@ def test_combined_probabilities_make_inverse_probability_weighting_unbiased_over
     estimates = np.asarray(estimates)
     se = estimates.std(ddof=1) / np.sqrt(len(estimates))
     # measured: error -0.002 +- 0.003 (4,000 draws), +0.006 +- 0.004 (2,000 draws); 4 s.e. allowed
+    # (800 draws here, for time: the bound scales with their standard error)
     assert abs(estimates.mean() - y.mean()) < 4 * se
 
 
