@@ -29,7 +29,11 @@ from .options import (
     text_fit_input,
 )
 
+<<<<<<< HEAD
 __all__ = ["demo", "fit", "fit_multi", "route", "evaluate", "serve", "experiment", "diagnose", "refute"]
+=======
+__all__ = ["demo", "fit", "route", "evaluate", "serve", "experiment", "diagnose", "refute", "suggest_gold", "plan_gold"]
+>>>>>>> active14
 
 #: Rows predicted per step when routing a large file (progress is shown per chunk).
 ROUTE_CHUNK = 100_000
@@ -452,4 +456,129 @@ def refute(args) -> int:
     print(f"verdict: {'all refuters passed' if refutation.passed else 'failed: ' + ', '.join(refutation.failed)} "
           f"({meta['suite']} suite, {meta['n_refits']} refits, {meta['runtime_seconds']:.1f} s)")
     print(f"report written to {out / 'refutations.html'} (refutations.csv, refutations.json, refutations.png in {out}/)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- choosing gold rows
+def _gold_features(frame: pd.DataFrame, args, router, reserved: tuple) -> pd.DataFrame:
+    """Numeric features of every row of ``frame`` (RangeIndex): the router's (its own featurizer
+    applied where it was fitted from text), or the data options' (``--text``: TF-IDF + SVD features
+    of the text fitted on this file)."""
+    from ..text import featurize_queries
+    from .options import select_features, text_featurizer
+
+    if router is not None:
+        X = _router_features(frame, router, args, reserved=reserved)
+        featurizer = getattr(router, "featurizer_", None)
+        if featurizer is not None and not args.features:
+            return pd.DataFrame(featurizer.transform(X), columns=[str(n) for n in router.feature_names_in_])
+        return X.reset_index(drop=True)
+    features = select_features(frame, args, reserved=reserved)
+    if features:
+        return frame[features].reset_index(drop=True)
+    X, names, _ = featurize_queries(frame, text_column=args.text, pair_column=args.pair,
+                                    featurizer=text_featurizer(args))
+    return pd.DataFrame(X, columns=names)
+
+
+def _gold_data(frame: pd.DataFrame, args, router):
+    """The EvalData of a labelled file (gain and source columns; ``--gold-probability`` where given)."""
+    from ..data import EvalData
+
+    gp = args.gold_probability
+    extra = [c for c in (args.gain, args.source, gp, args.query_id) if c]
+    check_columns(frame, extra, f"data file {args.data}")
+    X = _gold_features(frame, args, router, reserved=tuple(extra))
+    clash = [c for c in extra if c in X.columns]
+    if clash:
+        raise UsageError(f"column(s) {clash} are the label, source, id or gold probability and cannot be features")
+    table = pd.concat([X, frame[extra].reset_index(drop=True)], axis=1)
+    return EvalData.from_frame(table, list(X.columns), gain=args.gain, source=args.source, gold_value=args.gold_value,
+                               preference_value=args.preference_value, query_id=args.query_id, gold_probability=gp)
+
+
+def suggest_gold(args) -> int:
+    """Suggest the next queries for gold labels; write them (and, with --design-out, every row's
+    probability of a gold label for the next round).
+
+    DATA with a ``--source`` column is the labelled data: the candidates are its preference rows
+    and its gold rows inform the bias uncertainty. The router file holds the gain model only, not
+    the bias model, so the bias uncertainty behind ``uncertainty`` and ``decision`` is refitted on
+    DATA's labelled rows, and the router file gives the routing decision's boundary (the deployed
+    router's predicted gains). DATA without a source column is a plain pool of candidates: only
+    ``random`` and ``diverse`` can run on it.
+    """
+    from ..active import AUTO_STRATEGY
+    from ..active import suggest_gold as suggest
+
+    out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
+    design_out = (check_out_file(args.design_out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
+                  if args.design_out else None)
+    if design_out is not None and design_out == out:
+        raise UsageError("--design-out and --out name the same file")
+    if args.budget < 1:
+        raise UsageError(f"--budget must be a positive integer, got {args.budget}")
+    router = _load_router(args.router, text=not args.features) if args.router else None
+    frame = read_data(args.data)
+    if args.query_id:
+        check_columns(frame, [args.query_id], f"data file {args.data} (--query-id)")
+    strategy = AUTO_STRATEGY if args.strategy == "auto" else args.strategy
+    if args.source in frame.columns:
+        pool = _gold_data(frame, args, router)
+        n_candidates = pool.n_preference
+    else:
+        if strategy in ("uncertainty", "decision"):
+            raise UsageError(f"--strategy {strategy} needs labelled rows, but {args.data} has no source column "
+                             f"{args.source!r}: pass the file fit reads (gains and sources), or use random or diverse")
+        pool = _gold_features(frame, args, router, reserved=(args.query_id,) if args.query_id else ())
+        n_candidates = len(pool)
+    suggestion = suggest(router, pool, args.budget, strategy=args.strategy, random_state=args.seed)
+    table = suggestion.to_frame().drop(columns="query_id", errors="ignore")
+    if args.query_id:
+        table.insert(1, args.query_id, frame[args.query_id].to_numpy()[suggestion.index])
+    write_table(table, out)
+    print(f"suggested {len(table)} of {n_candidates} candidate queries for gold labels (strategy {suggestion.strategy}; "
+          f"drawn with probabilities {suggestion.probability.min():.3g} to {suggestion.probability.max():.3g}); "
+          f"written to {out}")
+    if design_out is not None:
+        column = args.gold_probability or "gold_probability"
+        design = frame.copy()
+        design[column] = suggestion.gold_probability
+        design["suggested"] = False
+        design.loc[design.index[suggestion.index], "suggested"] = True
+        write_table(design, design_out)
+        print(f"every row's probability of a gold label after this round is in column {column!r} of {design_out}: "
+              f"set the suggested rows' {args.source} to {args.gold_value!r} and their {args.gain} to the gold gain, "
+              f"then pass --gold-probability {column} to the next round")
+    return 0
+
+
+def plan_gold(args) -> int:
+    """How many gold labels reach a target CI width of the average bias or a target oracle share."""
+    from ..active import plan_gold as plan
+    from ..report.plotting import plot_gold_plan
+
+    if args.target_ci_width is None and args.target_oracle_share is None:
+        raise UsageError("give a target: --target-ci-width and/or --target-oracle-share")
+    folder = check_out_dir(args.out) if args.out else None
+    router = _load_router(args.router, text=not args.features) if args.router else None
+    frame = read_data(args.data)
+    data = _gold_data(frame, args, router)
+    result = plan(data, target_oracle_share=args.target_oracle_share, target_ci_width=args.target_ci_width,
+                  router=router, random_state=args.seed, n_jobs=args.n_jobs, progress=True)
+    with pd.option_context("display.width", 160):
+        print(result.targets.round(4).to_string())
+    print(result.summary())
+    if folder is not None:
+        import matplotlib.pyplot as plt
+
+        payload = {"n_gold": result.n_gold, "targets": result.targets.to_dict(orient="index"),
+                   "share_law": result.share_law,
+                   "learning_curve": None if result.learning_curve is None else result.learning_curve.to_dict(orient="list"),
+                   "ci_width_curve": result.ci_width_curve.to_dict(orient="list")}
+        (folder / "plan.json").write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
+        fig = plot_gold_plan(result)
+        fig.savefig(folder / "plan.png", dpi=150, bbox_inches="tight")
+        plt.close(fig)
+        print(f"plan written to {folder}/ (plan.json, plan.png)")
     return 0
