@@ -29,11 +29,8 @@ from .options import (
     text_fit_input,
 )
 
-<<<<<<< HEAD
-__all__ = ["demo", "fit", "fit_multi", "route", "evaluate", "serve", "experiment", "diagnose", "refute"]
-=======
-__all__ = ["demo", "fit", "route", "evaluate", "serve", "experiment", "diagnose", "refute", "suggest_gold", "plan_gold"]
->>>>>>> active14
+__all__ = ["demo", "fit", "fit_multi", "route", "evaluate", "serve", "experiment", "diagnose", "refute",
+           "suggest_gold", "plan_gold"]
 
 #: Rows predicted per step when routing a large file (progress is shown per chunk).
 ROUTE_CHUNK = 100_000
