@@ -31,12 +31,15 @@ class _LabelRouter(BaseRouter):
         The gain model (default LightGBM, as the meta-router's).
     scale : {"variance", "amplitude", "wasserstein", None}
         Gold-to-preference scale constant fitted on the training rows (1 with one source only).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
     random_state : int or None
     """
 
-    def __init__(self, outcome_model=None, scale: str | None = "variance", random_state=None):
+    def __init__(self, outcome_model=None, scale: str | None = "variance", featurizer=None, random_state=None):
         self.outcome_model = outcome_model
         self.scale = scale
+        self.featurizer = featurizer
         self.random_state = random_state
 
     def _fit_data(self, data: EvalData) -> None:

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
@@ -27,6 +28,7 @@ from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import oracle_share
 from ._compiled import compiled_model
 from .models import fit_gain_model
+from .text import TextFeaturizer, embed_extra_installed
 
 __all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share"]
 
@@ -47,6 +49,12 @@ class BaseRouter(BaseEstimator):
     ("gold" / "preference" or booleans, True = gold; None = every row gold), or one
     :class:`EvalData`. ``predict`` is :meth:`predict_gain`, so routers work as the last step of
     a scikit-learn ``Pipeline``; :meth:`score` is the oracle share on gold-labelled rows.
+
+    A router whose ``featurizer`` parameter is a :class:`~causal_router.text.TextFeaturizer` is
+    fitted from text (X: a sequence of query strings, or a DataFrame with the featurizer's text
+    and pair columns), keeps the fitted featurizer as ``featurizer_``, applies it to text given
+    to ``predict_gain`` / ``route`` / ``threshold_for_share`` / ``score`` (numeric features are
+    still accepted) and saves it in its router file.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -56,6 +64,21 @@ class BaseRouter(BaseEstimator):
 
     def fit(self, X, y=None, *, source=None) -> "BaseRouter":
         """Fit on features X (n, d), gains y (n,) and ``source`` (n,), or on one EvalData; returns self."""
+        self.__dict__.pop("featurizer_", None)
+        featurizer = getattr(self, "featurizer", None)
+        if featurizer is not None:
+            if isinstance(X, EvalData):
+                raise DataError(f"{type(self).__name__}.fit: a router with a featurizer is fitted from text: pass "
+                                "the texts (or a DataFrame with the text column), y and source, not an EvalData")
+            fitted = clone(featurizer)
+            features, names = fitted.fit_transform(X), [str(n) for n in fitted.get_feature_names_out()]
+            self.featurizer_ = fitted
+            if isinstance(X, (pd.DataFrame, pd.Series)):  # keep the index: rows pair with y by it
+                X = pd.DataFrame(features, columns=names, index=X.index)
+            else:
+                X = EvalData(features, y, np.ones(len(features), dtype=bool) if source is None else source,
+                             feature_names=names)
+                y = source = None
         data = as_eval_data(X, y, source, who=f"{type(self).__name__}.fit")
         self._fit_data(data)
         self.n_features_in_ = data.X.shape[1]
@@ -65,9 +88,16 @@ class BaseRouter(BaseEstimator):
     def _fit_data(self, data: EvalData) -> None:
         raise NotImplementedError
 
+    def _featurize(self, X):
+        """Text input through the fitted featurizer (a router fitted from text); else X as is."""
+        featurizer = self.__dict__.get("featurizer_")
+        if featurizer is not None and featurizer.accepts_text(X):
+            return featurizer.transform(X)
+        return X
+
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self, "n_features_in_")
-        return check_features(X, self.feature_names_in_, type(self).__name__)
+        return check_features(self._featurize(X), self.feature_names_in_, type(self).__name__)
 
     def predict_gain(self, X) -> np.ndarray:
         """Predicted gold-standard gain of the primary over the alternative, shape (n,)."""
@@ -82,7 +112,8 @@ class BaseRouter(BaseEstimator):
         """Oracle share (:func:`causal_router.evaluate.oracle_share`) of the predicted gains against
         the gold gains ``y`` of the gold-labelled rows (``source`` as in :meth:`fit`; None = all gold).
         1 = the oracle's ranking, 0 = a random one. Needs at least two gold rows."""
-        data = as_eval_data(X, y, source, who=f"{type(self).__name__}.score")
+        check_is_fitted(self, "n_features_in_")
+        data = as_eval_data(self._featurize(X), y, source, who=f"{type(self).__name__}.score")
         if data.n_gold < 2:
             raise DataError(f"score needs at least 2 gold rows, got {data.n_gold}")
         pred = self._predict_raw(self._check_X(data.X[data.is_gold])) / self.scale_
@@ -120,7 +151,11 @@ class BaseRouter(BaseEstimator):
                   if v is None or isinstance(v, (bool, int, float, str))}
         header = {"router": type(self).__name__, "params": params, "scale": float(self.scale_),
                   "feature_names": [str(f) for f in self.feature_names_in_], **self._routing_header()}
-        return io.write_router_file(path, header, {"gain_model": self.gain_model_})
+        models = {"gain_model": self.gain_model_}
+        if "featurizer_" in self.__dict__:  # a router fitted from text: its featurizer as JSON + arrays
+            header["featurizer"], arrays = self.featurizer_.to_state()
+            models.update({f"featurizer_{k}": v for k, v in arrays.items()})
+        return io.write_router_file(path, header, models)
 
     @classmethod
     def load(cls, path) -> "BaseRouter":
@@ -145,7 +180,15 @@ class BaseRouter(BaseEstimator):
             raise io.RouterFileError(f"{path} is a damaged router file (missing or invalid {exc})") from None
         router.feature_names_in_ = np.asarray(names, dtype=object)
         router.n_features_in_ = len(names)
-        router.file_info_ = {k: v for k, v in header.items() if k != "models"}
+        router.file_info_ = {k: v for k, v in header.items() if k not in ("models", "featurizer")}
+        if "featurizer" in header:
+            arrays = {k.removeprefix("featurizer_"): v for k, v in models.items() if k.startswith("featurizer_")}
+            router.featurizer_ = TextFeaturizer.from_state(header["featurizer"], arrays)
+            router.featurizer = clone(router.featurizer_)
+            if router.featurizer_.method == "minilm" and not embed_extra_installed():
+                warnings.warn(f"{path}: this router embeds text with {router.featurizer_.model_}, which needs the "
+                              "[embed] extra: pip install 'causal_router[embed]' (install torch==2.13.0 first for "
+                              "a CPU build); until then it routes numeric features only", UserWarning, stacklevel=2)
         return router
 
 
@@ -165,6 +208,8 @@ class MetaRouter(BaseRouter):
         How the gold-to-preference scale constant is fitted on the training rows
         (:func:`causal_router.data.scale_constant`); it is given to the bias model (whose own
         ``scale`` it replaces), so that the bias and the gain model share one constant ``scale_``.
+    featurizer : TextFeaturizer, optional
+        Fit from text: the featurizer is cloned, fitted on X and kept as ``featurizer_``.
     random_state : int or None
         Seeds the bias estimator (unless it has its own) and the gain model.
 
@@ -176,11 +221,13 @@ class MetaRouter(BaseRouter):
     """
 
     def __init__(self, bias: BiasEstimator | None = None, outcome_model=None,
-                 preference_weight: float = 1.0, scale: str | None = "variance", random_state=None):
+                 preference_weight: float = 1.0, scale: str | None = "variance",
+                 featurizer: TextFeaturizer | None = None, random_state=None):
         self.bias = bias
         self.outcome_model = outcome_model
         self.preference_weight = preference_weight
         self.scale = scale
+        self.featurizer = featurizer
         self.random_state = random_state
 
     def _fit_data(self, data: EvalData) -> None:

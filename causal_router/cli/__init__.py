@@ -7,6 +7,12 @@
     causal-router experiment                 the paper's Monte Carlo experiment
     causal-router diagnose                   CATE diagnostics of the bias
     causal-router refute                     dowhy refutations of the bias estimate
+    causal-router serve --router FILE        serve a router over HTTP: POST /route, GET /health
+
+Query text: every command that reads query data takes ``--text COLUMN`` (features from the
+text: TF-IDF + SVD, or ``--text-method minilm``) and ``--pair COLUMN`` (one indicator per model
+pair) instead of numeric feature columns. A router fitted from text keeps its featurizer in its
+file and applies it itself in ``route``, ``evaluate`` and ``serve``.
 
 Errors: the package's own errors (bad data, bad arguments, unreadable files: ``DataError`` and
 its subclasses) and file-system errors print one line on stderr and exit with code 2; anything
@@ -24,7 +30,7 @@ import warnings
 
 from .._validation import DataError
 from . import commands
-from .options import add_data_options, add_model_options
+from .options import add_data_options, add_model_options, add_text_options
 
 __all__ = ["main", "build_parser"]
 
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--router", required=True, help="router file written by fit")
     p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
+    add_text_options(p, fitting=False)
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--cost-weight", type=float, default=0.0, help="route where gain > weight")
     budget.add_argument("--primary-share", type=float, help="send this share of queries to the primary")
@@ -69,8 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router", required=True)
     p.add_argument("--gold-gain", required=True, help="column of held-out gold gains")
     p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
+    add_text_options(p, fitting=False)
     p.add_argument("--cost-weight", type=float, default=0.0)
     p.set_defaults(func=commands.evaluate)
+
+    p = sub.add_parser("serve", help="serve a router over HTTP: POST /route, GET /health (extra [serve])")
+    p.add_argument("--router", required=True, help="router file written by fit")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=commands.serve)
 
     p = sub.add_parser("experiment", help="the paper's Monte Carlo experiment")
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "pandalm", "prd"])

@@ -22,10 +22,13 @@ from .options import (
     eval_data,
     load_input,
     read_data,
+    router_text_input,
     scale_arg,
+    text_featurizer,
+    text_fit_input,
 )
 
-__all__ = ["demo", "fit", "route", "evaluate", "experiment", "diagnose", "refute"]
+__all__ = ["demo", "fit", "route", "evaluate", "serve", "experiment", "diagnose", "refute"]
 
 #: Rows predicted per step when routing a large file (progress is shown per chunk).
 ROUTE_CHUNK = 100_000
@@ -96,14 +99,25 @@ def fit(args) -> int:
     frame = read_data(args.data)
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
     steps(f"read {len(frame)} rows from {args.data}")
-    data = eval_data(frame, args)
+    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
+                        scale=scale_arg(args), random_state=args.seed)
+    if args.text:  # the router fits its featurizer and keeps it
+        X, gain, data = text_fit_input(frame, args)
+        router.set_params(featurizer=text_featurizer(args))
+    else:
+        data = eval_data(frame, args)
+        X, gain = data, None
     steps(f"fitting the bias model ({args.learner}) and the gain model on {data.n_gold} gold and "
           f"{data.n_preference} preference rows")
-    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
-                        scale=scale_arg(args), random_state=args.seed).fit(data)
+    router.fit(X, gain, source=None if gain is None else data.is_gold)
     steps("saving the router")
     router.save(out)
     ate = router.bias_.ate()
+    if args.text:
+        f = router.featurizer_
+        print(f"text features from column {args.text!r}: {f.method}, {f.n_components_} components"
+              + (f", plus {len(f.pairs_)} model-pair indicators from column {args.pair!r}" if len(f.pairs_) > 1
+                 else ""))
     print(f"fitted on {data.n_gold} gold and {data.n_preference} preference rows "
           f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_}")
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
@@ -112,16 +126,32 @@ def fit(args) -> int:
     return 0
 
 
-def _load_router(path: str):
+def _load_router(path: str, *, text: bool = True):
+    """A router file; one fitted from MiniLM text is checked for the ``[embed]`` extra here, so
+    that a missing extra is one line, not a traceback (``text=False``: features only)."""
     from ..router import BaseRouter
 
-    return BaseRouter.load(path)
+    router = BaseRouter.load(path)
+    featurizer = getattr(router, "featurizer_", None)
+    if text and featurizer is not None:
+        try:
+            featurizer.check_available()
+        except ImportError as exc:
+            raise UsageError(f"{path}: {exc} (or route precomputed features with --features)") from None
+    return router
 
 
 def _router_features(frame: pd.DataFrame, router, args, *, reserved: tuple = ()) -> pd.DataFrame:
-    """The router's feature columns of ``frame``, matched by name. ``--features`` may name the
-    router's own features in any order (they are matched by name), or, for a file whose columns
-    are named otherwise, as many other columns, taken in the router's order (an explicit rename)."""
+    """The router's input from ``frame``. A router fitted from text gets its text (and pair)
+    columns, which it featurizes itself. Otherwise its feature columns, matched by name.
+    ``--features`` may name the router's own features in any order (they are matched by name),
+    or, for a file whose columns are named otherwise, as many other columns, taken in the
+    router's order (an explicit rename)."""
+    if getattr(router, "featurizer_", None) is not None and not args.features:
+        return router_text_input(frame, router, args)
+    if args.text or args.pair:
+        raise UsageError(f"the router {args.router} was fitted on numeric features, not text: drop --text / --pair "
+                         "(or fit a router from text: causal-router fit DATA --text COLUMN)")
     names = [str(n) for n in router.feature_names_in_]
     if not args.features:
         check_columns(frame, names, f"data file {args.data}")
@@ -156,7 +186,7 @@ def _predict_chunked(router, X: pd.DataFrame, steps: Steps) -> np.ndarray:
 def route(args) -> int:
     """Route the queries of a file with a saved router; write one decision per query."""
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
-    router = _load_router(args.router)
+    router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     if args.id_column:
         check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
@@ -180,7 +210,7 @@ def evaluate(args) -> int:
     """Score a saved router on held-out rows with gold gains; print the metrics as JSON."""
     from .. import evaluate as ev
 
-    router = _load_router(args.router)
+    router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     check_columns(frame, [args.gold_gain], f"data file {args.data} (--gold-gain)")
     gold = numeric_column(frame, args.gold_gain)
@@ -191,6 +221,17 @@ def evaluate(args) -> int:
     result["routing_value"] = ev.routing_value(decide(pred, args.cost_weight), gold, cost_weight=args.cost_weight,
                                                random_state=0)
     print(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
+    return 0
+
+
+def serve(args) -> int:
+    """Serve a router file over HTTP until interrupted (``POST /route``, ``GET /health``)."""
+    try:
+        from ..serve import serve as run_server
+
+        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level)
+    except ImportError as exc:  # the [serve] or [embed] extra is missing
+        raise UsageError(str(exc)) from None
     return 0
 
 
@@ -258,10 +299,10 @@ def _groups(args, data, frame):
     return pd.Series(bins.rename_categories(labels), name=f"{col} (quintile bins)")
 
 
-def _texts(frame, data):
+def _texts(args, frame):
     if frame is None:
         return None
-    for col in ("text", "query_text"):
+    for col in (getattr(args, "text", None), "text", "query_text"):
         if col in frame.columns:
             return frame[col].astype(str).to_numpy()
     return None
@@ -277,7 +318,7 @@ def diagnose(args) -> int:
     data, frame = load_input(args)
     groups = _groups(args, data, frame)
     bias = _bias_model(args)
-    diag = run_diagnose(data, bias, groups=groups, texts=_texts(frame, data), n_jobs=args.n_jobs,
+    diag = run_diagnose(data, bias, groups=groups, texts=_texts(args, frame), n_jobs=args.n_jobs,
                         random_state=args.seed, progress=True)
     sections = None
     if args.refute:

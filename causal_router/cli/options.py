@@ -12,8 +12,9 @@ from .._validation import DataError
 from ..data import SCALE_METHODS, EvalData
 from ..io import check_output_path, read_table
 
-__all__ = ["UsageError", "add_data_options", "add_model_options", "scale_arg", "select_features",
-           "read_data", "eval_data", "load_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS"]
+__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "scale_arg",
+           "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
+           "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS"]
 
 #: Files with at least this many rows get a progress display on stderr.
 LARGE_FILE_ROWS = 20_000
@@ -40,10 +41,27 @@ def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False) -> No
     g.add_argument("--gold-value", default="gold", help="source value of gold rows (default: gold)")
     g.add_argument("--preference-value", default="preference", help="source value of preference rows")
     g.add_argument("--query-id", help="column of query ids (optional)")
+    add_text_options(p)
     if builtin:
         b = p.add_argument_group("built-in data (without a file)")
         b.add_argument("--n", type=int, default=5000, help="queries (default: 5000)")
         b.add_argument("--n-gold", type=int, default=250, help="gold rows (default: 250)")
+
+
+def add_text_options(p: argparse.ArgumentParser, *, fitting: bool = True) -> None:
+    """``--text`` / ``--pair``: features from the query text instead of numeric columns. Where a
+    featurizer is fitted (``fitting``) also its method and size; where a saved router reads the
+    file, the options rename the columns its featurizer reads."""
+    g = p.add_argument_group("query text (instead of numeric feature columns)")
+    if fitting:
+        g.add_argument("--text", metavar="COLUMN", help="column of query texts: features from the text")
+        g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels: one indicator feature per pair")
+        g.add_argument("--text-method", default="tfidf-svd", choices=["tfidf-svd", "minilm"],
+                       help="TF-IDF + truncated SVD (default), or MiniLM embeddings + PCA (extra [embed])")
+        g.add_argument("--text-components", type=int, default=50, help="text feature dimension (default: 50)")
+    else:
+        g.add_argument("--text", metavar="COLUMN", help="column of query texts (default: the router's)")
+        g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels (default: the router's)")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -70,6 +88,12 @@ def select_features(frame: pd.DataFrame, args, *, reserved: tuple = ()) -> list[
     query-id columns) are never features: naming one explicitly is an error, a prefix skips them."""
     labels = {c for c in (*reserved, getattr(args, "gain", None), getattr(args, "source", None),
                           getattr(args, "query_id", None)) if c}
+    if getattr(args, "text", None):
+        if args.features:
+            raise UsageError("pass either --text (features from the query text) or --features, not both")
+        return []
+    if getattr(args, "pair", None):
+        raise UsageError("--pair adds model-pair indicators to text features: pass --text COLUMN too")
     if args.features:
         names = [c.strip() for c in args.features.split(",") if c.strip()]
         if not names:
@@ -81,17 +105,69 @@ def select_features(frame: pd.DataFrame, args, *, reserved: tuple = ()) -> list[
         return names
     cols = [c for c in frame.columns if str(c).startswith(args.feature_prefix) and c not in labels]
     numeric = [c for c in cols if pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    if not cols:
+        raise UsageError(f"no column starts with --feature-prefix {args.feature_prefix!r}; pass --features a,b,c")
     if not numeric:
-        skipped = f" (non-numeric: {[c for c in cols if c not in numeric][:10]})" if cols else ""
-        raise UsageError(f"no numeric column starts with --feature-prefix {args.feature_prefix!r}{skipped}; "
-                         "pass --features a,b,c")
+        raise UsageError(f"the columns starting with --feature-prefix {args.feature_prefix!r} are not numeric "
+                         f"({cols[:10]}); pass --features a,b,c")
     return numeric
 
 
+def text_featurizer(args):
+    """The TextFeaturizer of ``--text``, ``--pair``, ``--text-method`` and ``--text-components``."""
+    from ..text import TextFeaturizer
+
+    return TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair)
+
+
+def _with_text_features(frame: pd.DataFrame, args) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` with the features of ``--text`` / ``--pair`` appended (``text_*``, ``pair=*``)."""
+    from ..text import featurize_queries
+
+    X, names, _ = featurize_queries(frame, text_column=args.text, pair_column=args.pair,
+                                    featurizer=text_featurizer(args))
+    clash = [n for n in names if n in frame.columns]
+    if clash:
+        raise UsageError(f"data file {args.data} already has columns named like text features {clash[:5]}; "
+                         "rename them")
+    return pd.concat([frame, pd.DataFrame(X, columns=names, index=frame.index)], axis=1), names
+
+
+def text_fit_input(frame: pd.DataFrame, args) -> tuple[pd.DataFrame, pd.Series, EvalData]:
+    """(text and pair columns, gains, EvalData of the text features) for fitting a router from
+    ``--text``: the router fits its own featurizer on the first; the EvalData (same rows, its
+    source read with ``--gold-value`` / ``--preference-value``) gives the gold mask and counts."""
+    data = eval_data(frame, args)
+    columns = [args.text] + ([args.pair] if args.pair else [])
+    return frame[columns], frame[args.gain], data
+
+
+def router_text_input(frame: pd.DataFrame, router, args) -> pd.DataFrame:
+    """The text (and pair) columns of ``frame`` under the names the router's featurizer reads;
+    ``--text`` / ``--pair`` name them where the file's columns are called otherwise."""
+    from .._validation import check_columns
+
+    featurizer = router.featurizer_
+    text = args.text or featurizer.text_column
+    if text is None:
+        raise UsageError(f"the router {args.router} was fitted from a list of texts: pass --text COLUMN")
+    pair = args.pair or featurizer.pair_column
+    if pair is not None and pair not in frame.columns and len(featurizer.pairs_) <= 1 and not args.pair:
+        pair = None  # one pair fitted: the column may be absent
+    columns = {text: featurizer.text_column or text}
+    if pair is not None:
+        columns[pair] = featurizer.pair_column or pair
+    check_columns(frame, list(columns), f"data file {args.data}")
+    return frame[list(columns)].rename(columns=columns)
+
+
 def eval_data(frame: pd.DataFrame, args) -> EvalData:
-    """EvalData from a user's frame and the data options."""
+    """EvalData from a user's frame and the data options (``--text``: text features appended)."""
+    features = select_features(frame, args)
+    if not features:
+        frame, features = _with_text_features(frame, args)
     return EvalData.from_frame(
-        frame, select_features(frame, args), gain=args.gain, source=args.source,
+        frame, features, gain=args.gain, source=args.source,
         gold_value=args.gold_value, preference_value=args.preference_value, query_id=args.query_id,
     )
 
