@@ -1,10 +1,11 @@
 """Load benchmark of the routing server (``causal-router serve``). Prints its figures; asserts nothing.
 
-    python benchmarks/bench_serve.py                      # PandaLM from $CAUSAL_ROUTER_DATA, else generated text
+    python benchmarks/bench_serve.py                      # PandaLM (the copy bundled with the package)
     python benchmarks/bench_serve.py --requests 2000 --max-seconds 30 --concurrency 1 4
 
 Fits a text router (TF-IDF + SVD, 50 components, model-pair indicators; PandaLM's instructions
-with 100 gold rows when ``$CAUSAL_ROUTER_DATA`` holds ``pandalm/``, else generated prompts), saves
+with 100 gold rows: ``load_pandalm()``, the bundled copy or the raw files under
+``$CAUSAL_ROUTER_DATA``), saves
 it as a router file, starts ``causal-router serve`` on a free loopback port in a child process
 (one uvicorn worker) and sends it ``POST /route`` requests from this process: single prompts and
 batches of 100 prompts (``texts``), and the same as precomputed ``features``. Each scenario runs
@@ -41,25 +42,11 @@ HOST = "127.0.0.1"  # loopback only
 
 def _frame(n_gold: int, seed: int) -> tuple[pd.DataFrame, str]:
     """Training rows (query_text, pair, gain, source) and the name of the data."""
-    from causal_router.datasets import default_data_dir
+    from causal_router.datasets import load_pandalm
 
-    root = default_data_dir()
     rng = np.random.default_rng(seed)
-    if root is not None and (root / "pandalm").is_dir():
-        from causal_router.datasets import load_pandalm
-
-        frame = load_pandalm(root / "pandalm")
-        name = f"PandaLM ({len(frame)} rows, {frame['query_text'].nunique()} distinct instructions)"
-    else:
-        topics = ["python", "sql", "tax law", "chemistry", "music", "travel", "cooking", "history"]
-        verbs = ["explain", "write a poem about", "list facts about", "summarise", "compare"]
-        n = 1000
-        t, v, k = rng.integers(len(topics), size=n), rng.integers(len(verbs), size=n), rng.integers(50, size=n)
-        gold = rng.normal(size=n) + t / 4
-        frame = pd.DataFrame({"query_text": [f"{verbs[a]} {topics[b]} for case {c}" for a, b, c in zip(v, t, k)],
-                              "pair": np.where(rng.random(n) < 0.5, "a|b", "c|d"), "gold_gain": gold,
-                              "pref_gain": gold + v / 3 + rng.normal(size=n)})
-        name = "generated prompts (1000 rows; set CAUSAL_ROUTER_DATA for PandaLM)"
+    frame = load_pandalm()
+    name = f"PandaLM ({len(frame)} rows, {frame['query_text'].nunique()} distinct instructions)"
     gold = np.zeros(len(frame), dtype=bool)
     gold[rng.choice(len(frame), n_gold, replace=False)] = True
     frame = frame.assign(gain=np.where(gold, frame["gold_gain"], frame["pref_gain"]),

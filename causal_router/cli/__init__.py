@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("experiment", help="the paper's Monte Carlo experiment")
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "pandalm", "prd"])
-    p.add_argument("--data-dir", help="folder holding pandalm/ and prd_vicuna80/")
+    p.add_argument("--data-dir", help="folder holding the raw upstream pandalm/ and prd_vicuna80/ "
+                   "(default: $CAUSAL_ROUTER_DATA if set, else the copy bundled with the package)")
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--n-gold", type=int, default=100)
     p.add_argument("--n-test", type=int, default=500)

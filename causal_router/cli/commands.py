@@ -263,13 +263,14 @@ def _experiment_data(args):
         from ..datasets import feature_columns, make_semi_synthetic
 
         return make_semi_synthetic(args.n, args.d, random_state=args.seed), feature_columns(args.d), None
-    from ..datasets import default_data_dir, load_pandalm, load_prd_vicuna80
+    from ..datasets import load_pandalm, load_prd_vicuna80
     from ..text import TextFeaturizer, featurize_queries
 
-    root = Path(args.data_dir) if args.data_dir else default_data_dir()
-    if root is None:
-        raise UsageError("real data not found: pass --data-dir or set CAUSAL_ROUTER_DATA")
-    frame = load_pandalm(root / "pandalm") if args.dataset == "pandalm" else load_prd_vicuna80(root / "prd_vicuna80")
+    root = Path(args.data_dir) if args.data_dir else None  # None: $CAUSAL_ROUTER_DATA, else the bundled copy
+    if args.dataset == "pandalm":
+        frame = load_pandalm(None if root is None else root / "pandalm")
+    else:
+        frame = load_prd_vicuna80(None if root is None else root / "prd_vicuna80")
     X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components))
     features = pd.DataFrame(X, columns=names, index=frame.index)
     return pd.concat([frame, features], axis=1), names, "pair"
