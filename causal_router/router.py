@@ -244,7 +244,7 @@ class MetaRouter(BaseRouter):
         self.scale_ = self.bias_.scale_
         pref = ~data.is_gold
         labels = pooled_outcome(data.gain, data.is_gold, self.scale_)
-        labels[pref] += self.bias_.effect(data.X[pref]) * self.scale_
+        labels[pref] += self.bias_.effect(data.X)[pref] * self.scale_  # no copy of X[pref]
         self.gain_model_ = fit_gain_model(self.outcome_model, data.X, labels,
                                            np.where(data.is_gold, 1.0, weight), self.random_state)
         self.corrected_gain_ = labels / self.scale_
