@@ -67,6 +67,8 @@ def _resolve(module: str | None, entry: str):
     candidates = ([f"{module}.{entry}"] if module and not entry.startswith(module + ".") else []) + [entry]
     for full in candidates:
         parent, _, name = full.rpartition(".")
+        if not parent:
+            continue
         try:
             owner = importlib.import_module(parent)
         except ImportError:
