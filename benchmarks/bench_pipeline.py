@@ -31,7 +31,7 @@ the machine's load average (the wall time depends on what else runs).
 that compile or load the numba kernels), LightGBM's own ``predict`` for comparison, and the
 latency of 2,000 single-query calls.
 
-``refute``: wall time of ``causal_router.refute.refute`` (default suite; ``--thorough`` for the
+``refute``: wall time of ``causal_router.validate.refute`` (default suite; ``--thorough`` for the
 publication-grade one) on the generator, n=5000, d=50, with 100 and 250 gold rows, for each
 ``--n-jobs``; also prints whether every refuter passed.
 """
@@ -233,7 +233,7 @@ def cmd_routing(args) -> None:
 # ---------------------------------------------------------------------------- refutations
 def cmd_refute(args) -> None:
     from causal_router.datasets import make_semi_synthetic, reveal_split
-    from causal_router.refute import refute
+    from causal_router.validate import refute
 
     frame = make_semi_synthetic(5000, 50, random_state=0)
     for n_gold in (100, 250):

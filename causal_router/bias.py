@@ -84,7 +84,7 @@ from .models import (
     final_stage,
 )
 
-__all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params"]
+__all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params", "fitted_final_stage"]
 
 @dataclass(frozen=True)
 class Learner:
@@ -247,7 +247,7 @@ class BiasEstimator(BaseEstimator):
             Known probability of each row's gold label under a selection design; used as the
             propensity instead of estimating one.
         """
-        self._check_params()
+        self.check_params()
         data = as_eval_data(X, y, source, who="BiasEstimator.fit", gold_probability=gold_probability)
         data.require_both_sources("BiasEstimator")
         need = _MIN_ROWS_PER_FOLD * self.cv
@@ -270,7 +270,7 @@ class BiasEstimator(BaseEstimator):
                 p = data.gold_probability
                 data.gold_probability = p / (p + (1 - p) * kept)
         X, o, t = data.X, pooled_outcome(data.gain, data.is_gold, self.scale_), data.treatment
-        self.min_propensity_ = self._min_propensity_for(data)
+        self.min_propensity_ = self.propensity_clip(data)
         seed = as_seed(self.random_state)
         known = data.gold_probability is not None
         W = data.gold_probability.reshape(-1, 1) if known else None
@@ -323,7 +323,7 @@ class BiasEstimator(BaseEstimator):
             self.final_stage_ = self.model_final if isinstance(self.model_final, str) else (
                 "stack" if self.model_final is None else "custom")
             if self.final_stage_ == "stack":
-                self.selection_ = _stack_summary(est.model_final_)
+                self.selection_ = _stack_summary(fitted_final_stage(est))
 
         if self._family == "r":
             tau = np.asarray(est.effect(X), dtype=float).reshape(-1)
@@ -335,7 +335,9 @@ class BiasEstimator(BaseEstimator):
         est._cached_values = None  # release the cached copy of the training data
         return self
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """Check the parameters (a DataError names the one at fault). ``fit`` calls it first, and
+        so does :func:`causal_router.validate.refute`, which uses the settings without fitting."""
         if self.learner not in LEARNERS:
             raise DataError(f"learner must be one of {tuple(LEARNERS)}, got {self.learner!r}")
         if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
@@ -347,8 +349,9 @@ class BiasEstimator(BaseEstimator):
         if isinstance(self.model_final, str) and self.model_final not in FINAL_STAGES:
             raise DataError(f"model_final must be a regressor or one of {FINAL_STAGES}, got {self.model_final!r}")
 
-    def _min_propensity_for(self, data: EvalData) -> float:
-        """The clip level: ``min_propensity``, or a tenth of the smaller source's share (>= 1e-6)."""
+    def propensity_clip(self, data: EvalData) -> float:
+        """The propensity clip level for ``data``: ``min_propensity``, or a tenth of the smaller
+        source's share of the rows (at least 1e-6)."""
         if self.min_propensity is not None:
             return self.min_propensity
         return max(1e-6, 0.1 * min(data.n_gold, data.n_preference) / len(data))
@@ -429,6 +432,15 @@ def _bias_rows(is_gold: np.ndarray, seed) -> np.ndarray:
         return np.arange(len(is_gold))
     keep = np.random.default_rng(seed).choice(pref, size=cap, replace=False)
     return np.sort(np.concatenate([gold, keep]))
+
+
+def fitted_final_stage(econml_estimator):
+    """The fitted final-stage model of a fitted econml NonParamDML or DRLearner (binary treatment).
+
+    NonParamDML exposes it as ``model_final_``; DRLearner's ``model_final_`` is the unfitted
+    template and the fitted model is ``fitted_models_final[0]``."""
+    models = getattr(econml_estimator, "fitted_models_final", None)
+    return models[0] if models else econml_estimator.model_final_
 
 
 def _stack_summary(stack) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from joblib import delayed
 
 from . import evaluate
 from ._parallel import run_parallel
+from ._utils import to_jsonable
 from ._validation import DataError
 from .baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
 from .bias import BiasEstimator
@@ -107,22 +108,16 @@ class ExperimentResult:
     summary: pd.DataFrame
 
     def save(self, folder) -> Path:
-        """Write runs.csv, curves.csv, summary.csv / .json and the two figures to ``folder``."""
-        from .plotting import plot_experiment_curves
-
+        """Write runs.csv, curves.csv, summary.csv and summary.json (no NaN: missing numbers are
+        null) to ``folder`` (created if missing); returns it as a Path. The figures:
+        :func:`causal_router.report.save_experiment`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.runs.to_csv(folder / "runs.csv", index=False)
         self.curves.to_csv(folder / "curves.csv", index=False)
         self.summary.to_csv(folder / "summary.csv")
         (folder / "summary.json").write_text(json.dumps(
-            json.loads(self.summary.to_json(orient="index")), indent=2))
-        for metric, name in (("efficiency_gain", "efficiency_gain.png"), ("oracle_share", "oracle_share.png")):
-            fig = plot_experiment_curves(self.curves, metric)
-            fig.savefig(folder / name, dpi=150, bbox_inches="tight")
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
+            to_jsonable(self.summary.to_dict(orient="index")), indent=2, allow_nan=False))
         return folder
 
 

@@ -245,10 +245,16 @@ class DuplicateAwareKFold:
         plain = StratifiedKFold(self.n_splits, shuffle=True, random_state=self.random_state)
         _, first, inverse, counts = np.unique(X, axis=0, return_index=True, return_inverse=True,
                                               return_counts=True)
-        inverse = inverse.reshape(-1)
         if len(first) == len(X) or counts.max() > len(X) / (2 * self.n_splits):
             yield from plain.split(X, y)
             return
+        # representatives in the order of their first row, not np.unique's lexicographic order, so
+        # that the folds do not depend on the order of the columns (dowhy's is a set's order)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        inverse = rank[inverse.reshape(-1)]
+        first = first[order]
         try:
             rep_folds = list(plain.split(X[first], y[first]))
         except ValueError:  # too few representatives of a class: fall back to plain folds

@@ -7,6 +7,7 @@ import pytest
 
 from causal_router.datasets import feature_columns, make_semi_synthetic
 from causal_router.experiment import run_experiment
+from causal_router.report import save_experiment
 
 METHODS = ["meta_r", "pooled", "gold_only", "all_golden", "random"]
 
@@ -50,7 +51,7 @@ def test_tables_and_summary(result):
 
 
 def test_save_writes_tables_and_figures(result, tmp_path):
-    folder = result.save(tmp_path / "exp")
+    folder = save_experiment(result, tmp_path / "exp")
     for name in ("runs.csv", "curves.csv", "summary.csv", "summary.json", "efficiency_gain.png", "oracle_share.png"):
         assert (folder / name).exists(), name
     summary = json.loads((folder / "summary.json").read_text())

@@ -240,6 +240,7 @@ def experiment(args) -> int:
     """The paper's Monte Carlo experiment on the generator or a real data set."""
     from .._parallel import connect_ray
     from ..experiment import DEFAULT_METHODS, run_experiment
+    from ..report import save_experiment
 
     out = check_out_dir(args.out)
     frame, features, pair = _experiment_data(args)
@@ -249,7 +250,7 @@ def experiment(args) -> int:
     result = run_experiment(frame, features, methods=methods, n_runs=args.runs, n_gold=args.n_gold,
                             n_test=args.n_test, pair=pair, n_jobs=args.n_jobs, backend=args.backend,
                             random_state=args.seed)
-    result.save(out)
+    save_experiment(result, out)
     cols = ["n_runs", "oracle_share", "oracle_share_se", "peak_efficiency_gain", "efficiency_auc", "apgr",
             "gap_closed_oracle_share", "gap_closed_peak_efficiency_gain"]
     _print_table(result.summary[[c for c in cols if c in result.summary]])
