@@ -138,7 +138,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
     Input ``X`` of :meth:`fit` / :meth:`transform`: a sequence of n query strings (list, Series,
     1-d array), or a DataFrame holding a column of texts (``text_column``) and, when
     ``pair_column`` is set, a column of model-pair labels. Output: an array of shape
-    (n, n_components_ [+ #pairs]): the text features, then one 0/1 indicator per fitted pair
+    ``(n, n_components_ + #pairs)``: the text features, then one 0/1 indicator per fitted pair
     (when more than one pair was seen in fit).
 
     Parameters
@@ -166,7 +166,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     n_components_ : int, the text-feature dimension actually used.
-    components_ : ndarray (n_components_, vocabulary size or 384), the SVD / PCA projection.
+    components_ : ndarray ``(n_components_, vocabulary size or 384)``, the SVD / PCA projection.
     mean_ : ndarray (384,), the embeddings' mean subtracted before PCA (minilm only).
     vectorizer_ : fitted TfidfVectorizer (tfidf-svd only); ``vectorizer_.idf_`` its idf weights.
     pairs_ : ndarray of str, sorted distinct pair labels seen in fit (empty without ``pair_column``).
@@ -353,7 +353,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """Features of ``X`` (unseen texts allowed; pairs must be among ``pairs_``), shape
-        (n, n_components_ [+ #pairs_ when more than one])."""
+        ``(n, n_components_ + #pairs_)``, pairs only when more than one was fitted."""
         check_is_fitted(self, "components_")
         texts, pairs = self._inputs(X, fitting=False)
         indicators = self._indicators(pairs, len(texts))
@@ -477,7 +477,7 @@ def featurize_queries(frame: pd.DataFrame, text_column: str = "query_text", pair
 
     Returns
     -------
-    X : ndarray of shape (n_rows, n_components_ [+ #pairs]), rows in frame order.
+    X : ndarray of shape ``(n_rows, n_components_ + #pairs)``, rows in frame order.
     feature_names : list of str, ``text_*`` then ``pair=*``.
     featurizer : the fitted featurizer.
     """

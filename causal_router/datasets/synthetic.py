@@ -36,7 +36,7 @@ def _bias(X: np.ndarray) -> np.ndarray:
 
 
 def feature_columns(d: int) -> list[str]:
-    """Names of the generator's feature columns, ``x0 .. x{d-1}``."""
+    """Names of the generator's feature columns: ``x0``, ``x1``, ..., ``x{d-1}``."""
     return [f"x{j}" for j in range(d)]
 
 
