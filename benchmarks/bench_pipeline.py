@@ -2,6 +2,9 @@
 
     python benchmarks/bench_pipeline.py reference --splits 20     # ours vs the paper's procedure
     python benchmarks/bench_pipeline.py scale --sizes 5000 50000 500000 1000000
+    python benchmarks/bench_pipeline.py scale --sizes 1000000 10000000
+    python benchmarks/bench_pipeline.py subsample                 # preference rows the bias model needs
+    python benchmarks/bench_pipeline.py fittime --splits 10       # the default fit at n=5000, d=50
     python benchmarks/bench_pipeline.py routing                   # throughput and latency
     python benchmarks/bench_pipeline.py refute                    # wall time of the refutation suite
 
@@ -12,15 +15,23 @@ random-forest final stage, then a random-forest refit on gold plus corrected pre
 against our default ``MetaRouter()`` on the generator (n=5000, d=50, 100 gold, 500 test), over
 the same splits in the same run: fit time ratio, oracle share and efficiency AUC of both.
 
-``scale``: wall time and peak RSS of one default fit (bias + refit) at each number of
+``scale``: wall and CPU time and peak RSS of one default fit (bias + refit) at each number of
 preference rows, d = 50, with 100 gold rows and with 1% gold rows; each size runs in a fresh
-process so that peak RSS is that fit's own.
+process so that peak RSS is that fit's own (data generated in blocks, features passed as
+float32: the peak includes EvalData's float64 copy of them).
+
+``subsample``: oracle share (5,000 test queries) and RMSE of the bias against the truth when
+the bias model sees at most ``cap`` preference rows of 100k (the gain model sees all), for 100
+and 2,000 gold rows: the measurement behind the cap in ``causal_router.bias``.
+
+``fittime``: wall and CPU seconds of ``MetaRouter().fit`` at n=5000, d=50, 100 gold rows, with
+the machine's load average (the wall time depends on what else runs).
 
 ``routing``: ``route`` on 100k queries (median and best of 7 batches, after the first calls
 that compile or load the numba kernels), LightGBM's own ``predict`` for comparison, and the
 latency of 2,000 single-query calls.
 
-``refute``: wall time of ``causal_router.refute.refute`` (default suite; ``--thorough`` for the
+``refute``: wall time of ``causal_router.validate.refute`` (default suite; ``--thorough`` for the
 publication-grade one) on the generator, n=5000, d=50, with 100 and 250 gold rows, for each
 ``--n-jobs``; also prints whether every refuter passed.
 """
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -59,6 +71,7 @@ def cmd_reference(args) -> None:
     from tqdm import tqdm
 
     from causal_router import MetaRouter
+    from causal_router.data import pooled_outcome
     from causal_router.datasets import make_semi_synthetic, reveal_split
     from causal_router.evaluate import efficiency_auc, efficiency_curve, oracle_share
 
@@ -71,7 +84,9 @@ def cmd_reference(args) -> None:
         ours = MetaRouter(random_state=seed).fit(data)
         t_ours = time.perf_counter() - t0
         t0 = time.perf_counter()
-        paper = paper_meta_router(data.X, data.outcome, data.treatment, data.scale_, random_state=seed)
+        scale = ours.scale_
+        paper = paper_meta_router(data.X, pooled_outcome(data.gain, data.is_gold, scale), data.treatment, scale,
+                                  random_state=seed)
         t_paper = time.perf_counter() - t0
         for name, pred, secs in (("ours", ours.predict_gain(split.test_X), t_ours),
                                  ("paper", paper(split.test_X), t_paper)):
@@ -88,32 +103,95 @@ def cmd_reference(args) -> None:
 
 
 # ---------------------------------------------------------------------------- scale
-def _one_size(n_pref: int, gold: str) -> dict:
-    from causal_router import EvalData, MetaRouter
+def _generate(n: int, d: int, seed: int, block: int = 500_000):
+    """Features (float32, to halve the peak: EvalData copies them to float64) and both gains of
+    the built-in generator, drawn in blocks of ``block`` rows so that no frame of n rows exists."""
     from causal_router.datasets import make_semi_synthetic
 
+    X = np.empty((n, d), dtype=np.float32)
+    gold, pref = np.empty(n), np.empty(n)
+    for i, start in enumerate(range(0, n, block)):
+        frame = make_semi_synthetic(min(block, n - start), d, random_state=seed + i)
+        stop = start + len(frame)
+        X[start:stop] = frame[[f"x{j}" for j in range(d)]].to_numpy()
+        gold[start:stop], pref[start:stop] = frame["gold_gain"], frame["pref_gain"]
+    return X, gold, pref
+
+
+def _one_size(n_pref: int, gold: str) -> dict:
+    from causal_router import EvalData, MetaRouter
+
     n_gold = 100 if gold == "100" else max(100, n_pref // 99)
-    frame = make_semi_synthetic(n_pref + n_gold, 50, random_state=0)
-    X = frame[[f"x{j}" for j in range(50)]].to_numpy()
-    is_gold = np.zeros(len(frame), dtype=bool)
+    X, gold_gain, pref_gain = _generate(n_pref + n_gold, 50, seed=0)
+    is_gold = np.zeros(len(X), dtype=bool)
     is_gold[:n_gold] = True
-    gain = np.where(is_gold, frame["gold_gain"], frame["pref_gain"])
-    del frame
-    data = EvalData(X, gain, is_gold)
-    del X
-    t0 = time.perf_counter()
-    MetaRouter(random_state=0).fit(data)
-    secs = time.perf_counter() - t0
+    data = EvalData(X, np.where(is_gold, gold_gain, pref_gain), is_gold)
+    del X, gold_gain, pref_gain
+    t0, c0 = time.perf_counter(), time.process_time()
+    router = MetaRouter(random_state=0).fit(data)
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB -> GiB
-    return {"n_pref": n_pref, "n_gold": n_gold, "seconds": round(secs, 2), "peak_rss_gib": round(peak, 2)}
+    return {"n_pref": n_pref, "n_gold": n_gold, "bias_rows": len(router.bias_.sample_index_),
+            "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "peak_rss_gib": round(peak, 2)}
 
 
 def cmd_scale(args) -> None:
     for n in args.sizes:
-        for gold in ("100", "1%"):
+        for gold in args.gold:
             out = subprocess.run([sys.executable, __file__, "_one", str(n), gold], capture_output=True, text=True)
             line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-500:]
             print(line, flush=True)
+
+
+# ---------------------------------------------------------------------------- subsample / fittime
+def cmd_subsample(args) -> None:
+    """Oracle share and bias error when the bias model sees only ``cap`` preference rows (the
+    gain model sees all), on the built-in generator: the measurement behind the cap in bias.py."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    import causal_router.bias as bias_module
+    from causal_router import MetaRouter
+    from causal_router.datasets import make_semi_synthetic, reveal_split
+    from causal_router.evaluate import oracle_share
+
+    rows = []
+    configs = [(g, c, s) for g in args.gold for c in args.caps for s in range(args.seeds)]
+    for n_gold, cap, seed in tqdm(configs, desc="fits"):
+        frame = make_semi_synthetic(args.n_pref + n_gold + 5000, 50, random_state=seed)
+        split = reveal_split(frame, n_gold=n_gold, n_test=5000, random_state=seed)
+        bias_module.PREFERENCE_ROWS_MIN, bias_module.PREFERENCE_ROWS_PER_GOLD = min(cap, args.n_pref), 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        router = MetaRouter(random_state=seed).fit(split.train)
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        test = frame.iloc[split.test_index]
+        truth = test["psi"].to_numpy() - test["eta"].to_numpy() / router.scale_
+        err = router.bias_.effect(split.test_X) - truth
+        rows.append({"n_gold": n_gold, "cap": min(cap, args.n_pref), "seed": seed, "seconds": secs, "cpu_seconds": cpu,
+                     "oracle_share": oracle_share(router.predict_gain(split.test_X), split.test_gold),
+                     "bias_rmse": float(np.sqrt(np.mean(err ** 2)))})
+    table = pd.DataFrame(rows).groupby(["n_gold", "cap"])[["oracle_share", "bias_rmse", "cpu_seconds", "seconds"]]
+    print(table.agg(["mean", "std"]).round(4).to_string())
+
+
+def cmd_fittime(args) -> None:
+    """Wall and CPU time of the default MetaRouter().fit at n=5000, d=50 (100 gold), per split."""
+    from causal_router import MetaRouter
+    from causal_router.datasets import make_semi_synthetic, reveal_split
+
+    frame = make_semi_synthetic(5000, 50, random_state=0)
+    MetaRouter(random_state=0).fit(reveal_split(frame, random_state=0).train)  # warm-up: imports, numba cache
+    wall, cpu = [], []
+    for seed in range(args.splits):
+        data = reveal_split(frame, n_gold=100, n_test=500, random_state=seed).train
+        t0, c0 = time.perf_counter(), time.process_time()
+        MetaRouter(random_state=seed).fit(data)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    print(json.dumps({"fits": args.splits, "wall_median_s": round(float(np.median(wall)), 2),
+                      "wall_min_s": round(min(wall), 2), "wall_max_s": round(max(wall), 2),
+                      "cpu_median_s": round(float(np.median(cpu)), 2),
+                      "load_average_1min": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}))
 
 
 # ---------------------------------------------------------------------------- routing
@@ -155,7 +233,7 @@ def cmd_routing(args) -> None:
 # ---------------------------------------------------------------------------- refutations
 def cmd_refute(args) -> None:
     from causal_router.datasets import make_semi_synthetic, reveal_split
-    from causal_router.refute import refute
+    from causal_router.validate import refute
 
     frame = make_semi_synthetic(5000, 50, random_state=0)
     for n_gold in (100, 250):
@@ -179,7 +257,17 @@ def main() -> None:
     p.set_defaults(func=cmd_reference)
     p = sub.add_parser("scale")
     p.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000, 500000, 1000000])
+    p.add_argument("--gold", nargs="+", default=["100", "1%"], choices=["100", "1%"])
     p.set_defaults(func=cmd_scale)
+    p = sub.add_parser("subsample")
+    p.add_argument("--n-pref", type=int, default=100_000)
+    p.add_argument("--gold", type=int, nargs="+", default=[100, 2000])
+    p.add_argument("--caps", type=int, nargs="+", default=[10_000, 25_000, 50_000, 100_000])
+    p.add_argument("--seeds", type=int, default=3)
+    p.set_defaults(func=cmd_subsample)
+    p = sub.add_parser("fittime")
+    p.add_argument("--splits", type=int, default=10)
+    p.set_defaults(func=cmd_fittime)
     p = sub.add_parser("routing")
     p.set_defaults(func=cmd_routing)
     p = sub.add_parser("refute")

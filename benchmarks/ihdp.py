@@ -44,7 +44,7 @@ from joblib import delayed
 
 from causal_router import BiasEstimator
 from causal_router._parallel import run_parallel
-from causal_router.data import EvalData
+from causal_router.data import EvalData, fitted_scale, pooled_outcome
 from causal_router.datasets import make_semi_synthetic, reveal_split
 
 SETTINGS = ("ihdp_a", "ihdp_b", "selected", "random")
@@ -64,17 +64,19 @@ TARGETS = {"coverage": 0.90, "ate_error": 0.25, "pehe": 2.1, "pehe_stretch": 1.0
 
 # ---------------------------------------------------------------------------- settings
 def load_setting(setting: str, rep: int, n: int, d: int):
-    """(train EvalData, true effect on the training rows, X held out, true effect held out).
+    """(train EvalData, scale setting, true effect on the training rows, X held out, true effect
+    held out).
 
-    True effects are on the gold scale of the fitted data (for the generator: psi - eta / c)."""
+    True effects are on the gold scale of the fitted data (for the generator: psi - eta / c, c the
+    scale constant every method fits on these rows)."""
     if setting.startswith("ihdp"):
         from econml.data.dgps import ihdp_surface_A, ihdp_surface_B
 
         Y, T, X, tau = (ihdp_surface_A if setting == "ihdp_a" else ihdp_surface_B)(random_state=rep)
         held = np.zeros(len(Y), dtype=bool)
         held[np.random.default_rng(rep).permutation(len(Y))[: len(Y) // 10]] = True
-        data = EvalData(X[~held], Y[~held], T[~held].astype(bool), scale=None)
-        return data, tau[~held], X[held], tau[held]
+        data = EvalData(X[~held], Y[~held], T[~held].astype(bool))
+        return data, None, tau[~held], X[held], tau[held]
     frame = make_semi_synthetic(n, d, random_state=rep)
     features = [f"x{j}" for j in range(d)]
     if setting == "random":
@@ -89,24 +91,24 @@ def load_setting(setting: str, rep: int, n: int, d: int):
         p = 1 / (1 + np.exp(-(np.log(0.01) + x[:, 10] + 1.5 * (x[:, 1] > 0))))
         gold = rng.random(len(train)) < p
         data = EvalData(x, np.where(gold, train["gold_gain"], train["pref_gain"]), gold, feature_names=features)
-    c = data.scale_
+    c = fitted_scale(data, "variance")
 
     def truth(rows):
         return rows["psi"].to_numpy() - rows["eta"].to_numpy() / c
 
-    return data, truth(train), test[features].to_numpy(), truth(test)
+    return data, "variance", truth(train), test[features].to_numpy(), truth(test)
 
 
 # ---------------------------------------------------------------------------- methods
-def fit_method(method: str, data: EvalData, seed: int):
+def fit_method(method: str, data: EvalData, scale, seed: int):
     """Fitted model -> (effect function, (estimate, lower, upper) of the average, extra columns)."""
-    c = data.scale_
+    c = fitted_scale(data, scale)
     if method in LEARNERS:
-        est = BiasEstimator(method, random_state=seed).fit(data)
+        est = BiasEstimator(method, scale=scale, random_state=seed).fit(data)
         ate = est.ate()
         extra = {k: float(ate[k]) for k in ate.index if k not in ("estimate", "std_error", "lower", "upper")}
         return est.effect, (ate["estimate"], ate["lower"], ate["upper"]), extra
-    X, o, t = data.X, data.outcome, data.treatment
+    X, o, t = data.X, pooled_outcome(data.gain, data.is_gold, c), data.treatment
     if method == "econml_cf":
         from econml.dml import CausalForestDML
 
@@ -126,12 +128,12 @@ def fit_method(method: str, data: EvalData, seed: int):
 def run_one(setting: str, rep: int, methods, n: int, d: int) -> list[dict]:
     """Every method on one run of one setting."""
     warnings.filterwarnings("ignore")
-    data, tau, X_held, tau_held = load_setting(setting, rep, n, d)
+    data, scale, tau, X_held, tau_held = load_setting(setting, rep, n, d)
     truth = float(np.mean(tau))
     rows = []
     for method in methods:
         t0 = time.perf_counter()
-        effect, (est, lower, upper), extra = fit_method(method, data, rep)
+        effect, (est, lower, upper), extra = fit_method(method, data, scale, rep)
         seconds = time.perf_counter() - t0
         rows.append({
             "setting": setting, "method": method, "rep": rep, "n_train": len(data), "n_gold": data.n_gold,

@@ -9,21 +9,29 @@ the row's leaf is the lowest bit left set. Measured with ``benchmarks/bench_pipe
 routing``: see README "Measured results".
 
 It reproduces LightGBM's predictions exactly (the split rule ``x <= threshold`` goes left,
-the trees' leaf values are summed in LightGBM's order) for what it supports: numerical splits
-without missing-value handling (``missing_type`` "None": what LightGBM learns from finite
-data), at most 64 leaves per tree, one output, an identity-link objective. For anything else
-:func:`compile_lightgbm` returns None and the caller keeps LightGBM's own ``predict``.
+the trees' leaf values are summed in LightGBM's order) for what it supports: gradient boosting
+(``gbdt``; not ``rf``, whose output is an average, nor ``dart``), constant leaves (no
+``linear_tree``), numerical splits without missing-value handling (``missing_type`` "None":
+what LightGBM learns from finite data), at most 64 leaves per tree, one output, an
+identity-link objective without output transformation (not ``reg_sqrt``). For anything else
+:func:`compile_lightgbm` returns None and the caller keeps LightGBM's own ``predict``. Every
+compilation is checked at compile time: the compiled trees must give LightGBM's predictions
+bit for bit on rows placed at, just below and just above every split threshold and on random
+rows spanning the thresholds; otherwise None.
 """
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
-__all__ = ["CompiledTrees", "compile_lightgbm"]
+__all__ = ["CompiledTrees", "compile_lightgbm", "compiled_model"]
 
 _IDENTITY_OBJECTIVES = ("regression", "regression_l2", "l2", "mse", "regression_l1", "l1", "huber", "fair",
                         "quantile")
 _ALL = (1 << 64) - 1
+_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold
 #: Rows per block: the block's features stay in cache while every tree is applied to it.
 BLOCK = 256
 #: From this many rows the kernel runs in parallel over blocks (numba threads).
@@ -52,6 +60,9 @@ class CompiledTrees:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X must have shape (n, {self.n_features}), got {X.shape}")
+        # LightGBM reads rows as sparse (index, value) pairs and drops |value| <= kZeroThreshold
+        # (1e-35 as a float32): such values reach the trees as 0
+        X = np.where(np.abs(X) <= _ZERO_THRESHOLD, 0.0, X)
         XT = np.ascontiguousarray(X.T)  # (n_features, n): a split reads one contiguous run per block
         out = np.empty(len(X))
         kernel = _kernels()[len(X) >= PARALLEL_MIN_ROWS]
@@ -71,14 +82,20 @@ def compile_lightgbm(model) -> CompiledTrees | None:
     if not hasattr(booster, "dump_model"):
         return None
     dump = booster.dump_model()
-    objective = str(dump.get("objective") or "").split(" ")[0]
-    if dump.get("num_tree_per_iteration", 1) != 1 or objective not in _IDENTITY_OBJECTIVES:
+    objective_words = str(dump.get("objective") or "").split(" ")
+    params = getattr(booster, "params", {}) or {}
+    if (dump.get("num_tree_per_iteration", 1) != 1 or objective_words[0] not in _IDENTITY_OBJECTIVES
+            or "sqrt" in objective_words or dump.get("average_output", False)
+            or str(params.get("boosting", params.get("boosting_type", "gbdt"))) not in ("gbdt", "gbrt")
+            or params.get("linear_tree", False)):
         return None
     feature, threshold, mask, node_start, leaf_start, leaf_value = [], [], [], [0], [0], []
 
     def walk(node) -> int:
         """Append the subtree's splits (pre-order) and leaves (in order); return its leaf count."""
         if "leaf_value" in node:
+            if "leaf_coeff" in node or "leaf_features" in node:  # a linear leaf
+                raise _Unsupported
             leaf_value.append(float(node["leaf_value"]))
             return 1
         if node.get("decision_type") != "<=" or node.get("missing_type", "None") != "None":
@@ -100,8 +117,51 @@ def compile_lightgbm(model) -> CompiledTrees | None:
             leaf_start.append(len(leaf_value))
     except _Unsupported:
         return None
-    return CompiledTrees(feature, threshold, np.array(mask, dtype=np.uint64), node_start, leaf_start, leaf_value,
-                         dump["max_feature_idx"] + 1)
+    compiled = CompiledTrees(feature, threshold, np.array(mask, dtype=np.uint64), node_start, leaf_start,
+                             leaf_value, dump["max_feature_idx"] + 1)
+    rows = _probe_rows(compiled)
+    if not np.array_equal(compiled.predict(rows), np.asarray(booster.predict(rows), dtype=float).reshape(-1)):
+        return None
+    return compiled
+
+
+def _probe_rows(trees: CompiledTrees, n_random: int = 512) -> np.ndarray:
+    """Rows that exercise every split: each threshold, just below and just above it (one
+    feature at a time, the others at random values), and random rows spanning the thresholds."""
+    rng = np.random.default_rng(0)
+    d = trees.n_features
+    lo = np.zeros(d)
+    hi = np.ones(d)
+    for j in range(d):
+        t = trees.threshold[trees.feature == j]
+        if len(t):
+            lo[j], hi[j] = t.min() - 1.0, t.max() + 1.0
+    random_rows = rng.uniform(lo, hi, size=(n_random, d))
+    probes = []
+    for s in range(min(len(trees.feature), 4096)):
+        base = random_rows[s % n_random]
+        for value in (np.nextafter(trees.threshold[s], -np.inf), trees.threshold[s],
+                      np.nextafter(trees.threshold[s], np.inf)):
+            row = base.copy()
+            row[trees.feature[s]] = value
+            probes.append(row)
+    return np.vstack([random_rows, *([np.array(probes)] if probes else [])])
+
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_model(model) -> CompiledTrees | None:
+    """:func:`compile_lightgbm` of ``model``, computed once per fitted model object and cached
+    beside it (a refit makes a new model object, so stale trees are never used)."""
+    try:
+        cached = _CACHE.get(model)
+    except TypeError:  # an unhashable or unreferenceable model: no cache
+        return compile_lightgbm(model)
+    if cached is None:
+        cached = compile_lightgbm(model) or False
+        _CACHE[model] = cached
+    return cached or None
 
 
 class _Unsupported(Exception):

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from joblib import Parallel, parallel_config
 
-__all__ = ["run_parallel"]
+__all__ = ["run_parallel", "connect_ray"]
 
 
 def run_parallel(tasks: Iterable, *, n_jobs: int | None, backend: str = "loky", progress: bool = True,
@@ -28,3 +28,11 @@ def run_parallel(tasks: Iterable, *, n_jobs: int | None, backend: str = "loky", 
     with parallel_config(backend=backend, n_jobs=n_jobs):
         results = Parallel(return_as="list" if backend == "ray" else "generator")(tasks)
         return list(tqdm(results, total=len(tasks), desc=desc, unit=unit, disable=not progress))
+
+
+def connect_ray(address: str | None = None) -> None:
+    """Connect to the Ray cluster at ``address`` ("ray://head:10001", "auto") or start a local one
+    (None); a second call in the same process keeps the first connection. Extra ``[ray]``."""
+    import ray
+
+    ray.init(address=address, ignore_reinit_error=True)

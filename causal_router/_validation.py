@@ -13,16 +13,31 @@ import pandas as pd
 
 __all__ = [
     "DataError",
+    "NonNumericError",
     "as_float_matrix",
     "as_float_vector",
     "check_consistent_length",
     "check_columns",
     "check_random_state",
+    "check_unique_names",
+    "check_features",
+    "check_same_index",
+    "MAX_ABS_VALUE",
 ]
 
 
 class DataError(ValueError):
     """Raised for bad input data: the message names the argument or column and the problem."""
+
+
+class NonNumericError(DataError, TypeError):
+    """Input that cannot be read as numbers (also a TypeError, as numpy and scikit-learn raise)."""
+
+
+#: Largest magnitude accepted in features and gains. Squares and sums of squares of such values
+#: stay finite with a wide margin (1e200 x n rows << 1.8e308); larger values overflow in the
+#: variance, loss and scaling computations of the estimators.
+MAX_ABS_VALUE = 1e100
 
 
 def _describe_nonfinite(values: np.ndarray) -> str:
@@ -36,22 +51,54 @@ def _describe_nonfinite(values: np.ndarray) -> str:
     return " and ".join(parts) + " value" + ("s" if n_nan + n_inf > 1 else "")
 
 
-def as_float_vector(values, name: str) -> np.ndarray:
-    """Return ``values`` as a finite 1-d float array of shape (n,), or raise naming ``name``."""
+def _to_float(values, name: str) -> np.ndarray:
+    """A float copy of ``values``; refuses complex numbers and non-numeric entries, naming ``name``."""
     if isinstance(values, (pd.Series, pd.Index)):
         values = values.to_numpy()
+    if hasattr(values, "toarray") or type(values).__module__.startswith("scipy.sparse"):
+        raise DataError(f"{name}: sparse input is not supported; pass a dense array (e.g. X.toarray())")
+    raw = np.asarray(values)
+    if raw.dtype.kind == "c" or (raw.dtype.kind == "O" and raw.size
+                                 and any(isinstance(v, complex) for v in raw.ravel()[:1000])):
+        raise DataError(f"Complex data not supported: {name} has complex values; only real numbers are accepted")
     try:
-        arr = np.array(values, dtype=float)  # a copy: never a view of the caller's data
-    except (TypeError, ValueError) as exc:
+        return np.array(raw, dtype=float)  # a copy: never a view of the caller's data
+    except TypeError as exc:
+        raise NonNumericError(f"{name} must be numeric: {exc}") from None
+    except ValueError as exc:
         raise DataError(f"{name} must be numeric: {exc}") from None
+
+
+def _check_values(arr: np.ndarray, name: str, columns: Sequence[str] | None = None) -> None:
+    """Raise naming the first column with NaN / infinite values or magnitudes above MAX_ABS_VALUE."""
+    arr2 = arr.reshape(len(arr), -1)
+
+    def label(col: int) -> str:
+        if columns is not None and col < len(columns):
+            return f" (first in feature {columns[col]!r})"
+        return "" if arr.ndim == 1 else f" (first in column {col})"
+
+    finite = np.isfinite(arr2)
+    if not finite.all():
+        col = int(np.where(~finite.all(axis=0))[0][0])
+        raise DataError(f"{name} contains {_describe_nonfinite(arr2)}{label(col)}; remove or impute them first")
+    big = np.abs(arr2) > MAX_ABS_VALUE
+    if big.any():
+        col = int(np.where(big.any(axis=0))[0][0])
+        raise DataError(f"{name} has {int(big.sum())} value(s) of magnitude above {MAX_ABS_VALUE:.0e}{label(col)}, "
+                        "whose squares overflow; rescale them first")
+
+
+def as_float_vector(values, name: str) -> np.ndarray:
+    """Return ``values`` as a finite 1-d float array of shape (n,), or raise naming ``name``."""
+    arr = _to_float(values, name)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.ndim != 1:
         raise DataError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size == 0:
         raise DataError(f"{name} is empty")
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{name} contains {_describe_nonfinite(arr)}; remove or impute them first")
+    _check_values(arr, name)
     return arr
 
 
@@ -59,32 +106,80 @@ def as_float_matrix(values, name: str = "X", columns: Sequence[str] | None = Non
     """Return ``values`` as a finite 2-d float array of shape (n, d), or raise naming the column."""
     if isinstance(values, pd.DataFrame):
         columns = [str(c) for c in values.columns]
+        check_unique_names(columns, f"{name} columns")
         bad = [c for c, dt in zip(values.columns, values.dtypes) if not pd.api.types.is_numeric_dtype(dt)
                and not pd.api.types.is_bool_dtype(dt)]
         if bad:
             raise DataError(f"{name}: column(s) {bad} are not numeric; encode them as numbers first")
+        complex_cols = [c for c, dt in zip(values.columns, values.dtypes) if pd.api.types.is_complex_dtype(dt)]
+        if complex_cols:
+            raise DataError(f"Complex data not supported: {name} column(s) {complex_cols} have complex values")
         values = values.to_numpy(dtype=float)
-    try:
-        arr = np.array(values, dtype=float)  # a copy: never a view of the caller's data
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be numeric: {exc}") from None
-    if arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
+    arr = _to_float(values, name)
     if arr.ndim != 2:
-        raise DataError(f"{name} must be two-dimensional (n_rows, n_features), got shape {arr.shape}")
+        raise DataError(f"{name} must be two-dimensional (n_rows, n_features), got shape {arr.shape}. Reshape your "
+                        "data with array.reshape(-1, 1) for a single feature or array.reshape(1, -1) for one row")
     if arr.shape[0] == 0:
         raise DataError(f"{name} has no rows")
     if arr.shape[1] == 0:
-        raise DataError(f"{name} has no feature columns")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        col = int(np.where(~finite.all(axis=0))[0][0])
-        label = columns[col] if columns is not None and col < len(columns) else f"column {col}"
-        raise DataError(
-            f"{name} contains {_describe_nonfinite(arr)} (first in feature {label!r}); "
-            "remove or impute them first"
-        )
+        raise DataError(f"{name} has 0 feature(s) (shape=({arr.shape[0]}, 0)) while a minimum of 1 is required.")
+    _check_values(arr, name, columns)
     return arr
+
+
+def check_unique_names(names: Sequence[str], what: str) -> None:
+    """Raise naming the repeated entries of ``names``."""
+    seen, repeated = set(), []
+    for n in names:
+        if n in seen and n not in repeated:
+            repeated.append(n)
+        seen.add(n)
+    if repeated:
+        raise DataError(f"{what} repeat the name(s) {repeated[:10]}; every column needs its own name")
+
+
+def check_same_index(what: str, **objects) -> None:
+    """Raise if the pandas objects among ``objects`` carry different row indexes (rows would be
+    paired by position, silently, where the indexes say otherwise)."""
+    indexed = {k: v.index for k, v in objects.items() if isinstance(v, (pd.Series, pd.DataFrame))}
+    if len(indexed) < 2:
+        return
+    names = list(indexed)
+    first = indexed[names[0]]
+    for k in names[1:]:
+        if len(indexed[k]) == len(first) and not indexed[k].equals(first):
+            raise DataError(
+                f"{what}: {names[0]} and {k} have different row indexes; align them (or pass "
+                "numpy arrays / reset_index(drop=True)) so that rows are not paired by position by mistake")
+
+
+def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
+    """Features at prediction time as a float array (n, d) in the order they were fitted in.
+
+    ``who`` names the fitted model in messages (its class name).
+
+    A DataFrame is matched by column name, as scikit-learn does: the same names in another order
+    are reordered; missing or unexpected names raise :class:`DataError` naming them. An array is
+    taken by position and must have ``len(feature_names)`` columns.
+    """
+    names = [str(n) for n in feature_names]
+    if isinstance(X, pd.DataFrame):
+        columns = [str(c) for c in X.columns]
+        check_unique_names(columns, "X columns")
+        if columns != names:
+            missing = [n for n in names if n not in columns]
+            extra = [c for c in columns if c not in names]
+            if missing or extra:
+                raise DataError(
+                    f"X has other feature columns than {who} was fitted with: missing {missing[:10]}"
+                    f"{' ...' if len(missing) > 10 else ''}, unexpected {extra[:10]}{' ...' if len(extra) > 10 else ''}"
+                    " (pass a DataFrame with the fitted column names, or an array in the fitted order)")
+            X = X[[X.columns[columns.index(n)] for n in names]]
+        return as_float_matrix(X, "X")
+    X = as_float_matrix(X, "X")
+    if X.shape[1] != len(names):
+        raise DataError(f"X has {X.shape[1]} features, but {who} is expecting {len(names)} features as input")
+    return X
 
 
 def check_consistent_length(**arrays) -> int:
@@ -102,8 +197,7 @@ def check_columns(frame: pd.DataFrame, required: Iterable[str], what: str = "dat
         raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        shown = list(frame.columns)[:12]
-        raise DataError(f"{what} is missing column(s) {missing}; available columns start {shown}")
+        raise DataError(f"{what} is missing column(s) {missing}; available columns: {list(frame.columns)}")
 
 
 def check_random_state(random_state) -> np.random.Generator:

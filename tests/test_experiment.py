@@ -7,6 +7,7 @@ import pytest
 
 from causal_router.datasets import feature_columns, make_semi_synthetic
 from causal_router.experiment import run_experiment
+from causal_router.report import save_experiment
 
 METHODS = ["meta_r", "pooled", "gold_only", "all_golden", "random"]
 
@@ -39,8 +40,10 @@ def test_tables_and_summary(result):
     assert (summary["n_runs"] == 3).all()
     for col in ("oracle_share", "peak_efficiency_gain", "efficiency_auc", "apgr", "gap_closed_oracle_share"):
         assert col in summary
-    assert summary.loc["all_golden", "gap_closed_oracle_share"] == pytest.approx(1.0)
-    assert summary.loc["pooled", "gap_closed_oracle_share"] == pytest.approx(0.0)
+    lo, hi = summary.loc["pooled", "oracle_share"], summary.loc["all_golden", "oracle_share"]
+    assert hi > lo  # on this tiny design the oracle beats Pooled (measured 0.544 vs 0.363)
+    expected = (summary.loc["meta_r", "oracle_share"] - lo) / (hi - lo)
+    assert summary.loc["meta_r", "gap_closed_oracle_share"] == pytest.approx(expected)
     assert summary.loc["all_golden", "oracle_share"] > summary.loc["random", "oracle_share"]
     curves = result.curves
     assert set(curves.columns) == {"run", "method", "ratio", "efficiency_gain", "oracle_share"}
@@ -48,7 +51,7 @@ def test_tables_and_summary(result):
 
 
 def test_save_writes_tables_and_figures(result, tmp_path):
-    folder = result.save(tmp_path / "exp")
+    folder = save_experiment(result, tmp_path / "exp")
     for name in ("runs.csv", "curves.csv", "summary.csv", "summary.json", "efficiency_gain.png", "oracle_share.png"):
         assert (folder / name).exists(), name
     summary = json.loads((folder / "summary.json").read_text())

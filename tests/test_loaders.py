@@ -1,19 +1,23 @@
-"""Real-data loaders against the raw upstream files ($CAUSAL_ROUTER_DATA; .ci/run points it at ../shared/data),
-the same loaders on tiny hand-made folders (always run)."""
+"""Real-data loaders on both routes: the raw upstream files ($CAUSAL_ROUTER_DATA; .ci/run points it at
+../shared/data; skipped without them) and the copy bundled with the package (always run); that the two
+routes give identical frames; the loaders and the bundled-table format on tiny hand-made folders."""
 
 import json
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from causal_router._validation import DataError
-from causal_router.datasets import default_data_dir, load_pandalm, load_prd_vicuna80
+from causal_router.datasets import _bundled, default_data_dir, load_pandalm, load_prd_vicuna80
+from causal_router.datasets.real import PRD_JUDGES
 
 DATA = default_data_dir()
-SKIP_REASON = "real data not found: set CAUSAL_ROUTER_DATA to the folder holding pandalm/ and prd_vicuna80/"
+SKIP_REASON = "raw data not found: set CAUSAL_ROUTER_DATA to the folder holding pandalm/ and prd_vicuna80/"
 COLUMNS = {"query_id", "query_text", "model_p", "model_a", "pair", "gold_gain", "pref_gain",
            "pref_gain_2", "category"}
+ROUTES = ["raw", "bundled"]
 
 
 def _real(name):
@@ -22,14 +26,42 @@ def _real(name):
     return DATA / name
 
 
-@pytest.fixture(scope="module")
-def pandalm():
-    return load_pandalm(_real("pandalm"))
+def _bundled_copy(loader, **kwargs):
+    """``loader`` with no path and $CAUSAL_ROUTER_DATA unset: the copy bundled with the package."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CAUSAL_ROUTER_DATA", raising=False)
+        return loader(**kwargs)
+
+
+def _load(route, loader, name, **kwargs):
+    return loader(_real(name), **kwargs) if route == "raw" else _bundled_copy(loader, **kwargs)
+
+
+@pytest.fixture(scope="module", params=ROUTES)
+def pandalm(request):
+    return _load(request.param, load_pandalm, "pandalm")
+
+
+@pytest.fixture(scope="module", params=ROUTES)
+def prd_route(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def prd():
-    return load_prd_vicuna80(_real("prd_vicuna80"))
+def prd(prd_route):
+    return _load(prd_route, load_prd_vicuna80, "prd_vicuna80")
+
+
+def _bits(values):
+    return np.asarray(values, dtype=np.float64).view(np.int64)
+
+
+def _assert_identical(a, b):
+    """Same columns, dtypes and values (floats bit for bit, so -0.0 is not 0.0) and the same attrs."""
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for col in a.columns[a.dtypes == "float64"]:
+        np.testing.assert_array_equal(_bits(a[col]), _bits(b[col]), err_msg=col)
+    assert a.attrs == b.attrs
 
 
 def _agreement(frame, label):
@@ -45,6 +77,7 @@ def test_pandalm_counts_columns_and_drops(pandalm):
     # 999 items; 25 GPT-3.5 verdicts are "garbage" -> 974 rows (README: ~974)
     assert len(pandalm) == 974 and abs(len(pandalm) - 974) <= 10
     assert pandalm.attrs["dropped"] == {"GPT-3.5 verdict unparseable ('garbage' or not 1/2/Tie)": 25}
+    assert pandalm.attrs["judges"] == {"pref_gain": "gpt-3.5-turbo", "pref_gain_2": "pandalm-7b"}
     assert COLUMNS | {"item_id"} == set(pandalm.columns)
     assert pandalm["item_id"].is_unique and pandalm["pair"].nunique() == 10
     assert pandalm["query_id"].nunique() == 169  # 170 distinct queries, one lost all its rows
@@ -101,6 +134,7 @@ def test_prd_counts_columns_and_drops(prd):
     # (question, pair) combinations with only human votes involve the guanaco models
     assert len(prd) == 800 and abs(len(prd) - 800) <= 10
     assert prd.attrs["dropped"] == {"(question, pair) with human votes but no gpt4 verdict": 1760}
+    assert prd.attrs["judges"] == {"pref_gain": "gpt4", "pref_gain_2": "gpt35"}
     assert COLUMNS | {"question_id", "n_gold_votes", "n_pref_votes"} == set(prd.columns)
     assert prd["pair"].nunique() == 10 and prd["query_id"].nunique() == 80
     assert not prd.duplicated(["query_id", "pair"]).any()
@@ -138,10 +172,13 @@ def test_prd_agreement(prd):
     assert corr == pytest.approx(0.598, abs=0.002)
 
 
-def test_prd_other_judges_and_repeated_runs():
-    root = _real("prd_vicuna80")
-    gpt35 = load_prd_vicuna80(root, judge="gpt35")
+def test_prd_other_judges_and_repeated_runs(prd_route, prd):
+    gpt35 = _load(prd_route, load_prd_vicuna80, "prd_vicuna80", judge="gpt35")
     assert len(gpt35) == 800 and gpt35["pref_gain_2"].notna().all()
+    assert gpt35.attrs["judges"] == {"pref_gain": "gpt35", "pref_gain_2": "gpt4"}
+    # the judges swap roles: GPT-3.5's pref_gain is GPT-4's pref_gain_2 and the other way round
+    np.testing.assert_array_equal(gpt35["pref_gain"], prd["pref_gain_2"])
+    np.testing.assert_array_equal(gpt35["pref_gain_2"], prd["pref_gain"])
     # gpt35 vs gpt4 was judged twice per order by GPT-3.5 (answer-... and answer_... files).
     # q1 (model_p = gpt35): gpt35 first: scores 3, 2 -> 0, -1; gpt4 first: 1, 1 -> -1, -1;
     # order-balanced mean = (-0.5 + -1) / 2 = -0.75. Humans (gpt4-vs-gpt35: 1,1,1) -> -1;
@@ -149,8 +186,10 @@ def test_prd_other_judges_and_repeated_runs():
     r = gpt35.set_index(["question_id", "pair"]).loc[(1, "gpt35|gpt4")]
     assert (r.pref_gain, r.n_pref_votes, r.gold_gain, r.pref_gain_2) == (-0.75, 4, -1.0, -1.0)
     assert gpt35["n_pref_votes"].value_counts().to_dict() == {2: 720, 4: 80}
-    claude = load_prd_vicuna80(root, judge="claude")
-    assert len(claude) == 800
+    claude = _load(prd_route, load_prd_vicuna80, "prd_vicuna80", judge="claude")
+    assert len(claude) == 800 and (claude["n_pref_votes"] == 2).all()
+    np.testing.assert_array_equal(claude["pref_gain_2"], prd["pref_gain"])  # second judge: GPT-4
+    assert claude.attrs["dropped"] == {"(question, pair) with human votes but no claude verdict": 1760}
     _agreement(gpt35, "PRD gold vs GPT-3.5")
     _agreement(claude, "PRD gold vs Claude")
 
@@ -299,3 +338,104 @@ def test_default_data_dir_is_the_env_var_only(monkeypatch, tmp_path):
         default_data_dir()
 
 
+
+
+# ---------------------------------------------------------------------------- the bundled copy
+def test_bundled_copy_is_identical_to_the_raw_files():
+    """Both routes give the same frame, floats bit for bit, and the same attrs (drops, judges)."""
+    _assert_identical(_bundled_copy(load_pandalm), load_pandalm(_real("pandalm")))
+    for judge in PRD_JUDGES:
+        _assert_identical(_bundled_copy(load_prd_vicuna80, judge=judge),
+                          load_prd_vicuna80(_real("prd_vicuna80"), judge=judge))
+
+
+def test_where_the_data_are_read_from(tiny_pandalm, monkeypatch, tmp_path_factory):
+    """Precedence: explicit path > $CAUSAL_ROUTER_DATA/<name> > the bundled copy."""
+    monkeypatch.delenv("CAUSAL_ROUTER_DATA", raising=False)
+    assert len(load_pandalm()) == 974                        # bundled
+    root = tiny_pandalm.parent
+    tiny_pandalm.rename(root / "pandalm")
+    monkeypatch.setenv("CAUSAL_ROUTER_DATA", str(root))
+    assert load_pandalm()["item_id"].tolist() == [0, 1, 5]   # the env var's raw files
+    other = tmp_path_factory.mktemp("elsewhere")
+    with pytest.raises(DataError, match="PandaLM folder not found"):
+        load_pandalm(other / "nope")                         # an explicit path wins over the env var
+    # an env var without the data set's folder fails loudly instead of falling back
+    with pytest.raises(DataError, match="CAUSAL_ROUTER_DATA=.* holds no prd_vicuna80/ folder.*unset it"):
+        load_prd_vicuna80()
+
+
+def _write_bundle(folder, tables):
+    manifest = {"format": 1, "tables": {}}
+    for name, (table, extra) in tables.items():
+        manifest["tables"][name] = {**_bundled.write_table(table, folder, name), **extra}
+    (folder / _bundled.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_bundle_round_trip_on_tiny_folders(tiny_pandalm, tiny_prd, tmp_path_factory):
+    """The build script's path on hand-made data: NaN, 2/3, -0.25, texts with newlines."""
+    pandalm = load_pandalm(tiny_pandalm)
+    prd = {j: load_prd_vicuna80(tiny_prd, judge=j) for j in ("gpt4", "gpt35")}
+    wide = _bundled.prd_wide(prd)
+    assert list(wide.columns[wide.columns.str.startswith("pref_gain")]) == ["pref_gain_gpt4", "pref_gain_gpt35"]
+    assert "pref_gain_2" not in wide and len(wide) == 1
+    out = tmp_path_factory.mktemp("bundle")
+    _write_bundle(out, {"pandalm": (pandalm, {}), "prd_vicuna80": (wide, {})})
+    back, entry = _bundled.read_table("pandalm", out)
+    back.attrs = pandalm.attrs
+    _assert_identical(back, pandalm)
+    assert entry["dtypes"]["item_id"] == "int64" and entry["rows"] == 3
+    wide_back, _ = _bundled.read_table("prd_vicuna80", out)
+    for judge, second in (("gpt4", "gpt35"), ("gpt35", "gpt4")):
+        back = _bundled.prd_for_judge(wide_back, judge, second)
+        back.attrs = prd[judge].attrs
+        _assert_identical(back, prd[judge])
+    with pytest.raises(DataError, match="no verdicts of judge 'claude'"):
+        _bundled.prd_for_judge(wide_back, "claude", "gpt4")
+
+
+def test_bundled_table_keeps_awkward_values_exactly(tmp_path):
+    frame = pd.DataFrame({
+        "text": ["NA", "", 'say "hi", then\nleave', "好 ", "null"],
+        "n": np.array([0, -1, 2**40, 3, 4], dtype=np.int64),
+        "x": [1 / 3, -0.0, np.nan, 0.1 + 0.2, 5e-324],
+        "k": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+    })
+    _write_bundle(tmp_path, {"pandalm": (frame, {})})
+    back, _ = _bundled.read_table("pandalm", tmp_path)
+    _assert_identical(back, frame)
+    first = (tmp_path / "pandalm.csv.gz").read_bytes()
+    _write_bundle(tmp_path, {"pandalm": (frame, {})})
+    assert (tmp_path / "pandalm.csv.gz").read_bytes() == first  # deterministic bytes
+    with pytest.raises(DataError, match="column 'text' has missing text values"):
+        _bundled.write_table(frame.assign(text=["a", None, "b", "c", "d"]), tmp_path, "pandalm")
+
+
+def test_missing_or_altered_bundled_copy_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("CAUSAL_ROUTER_DATA", raising=False)
+    monkeypatch.setattr(_bundled, "DATA", tmp_path)
+    with pytest.raises(DataError, match="bundled real data are missing.*reinstall"):
+        load_pandalm()
+    _write_bundle(tmp_path, {"pandalm": (pd.DataFrame({"a": [1.0]}), {})})
+    table = tmp_path / "pandalm.csv.gz"
+    payload = table.read_bytes()
+    table.write_bytes(payload[:-1] + bytes([payload[-1] ^ 1]))  # one bit flipped
+    with pytest.raises(DataError, match="does not match the checksum in manifest.json"):
+        _bundled.read_table("pandalm")
+    table.unlink()
+    with pytest.raises(DataError, match="bundled copy of pandalm is missing"):
+        _bundled.read_table("pandalm")
+
+
+def test_bundled_copy_ships_its_licences_and_notice():
+    """Each table names its upstream licence file, shipped beside it, and the NOTICE names both sources."""
+    manifest = _bundled.read_manifest()
+    expected = {"pandalm": ("Apache-2.0", "Apache License"), "prd_vicuna80": ("MIT", "MIT License")}
+    for name, (spdx, title) in expected.items():
+        entry = manifest["tables"][name]
+        assert entry["upstream"]["licence"] == spdx
+        assert (_bundled.DATA / entry["licence_file"]).read_text(encoding="utf-8").lstrip().startswith(title)
+        assert entry["sha256"] and entry["upstream"]["sha256_of_sha256sum_listing"]
+    notice = (_bundled.DATA / "NOTICE").read_text(encoding="utf-8")
+    assert "github.com/WeOpenML/PandaLM" in notice and "github.com/bcdnlp/PRD" in notice
+    assert set(manifest["tables"]["prd_vicuna80"]["dropped"]) == set(PRD_JUDGES)

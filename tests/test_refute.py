@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 
 from causal_router import cli
+from causal_router._validation import DataError
 from causal_router.data import EvalData
 from causal_router.datasets import feature_columns, make_semi_synthetic, reveal_split
-from causal_router.refute import REFUTERS, refute
+from causal_router.report import DiagnosticsReport, RefutationReport
+from causal_router.validate import REFUTERS, Refutation, diagnose, refute
+from causal_router.validate import _refuters
 
 D = 20
 FEW = {"placebo_treatment": 3, "random_common_cause": 2, "data_subset": 2, "bootstrap": 2, "dummy_outcome": 2}
@@ -106,25 +109,27 @@ def test_reproducible_and_independent_of_n_jobs(generator_data):
 
 def test_report_outputs(generator_report, tmp_path):
     rep = generator_report
-    folder = rep.save(tmp_path / "ref")
+    assert isinstance(rep, Refutation)
+    report = RefutationReport(rep)
+    folder = report.save(tmp_path / "ref")
     for name in ("refutations.csv", "refutations.json", "refutations.png", "refutations.html"):
         assert (folder / name).stat().st_size > 0
     payload = json.loads((folder / "refutations.json").read_text())
     assert payload["passed"] is True and len(payload["table"]) == len(REFUTERS)
     assert pd.read_csv(folder / "refutations.csv").shape[0] == len(REFUTERS)
-    fragment = rep.html()
+    fragment = report.html()
     assert "<table" in fragment and "Placebo treatment" in fragment and "<html" not in fragment
     assert rep.summary().count("[pass]") == len(REFUTERS)
 
 
 def test_report_section_in_the_diagnostics_report(generator_data, generator_report, tmp_path):
-    from causal_router.diagnostics import diagnose
-
     data, _ = generator_data
-    diag = diagnose(data.subset(np.arange(1500)), plots=False, n_bootstrap=100, progress=False, random_state=0)
-    page = (diag.save(tmp_path / "d", extra_sections=[("Refutation tests", generator_report.html())])
+    diag = diagnose(data.subset(np.arange(1500)), n_bootstrap=100, progress=False, random_state=0)
+    section = RefutationReport(generator_report).html()
+    page = (DiagnosticsReport(diag, plots=False).save(tmp_path / "d", extra_sections=[("Refutation tests", section)])
             / "report.html").read_text()
-    assert "<h2>Refutation tests</h2>" in page and "Placebo treatment" in page and "not part of this report" not in page
+    assert "<h2>Refutation tests</h2>" in page and "Placebo treatment" in page
+    assert "not part of this report" not in page.lower()
     assert "Simulated unobserved confounder" in page and "econml sensitivity analysis" in page
 
 
@@ -136,19 +141,65 @@ def test_report_section_in_the_diagnostics_report(generator_data, generator_repo
 ])
 def test_bad_arguments(generator_data, kwargs, message):
     data, _ = generator_data
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):
         refute(data, progress=False, **kwargs)
 
 
 def test_bad_data():
-    with pytest.raises(ValueError, match="EvalData"):
+    with pytest.raises(DataError, match="EvalData"):
         refute(pd.DataFrame({"a": [1.0]}))
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 3))
     gold = np.zeros(200, bool)
     gold[:8] = True
-    with pytest.raises(ValueError, match="too few gold rows"):
+    with pytest.raises(DataError, match="too few gold rows"):
         refute(EvalData(X, rng.standard_normal(200), gold), progress=False)
+
+
+def test_duplicate_aware_folds_keep_copies_together_whatever_the_column_order():
+    """dowhy hands econml the common causes in a set's order, which changes with PYTHONHASHSEED: the
+    folds of a bootstrap sample must not depend on it (they did: bootstrap refits differed between
+    processes, e.g. 0.7145 and 0.7075 for the same seed)."""
+    from causal_router.models import DuplicateAwareKFold
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(90, 5)), (rng.random(90) < 0.3).astype(int)
+    rows = rng.choice(90, 90)  # a bootstrap sample: about a third of the rows repeat
+    Xb, yb = X[rows], y[rows]
+    folds = [test.tolist() for _, test in DuplicateAwareKFold(3, 5).split(Xb, yb)]
+    permuted = [test.tolist() for _, test in DuplicateAwareKFold(3, 5).split(Xb[:, [3, 0, 4, 2, 1]], yb)]
+    assert folds == permuted
+    assert sorted(i for f in folds for i in f) == list(range(90))
+    for test in folds:
+        assert set(np.flatnonzero(np.isin(rows, rows[test]))) == set(test)  # every copy in the same fold
+
+
+def _failing_refit(error: type[Exception], failing: str = "bootstrap"):
+    """A stand-in for one dowhy simulation: ``error`` for the ``failing`` refuter, 0.0 for the rest."""
+    def one_simulation(kind, seed, payload, arg):
+        if kind == failing:
+            raise error("a degenerate resample")
+        return 0.0
+    return one_simulation
+
+
+def test_failed_refits_are_counted_and_warned(generator_data, monkeypatch):
+    data, _ = generator_data
+    small = data.subset(np.arange(600))
+    monkeypatch.setattr(_refuters, "_one_simulation", _failing_refit(ValueError))
+    with pytest.warns(RuntimeWarning, match="2 of 2 bootstrap refits failed.*ValueError: a degenerate resample"):
+        rep = refute(small, n_simulations=2, n_jobs=1, random_state=0, progress=False)
+    assert rep.meta["failed_simulations"] == {"bootstrap": 2}
+    assert np.isnan(rep.simulations["bootstrap"]).all() and np.isfinite(rep.simulations["placebo_treatment"]).all()
+    row = rep.table.set_index("refuter").loc["bootstrap"]
+    assert not row["passed"] and "could not be computed (ValueError: a degenerate resample)" in row["reading"]
+
+
+def test_a_bug_in_a_refit_raises(generator_data, monkeypatch):
+    data, _ = generator_data
+    monkeypatch.setattr(_refuters, "_one_simulation", _failing_refit(TypeError, failing="placebo_treatment"))
+    with pytest.raises(TypeError, match="a degenerate resample"):
+        refute(data.subset(np.arange(600)), n_simulations=2, n_jobs=1, random_state=0, progress=False)
 
 
 def test_cli_refute(tmp_path, capsys):

@@ -6,7 +6,9 @@ import pytest
 from causal_router import BiasEstimator, MetaRouter
 from causal_router.baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
 from causal_router.datasets import reveal_split
+from causal_router._validation import DataError
 from causal_router.evaluate import oracle_share
+from causal_router.io import load_pickle, save_pickle
 
 
 @pytest.fixture(scope="module")
@@ -31,42 +33,62 @@ def test_threshold_for_share_hits_the_budget(split, meta, share):
 
 
 def test_predictions_are_on_the_gold_scale(split, meta):
-    # gold gains have sd about 0.5 while preference gains have sd about 1: predictions follow gold
+    # gold gains have sd about 0.5 while preference gains have sd about 1: predictions follow gold.
+    # Measured over 10 splits: prediction sd 0.20-0.35, mean minus the test gold mean -0.03 to 0.12
+    # (preference-scale predictions would have sd about 0.6 and mean about 0.2 lower: the judge's bias x 2)
     pred = meta.predict_gain(split.test_X)
-    assert 0.1 < pred.std() < 0.6
+    assert 0.1 < pred.std() < 0.45
     assert abs(pred.mean() - split.test_gold.mean()) < 0.15
 
 
 def test_corrected_labels(split, meta):
     data = split.train
     pref = ~data.is_gold
-    expected = data.gain[pref] + meta.bias_.effect(data.X[pref]) * data.scale_
-    np.testing.assert_allclose(meta.corrected_gain_[pref] * data.scale_, expected)
+    expected = data.gain[pref] + meta.bias_.effect(data.X[pref]) * meta.scale_
+    np.testing.assert_allclose(meta.corrected_gain_[pref] * meta.scale_, expected)
     np.testing.assert_allclose(meta.corrected_gain_[~pref], data.gain[~pref])
 
 
 def test_save_load_round_trip(tmp_path, split, meta):
-    path = tmp_path / "router.joblib"
-    meta.save(path)
+    path = meta.save(tmp_path / "router.cr")
     loaded = MetaRouter.load(path)
     np.testing.assert_array_equal(loaded.predict_gain(split.test_X), meta.predict_gain(split.test_X))
+    assert loaded.scale_ == meta.scale_ and list(loaded.feature_names_in_) == list(meta.feature_names_in_)
+    assert loaded.file_info_["bias"]["ate"]["estimate"] == pytest.approx(meta.bias_.ate()["estimate"])
+    assert not hasattr(loaded, "bias_")  # the econml model is not in a safe file: a trusted pickle keeps it
+
+
+def test_trusted_pickle_keeps_everything_and_needs_trust(tmp_path, split, meta):
+    path = save_pickle(meta, tmp_path / "router.pkl")
+    with pytest.raises(DataError, match="trusted=True"):
+        load_pickle(path)
+    loaded = load_pickle(path, trusted=True)
     np.testing.assert_array_equal(loaded.bias_.effect(split.test_X), meta.bias_.effect(split.test_X))
 
 
 def test_load_refuses_incompatible_files(tmp_path, meta):
-    import joblib
+    import json
+    import zipfile
 
-    from causal_router._validation import DataError
-
-    path = tmp_path / "old.joblib"
-    joblib.dump({"format": "causal_router", "format_version": 0, "versions": {}, "router": meta}, path)
+    path = meta.save(tmp_path / "r.cr")
+    old = tmp_path / "old.cr"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "router.json":
+                header = json.loads(data)
+                header["format_version"] = 0
+                data = json.dumps(header)
+            dst.writestr(name, data)
     with pytest.raises(DataError, match="incompatible version"):
-        MetaRouter.load(path)
-    (tmp_path / "junk.joblib").write_text("not a router")
+        MetaRouter.load(old)
+    (tmp_path / "junk.cr").write_text("not a router")
     with pytest.raises(DataError, match="not a causal_router router file"):
-        MetaRouter.load(tmp_path / "junk.joblib")
+        MetaRouter.load(tmp_path / "junk.cr")
     with pytest.raises(DataError, match="no router file"):
-        MetaRouter.load(tmp_path / "missing.joblib")
+        MetaRouter.load(tmp_path / "missing.cr")
+    with pytest.raises(DataError, match="holds a MetaRouter, not a Pooled"):
+        Pooled.load(path)
 
 
 def test_baselines_share_the_interface(split):

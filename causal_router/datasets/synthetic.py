@@ -124,7 +124,6 @@ def reveal_split(
     gold_gain: str = "gold_gain",
     pref_gain: str = "pref_gain",
     pair: str | None = None,
-    scale: str | None = "variance",
     random_state=None,
 ) -> RevealedSplit:
     """Hold out ``n_test`` random queries, reveal gold labels for ``n_gold`` of the rest.
@@ -153,10 +152,8 @@ def reveal_split(
     gold = train[gold_gain].to_numpy(dtype=float)
     pref = train[pref_gain].to_numpy(dtype=float)
     pairs = None if pair is None else train[pair].to_numpy()
-    revealed = EvalData(X, np.where(is_gold, gold, pref), is_gold, pair=pairs, scale=scale,
-                        feature_names=list(features))
-    oracle = EvalData(X, gold, np.ones(len(train), dtype=bool), pair=pairs, scale=scale,
-                      feature_names=list(features))
+    revealed = EvalData(X, np.where(is_gold, gold, pref), is_gold, pair=pairs, feature_names=list(features))
+    oracle = EvalData(X, gold, np.ones(len(train), dtype=bool), pair=pairs, feature_names=list(features))
     test = frame.iloc[test_index]
     return RevealedSplit(
         train=revealed,

@@ -1,5 +1,5 @@
-"""Figures. Every figure the package draws is made here (matplotlib; the backend is left to
-the caller: the CLI uses Agg, a notebook its inline backend)."""
+"""Figures: every figure the package draws is made here (matplotlib; the backend is left to
+the caller: the CLI uses Agg, a notebook its inline backend). Each function returns a Figure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_experiment_curves", "plot_split_curves", "METHOD_LABELS"]
+__all__ = ["plot_experiment_curves", "plot_split_curves", "METHOD_LABELS", "plot_propensity_overlap",
+           "plot_calibration", "plot_uplift_curves", "plot_bias_distribution", "plot_group_bias", "plot_bias_tree",
+           "plot_feature_importance", "plot_refutations"]
 
 #: Display names and colours of the experiment's methods.
 METHOD_LABELS = {
@@ -73,7 +75,7 @@ def plot_split_curves(predictions: Mapping[str, np.ndarray], gold_gain, metric: 
                       title: str | None = None):
     """Curves of several methods on one test set: ``predictions`` maps method name to
     predicted gains of shape (n_test,). Returns the matplotlib Figure."""
-    from . import evaluate
+    from .. import evaluate
 
     rows = []
     for name, pred in predictions.items():
@@ -86,7 +88,7 @@ def plot_split_curves(predictions: Mapping[str, np.ndarray], gold_gain, metric: 
 
 
 # ---------------------------------------------------------------------------- CATE diagnostics
-# Figures of :mod:`causal_router.diagnostics`. Bias values are on the gold scale
+# Figures of :class:`causal_router.report.DiagnosticsReport`. Bias values are on the gold scale
 # (gold-standard minus preference gain, in gold units).
 _GOLD_COLOUR, _PREF_COLOUR = "#d62728", "#1f77b4"
 _BIAS_LABEL = "Preference bias (gold minus preference gain, gold scale)"
@@ -291,10 +293,6 @@ def plot_feature_importance(values: pd.Series, *, signed: bool = False, xlabel: 
     return fig
 
 
-__all__ += ["plot_propensity_overlap", "plot_calibration", "plot_uplift_curves", "plot_bias_distribution",
-            "plot_group_bias", "plot_bias_tree", "plot_feature_importance"]
-
-
 def plot_refutations(simulations: Mapping[str, np.ndarray], original: float, sensitivity_path: pd.DataFrame | None = None,
                      *, moderate: float | None = None, title: str | None = None):
     """Refutations of the average bias (gold scale): left, the refitted estimates of each
@@ -312,7 +310,7 @@ def plot_refutations(simulations: Mapping[str, np.ndarray], original: float, sen
         v = np.asarray(simulations[name], dtype=float)
         v = v[np.isfinite(v)]
         if len(v) > 1:
-            ax.boxplot(v, positions=[i], vert=False, widths=0.5, showfliers=False,
+            ax.boxplot(v, positions=[i], orientation="horizontal", widths=0.5, showfliers=False,
                        medianprops={"color": "#555555"})
         ax.scatter(v, i + rng.uniform(-0.15, 0.15, len(v)), s=12, color="#1f77b4", alpha=0.7, zorder=3)
     ax.axvline(original, color="#d62728", lw=2, label=f"estimate {original:.3g}")
@@ -339,6 +337,3 @@ def plot_refutations(simulations: Mapping[str, np.ndarray], original: float, sen
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-__all__ += ["plot_refutations"]

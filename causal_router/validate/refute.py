@@ -1,9 +1,14 @@
-"""Robustness refutations of the bias estimate with dowhy (``causal-router refute``).
+"""Robustness refutations of the average bias with dowhy and econml: the numbers and verdicts.
+
+:func:`refute` returns a :class:`Refutation` (table, simulations, confounder path, econml's
+sensitivity); its figure and pages are drawn by :class:`causal_router.report.RefutationReport`
+(``causal-router refute`` on the command line).
 
 The pooled rows are put into a dowhy :class:`~dowhy.CausalModel`:
 
 - treatment ``t`` = 1 for a gold-standard evaluation, 0 for a preference one (int 0/1);
-- outcome ``o`` = the observed gain on the preference scale (:attr:`EvalData.outcome`);
+- outcome ``o`` = the observed gain on the preference scale (gold gains times the scale constant
+  fitted on all rows with the bias model's ``scale`` method);
 - common causes = the query features. They are what may drive both which mechanism evaluates a
   query (a team sends hard or long queries to the experts) and the gain; unconfoundedness says
   they are the only such variables. Identification uses dowhy's ``maximal-adjustment`` backdoor
@@ -21,7 +26,7 @@ The estimate is made with the econml learner of the router through dowhy's econm
 ``econml.dr.DRLearner`` for "dr", ``econml.dr.LinearDRLearner`` for "linear",
 ``econml.dml.CausalForestDML`` for "forest"), and the estimand is the average bias: the mean
 CATE over the rows (``estimate.value``), reported on the gold scale (divided by
-``data.scale_``). Every refuter simulation refits the whole estimator, cross-fitting included.
+the bias model's scale constant). Every refuter simulation refits the whole estimator, cross-fitting included.
 
 Nuisances of the refits (module docstring of :mod:`causal_router.models` for the router's):
 
@@ -33,13 +38,19 @@ Nuisances of the refits (module docstring of :mod:`causal_router.models` for the
   default suite its penalty is chosen once by cross-validation on the data and then frozen for
   every refit (the cross-validated search is two thirds of a refit's cost); ``thorough=True``
   keeps the cross-validated search in every refit;
-- final stage: the router's (ridge by default);
+- final stage: the estimator's (by default the stack of final stages,
+  :class:`~causal_router.models.StackedFinalStage`). In the default suite its stacking weights
+  are fitted once with the original estimate and frozen for every refit (the refits refit the
+  candidates of positive weight; the out-of-fold search for the weights is most of a fit's
+  cost: one fit at 3,000 rows x 20 features, cv=3, took 12.5 s with the stack against 4.6 s
+  with the ridge final stage, on a shared 2-core machine); ``thorough=True`` refits the whole
+  stack;
 - folds: 3 in the default suite, the estimator's ``cv`` (5) with ``thorough=True``; stratified by
   source, and identical rows (bootstrap duplicates) are kept in one fold, otherwise a row's copy
   trains the nuisance model that predicts it and the bias shrinks (measured on the generator:
   -8% on average).
 
-Refuters (one row each in :attr:`RefutationReport.table`; rules in :data:`RULES`):
+Refuters (one row each in :attr:`Refutation.table`; rules in :data:`RULES`):
 placebo treatment (permuted), random common cause, data subset (80%), bootstrap, dummy outcome
 (permuted outcome), unobserved common cause (dowhy's direct simulation over a path of
 strengths: the tipping point), and econml's omitted-variable-bias sensitivity (robustness
@@ -57,13 +68,11 @@ features, 2 cores): the default suite refits the estimator 94 times in 39-41 s w
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -72,23 +81,20 @@ import numpy as np
 import pandas as pd
 from joblib import delayed
 from scipy import stats
-from sklearn.base import clone
 
-from ._parallel import run_parallel
-from ._validation import DataError
-from .bias import LEARNERS, BiasEstimator, econml_params
-from .data import EvalData
-from ._utils import to_jsonable
-from .diagnostics import _CSS
-from .diagnostics import _e as _escape
-from .models import ClippedClassifier, DuplicateAwareKFold, UniqueColumns, default_propensity, default_regressor, final_stage
+from .._parallel import run_parallel
+from .._utils import to_jsonable
+from .._validation import DataError
+from ..bias import LEARNERS, BiasEstimator
+from ..data import EvalData
+from ._refuters import OUTCOME, TREATMENT, DowhySetup, simulate
 
-__all__ = ["refute", "RefutationReport", "run_cli", "RULES",
-           "DEFAULT_SIMULATIONS", "THOROUGH_SIMULATIONS"]
+__all__ = ["refute", "Refutation", "REFUTERS", "RULES", "DEFAULT_SIMULATIONS", "THOROUGH_SIMULATIONS",
+           "DEFAULT_STRENGTHS", "THOROUGH_STRENGTHS", "SUBSET_FRACTION", "ALPHA", "MATERIAL_SE",
+           "MODERATE_STRENGTH", "MODERATE_R2"]
 
 logger = logging.getLogger("causal_router")
 
-# ---------------------------------------------------------------------------- settings
 #: Simulations (estimator refits) per resampling refuter in the default suite.
 DEFAULT_SIMULATIONS = {"placebo_treatment": 20, "random_common_cause": 10, "data_subset": 20,
                        "bootstrap": 20, "dummy_outcome": 10}
@@ -121,16 +127,6 @@ MODERATE_R2 = 0.05
 REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "bootstrap", "dummy_outcome",
             "unobserved_common_cause", "sensitivity_robustness_value")
 
-_TITLES = {
-    "placebo_treatment": "Placebo treatment (permuted)",
-    "random_common_cause": "Random common cause",
-    "data_subset": f"Data subset ({SUBSET_FRACTION:.0%})",
-    "bootstrap": "Bootstrap",
-    "dummy_outcome": "Dummy outcome (permuted)",
-    "unobserved_common_cause": "Unobserved common cause (dowhy direct simulation)",
-    "sensitivity_robustness_value": "Omitted-variable sensitivity (econml robustness value)",
-}
-
 #: The pass rule of each refuter, as printed in the table.
 RULES = {
     "placebo_treatment": (
@@ -158,24 +154,25 @@ RULES = {
         "residual variance of both treatment and outcome cannot move the (partially linear) estimate to zero"),
 }
 
-# internal column names (the refuters add 'placebo', 'w_random', 'dummy_outcome', 'simulated')
-_T, _O = "t_gold", "o_gain"
 
-# ---------------------------------------------------------------------------- report
+# ---------------------------------------------------------------------------- result
 @dataclass
-class RefutationReport:
-    """Result of :func:`refute`.
+class Refutation:
+    """Result of :func:`refute` (figure and pages: :class:`causal_router.report.RefutationReport`).
 
     Attributes
     ----------
     table : DataFrame, one row per refuter (``REFUTERS``) with ``refuter``, ``original_effect``,
-        ``refuted_effect``, ``p_value``, ``passed``, ``rule``, ``reading``, ``n_simulations``,
-        ``refuted_sd``. Effects on the gold scale; ``p_value`` is NaN where none is defined.
-    simulations : dict refuter -> ndarray of the refitted estimates (gold scale).
+        ``refuted_effect``, ``p_value``, ``passed``, ``rule``, ``reading``, ``n_simulations``
+        (finite refits), ``refuted_sd``, ``tipping_point``. Effects on the gold scale;
+        ``p_value`` is NaN where none is defined.
+    simulations : dict refuter -> ndarray of the refitted estimates (gold scale; NaN for a
+        failed refit).
     sensitivity_path : DataFrame with ``strength``, ``kappa_t`` (flip probability), ``kappa_y``
         (outcome coefficient, preference scale), ``effect`` (gold scale, mean over draws), ``draws``.
     econml_sensitivity : dict of econml's sensitivity numbers (theta, bounds, robustness values).
-    meta : dict (rows, learner, dowhy method, common causes, folds, counts, runtime_seconds, ...).
+    meta : dict (rows, learner, dowhy method, common causes, folds, counts, failed simulations,
+        runtime_seconds, ...).
     """
 
     table: pd.DataFrame
@@ -183,7 +180,6 @@ class RefutationReport:
     sensitivity_path: pd.DataFrame
     econml_sensitivity: dict
     meta: dict
-    figures: dict = field(default_factory=dict, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -196,7 +192,7 @@ class RefutationReport:
         return [str(r) for r in self.table.loc[~self.table["passed"], "refuter"]]
 
     def __repr__(self) -> str:
-        return (f"RefutationReport(passed={self.passed}, failed={self.failed}, "
+        return (f"Refutation(passed={self.passed}, failed={self.failed}, "
                 f"estimate={self.meta['original_effect']:.4g}, runtime={self.meta['runtime_seconds']:.1f}s)")
 
     def summary(self) -> str:
@@ -222,97 +218,12 @@ class RefutationReport:
         })
 
     def to_json(self, path=None, indent: int = 2) -> str:
-        """The report as a JSON string; also written to ``path`` when given."""
+        """The result as a JSON string (no NaN: missing numbers are null); also written to ``path``
+        when given."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
-
-    def figure(self):
-        """The refutation figure (simulated estimates per refuter and the confounder path)."""
-        if "refutations" not in self.figures:
-            from .plotting import plot_refutations
-
-            fig = plot_refutations(self.simulations, self.meta["original_effect"], self.sensitivity_path,
-                                   moderate=MODERATE_STRENGTH)
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-            self.figures["refutations"] = fig
-        return self.figures["refutations"]
-
-    def _figure_png(self, dpi: int = 110) -> bytes:
-        buf = io.BytesIO()
-        self.figure().savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        return buf.getvalue()
-
-    def html(self, *, include_figure: bool = True) -> str:
-        """An HTML fragment (no <html>/<body>) for the diagnostics report
-        (``Diagnostics.save(folder, extra_sections=[("Refutation tests", report.html())])``).
-        Uses the diagnostics report's CSS classes (``reading fine|warning|info``, ``grid``, ``kv``, ``meta``)."""
-        m = self.meta
-        e = _escape
-        status = "fine" if self.passed else "warning"
-        head = ("All refuters passed: nothing in these checks contradicts the estimated average bias."
-                if self.passed else
-                "Failed: " + ", ".join(_TITLES[f].lower() for f in self.failed)
-                + ". Read the failing rows before trusting the bias correction.")
-        parts = [
-            f"<p class='meta'>Average bias (mean CATE, gold scale) {m['original_effect']:.4g}, re-estimated "
-            f"by every refuter with econml <code>{e(m['method_name'].split('.', 1)[1])}</code> through dowhy "
-            f"({m['cv']} cross-fitting folds; {m['n']} rows, {m['n_gold']} gold). Treatment: gold (1) vs "
-            f"preference (0) evaluation; outcome: the gain; common causes and effect modifiers: the "
-            f"{m['n_features']} query features. {e(m['suite'])} suite, {m['n_refits']} refits in "
-            f"{m['runtime_seconds']:.1f} s (n_jobs={m['n_jobs']}).</p>",
-            f"<div class='reading {status}'><b>{e(head)}</b></div>",
-        ]
-        head_cells = ["refuter", "estimate", "refuted", "p-value", "verdict", "reading"]
-        rows = []
-        for _, r in self.table.iterrows():
-            verdict = "pass" if r["passed"] else "<b style='color:#d62728'>FAIL</b>"
-            rows.append("<tr>" + "".join([
-                f"<td>{e(_TITLES[r['refuter']])}</td>", f"<td>{_num(r['original_effect'])}</td>",
-                f"<td>{_num(r['refuted_effect'])}</td>", f"<td>{_num(r['p_value'])}</td>",
-                f"<td>{verdict}</td>", f"<td>{e(r['reading'])}</td>"]) + "</tr>")
-        parts.append("<table class='grid'><tr>" + "".join(f"<th>{h}</th>" for h in head_cells) + "</tr>"
-                     + "".join(rows) + "</table>")
-        path = self.sensitivity_path
-        if len(path):
-            cells = "".join(f"<tr><td>{s:.3g}</td><td>{kt:.3g}</td><td>{ky:.3g}</td><td>{_num(v)}</td></tr>"
-                            for s, kt, ky, v in path[["strength", "kappa_t", "kappa_y", "effect"]].itertuples(index=False))
-            parts.append("<h3>Simulated unobserved confounder</h3><table class='grid'><tr><th>strength s</th>"
-                         "<th>flip probability</th><th>outcome coefficient</th><th>estimate (gold scale)</th>"
-                         f"</tr>{cells}</table>")
-        es = self.econml_sensitivity
-        if es.get("available"):
-            parts.append("<h3>econml sensitivity analysis</h3><table class='kv'>" + "".join(
-                f"<tr><th>{e(k)}</th><td>{_num(v) if not isinstance(v, str) else e(v)}</td></tr>" for k, v in [
-                    ("estimator", es["estimator"]), ("theta (gold scale)", es["theta"]),
-                    (f"theta bounds at c_y = c_t = {MODERATE_R2}", f"[{es['theta_lower']:.4g}, {es['theta_upper']:.4g}]"),
-                    (f"confidence bounds at c_y = c_t = {MODERATE_R2}", f"[{es['ci_lower']:.4g}, {es['ci_upper']:.4g}]"),
-                    ("robustness value (theta)", es["robustness_value"]),
-                    ("robustness value (confidence interval)", es["robustness_value_ci"])]) + "</table>")
-        parts.append("<details><summary>Rules</summary><ul>" + "".join(
-            f"<li><b>{e(_TITLES[k])}</b>: {e(v)}</li>" for k, v in RULES.items()) + "</ul></details>")
-        if include_figure:
-            img = base64.b64encode(self._figure_png()).decode("ascii")
-            parts.append(f"<figure><img alt='refutations' src='data:image/png;base64,{img}'>"
-                         "<figcaption>refutations.png</figcaption></figure>")
-        return "\n".join(parts)
-
-    def save(self, folder) -> Path:
-        """Write ``refutations.csv``, ``refutations.json``, ``refutations.png`` and a standalone
-        ``refutations.html`` into ``folder``; returns the folder as a Path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.table.to_csv(folder / "refutations.csv", index=False)
-        self.to_json(folder / "refutations.json")
-        (folder / "refutations.png").write_bytes(self._figure_png())
-        page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>causal-router: refutations "
-                f"of the bias estimate</title><style>{_CSS}</style></head><body><h1>Refutation tests of the "
-                f"preference bias</h1>{self.html()}</body></html>")
-        (folder / "refutations.html").write_text(page, encoding="utf-8")
-        return folder
 
 
 # ---------------------------------------------------------------------------- main entry point
@@ -326,16 +237,16 @@ def refute(
     random_state=None,
     progress: bool = True,
     n_simulations: int | dict | None = None,
-) -> RefutationReport:
+) -> Refutation:
     """Run dowhy's refuters and econml's sensitivity analysis on the average bias.
 
     Parameters
     ----------
     data : EvalData with gold and preference rows (n rows, d features).
     bias : BiasEstimator, optional
-        Supplies the learner ("r" by default), custom nuisance / final models, ``min_propensity``
-        and, with ``thorough=True``, ``cv``. A fitted "auto" estimator supplies its chosen final
-        stage (an unfitted one is fitted first). It is not modified.
+        Supplies the learner ("r" by default), custom nuisance / final models, ``scale``,
+        ``min_propensity`` and, with ``thorough=True``, ``cv``. A fitted "auto" estimator
+        supplies its chosen final stage (an unfitted one is fitted first). It is not modified.
     thorough : bool
         Publication-grade counts (100 simulations per refuter, 20 confounder strengths x 3
         draws, the estimator's folds and cross-validated propensity in every refit): about 10x
@@ -347,7 +258,7 @@ def refute(
         ``ray.init(address=...)`` connected to (extra ``[ray]``; a local one is started
         otherwise); results are identical to ``"loky"`` for the same ``random_state``.
     random_state : int or None
-        Seeds every simulation and the estimator; the same value reproduces the report.
+        Seeds every simulation and the estimator; the same value reproduces the result.
     progress : bool
         Show a tqdm progress bar over the simulations.
     n_simulations : int or dict, optional
@@ -355,7 +266,18 @@ def refute(
 
     Returns
     -------
-    RefutationReport
+    Refutation
+
+    Warnings
+    --------
+    A refit that fails on a perturbed data set (scikit-learn or econml refusing a degenerate
+    fold: ``ValueError``, or a singular system: ``LinAlgError``) is recorded as NaN and counted in
+    ``meta["failed_simulations"]``; a RuntimeWarning names the refuter and the first error. Any
+    other exception raises.
+
+    Raises
+    ------
+    DataError (a ValueError) for bad arguments, naming the argument, and for data too small to refute.
     """
     start = time.perf_counter()
     _check_inputs(data, bias, n_jobs, backend)
@@ -364,12 +286,12 @@ def refute(
         if isinstance(n_simulations, dict):
             unknown = set(n_simulations) - set(counts)
             if unknown:
-                raise ValueError(f"n_simulations has unknown refuters {sorted(unknown)}; choose from {sorted(counts)}")
+                raise DataError(f"n_simulations has unknown refuters {sorted(unknown)}; choose from {sorted(counts)}")
             counts.update(n_simulations)
         else:
             counts = {k: n_simulations for k in counts}
-        if not all(isinstance(v, (int, np.integer)) and v >= 2 for v in counts.values()):
-            raise ValueError(f"n_simulations must be integers >= 2, got {counts}")
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 2 for v in counts.values()):
+            raise DataError(f"n_simulations must be integers >= 2, got {counts}")
     strengths = THOROUGH_STRENGTHS if thorough else DEFAULT_STRENGTHS
     draws = THOROUGH_DRAWS if thorough else DEFAULT_DRAWS
 
@@ -378,48 +300,59 @@ def refute(
     seed = int(rng.integers(2**31 - 1))
     cv = int(bias.cv) if thorough else min(DEFAULT_CV, int(bias.cv))
     _check_rows(data, cv)
-    setup = _Setup(data, bias, cv=cv, seed=seed, thorough=thorough)
+    setup = DowhySetup(data, bias, min_propensity=bias.propensity_clip(data), cv=cv, seed=seed,
+                       thorough=thorough)
+    scale = setup.scale
 
     # simulations: one dowhy call each, own seed
     jobs: list[tuple[str, int, Any]] = []
     for name in DEFAULT_SIMULATIONS:
-        jobs += [(name, int(s), None) for s in rng.integers(2**31 - 1, size=counts[name])]
-    sd_o = float(np.std(setup.frame[_O]))
-    share = float(np.mean(setup.frame[_T]))
+        arg = SUBSET_FRACTION if name == "data_subset" else None
+        jobs += [(name, int(s), arg) for s in rng.integers(2**31 - 1, size=counts[name])]
+    sd_o = float(np.std(setup.frame[OUTCOME]))
+    share = float(np.mean(setup.frame[TREATMENT]))
     sign = 1.0 if setup.original_raw >= 0 else -1.0
     for s in strengths:
         kt, ky = float(s * share), float(sign * s * sd_o)
         jobs += [("unobserved_common_cause", int(z), (float(s), kt, ky)) for z in rng.integers(2**31 - 1, size=draws)]
-    values = run_parallel((delayed(_simulate)(kind, z, setup.payload, arg) for kind, z, arg in jobs), n_jobs=n_jobs,
+    values = run_parallel((delayed(simulate)(kind, z, setup.payload, arg) for kind, z, arg in jobs), n_jobs=n_jobs,
                           backend=backend, progress=progress, desc="refuting", unit="refit")
 
     sims: dict[str, list] = {k: [] for k in DEFAULT_SIMULATIONS}
     path_values: dict[tuple, list] = {}
     errors: dict[str, str] = {}
+    n_failed: dict[str, int] = {}
     for (name, _, arg), (value, err) in zip(jobs, values):
         if err:
             errors.setdefault(name, err)
+            n_failed[name] = n_failed.get(name, 0) + 1
         if name == "unobserved_common_cause":
-            path_values.setdefault(arg, []).append(value / data.scale_)
+            path_values.setdefault(arg, []).append(value / scale)
         else:
-            sims[name].append(value / data.scale_)
+            sims[name].append(value / scale)
+    for name, k in n_failed.items():
+        total = sum(1 for job in jobs if job[0] == name)
+        warnings.warn(f"{k} of {total} {name} refits failed and are left out (first: {errors[name]})",
+                      RuntimeWarning, stacklevel=2)
     simulations = {k: np.asarray(v, dtype=float) for k, v in sims.items()}
     path = pd.DataFrame(
         [{"strength": a[0], "kappa_t": a[1], "kappa_y": a[2], "effect": float(np.nanmean(v)) if np.isfinite(v).any()
           else np.nan, "draws": len(v)} for a, v in path_values.items()])
     simulations["unobserved_common_cause"] = path["effect"].to_numpy(dtype=float)
 
-    econml_sens = setup.econml_sensitivity()
-    original = setup.original_raw / data.scale_
+    econml_sens = setup.econml_sensitivity(ALPHA, MODERATE_R2)
+    original = setup.original_raw / scale
     table = _verdicts(original, simulations, path, econml_sens, errors)
     runtime = time.perf_counter() - start
     meta = {
         "original_effect": original, "n": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
-        "n_features": data.X.shape[1], "scale_constant": data.scale_, "learner": setup.learner,
-        "final_stage": setup.final_name, "method_name": LEARNERS[setup.learner].dowhy_method, "cv": cv,
+        "n_features": data.X.shape[1], "scale_constant": scale, "learner": setup.learner,
+        "final_stage": setup.final_name, "final_stage_refits": setup.final_desc,
+        "method_name": LEARNERS[setup.learner].dowhy_method, "cv": cv,
         "propensity": setup.propensity_desc, "suite": "thorough" if thorough else "default",
         "simulations": counts, "strengths": list(strengths), "draws_per_strength": draws,
         "n_refits": len(jobs) + 1 + (1 if setup.learner in ("r", "auto") else 0),
+        "failed_simulations": n_failed,
         "standard_error": _standard_error(simulations), "n_jobs": n_jobs, "random_state": random_state,
         "runtime_seconds": runtime,
         "common_causes": ("the query features: they may drive both which mechanism evaluates a query and its "
@@ -429,236 +362,8 @@ def refute(
         "outcome": "observed gain, gold rows multiplied by the scale constant (preference scale)",
         "units": "effects on the gold scale (preference-scale estimates divided by the scale constant)",
     }
-    return RefutationReport(table=table, simulations=simulations, sensitivity_path=path,
-                            econml_sensitivity=econml_sens, meta=meta)
-
-
-def run_cli(args) -> int:
-    """``causal-router refute``: refute the bias on built-in data or a user's file; write the report."""
-    from .cli import load_input
-
-    data = load_input(args)
-    bias = BiasEstimator(args.learner, random_state=args.seed)
-    if args.backend == "ray":
-        import ray
-
-        ray.init(address=args.ray_address, ignore_reinit_error=True)
-    report = refute(data, bias, thorough=args.thorough, n_jobs=args.n_jobs, backend=args.backend,
-                    random_state=args.seed, progress=True)
-    out = report.save(args.out)
-    cols = ["refuter", "original_effect", "refuted_effect", "p_value", "passed"]
-    with pd.option_context("display.width", 160, "display.max_columns", 10):
-        print(report.table[cols].round(4).to_string(index=False))
-    print(f"verdict: {'all refuters passed' if report.passed else 'failed: ' + ', '.join(report.failed)} "
-          f"({report.meta['suite']} suite, {report.meta['n_refits']} refits, "
-          f"{report.meta['runtime_seconds']:.1f} s)")
-    print(f"report written to {out / 'refutations.html'} (refutations.csv, refutations.json, refutations.png in {out}/)")
-    return 0
-
-
-# ---------------------------------------------------------------------------- set-up
-class _Setup:
-    """The dowhy model, the identified estimand and the original estimate."""
-
-    def __init__(self, data: EvalData, bias: BiasEstimator, *, cv: int, seed: int, thorough: bool):
-        from dowhy import CausalModel
-
-        self.data, self.bias, self.cv, self.seed, self.thorough = data, bias, cv, seed, thorough
-        self.learner = bias.learner
-        d = data.X.shape[1]
-        self.features = [f"s{j}" for j in range(d)]
-        frame = pd.DataFrame(data.X, columns=self.features)
-        frame[_T] = data.treatment.astype(int)
-        frame[_O] = data.outcome
-        self.frame = frame
-        self.min_propensity = bias._min_propensity_for(data)
-        self.final_name = self._final_name()
-        self.model_t, self.propensity_desc = self._propensity()
-        with _quiet():
-            model = CausalModel(frame, treatment=_T, outcome=_O, common_causes=self.features,
-                                effect_modifiers=self.features)
-            self.model = model
-            self.estimand = model.identify_effect(proceed_when_unidentifiable=True, method_name="maximal-adjustment")
-            self.estimate = model.estimate_effect(
-                self.estimand, method_name=LEARNERS[self.learner].dowhy_method, effect_modifiers=self.features,
-                method_params={"init_params": self.init_params(), "fit_params": {}})
-        self.original_raw = float(self.estimate.value)
-        if not np.isfinite(self.original_raw):
-            raise ValueError("the original estimate is not finite; check the data (overlap, constant gains)")
-
-    @property
-    def payload(self):
-        return (self.frame, self.estimand, self.estimate, self.features)
-
-    def _final_name(self) -> str:
-        b = self.bias
-        if self.learner in ("forest", "linear"):
-            return self.learner
-        if self.learner == "auto" and b.model_final is None:
-            if not hasattr(b, "final_stage_"):
-                logger.info("refute: fitting the auto learner once to choose its final stage")
-                b = clone(b).fit(self.data)
-            return b.final_stage_
-        if b.model_final is None:
-            return "linear"
-        return b.model_final if isinstance(b.model_final, str) else "custom"
-
-    def _final(self):
-        b = self.bias
-        if self.final_name == "custom":
-            return clone(b.model_final)
-        return final_stage(self.final_name, self.seed)
-
-    def _propensity(self):
-        b = self.bias
-        if b.model_t is not None:
-            return clone(b.model_t), "the estimator's propensity model"
-        if self.thorough:
-            return default_propensity(self.seed), "L2 logistic regression, penalty cross-validated in every refit"
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cv_model = default_propensity(self.seed).fit(self.data.X, self.data.treatment)
-        C = float(np.ravel(cv_model[-1].C_)[0])
-        return (make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)),
-                f"L2 logistic regression, penalty C={C:.3g} cross-validated once on all rows and frozen")
-
-    def nuisances(self):
-        from sklearn.pipeline import make_pipeline
-
-        b = self.bias
-        model_y = clone(b.model_y) if b.model_y is not None else default_regressor(self.seed).set_params(
-            colsample_bytree=1.0)
-        model_y = make_pipeline(UniqueColumns(), model_y)
-        model_t = ClippedClassifier(make_pipeline(UniqueColumns(), clone(self.model_t)), self.min_propensity)
-        return model_y, model_t
-
-    def init_params(self, learner: str | None = None) -> dict:
-        """econml keyword arguments for ``learner`` (default: the estimator's; "linear_dml" for the
-        sensitivity analysis) with this set-up's nuisances, final stage and duplicate-aware folds."""
-        learner = learner or self.learner
-        model_y, model_t = self.nuisances()
-        folds = DuplicateAwareKFold(self.cv, self.seed)
-        if learner == "linear_dml":
-            return {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, "cv": folds,
-                    "random_state": self.seed}
-        final = self._final() if LEARNERS[learner].final_stage else None
-        return econml_params(learner, model_y=model_y, model_t=model_t, model_final=final,
-                             min_propensity=self.min_propensity, cv=folds, random_state=self.seed)
-
-    def econml_sensitivity(self) -> dict:
-        """econml's omitted-variable-bias sensitivity (Chernozhukov et al. 2022) of the estimate.
-
-        NonParamDML (learners "r", "auto") has none: the closest linear variant, LinearDML with
-        the same nuisances and folds, is fitted through dowhy for it (same residuals; its theta is
-        the overlap-weighted average effect of the partially linear model).
-        """
-        scale = self.data.scale_
-        try:
-            with _quiet():
-                if self.learner in ("r", "auto"):
-                    est = self.model.estimate_effect(
-                        self.estimand, method_name="backdoor.econml.dml.LinearDML", effect_modifiers=self.features,
-                        method_params={"init_params": self.init_params("linear_dml"), "fit_params": {}})
-                    obj, args, name = est._estimator_object, (), "LinearDML (same nuisances; NonParamDML has none)"
-                else:
-                    obj = self.estimate._estimator_object
-                    args = (1,) if self.learner in ("dr", "linear") else ()
-                    name = type(obj).__name__
-                theta = float(np.ravel(obj.sensitivity_interval(*args, alpha=ALPHA, c_y=0, c_t=0,
-                                                                interval_type="theta"))[0])
-                tl, tu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
-                    *args, alpha=ALPHA, c_y=MODERATE_R2, c_t=MODERATE_R2, interval_type="theta"))
-                cl, cu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
-                    *args, alpha=ALPHA, c_y=MODERATE_R2, c_t=MODERATE_R2, interval_type="ci"))
-                rv = float(obj.robustness_value(*args, alpha=ALPHA, interval_type="theta"))
-                rv_ci = float(obj.robustness_value(*args, alpha=ALPHA, interval_type="ci"))
-        except Exception as exc:  # reported, not raised: the other refuters stand on their own
-            logger.warning("econml sensitivity analysis failed: %s", exc)
-            return {"available": False, "error": f"{type(exc).__name__}: {exc}"}
-        return {"available": True, "estimator": name, "theta": theta / scale, "theta_lower": tl / scale,
-                "theta_upper": tu / scale, "ci_lower": cl / scale, "ci_upper": cu / scale,
-                "robustness_value": rv, "robustness_value_ci": rv_ci, "c_y": MODERATE_R2, "c_t": MODERATE_R2}
-
-
-# ---------------------------------------------------------------------------- simulations
-def _one_simulation(kind: str, seed: int, payload, arg):
-    """One refit under one dowhy refuter; returns the new estimate (preference scale)."""
-    from dowhy.causal_refuters import add_unobserved_common_cause as ucc
-    from dowhy.causal_refuters.bootstrap_refuter import refute_bootstrap
-    from dowhy.causal_refuters.data_subset_refuter import refute_data_subset
-    from dowhy.causal_refuters.dummy_outcome_refuter import refute_dummy_outcome
-    from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
-    from dowhy.causal_refuters.random_common_cause import refute_random_common_cause
-
-    frame, estimand, estimate, features = payload
-    frame = frame.copy(deep=True)  # writable (joblib memory-maps large arguments read-only)
-    if kind == "placebo_treatment":
-        r = refute_placebo_treatment(frame, estimand, estimate, [_T], num_simulations=1,
-                                     placebo_type=PlaceboType.PERMUTE, random_state=seed)
-    elif kind == "random_common_cause":
-        r = refute_random_common_cause(frame, estimand, estimate, num_simulations=1, random_state=seed)
-    elif kind == "data_subset":
-        r = refute_data_subset(frame, estimand, estimate, subset_fraction=SUBSET_FRACTION, num_simulations=1,
-                               random_state=seed)
-    elif kind == "bootstrap":
-        # required_variables=False: no added measurement noise, so duplicated rows stay identical
-        # and DuplicateAwareKFold keeps them in one fold
-        r = refute_bootstrap(frame, estimand, estimate, num_simulations=1, random_state=seed,
-                             required_variables=False)
-    elif kind == "dummy_outcome":
-        # the permuted outcome has the outcome's distribution and no relation to anything; the
-        # zero-noise step returns a fresh array (pandas 3 hands out read-only views)
-        r = refute_dummy_outcome(frame, estimand, estimate, [_T], _O, required_variables=features,
-                                 num_simulations=1,
-                                 transformation_list=[("permute", {"permute_fraction": 1}),
-                                                      ("noise", {"std_dev": 0.0})])[0]
-    elif kind == "unobserved_common_cause":
-        _, kappa_t, kappa_y = arg
-        r = ucc.sensitivity_simulation(frame, estimand, estimate, [_T], [_O], kappa_t=kappa_t, kappa_y=kappa_y,
-                                       confounders_effect_on_treatment="binary_flip",
-                                       confounders_effect_on_outcome="linear")
-    else:  # pragma: no cover
-        raise ValueError(kind)
-    return float(np.ravel(r.new_effect)[0])
-
-
-def _simulate(kind: str, seed: int, payload, arg):
-    """Seed numpy's global generator (dowhy draws bootstrap noise, permutations and the simulated
-    confounder from it), run one simulation quietly, restore the generator. Returns (value, error)."""
-    state = np.random.get_state()
-    try:
-        np.random.seed(seed % (2**32))
-        with _quiet():
-            return _one_simulation(kind, seed, payload, arg), None
-    except Exception as exc:
-        return float("nan"), f"{type(exc).__name__}: {exc}"
-    finally:
-        np.random.set_state(state)
-
-
-class _quiet:
-    """Silence warnings and dowhy's / econml's logging inside a block."""
-
-    def __enter__(self):
-        self._warn = warnings.catch_warnings()
-        self._warn.__enter__()
-        warnings.simplefilter("ignore")
-        self._levels = {}
-        for name in ("dowhy", "econml"):
-            lg = logging.getLogger(name)
-            self._levels[name] = lg.level
-            lg.setLevel(logging.ERROR)
-        return self
-
-    def __exit__(self, *exc):
-        for name, level in self._levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._warn.__exit__(*exc)
-        return False
+    return Refutation(table=table, simulations=simulations, sensitivity_path=path,
+                      econml_sensitivity=econml_sens, meta=meta)
 
 
 # ---------------------------------------------------------------------------- verdicts
@@ -789,18 +494,18 @@ def _verdicts(original: float, sims: dict, path: pd.DataFrame, es: dict, errors:
     return table[cols]
 
 
-# ---------------------------------------------------------------------------- checks and helpers
+# ---------------------------------------------------------------------------- checks
 def _check_inputs(data, bias, n_jobs, backend) -> None:
     if not isinstance(data, EvalData):
         raise DataError(f"refute expects an EvalData, got {type(data).__name__}; build one with EvalData(...)")
     if bias is not None and not isinstance(bias, BiasEstimator):
-        raise ValueError(f"bias must be a BiasEstimator or None, got {type(bias).__name__}")
+        raise DataError(f"bias must be a BiasEstimator or None, got {type(bias).__name__}")
     if bias is not None:
-        bias._check_params()
-    if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
-        raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+        bias.check_params()
+    if not isinstance(n_jobs, (int, np.integer)) or isinstance(n_jobs, bool) or n_jobs == 0 or n_jobs < -1:
+        raise DataError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
     if backend not in ("loky", "ray"):
-        raise ValueError(f"backend must be 'loky' or 'ray', got {backend!r}")
+        raise DataError(f"backend must be 'loky' or 'ray', got {backend!r}")
     data.require_both_sources("refute")
 
 
@@ -810,13 +515,7 @@ def _check_rows(data: EvalData, cv: int) -> None:
         if count < need:
             raise DataError(f"too few {name} rows for the refutations: {cv}-fold refits on subsets need at "
                             f"least {need} {name} rows, got {count}")
-    if np.std(data.outcome) == 0:
+    if np.std(data.gain[data.is_gold]) == 0 and np.std(data.gain[~data.is_gold]) == 0:
         raise DataError("the gains are constant: there is no effect to refute")
 
 
-def _num(value) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return _escape(value)
-    return "n/a" if not np.isfinite(v) else f"{v:.4g}"

@@ -1,0 +1,279 @@
+"""The bias-learner benchmark suite: any change to the bias learner is judged on it.
+
+    python benchmarks/bias_suite.py --splits 20 --n-jobs 2 --out bias_suite_out
+    python benchmarks/bias_suite.py --settings constant pair pandalm --splits 5
+
+Settings (``bias_settings.py``): constant, linear, sparse nonlinear and per-model-pair biases; a
+judge that compresses (a = 0.5) or inflates (a = 2) the gains; a weak judge (correlation with
+gold about 0.1); an unbiased judge; heteroscedastic judge noise; gold shares of 1%, 3% and 10%
+(the built-in generator); d = 10 and d = 300; the issue's "other shape"; PandaLM and PRD Vicuna80
+(TF-IDF + SVD text features, 50 components, plus model-pair indicators, as the CLI's
+``experiment`` does). Synthetic settings draw a new frame per split; every split reveals gold
+labels on a random ``n_gold`` of the training rows.
+
+Per split: every candidate final stage of the R-learner and the default's (``"stack"``), all on
+one set of cross-fitted nuisances, each corrected-label gain model fitted exactly as
+``MetaRouter.fit`` does (on each setting's first split the default is refitted as
+``MetaRouter(random_state=seed)`` and must match to 1e-9; the default's fit time is measured by
+``bench_pipeline.py fittime``), the candidate with the lowest out-of-fold R-loss
+(``pick_best``: the criterion of ``learner="auto"``), Pooled, MeanShift, GoldOnly, the
+All-Golden oracle and, where the truth is known, the preference labels corrected by the true
+bias (``true_bias``). The metric is ``causal_router.evaluate.oracle_share`` on held-out gold.
+
+Per setting: mean oracle share and standard error of every method; the default's regret against
+the best fixed candidate (a single final stage chosen in hindsight on the same splits); the
+default minus Pooled and minus MeanShift; the share of the Pooled-to-All-Golden gap closed
+(undefined where the oracle beats Pooled by less than 0.02: no gap to close); and whether each
+target of issue 13 is met. Writes ``runs.csv`` (one row per split and method), ``summary.csv``,
+``summary.md`` and ``bias_suite.png`` to ``--out``, and prints the markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import delayed
+from sklearn.base import BaseEstimator, RegressorMixin
+
+_HERE = str(Path(__file__).resolve().parent)
+sys.path.insert(0, _HERE)
+# worker processes import bias_settings too
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)
+from bias_settings import SETTINGS  # noqa: E402
+
+#: Single final stages of the R-learner measured against the default (causal_router.models).
+CANDIDATES = ("constant", "linear", "ridge", "boosting", "additive")
+BASELINES = ("pooled", "mean_shift", "gold_only", "all_golden")
+GAP_MIN = 0.02  # below this oracle-minus-Pooled difference the gap closed is not defined
+TARGETS = {"regret": 0.01, "vs_baseline": -0.005, "gap_closed": 0.60}
+
+
+class AllStages(RegressorMixin, BaseEstimator):
+    """Fits every named final stage on the same residuals; ``predict`` uses the one named by
+    ``use``. Lets the suite score each candidate on one set of cross-fitted nuisances (the
+    nuisances do not depend on the final stage, so this equals separate fits, faster)."""
+
+    def __init__(self, names=CANDIDATES, random_state=None):
+        self.names = names
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        from causal_router.models import final_stage
+
+        self.models_ = {n: final_stage(n, self.random_state).fit(X, y, sample_weight=sample_weight)
+                        for n in self.names}
+        self.use = self.names[0]
+        return self
+
+    def predict(self, X):
+        return self.models_[self.use].predict(X)
+
+
+def _gain_predictions(data, scale, effect_pref, test_X, seed):
+    """Test gains of the gain model on gold + corrected preference labels (as MetaRouter.fit)."""
+    from causal_router._utils import as_seed
+    from causal_router.data import pooled_outcome
+    from causal_router.models import default_regressor
+
+    labels = pooled_outcome(data.gain, data.is_gold, scale)
+    labels[~data.is_gold] += effect_pref
+    model = default_regressor(as_seed(seed)).fit(data.X, labels)
+    return np.asarray(model.predict(test_X), dtype=float) / scale
+
+
+def run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
+    """Every method's oracle share on one split of one setting (one row per method)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        return _run_split(name, split_no, seed, check_default)
+
+
+def _run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
+    from causal_router import BiasEstimator, MetaRouter
+    from causal_router.baselines import GoldOnly, MeanShift, Pooled
+    from causal_router.datasets import reveal_split
+    from causal_router.evaluate import oracle_share
+
+    setting = SETTINGS[name]
+    frame = setting.make(seed)
+    features = [c for c in frame.columns if c[:1] == "x" and c[1:].isdigit()]
+    split = reveal_split(frame, features, n_gold=setting.n_gold, n_test=setting.n_test, random_state=seed)
+    data, test_X, gold = split.train, split.test_X, split.test_gold
+    rows = []
+
+    def add(method, pred, **extra):
+        rows.append({"setting": name, "split": split_no, "seed": seed, "method": method,
+                     "oracle_share": oracle_share(pred, gold), **extra})
+
+    # every final stage on one set of cross-fitted nuisances; "stack" is the default's own
+    # final stage with the default's seed, so its row is MetaRouter(random_state=seed) exactly
+    bias = BiasEstimator(model_final=AllStages(CANDIDATES + ("stack",), seed), random_state=seed).fit(data)
+    stages = bias.estimator_.model_final_
+    pref = ~data.is_gold
+    preds = {}
+    for cand in CANDIDATES + ("stack",):
+        stages.use = cand
+        pred = preds[cand] = _gain_predictions(data, bias.scale_, bias.effect(data.X[pref]) * bias.scale_,
+                                               test_X, seed)
+        if cand != "stack":
+            add(cand, pred)
+            continue
+        stack = stages.models_["stack"]
+        add("default", pred, **{f"w_{k}": float(v) for k, v in zip(stack.candidates, stack.weights_)})
+        best = stack.candidates[int(np.argmin(stack.cv_loss_))]
+        add("pick_best", preds[best], final_stage=best)
+        if check_default:
+            router = MetaRouter(random_state=seed).fit(data)
+            gap = np.max(np.abs(router.predict_gain(test_X) - pred))
+            assert gap < 1e-9, f"the suite's default differs from MetaRouter() by {gap}"
+    add("pooled", Pooled(random_state=seed).fit(data).predict_gain(test_X))
+    add("mean_shift", MeanShift(random_state=seed).fit(data).predict_gain(test_X))
+    add("gold_only", GoldOnly(random_state=seed).fit(data).predict_gain(test_X))
+    add("all_golden", GoldOnly(random_state=seed).fit(split.oracle).predict_gain(test_X))
+    if not setting.real:
+        train = frame.iloc[split.train_index]
+        true = bias.scale_ * train["psi"].to_numpy() - train["eta"].to_numpy()  # c psi - eta, preference scale
+        add("true_bias", _gain_predictions(data, bias.scale_, true[pref], test_X, seed))
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting: mean oracle shares, the default's regret, margins and gap closed."""
+    grouped = runs.groupby(["setting", "method"])["oracle_share"]
+    means = grouped.mean().unstack()
+    ses = (grouped.std(ddof=1) / np.sqrt(grouped.count())).unstack()
+    order = [s for s in SETTINGS if s in means.index]
+    means, ses = means.loc[order], ses.loc[order]
+    out = pd.DataFrame(index=means.index)
+    out["n_splits"] = runs.groupby("setting")["split"].nunique().loc[order]
+    for m in means.columns:
+        out[m] = means[m]
+    out["default_se"] = ses["default"]
+    fixed = means[[c for c in CANDIDATES if c in means]]
+    out["best_fixed"] = fixed.idxmax(axis=1)
+    out["regret"] = fixed.max(axis=1) - means["default"]
+    out["vs_pooled"] = means["default"] - means["pooled"]
+    out["vs_mean_shift"] = means["default"] - means["mean_shift"]
+    gap = means["all_golden"] - means["pooled"]
+    out["gap_closed"] = np.where(gap > GAP_MIN, (means["default"] - means["pooled"]) / gap, np.nan)
+    out["heterogeneous"] = [SETTINGS[s].heterogeneous for s in order]
+    out["meets_regret"] = out["regret"] <= TARGETS["regret"]
+    out["meets_baselines"] = (out[["vs_pooled", "vs_mean_shift"]].min(axis=1) >= TARGETS["vs_baseline"])
+    weights = [c for c in runs.columns if c.startswith("w_")]
+    if weights:
+        w = runs[runs["method"] == "default"].groupby("setting")[weights].mean().loc[order]
+        out = out.join(w.add_prefix("mean_"))
+    return out
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    """The README table (headline methods) and the table of every candidate."""
+    def f(x):
+        return "n/a" if pd.isna(x) else f"{x:.3f}"
+
+    lines = ["| setting | default | ± se | best fixed (name) | regret | Pooled | MeanShift | Gold-only | "
+             "All-Golden | true bias | gap closed | targets |", "|" + "---|" * 12]
+    for s, r in summary.iterrows():
+        miss = [k for k, ok in (("regret", r["meets_regret"]), ("baselines", r["meets_baselines"])) if not ok]
+        lines.append(
+            f"| {s} | **{f(r['default'])}** | {f(r['default_se'])} | {f(r[r['best_fixed']])} ({r['best_fixed']}) | "
+            f"{r['regret']:+.3f} | {f(r['pooled'])} | {f(r['mean_shift'])} | {f(r['gold_only'])} | "
+            f"{f(r['all_golden'])} | {f(r.get('true_bias', np.nan))} | "
+            f"{'n/a' if pd.isna(r['gap_closed']) else format(r['gap_closed'], '.0%')} | "
+            f"{'met' if not miss else 'MISSED: ' + ', '.join(miss)} |")
+    het = summary[summary["heterogeneous"]]
+    mean_gap = het["gap_closed"].mean()
+    lines.append("")
+    lines.append(f"Gap closed, mean over the {het['gap_closed'].notna().sum()} heterogeneous-bias settings with a gap "
+                 f"(All-Golden - Pooled > {GAP_MIN}): {mean_gap:.0%} (target {TARGETS['gap_closed']:.0%}: "
+                 f"{'met' if mean_gap >= TARGETS['gap_closed'] else 'MISSED'}). "
+                 f"Settings meeting the regret target: {int(summary['meets_regret'].sum())}/{len(summary)}; "
+                 f"the Pooled/MeanShift target: {int(summary['meets_baselines'].sum())}/{len(summary)}.")
+    cols = [c for c in ("default", "pick_best", *CANDIDATES) if c in summary]
+    lines += ["", "| setting | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for s, r in summary.iterrows():
+        lines.append(f"| {s} | " + " | ".join(f(r[c]) for c in cols) + " |")
+    wcols = [c for c in summary if c.startswith("mean_w_")]
+    if wcols:
+        lines += ["", "Mean stacking weights of the default: | setting | " + " | ".join(c[7:] for c in wcols) + " |",
+                  "|" + "---|" * (len(wcols) + 1)]
+        for s, r in summary.iterrows():
+            lines.append(f"| {s} | " + " | ".join(f"{r[c]:.2f}" for c in wcols) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: pd.DataFrame, runs: pd.DataFrame):
+    """Oracle share per setting: the default (with a 2-se bar), the best fixed candidate, the
+    baselines, the oracle and the true-bias correction."""
+    import matplotlib.pyplot as plt
+
+    settings = list(summary.index)[::-1]
+    y = np.arange(len(settings))
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(settings) + 1.6))
+    style = {"gold_only": ("Gold-only", "v", "#999999"), "pooled": ("Pooled", "s", "#d62728"),
+             "mean_shift": ("MeanShift", "D", "#ff9896"), "all_golden": ("All-Golden (oracle)", "*", "#2ca02c"),
+             "true_bias": ("true-bias correction", "P", "#98df8a")}
+    for m, (label, marker, color) in style.items():
+        if m in summary:
+            ax.scatter(summary.loc[settings, m], y, marker=marker, color=color, label=label, s=40, zorder=3)
+    best = [summary.loc[s, summary.loc[s, "best_fixed"]] for s in settings]
+    ax.scatter(best, y, marker="|", color="#1f77b4", s=160, label="best fixed final stage (hindsight)", zorder=4)
+    ax.errorbar(summary.loc[settings, "default"], y, xerr=2 * summary.loc[settings, "default_se"], fmt="o",
+                color="#1f77b4", ms=7, capsize=3, label="MetaRouter() default (± 2 se)", zorder=5)
+    ax.set_yticks(y, settings)
+    ax.set_xlabel("oracle share on held-out gold (1 = oracle ranking, 0 = random)")
+    n = int(runs.groupby("setting")["split"].nunique().min())
+    ax.set_title(f"Bias-learner suite: mean over {n}+ splits per setting")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> None:
+    from causal_router._parallel import run_parallel
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--splits", type=int, default=20)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="first split's seed (splits use seed, seed + 1, ...)")
+    parser.add_argument("--out", default="bias_suite_out")
+    parser.add_argument("--chunk", type=int, default=5, help="splits per round (runs.csv is written after each)")
+    parser.add_argument("--from-csv", help="only summarise an earlier runs.csv")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.from_csv:
+        return report(pd.read_csv(args.from_csv), out)
+    runs = []
+    for first in range(0, args.splits, args.chunk):  # rounds over every setting; runs.csv grows after each
+        splits = range(first, min(first + args.chunk, args.splits))
+        tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings]
+        runs += run_parallel(tasks, n_jobs=args.n_jobs, desc=f"splits {splits.start}-{splits.stop - 1}", unit="split")
+        pd.concat(runs, ignore_index=True).to_csv(out / "runs.csv", index=False)
+    report(pd.concat(runs, ignore_index=True), out)
+
+
+def report(runs: pd.DataFrame, out: Path) -> None:
+    """Write summary.csv, summary.md and the figure; print the tables."""
+    summary = summarise(runs)
+    summary.to_csv(out / "summary.csv")
+    text = markdown(summary)
+    (out / "summary.md").write_text(text + "\n")
+    print(text)
+    fig = plot(summary, runs)
+    fig.savefig(out / "bias_suite.png", dpi=150, bbox_inches="tight")
+    print(f"\nwritten: {out}/runs.csv, summary.csv, summary.md, bias_suite.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The ``causal-router`` command line: parser, entry point, and its error and warning policy.
+
+    causal-router demo                       the main job, on built-in data
+    causal-router fit DATA --features ...    fit a router on a user's file, save it
+    causal-router route DATA --router FILE   route the queries of a file
+    causal-router evaluate DATA --router FILE --gold-gain COL
+    causal-router experiment                 the paper's Monte Carlo experiment
+    causal-router diagnose                   CATE diagnostics of the bias
+    causal-router refute                     dowhy refutations of the bias estimate
+    causal-router serve --router FILE        serve a router over HTTP: POST /route, GET /health
+
+Query text: every command that reads query data takes ``--text COLUMN`` (features from the
+text: TF-IDF + SVD, or ``--text-method minilm``) and ``--pair COLUMN`` (one indicator per model
+pair) instead of numeric feature columns. A router fitted from text keeps its featurizer in its
+file and applies it itself in ``route``, ``evaluate`` and ``serve``.
+
+Errors: the package's own errors (bad data, bad arguments, unreadable files: ``DataError`` and
+its subclasses) and file-system errors print one line on stderr and exit with code 2; anything
+else is a bug and shows its traceback. ``--debug`` shows the traceback of every error.
+Warnings: every warning the libraries raise is printed as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+import warnings
+
+from .._validation import DataError
+from . import commands
+from .options import add_data_options, add_model_options, add_text_options
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="causal-router", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and dropped rows")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="fit the meta-router and baselines on built-in data, write a report")
+    p.add_argument("--out", default="causal_router_report", help="report folder")
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--d", type=int, default=50)
+    p.add_argument("--n-gold", type=int, default=100)
+    p.add_argument("--n-test", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=commands.demo)
+
+    p = sub.add_parser("fit", help="fit a meta-router on a file and save it as a safe router file")
+    add_data_options(p)
+    add_model_options(p)
+    p.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default: 5)")
+    p.add_argument("--preference-weight", type=float, default=1.0)
+    p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
+    p.set_defaults(func=commands.fit)
+
+    p = sub.add_parser("route", help="route the queries of a file with a saved router")
+    p.add_argument("data")
+    p.add_argument("--router", required=True, help="router file written by fit")
+    p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
+    add_text_options(p, fitting=False)
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--cost-weight", type=float, default=0.0, help="route where gain > weight")
+    budget.add_argument("--primary-share", type=float, help="send this share of queries to the primary")
+    p.add_argument("--id-column", help="column copied to the output")
+    p.add_argument("--out", default="routes.csv", help="CSV, TSV, Parquet, JSON or JSONL by extension")
+    p.set_defaults(func=commands.route)
+
+    p = sub.add_parser("evaluate", help="score a saved router on rows with gold gains")
+    p.add_argument("data")
+    p.add_argument("--router", required=True)
+    p.add_argument("--gold-gain", required=True, help="column of held-out gold gains")
+    p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
+    add_text_options(p, fitting=False)
+    p.add_argument("--cost-weight", type=float, default=0.0)
+    p.set_defaults(func=commands.evaluate)
+
+    p = sub.add_parser("serve", help="serve a router over HTTP: POST /route, GET /health (extra [serve])")
+    p.add_argument("--router", required=True, help="router file written by fit")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=commands.serve)
+
+    p = sub.add_parser("experiment", help="the paper's Monte Carlo experiment")
+    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "pandalm", "prd"])
+    p.add_argument("--data-dir", help="folder holding the raw upstream pandalm/ and prd_vicuna80/ "
+                   "(default: $CAUSAL_ROUTER_DATA if set, else the copy bundled with the package)")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--n-gold", type=int, default=100)
+    p.add_argument("--n-test", type=int, default=500)
+    p.add_argument("--n", type=int, default=5000, help="synthetic queries")
+    p.add_argument("--d", type=int, default=50, help="synthetic features")
+    p.add_argument("--text-components", type=int, default=50)
+    p.add_argument("--methods", help="comma-separated method names")
+    p.add_argument("--n-jobs", type=int, default=1)
+    _add_backend(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="experiment_results")
+    p.set_defaults(func=commands.experiment)
+
+    p = sub.add_parser("diagnose", help="CATE diagnostics of the bias: overlap, calibration, heterogeneity")
+    add_data_options(p, builtin=True)
+    add_model_options(p)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--group-by", help="column to average the bias by (category, model pair)")
+    p.add_argument("--refute", action="store_true",
+                   help="also run the default refutation suite and add its section to the report")
+    p.add_argument("--out", default="diagnostics_report")
+    p.set_defaults(func=commands.diagnose)
+
+    p = sub.add_parser("refute", help="dowhy refutations and sensitivity analysis of the bias estimate")
+    add_data_options(p, builtin=True)
+    add_model_options(p)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--thorough", action="store_true",
+                   help="publication-grade simulation counts (about 10x the default cost)")
+    _add_backend(p)
+    p.add_argument("--out", default="refutation_report")
+    p.set_defaults(func=commands.refute)
+    return parser
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="loky", choices=["loky", "ray"])
+    p.add_argument("--ray-address", default=None, help="ray.init address (default: a local Ray)")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message).strip().splitlines()[0] if str(message).strip() else ""
+    print(f"causal-router: warning: {category.__name__}: {text}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code (0 success, 2 bad input or file-system error)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="causal-router: %(message)s")
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except (DataError, OSError) as exc:
+            if args.debug:
+                traceback.print_exc()
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"causal-router: error: {message}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m causal_router.cli``: the ``causal-router`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

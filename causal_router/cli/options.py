@@ -1,0 +1,213 @@
+"""Command-line options shared by the commands: one data-option group, feature selection, outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .._validation import DataError
+from ..data import SCALE_METHODS, EvalData
+from ..io import check_output_path, read_table
+
+__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "scale_arg",
+           "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
+           "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS"]
+
+#: Files with at least this many rows get a progress display on stderr.
+LARGE_FILE_ROWS = 20_000
+
+
+class UsageError(DataError):
+    """A bad command-line argument: printed as one line, exit code 2."""
+
+
+def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False) -> None:
+    """The data file and the options naming its columns. ``builtin``: the file is optional and the
+    built-in generator is used without one (``--n``, ``--n-gold``, ``--seed``)."""
+    if builtin:
+        p.add_argument("data", nargs="?", help="CSV, TSV, Parquet or JSON(L) file (default: built-in generator)")
+    else:
+        p.add_argument("data", help="CSV, TSV, Parquet or JSON(L) file")
+    g = p.add_argument_group("columns of the data file")
+    g.add_argument("--features", help="comma-separated feature columns")
+    g.add_argument("--feature-prefix", default="x",
+                   help="use every numeric column starting with this (default: x); the gain, source and id "
+                        "columns are never features")
+    g.add_argument("--gain", default="gain", help="column of observed gains (default: gain)")
+    g.add_argument("--source", default="source", help="column of evaluation sources (default: source)")
+    g.add_argument("--gold-value", default="gold", help="source value of gold rows (default: gold)")
+    g.add_argument("--preference-value", default="preference", help="source value of preference rows")
+    g.add_argument("--query-id", help="column of query ids (optional)")
+    add_text_options(p)
+    if builtin:
+        b = p.add_argument_group("built-in data (without a file)")
+        b.add_argument("--n", type=int, default=5000, help="queries (default: 5000)")
+        b.add_argument("--n-gold", type=int, default=250, help="gold rows (default: 250)")
+
+
+def add_text_options(p: argparse.ArgumentParser, *, fitting: bool = True) -> None:
+    """``--text`` / ``--pair``: features from the query text instead of numeric columns. Where a
+    featurizer is fitted (``fitting``) also its method and size; where a saved router reads the
+    file, the options rename the columns its featurizer reads."""
+    g = p.add_argument_group("query text (instead of numeric feature columns)")
+    if fitting:
+        g.add_argument("--text", metavar="COLUMN", help="column of query texts: features from the text")
+        g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels: one indicator feature per pair")
+        g.add_argument("--text-method", default="tfidf-svd", choices=["tfidf-svd", "minilm"],
+                       help="TF-IDF + truncated SVD (default), or MiniLM embeddings + PCA (extra [embed])")
+        g.add_argument("--text-components", type=int, default=50, help="text feature dimension (default: 50)")
+    else:
+        g.add_argument("--text", metavar="COLUMN", help="column of query texts (default: the router's)")
+        g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels (default: the router's)")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options of the bias model and the random seed."""
+    from ..bias import LEARNERS
+
+    p.add_argument("--learner", default="r", choices=list(LEARNERS), help="CATE learner of the bias (default: r)")
+    p.add_argument("--scale", default="variance", choices=[str(m).lower() for m in SCALE_METHODS],
+                   help="gold-to-preference scale constant (default: variance; none: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def scale_arg(args) -> str | None:
+    return None if args.scale == "none" else args.scale
+
+
+def read_data(path: str) -> pd.DataFrame:
+    return read_table(path)
+
+
+def select_features(frame: pd.DataFrame, args, *, reserved: tuple = ()) -> list[str]:
+    """Feature columns: ``--features`` as given, or the numeric columns starting with
+    ``--feature-prefix``. The label and bookkeeping columns (``reserved`` and the gain, source and
+    query-id columns) are never features: naming one explicitly is an error, a prefix skips them."""
+    labels = {c for c in (*reserved, getattr(args, "gain", None), getattr(args, "source", None),
+                          getattr(args, "query_id", None)) if c}
+    if getattr(args, "text", None):
+        if args.features:
+            raise UsageError("pass either --text (features from the query text) or --features, not both")
+        return []
+    if getattr(args, "pair", None):
+        raise UsageError("--pair adds model-pair indicators to text features: pass --text COLUMN too")
+    if args.features:
+        names = [c.strip() for c in args.features.split(",") if c.strip()]
+        if not names:
+            raise UsageError("--features is empty: name at least one column")
+        clash = [c for c in names if c in labels]
+        if clash:
+            raise UsageError(f"--features names {clash}, which the command uses as the label, source or id; "
+                             "a label cannot be a feature")
+        return names
+    cols = [c for c in frame.columns if str(c).startswith(args.feature_prefix) and c not in labels]
+    numeric = [c for c in cols if pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    if not cols:
+        raise UsageError(f"no column starts with --feature-prefix {args.feature_prefix!r}; pass --features a,b,c")
+    if not numeric:
+        raise UsageError(f"the columns starting with --feature-prefix {args.feature_prefix!r} are not numeric "
+                         f"({cols[:10]}); pass --features a,b,c")
+    return numeric
+
+
+def text_featurizer(args):
+    """The TextFeaturizer of ``--text``, ``--pair``, ``--text-method`` and ``--text-components``."""
+    from ..text import TextFeaturizer
+
+    return TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair)
+
+
+def _with_text_features(frame: pd.DataFrame, args) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` with the features of ``--text`` / ``--pair`` appended (``text_*``, ``pair=*``)."""
+    from ..text import featurize_queries
+
+    X, names, _ = featurize_queries(frame, text_column=args.text, pair_column=args.pair,
+                                    featurizer=text_featurizer(args))
+    clash = [n for n in names if n in frame.columns]
+    if clash:
+        raise UsageError(f"data file {args.data} already has columns named like text features {clash[:5]}; "
+                         "rename them")
+    return pd.concat([frame, pd.DataFrame(X, columns=names, index=frame.index)], axis=1), names
+
+
+def text_fit_input(frame: pd.DataFrame, args) -> tuple[pd.DataFrame, pd.Series, EvalData]:
+    """(text and pair columns, gains, EvalData of the text features) for fitting a router from
+    ``--text``: the router fits its own featurizer on the first; the EvalData (same rows, its
+    source read with ``--gold-value`` / ``--preference-value``) gives the gold mask and counts."""
+    data = eval_data(frame, args)
+    columns = [args.text] + ([args.pair] if args.pair else [])
+    return frame[columns], frame[args.gain], data
+
+
+def router_text_input(frame: pd.DataFrame, router, args) -> pd.DataFrame:
+    """The text (and pair) columns of ``frame`` under the names the router's featurizer reads;
+    ``--text`` / ``--pair`` name them where the file's columns are called otherwise."""
+    from .._validation import check_columns
+
+    featurizer = router.featurizer_
+    text = args.text or featurizer.text_column
+    if text is None:
+        raise UsageError(f"the router {args.router} was fitted from a list of texts: pass --text COLUMN")
+    pair = args.pair or featurizer.pair_column
+    if pair is not None and pair not in frame.columns and len(featurizer.pairs_) <= 1 and not args.pair:
+        pair = None  # one pair fitted: the column may be absent
+    columns = {text: featurizer.text_column or text}
+    if pair is not None:
+        columns[pair] = featurizer.pair_column or pair
+    check_columns(frame, list(columns), f"data file {args.data}")
+    return frame[list(columns)].rename(columns=columns)
+
+
+def eval_data(frame: pd.DataFrame, args) -> EvalData:
+    """EvalData from a user's frame and the data options (``--text``: text features appended)."""
+    features = select_features(frame, args)
+    if not features:
+        frame, features = _with_text_features(frame, args)
+    return EvalData.from_frame(
+        frame, features, gain=args.gain, source=args.source,
+        gold_value=args.gold_value, preference_value=args.preference_value, query_id=args.query_id,
+    )
+
+
+def load_input(args) -> tuple[EvalData, pd.DataFrame | None]:
+    """(EvalData, the frame read or None) from ``args.data``, or the built-in generator's reveal split."""
+    if args.data:
+        frame = read_data(args.data)
+        return eval_data(frame, args), frame
+    from ..datasets import make_semi_synthetic, reveal_split
+
+    frame = make_semi_synthetic(args.n, 50, random_state=args.seed)
+    return reveal_split(frame, n_gold=args.n_gold, n_test=1, random_state=args.seed).train, None
+
+
+def check_out_dir(path: str) -> Path:
+    """A report folder: created if missing; an existing file of that name is an error."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file; name a folder for the report")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def check_out_file(path: str, *, formats=None, inputs: tuple = ()) -> Path:
+    """An output file, checked before any work (see :func:`causal_router.io.check_output_path`)."""
+    return check_output_path(path, formats=formats, inputs=inputs)
+
+
+class Steps:
+    """Progress of a long command on stderr: one line per step with the elapsed time. Shown for
+    large inputs (``n_rows >= LARGE_FILE_ROWS``) or with ``-v``."""
+
+    def __init__(self, enabled: bool):
+        import time
+
+        self.enabled = enabled
+        self._time = time.perf_counter
+        self._start = self._time()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            print(f"causal-router: [{self._time() - self._start:6.1f} s] {message}", file=sys.stderr, flush=True)
