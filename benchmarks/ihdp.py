@@ -4,6 +4,7 @@ selected on the features. Prints a markdown table and writes one CSV row per (se
     python benchmarks/ihdp.py --reps 100 --n-jobs 2 --out ihdp.csv            # IHDP A and B, every method
     python benchmarks/ihdp.py --settings selected random --reps 200 --methods r
     python benchmarks/ihdp.py --settings ihdp_b --reps 10 --methods r dr econml_dr
+    python benchmarks/ihdp.py --summarise part1.csv part2.csv     # one table from saved runs
 
 Settings (treatment = gold evaluation, so the "bias" is the treatment effect):
 
@@ -218,7 +219,13 @@ def main(argv=None) -> int:
     parser.add_argument("--d", type=int, default=50, help="generator features")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--out", default="ihdp.csv", help="CSV of every run")
+    parser.add_argument("--summarise", nargs="+", metavar="CSV",
+                        help="print the table of runs saved earlier (several CSVs are concatenated) and exit")
     args = parser.parse_args(argv)
+    if args.summarise:
+        results = pd.concat([pd.read_csv(f) for f in args.summarise], ignore_index=True)
+        print(markdown(summarise(results.drop_duplicates(["setting", "method", "rep"]))))
+        return 0
     tasks = [delayed(run_one)(s, r, args.methods, args.n, args.d)
              for s in args.settings for r in range(args.first_rep, args.first_rep + args.reps)]
     t0 = time.perf_counter()

@@ -428,7 +428,9 @@ class BiasEstimator(BaseEstimator):
         overlap behind it.
 
         Estimand: the mean of Delta(s_i) = E[o(1) - o(0) | s_i] / c over the n training rows, on
-        the gold scale (c the scale constant of the fit, 1 without scale normalisation).
+        the gold scale (c the scale constant of the fit, 1 with ``scale=None``). Above the
+        preference-row cap (module docstring, "Cost") the rows are those the bias model used
+        (``sample_index_``: every gold row and the kept preference rows).
         Estimator: the mean of ``pseudo_outcomes_``, cross-fitted AIPW scores (augmented inverse
         propensity weighting, Robins, Rotnitzky and Zhao 1994; the score of econml's
         ``DRLearner``) built from their own outcome models for each mechanism and the learner's
