@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .bias import BiasEstimator
 from .data import EvalData
+from .multi import MultiRouter
 from .router import MetaRouter
 
-__all__ = ["EvalData", "BiasEstimator", "MetaRouter", "__version__"]
+__all__ = ["EvalData", "BiasEstimator", "MetaRouter", "MultiRouter", "__version__"]

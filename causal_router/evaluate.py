@@ -30,6 +30,12 @@ Metrics
   area and the call-performance threshold.
 * :func:`routing_value` -- value of a concrete routing decision with a bootstrap interval.
 * :func:`summarise` -- the scalar metrics in one dict.
+
+K-model routers (:mod:`causal_router.multi`) choose one of K models per query; they are scored
+by :func:`frontier` (the quality-versus-cost frontier over the cost weight), :func:`frontier_hull`
+(its non-decreasing concave hull) and :func:`aiq` (RouterBench's average improvement in
+quality: the mean height of that hull over the cost range), defined in
+:mod:`causal_router.quality_cost` and exported here.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import DataError, as_float_vector, check_consistent_length, check_random_state
+from .quality_cost import aiq, frontier, frontier_hull
 
 __all__ = [
     "efficiency_curve",
@@ -52,6 +59,9 @@ __all__ = [
     "cpt",
     "routing_value",
     "summarise",
+    "frontier",
+    "frontier_hull",
+    "aiq",
 ]
 
 #: Default share grid of the efficiency and oracle-share curves (as in the Meta-Router paper).

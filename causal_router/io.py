@@ -218,10 +218,12 @@ def _dump_model(model) -> tuple[str, bytes]:
         buf = _io.BytesIO()
         np.save(buf, model, allow_pickle=False)
         return "npy", buf.getvalue()
-    from lightgbm import LGBMModel
+    from lightgbm import Booster, LGBMModel
 
     if isinstance(model, LGBMModel):
         return "lightgbm", model.booster_.model_to_string().encode("utf-8")
+    if isinstance(model, Booster):
+        return "lightgbm", model.model_to_string().encode("utf-8")
     import skops.io as sio
 
     data = sio.dumps(model)

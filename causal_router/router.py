@@ -287,7 +287,8 @@ def threshold_for_share(gain, primary_share: float, cost_primary=None, cost_alte
     if k == len(ratio):
         return float(np.nextafter(ratio[-1], -np.inf))
     if ratio[k - 1] > ratio[k]:
-        return float((ratio[k - 1] + ratio[k]) / 2)
+        middle = (ratio[k - 1] + ratio[k]) / 2  # rounds onto ratio[k - 1] when the two are adjacent floats
+        return float(middle if middle < ratio[k - 1] else ratio[k])
     sent = int(np.sum(ratio > ratio[k]))
     warnings.warn(f"{k} of {len(ratio)} queries were asked for the primary, but the predicted gains tie at the "
                   f"threshold: {sent} are sent ({len(ratio) - sent} share the value {ratio[k]:.4g})",

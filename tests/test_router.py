@@ -32,6 +32,14 @@ def test_threshold_for_share_hits_the_budget(split, meta, share):
     assert meta.route(X, w).sum() == int(np.floor(share * len(X)))
 
 
+def test_threshold_for_share_between_adjacent_floats():
+    # the midpoint of two adjacent floats rounds onto one of them: the threshold must still split them
+    from causal_router.router import decide, threshold_for_share
+
+    gain = np.array([1.0, np.nextafter(1.0, 0.0), 0.5, 0.2])
+    assert decide(gain, threshold_for_share(gain, 0.25)).tolist() == [True, False, False, False]
+
+
 def test_predictions_are_on_the_gold_scale(split, meta):
     # gold gains have sd about 0.5 while preference gains have sd about 1: predictions follow gold.
     # Measured over 10 splits: prediction sd 0.20-0.35, mean minus the test gold mean -0.03 to 0.12

@@ -2,12 +2,15 @@
 
     causal-router demo                       the main job, on built-in data
     causal-router fit DATA --features ...    fit a router on a user's file, save it
-    causal-router route DATA --router FILE   route the queries of a file
+    causal-router fit-multi DATA --model-a A --model-b B ...   fit a K-model router on pairwise rows
+    causal-router route DATA --router FILE   route the queries of a file (two-model or K-model router)
     causal-router evaluate DATA --router FILE --gold-gain COL
     causal-router experiment                 the paper's Monte Carlo experiment
     causal-router diagnose                   CATE diagnostics of the bias
     causal-router refute                     dowhy refutations of the bias estimate
     causal-router serve --router FILE        serve a router over HTTP: POST /route, GET /health
+    causal-router suggest-gold DATA --budget N   the next queries to send to the gold standard
+    causal-router plan-gold DATA --target-ci-width W   how many gold labels reach a target
 
 Query text: every command that reads query data takes ``--text COLUMN`` (features from the
 text: TF-IDF + SVD, or ``--text-method minilm``) and ``--pair COLUMN`` (one indicator per model
@@ -29,6 +32,7 @@ import traceback
 import warnings
 
 from .._validation import DataError
+from ..active import STRATEGIES
 from . import commands
 from .options import add_data_options, add_model_options, add_text_options
 
@@ -59,14 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
     p.set_defaults(func=commands.fit)
 
+    p = sub.add_parser("fit-multi", help="fit a K-model router on pairwise evaluations and save it")
+    add_data_options(p)
+    p.add_argument("--model-a", required=True, help="column naming each row's first model (the gain is its gain)")
+    p.add_argument("--model-b", required=True, help="column naming each row's second model")
+    p.add_argument("--reference", help="model whose utility is 0 (default: the first name in sorted order)")
+    add_model_options(p)
+    p.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default: 5)")
+    p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
+    p.set_defaults(func=commands.fit_multi)
+
     p = sub.add_parser("route", help="route the queries of a file with a saved router")
     p.add_argument("data")
-    p.add_argument("--router", required=True, help="router file written by fit")
+    p.add_argument("--router", required=True, help="router file written by fit or fit-multi")
     p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
     add_text_options(p, fitting=False)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--cost-weight", type=float, default=0.0, help="route where gain > weight")
+    budget.add_argument("--cost-weight", type=float, default=0.0,
+                        help="route where gain > weight (K-model router: the weight w of --costs)")
     budget.add_argument("--primary-share", type=float, help="send this share of queries to the primary")
+    p.add_argument("--costs", help="K-model router: cost of each model, MODEL=COST,... (with --cost-weight w, "
+                                   "each query goes to argmax utility - w * cost)")
     p.add_argument("--id-column", help="column copied to the output")
     p.add_argument("--out", default="routes.csv", help="CSV, TSV, Parquet, JSON or JSONL by extension")
     p.set_defaults(func=commands.route)
@@ -123,7 +140,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(p)
     p.add_argument("--out", default="refutation_report")
     p.set_defaults(func=commands.refute)
+
+    p = sub.add_parser("suggest-gold", help="choose the next queries to send to the gold standard")
+    add_data_options(p)
+    p.add_argument("--budget", type=int, required=True, help="number of queries to suggest")
+    p.add_argument("--router", help="router file written by fit: its predicted gains set the routing decision's "
+                                    "boundary (default: a router is fitted on DATA where the strategy needs one)")
+    p.add_argument("--strategy", default="auto", choices=list(STRATEGIES),
+                   help="default: auto (causal_router.active.AUTO_STRATEGY)")
+    _add_gold_probability(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", default="to_label.csv", help="the suggested rows (CSV, TSV, Parquet, JSON or JSONL)")
+    p.add_argument("--design-out", help="write DATA again with every row's gold probability after this round "
+                                        "(the --gold-probability column) and a 'suggested' column, for the next round")
+    p.set_defaults(func=commands.suggest_gold)
+
+    p = sub.add_parser("plan-gold", help="how many gold labels reach a target CI width or oracle share")
+    add_data_options(p)
+    p.add_argument("--target-ci-width", type=float, help="width of the average bias's 95%% CI to reach (gold scale)")
+    p.add_argument("--target-oracle-share", type=float, help="oracle share to reach (learning curve: 25 refits)")
+    p.add_argument("--router", help="router file written by fit: plan for its settings (default: MetaRouter())")
+    _add_gold_probability(p)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", help="folder for plan.json and plan.png (optional)")
+    p.set_defaults(func=commands.plan_gold)
     return parser
+
+
+def _add_gold_probability(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gold-probability", default=None,
+                   help="column holding each row's probability of a gold label under earlier rounds' designs "
+                        "(written by suggest-gold --design-out); absent: the gold rows are taken as a random draw")
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:

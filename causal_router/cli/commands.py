@@ -24,11 +24,13 @@ from .options import (
     read_data,
     router_text_input,
     scale_arg,
+    select_features,
     text_featurizer,
     text_fit_input,
 )
 
-__all__ = ["demo", "fit", "route", "evaluate", "serve", "experiment", "diagnose", "refute"]
+__all__ = ["demo", "fit", "fit_multi", "route", "evaluate", "serve", "experiment", "diagnose", "refute",
+           "suggest_gold", "plan_gold"]
 
 #: Rows predicted per step when routing a large file (progress is shown per chunk).
 ROUTE_CHUNK = 100_000
@@ -183,9 +185,105 @@ def _predict_chunked(router, X: pd.DataFrame, steps: Steps) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def fit_multi(args) -> int:
+    """Fit a K-model router (MultiRouter) on pairwise evaluations in a user's file and save it."""
+    from ..bias import BiasEstimator
+    from ..multi import MultiRouter
+    from ..pairwise import PairwiseData
+
+    if args.text or args.pair:
+        raise UsageError("fit-multi takes numeric query features (--features / --feature-prefix); featurize the "
+                         "text first (causal_router.text.TextFeaturizer); --pair does not apply: the models are "
+                         "named by --model-a / --model-b")
+    out = check_out_file(args.out, inputs=(args.data,))
+    frame = read_data(args.data)
+    check_columns(frame, [args.model_a, args.model_b], f"data file {args.data} (--model-a / --model-b)")
+    features = select_features(frame, args, reserved=(args.model_a, args.model_b))
+    data = PairwiseData.from_frame(frame, features, args.gain, args.source, args.model_a, args.model_b,
+                                   gold_value=args.gold_value, preference_value=args.preference_value,
+                                   query_id=args.query_id)
+    steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
+    steps(f"fitting the bias model ({args.learner}) and the utility model on {data.n_gold} gold and "
+          f"{data.n_preference} preference comparisons of {len(data.models)} models")
+    router = MultiRouter(BiasEstimator(args.learner, cv=args.cv), reference=args.reference, scale=scale_arg(args),
+                         random_state=args.seed).fit(data)
+    router.save(out)
+    print(f"fitted on {data.n_gold} gold and {data.n_preference} preference comparisons of {len(router.models_)} "
+          f"models {router.models_} (reference {router.reference_}, scale constant {router.scale_:.4g})")
+    print(f"bias model: {router.bias_model_}; utility model: "
+          f"{type(getattr(router.utility_model_, 'estimator_', router.utility_model_)).__name__}")
+    summary = router.bias_summary()
+    if summary is not None:
+        shown = ", ".join(f"{m} {v:+.3f}" for m, v in summary["per_model_constant"].items())
+        print(f"judge bias per model (gold minus preference, gold scale, vs {router.reference_}): {shown}; "
+              f"order effect {summary['order_effect']:+.3f}")
+    print(f"router saved to {out}")
+    return 0
+
+
+def _parse_costs(text: str | None) -> dict | None:
+    """``--costs a=0.1,b=0.5`` as {model: cost}."""
+    if not text:
+        return None
+    costs = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().rpartition("=")
+        try:
+            costs[name.strip()] = float(value)
+        except ValueError:
+            name = ""
+        if not sep or not name.strip():
+            raise UsageError(f"--costs: {item.strip()!r} is not MODEL=COST (e.g. --costs small=0.1,large=1)")
+    return costs
+
+
+def _route_multi(args, router, frame, out) -> int:
+    """Route with a K-model router: the chosen model and every model's predicted utility per query."""
+    from ..pairwise import cost_matrix
+
+    if args.primary_share is not None:
+        raise UsageError("--primary-share applies to two-model routers; a K-model router takes --costs and "
+                         "--cost-weight")
+    costs = _parse_costs(args.costs)
+    if args.cost_weight and costs is None:
+        raise UsageError("--cost-weight needs --costs (the cost of each model)")
+    X = _router_features(frame, router, args, reserved=(args.id_column,))
+    utility = router.predict_utility(X.reset_index(drop=True))
+    chosen = router.route(X.reset_index(drop=True), costs=costs, cost_weight=args.cost_weight)
+    result = pd.DataFrame({"chosen_model": chosen})
+    for m in router.models_:
+        result[f"utility[{m}]"] = utility[m].to_numpy()
+    if args.id_column:
+        result.insert(0, args.id_column, frame[args.id_column].to_numpy())
+    write_table(result, out)
+    counts = pd.Series(chosen).value_counts()
+    cost_text = ""
+    if costs is not None:
+        C = cost_matrix(costs, router.models_, len(chosen))
+        picked = C[np.arange(len(chosen)), [router.models_.index(m) for m in chosen]]
+        cost_text = f", mean cost {picked.mean():.4g}"
+    print(f"routed {len(result)} queries (cost weight {args.cost_weight:.4g}{cost_text}): "
+          + ", ".join(f"{m} {n}" for m, n in counts.items()) + f"; written to {out}")
+    return 0
+
+
 def route(args) -> int:
-    """Route the queries of a file with a saved router; write one decision per query."""
+    """Route the queries of a file with a saved router; write one decision per query (two-model
+    router: the decision and the predicted gain; K-model router: the chosen model)."""
+    from ..io import read_router_file
+    from ..multi import is_multi_router_header, multi_router_from_file
+
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
+    header, models = read_router_file(args.router)
+    if is_multi_router_header(header):
+        router = multi_router_from_file(header, models, path=args.router)
+        frame = read_data(args.data)
+        if args.id_column:
+            check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
+        return _route_multi(args, router, frame, out)
+    if args.costs:
+        raise UsageError("--costs applies to K-model routers; a two-model router takes --cost-weight or "
+                         "--primary-share")
     router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     if args.id_column:
@@ -355,4 +453,129 @@ def refute(args) -> int:
     print(f"verdict: {'all refuters passed' if refutation.passed else 'failed: ' + ', '.join(refutation.failed)} "
           f"({meta['suite']} suite, {meta['n_refits']} refits, {meta['runtime_seconds']:.1f} s)")
     print(f"report written to {out / 'refutations.html'} (refutations.csv, refutations.json, refutations.png in {out}/)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- choosing gold rows
+def _gold_features(frame: pd.DataFrame, args, router, reserved: tuple) -> pd.DataFrame:
+    """Numeric features of every row of ``frame`` (RangeIndex): the router's (its own featurizer
+    applied where it was fitted from text), or the data options' (``--text``: TF-IDF + SVD features
+    of the text fitted on this file)."""
+    from ..text import featurize_queries
+    from .options import select_features, text_featurizer
+
+    if router is not None:
+        X = _router_features(frame, router, args, reserved=reserved)
+        featurizer = getattr(router, "featurizer_", None)
+        if featurizer is not None and not args.features:
+            return pd.DataFrame(featurizer.transform(X), columns=[str(n) for n in router.feature_names_in_])
+        return X.reset_index(drop=True)
+    features = select_features(frame, args, reserved=reserved)
+    if features:
+        return frame[features].reset_index(drop=True)
+    X, names, _ = featurize_queries(frame, text_column=args.text, pair_column=args.pair,
+                                    featurizer=text_featurizer(args))
+    return pd.DataFrame(X, columns=names)
+
+
+def _gold_data(frame: pd.DataFrame, args, router):
+    """The EvalData of a labelled file (gain and source columns; ``--gold-probability`` where given)."""
+    from ..data import EvalData
+
+    gp = args.gold_probability
+    extra = [c for c in (args.gain, args.source, gp, args.query_id) if c]
+    check_columns(frame, extra, f"data file {args.data}")
+    X = _gold_features(frame, args, router, reserved=tuple(extra))
+    clash = [c for c in extra if c in X.columns]
+    if clash:
+        raise UsageError(f"column(s) {clash} are the label, source, id or gold probability and cannot be features")
+    table = pd.concat([X, frame[extra].reset_index(drop=True)], axis=1)
+    return EvalData.from_frame(table, list(X.columns), gain=args.gain, source=args.source, gold_value=args.gold_value,
+                               preference_value=args.preference_value, query_id=args.query_id, gold_probability=gp)
+
+
+def suggest_gold(args) -> int:
+    """Suggest the next queries for gold labels; write them (and, with --design-out, every row's
+    probability of a gold label for the next round).
+
+    DATA with a ``--source`` column is the labelled data: the candidates are its preference rows
+    and its gold rows inform the bias uncertainty. The router file holds the gain model only, not
+    the bias model, so the bias uncertainty behind ``uncertainty`` and ``decision`` is refitted on
+    DATA's labelled rows, and the router file gives the routing decision's boundary (the deployed
+    router's predicted gains). DATA without a source column is a plain pool of candidates: only
+    ``random`` and ``diverse`` can run on it.
+    """
+    from ..active import AUTO_STRATEGY
+    from ..active import suggest_gold as suggest
+
+    out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
+    design_out = (check_out_file(args.design_out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
+                  if args.design_out else None)
+    if design_out is not None and design_out == out:
+        raise UsageError("--design-out and --out name the same file")
+    if args.budget < 1:
+        raise UsageError(f"--budget must be a positive integer, got {args.budget}")
+    router = _load_router(args.router, text=not args.features) if args.router else None
+    frame = read_data(args.data)
+    if args.query_id:
+        check_columns(frame, [args.query_id], f"data file {args.data} (--query-id)")
+    strategy = AUTO_STRATEGY if args.strategy == "auto" else args.strategy
+    if args.source in frame.columns:
+        pool = _gold_data(frame, args, router)
+        n_candidates = pool.n_preference
+    else:
+        if strategy in ("uncertainty", "decision"):
+            raise UsageError(f"--strategy {strategy} needs labelled rows, but {args.data} has no source column "
+                             f"{args.source!r}: pass the file fit reads (gains and sources), or use random or diverse")
+        pool = _gold_features(frame, args, router, reserved=(args.query_id,) if args.query_id else ())
+        n_candidates = len(pool)
+    suggestion = suggest(router, pool, args.budget, strategy=args.strategy, random_state=args.seed)
+    table = suggestion.to_frame().drop(columns="query_id", errors="ignore")
+    if args.query_id:
+        table.insert(1, args.query_id, frame[args.query_id].to_numpy()[suggestion.index])
+    write_table(table, out)
+    print(f"suggested {len(table)} of {n_candidates} candidate queries for gold labels (strategy {suggestion.strategy}; "
+          f"drawn with probabilities {suggestion.probability.min():.3g} to {suggestion.probability.max():.3g}); "
+          f"written to {out}")
+    if design_out is not None:
+        column = args.gold_probability or "gold_probability"
+        design = frame.copy()
+        design[column] = suggestion.gold_probability
+        design["suggested"] = False
+        design.loc[design.index[suggestion.index], "suggested"] = True
+        write_table(design, design_out)
+        print(f"every row's probability of a gold label after this round is in column {column!r} of {design_out}: "
+              f"set the suggested rows' {args.source} to {args.gold_value!r} and their {args.gain} to the gold gain, "
+              f"then pass --gold-probability {column} to the next round")
+    return 0
+
+
+def plan_gold(args) -> int:
+    """How many gold labels reach a target CI width of the average bias or a target oracle share."""
+    from ..active import plan_gold as plan
+    from ..report.plotting import plot_gold_plan
+
+    if args.target_ci_width is None and args.target_oracle_share is None:
+        raise UsageError("give a target: --target-ci-width and/or --target-oracle-share")
+    folder = check_out_dir(args.out) if args.out else None
+    router = _load_router(args.router, text=not args.features) if args.router else None
+    frame = read_data(args.data)
+    data = _gold_data(frame, args, router)
+    result = plan(data, target_oracle_share=args.target_oracle_share, target_ci_width=args.target_ci_width,
+                  router=router, random_state=args.seed, n_jobs=args.n_jobs, progress=True)
+    with pd.option_context("display.width", 160):
+        print(result.targets.round(4).to_string())
+    print(result.summary())
+    if folder is not None:
+        import matplotlib.pyplot as plt
+
+        payload = {"n_gold": result.n_gold, "targets": result.targets.to_dict(orient="index"),
+                   "share_law": result.share_law,
+                   "learning_curve": None if result.learning_curve is None else result.learning_curve.to_dict(orient="list"),
+                   "ci_width_curve": result.ci_width_curve.to_dict(orient="list")}
+        (folder / "plan.json").write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
+        fig = plot_gold_plan(result)
+        fig.savefig(folder / "plan.png", dpi=150, bbox_inches="tight")
+        plt.close(fig)
+        print(f"plan written to {folder}/ (plan.json, plan.png)")
     return 0

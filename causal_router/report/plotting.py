@@ -11,7 +11,8 @@ import pandas as pd
 
 __all__ = ["plot_experiment_curves", "plot_split_curves", "METHOD_LABELS", "plot_propensity_overlap",
            "plot_calibration", "plot_uplift_curves", "plot_bias_distribution", "plot_group_bias", "plot_bias_tree",
-           "plot_feature_importance", "plot_refutations"]
+           "plot_feature_importance", "plot_refutations", "plot_multi_frontiers", "MULTI_LABELS",
+           "plot_acquisition_curves", "plot_gold_plan"]
 
 #: Display names and colours of the experiment's methods.
 METHOD_LABELS = {
@@ -333,6 +334,133 @@ def plot_refutations(simulations: Mapping[str, np.ndarray], original: float, sen
         ax.set_ylabel("Average bias (gold scale)")
         ax.set_title("Unobserved common cause (dowhy direct simulation)")
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- K-model routing
+#: Display names and colours of the K-model experiment's methods (others as in METHOD_LABELS).
+MULTI_LABELS = {
+    "multi_router": ("MultiRouter (bias-corrected)", "#d62728"),
+    "pooled": ("PooledMulti", "#1f77b4"),
+    "gold_only": ("GoldOnlyMulti", "#2ca02c"),
+    "best_single": ("BestSingle", "#ff7f0e"),
+    "all_golden": ("All-Golden (oracle)", "#000000"),
+    "oracle": ("Per-query best (test quality)", "#7f7f7f"),
+}
+
+
+def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None = None, *, methods=None,
+                         quality_label: str = "Mean quality of the chosen model (gold scale)",
+                         title: str | None = None, ax=None):
+    """Quality-versus-cost frontiers of K-model routers: the mean over runs of each method's
+    non-decreasing concave frontier, with a band of +- one standard error.
+
+    ``frontiers`` has columns ``run``, ``method``, ``cost``, ``quality`` (each run's hull on a
+    common cost grid, as :func:`causal_router.multi_experiment.run_multi_experiment` returns);
+    ``summary`` (optional, indexed by method, column ``aiq``) adds each AIQ to the legend;
+    ``methods`` (optional) selects and orders the methods drawn. Returns the matplotlib Figure.
+    """
+    fig, ax = (plt.subplots(figsize=(8.5, 5.0)) if ax is None else (ax.figure, ax))
+    n_runs = frontiers["run"].nunique()
+    if methods is not None:
+        frontiers = frontiers[frontiers["method"].isin(methods)]
+        order = {m: i for i, m in enumerate(methods)}
+        frontiers = frontiers.sort_values("method", key=lambda m: m.map(order), kind="stable")
+    for name, part in frontiers.groupby("method", sort=False):
+        stats = part.groupby("cost")["quality"].agg(["mean", "std", "count"])
+        label, colour = MULTI_LABELS.get(name, METHOD_LABELS.get(name, (name, None)))
+        if summary is not None and name in summary.index:
+            label = f"{label}: AIQ {summary.loc[name, 'aiq']:.3f}"
+        dashed = name in ("all_golden", "oracle")
+        ax.plot(stats.index, stats["mean"], label=label, color=colour, lw=1.4 if dashed else 2.2,
+                ls="--" if dashed else "-", zorder=3 if name == "multi_router" else 2)
+        se = (stats["std"] / np.sqrt(stats["count"])).fillna(0)
+        ax.fill_between(stats.index, stats["mean"] - se, stats["mean"] + se, color=colour, alpha=0.12, lw=0)
+    ax.set_xlabel("Mean cost per query of the chosen models")
+    ax.set_ylabel(quality_label)
+    ax.set_title(title or f"Quality-versus-cost frontiers (mean of {n_runs} runs; bands: +-1 s.e.)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, frameon=True)
+
+
+# ---------------------------------------------------------------------------- choosing gold rows
+# Figures of :mod:`causal_router.active`.
+_STRATEGY_COLOURS = {"random": "#7f7f7f", "uncertainty": "#1f77b4", "decision": "#d62728", "diverse": "#2ca02c"}
+
+
+def plot_acquisition_curves(summary: pd.DataFrame, *, title: str | None = None):
+    """Oracle share against the number of gold labels, one panel per setting, one line per strategy.
+
+    ``summary`` has columns ``setting``, ``strategy``, ``n_gold``, ``mean`` and ``sem`` (mean
+    oracle share over repeats and its standard error; bands are +- 1 s.e.). A dotted line marks
+    random acquisition's share at its largest gold count. Returns the Figure.
+    """
+    settings = list(dict.fromkeys(summary["setting"]))
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.3 * len(settings), 4.0), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        part = summary[summary["setting"] == setting]
+        for strategy, curve in part.groupby("strategy", sort=False):
+            curve = curve.sort_values("n_gold")
+            colour = _STRATEGY_COLOURS.get(strategy)
+            ax.plot(curve["n_gold"], curve["mean"], "--" if strategy == "random" else "-", marker="o", ms=3,
+                    color=colour, label=strategy)
+            ax.fill_between(curve["n_gold"], curve["mean"] - curve["sem"], curve["mean"] + curve["sem"],
+                            color=colour, alpha=0.12, lw=0)
+        random = part[part["strategy"] == "random"].sort_values("n_gold")
+        if len(random):
+            ax.axhline(random["mean"].iloc[-1], color=_STRATEGY_COLOURS["random"], lw=0.8, ls=":")
+        ticks = sorted(part["n_gold"].unique())
+        ax.set_xscale("log")
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=7)
+        ax.minorticks_off()
+        ax.set_title(setting)
+        ax.set_xlabel("Gold labels")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("Oracle share (mean +- 1 s.e.)")
+    axes[0][-1].legend(loc="lower right", fontsize=8, frameon=False)
+    fig.suptitle(title or "Acquisition curves (dotted: random acquisition at its largest gold count)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gold_plan(plan, *, title: str | None = None):
+    """The planner's curves (:class:`causal_router.active.GoldPlan`): the learning curve of the
+    oracle share (measured points +- 1.96 s.e., fitted power law with its 95% band) where a
+    target share was given, and the width of the average bias's 95% CI against the number of
+    gold labels (the law with its band). Targets are dashed, the current count dotted, the
+    estimated count needed marked. Returns the Figure."""
+    panels = (["share"] if plan.learning_curve is not None else []) + ["width"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "share":
+            curve, points, name = plan.share_curve, plan.learning_curve, "oracle_share"
+            ax.errorbar(points["n_gold"], points["oracle_share"], yerr=1.96 * points["std_error"], fmt="o",
+                        color="#d62728", ms=4, capsize=3, label="cross-validated (held-out gold rows)")
+            ax.set_ylabel("Oracle share")
+            law = plan.share_law
+            ax.set_title(f"Learning curve: share = {law['a']:.3f} - {law['b']:.3g} n^-{law['c']:.2f}")
+        else:
+            curve, name = plan.ci_width_curve, "ci_width"
+            ax.set_ylabel("Width of the 95% CI of the average bias (gold scale)")
+            ax.set_title("CI width: the 1/sqrt(n) law on the gold rows' share of the variance")
+        ax.plot(curve["n_gold"], curve[name], color="#1f77b4", lw=2, label="fitted law")
+        ax.fill_between(curve["n_gold"], curve["lower"], curve["upper"], color="#1f77b4", alpha=0.15, lw=0,
+                        label="95% band")
+        ax.axvline(plan.n_gold, color="black", ls=":", lw=1, label=f"now: {plan.n_gold} gold labels")
+        if name in plan.targets.index:
+            row = plan.targets.loc[name]
+            ax.axhline(row["target"], color="#2ca02c", ls="--", lw=1.2, label=f"target {row['target']:.3g}")
+            if np.isfinite(row["n_gold_needed"]) and row["n_gold_needed"] <= curve["n_gold"].max():
+                ax.plot([row["n_gold_needed"]], [row["target"]], "D", color="#2ca02c", ms=7,
+                        label=f"needed: {row['n_gold_needed']:.0f}")
+        ax.set_xscale("log")
+        ax.set_xlabel("Gold labels")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,0 +1,536 @@
+"""Pairwise comparisons of K models: the data, the contrast design, and regressors on it.
+
+A comparison is a row (s, a, b, o): query features s, two different models a and b, and the
+observed gain o of a over b. With one utility function per model, u_ref = 0 for a reference
+model, the expected gain is
+
+    E[o | s, a, b] = u_a(s) - u_b(s)  (+ c, a common order effect, where a model allows it).
+
+The **contrast design** stacks the query features and the contrast codes: Z = [S, D], S of shape
+(n, d), D of shape (n, K - 1) with D[i, k] = +1 if row i's first model is model k, -1 if its
+second, 0 otherwise; the reference model has no column. u_a(s) - u_b(s) = sum_k D[i, k] u_k(s).
+The regressors below take Z like any scikit-learn regressor (``fit(Z, y, sample_weight)``,
+``predict(Z)``), so that econml can use them as the final stage of the bias, and expose the
+per-model functions with ``utilities(S)`` (n, K - 1).
+
+- :class:`PairwiseRidge`: u_k(s) = gamma_k + s' theta_k. The per-model constants gamma (and the
+  order effect) are not penalised; the slopes theta get one ridge penalty chosen by
+  leave-one-out CV (RidgeCV on the slope block after projecting out the constants).
+  ``terms="constant"`` drops the slopes, ``terms="none"`` predicts 0.
+- :class:`PairwiseBoosting`: u_k(s) = gamma_k + boosted trees in s, fitted jointly by gradient
+  boosting on the squared loss of the contrast (LightGBM with a K - 1 output custom objective:
+  each boosting round grows one tree per model on the rows that compare it).
+- :class:`PairwiseSelect`: the candidate of lowest cross-validated (weighted) squared error,
+  folds grouped by query.
+
+A model of the judge's bias may add an order effect: the design then carries a column
+``listed_first`` (+1 / -1) between S and D, and the prediction adds c0 * listed_first.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import RidgeCV
+from sklearn.utils.validation import check_is_fitted
+
+from ._utils import as_seed
+from ._validation import (DataError, as_float_matrix, as_float_vector, check_columns, check_consistent_length,
+                          check_same_index)
+from .data import GOLD, PREFERENCE, EvalData, scale_constant
+
+__all__ = ["PairwiseData", "PairwiseRegressor", "PairwiseRidge", "PairwiseBoosting", "PairwiseSelect", "BIAS_CANDIDATES", "contrast_codes", "contrast_design", "cost_matrix"]
+
+
+def _labels(values, name: str) -> np.ndarray:
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.to_numpy()
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        raise DataError(f"{name} is empty")
+    missing = pd.isna(arr)
+    if missing.any():
+        raise DataError(f"{name} has {int(missing.sum())} missing model names (first at row "
+                        f"{int(np.flatnonzero(missing)[0])})")
+    return arr.astype(str).astype(object)
+
+
+def contrast_codes(model_a, model_b, models: Sequence[str], reference: str) -> np.ndarray:
+    """D of shape (n, K - 1): +1 in the column of ``model_a``, -1 in that of ``model_b`` (the
+    reference model has no column; columns follow ``models`` without it)."""
+    a, b = _labels(model_a, "model_a"), _labels(model_b, "model_b")
+    check_consistent_length(model_a=a, model_b=b)
+    others = [m for m in models if m != reference]
+    column = {m: j for j, m in enumerate(others)}
+    unknown = sorted((set(a) | set(b)) - set(models))
+    if unknown:
+        raise DataError(f"unknown model name(s) {unknown[:5]}; the router knows {list(models)}")
+    D = np.zeros((len(a), len(others)))
+    rows = np.arange(len(a))
+    ia = np.array([column.get(m, -1) for m in a])
+    ib = np.array([column.get(m, -1) for m in b])
+    D[rows[ia >= 0], ia[ia >= 0]] += 1.0
+    D[rows[ib >= 0], ib[ib >= 0]] -= 1.0
+    return D
+
+
+def contrast_design(S, model_a, model_b, models: Sequence[str], reference: str) -> np.ndarray:
+    """Z = [S, D] of shape (n, d + K - 1) (see the module docstring)."""
+    S = as_float_matrix(S, "X")
+    D = contrast_codes(model_a, model_b, models, reference)
+    check_consistent_length(X=S, model_a=D)
+    return np.hstack([S, D])
+
+
+class PairwiseData:
+    """Pairwise evaluations of K models: one row per (query, model a, model b), gold or preference.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n, d)
+        Query features (finite floats).
+    gain : array-like of shape (n,)
+        Observed gain of ``model_a`` over ``model_b``, on the scale of the mechanism that
+        evaluated the row.
+    source : array-like of shape (n,)
+        ``"gold"`` / ``"preference"`` labels, or booleans / 0-1 (True = gold).
+    model_a, model_b : array-like of shape (n,)
+        Model names; ``model_a != model_b`` on every row. ``model_a`` is the model whose answer
+        was listed first (where the judge saw an order), which the order effect of the bias
+        model refers to.
+    query_id : array-like of shape (n,), optional
+    feature_names : sequence of str, optional (a DataFrame's columns by default)
+
+    Features, gains and sources are checked as :class:`~causal_router.data.EvalData` checks them.
+    """
+
+    def __init__(self, X, gain, source, model_a, model_b, *, query_id=None, feature_names=None):
+        check_same_index("PairwiseData", X=X, gain=gain, source=source, model_a=model_a, model_b=model_b,
+                         query_id=query_id)
+        rows = EvalData(X, gain, source, query_id=query_id, feature_names=feature_names)
+        self.X, self.gain, self.is_gold = rows.X, rows.gain, rows.is_gold
+        self.query_id, self.feature_names = rows.query_id, rows.feature_names
+        self.model_a = _labels(model_a, "model_a")
+        self.model_b = _labels(model_b, "model_b")
+        check_consistent_length(X=self.X, model_a=self.model_a, model_b=self.model_b)
+        same = self.model_a == self.model_b
+        if same.any():
+            raise DataError(f"model_a equals model_b on {int(same.sum())} rows (first at row "
+                            f"{int(np.flatnonzero(same)[0])}, model {self.model_a[same][0]!r}); a comparison "
+                            "needs two different models")
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, features: Sequence[str], gain: str = "gain", source: str = "source",
+                   model_a: str = "model_a", model_b: str = "model_b", *, gold_value="gold",
+                   preference_value="preference", query_id: str | None = None) -> "PairwiseData":
+        """Build from a DataFrame whose columns the arguments name; the frame is not modified.
+        ``source`` values equal to ``gold_value`` are gold rows, to ``preference_value``
+        preference rows (any other value is an error); a boolean column is taken as is."""
+        features = [features] if isinstance(features, str) else list(features)
+        check_columns(df, [model_a, model_b], "data frame")
+        clash = [c for c in (model_a, model_b) if c in features]
+        if clash:
+            raise DataError(f"column(s) {clash} name the models and cannot also be features")
+        rows = EvalData.from_frame(df, features, gain, source, gold_value=gold_value,
+                                   preference_value=preference_value, query_id=query_id)
+        return cls(rows.X, rows.gain, rows.is_gold, df[model_a].to_numpy(), df[model_b].to_numpy(),
+                   query_id=rows.query_id, feature_names=rows.feature_names)
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def __repr__(self) -> str:
+        return (f"PairwiseData(n_gold={self.n_gold}, n_preference={self.n_preference}, "
+                f"models={self.models}, n_features={self.X.shape[1]})")
+
+    @property
+    def n_gold(self) -> int:
+        return int(self.is_gold.sum())
+
+    @property
+    def n_preference(self) -> int:
+        return int((~self.is_gold).sum())
+
+    @property
+    def models(self) -> list[str]:
+        """The model names, sorted."""
+        return sorted(set(self.model_a) | set(self.model_b))
+
+    def subset(self, rows) -> "PairwiseData":
+        """A new PairwiseData with the given rows (boolean mask or indices)."""
+        rows = np.asarray(rows)
+        new = object.__new__(PairwiseData)
+        new.__dict__.update(self.__dict__)
+        for name in ("X", "gain", "is_gold", "model_a", "model_b", "query_id"):
+            value = getattr(self, name)
+            setattr(new, name, None if value is None else value[rows])
+        return new
+
+    def to_frame(self) -> pd.DataFrame:
+        """Features, ``model_a``, ``model_b``, ``gain``, ``source`` (and ``query_id``) as a DataFrame."""
+        frame = pd.DataFrame(self.X, columns=self.feature_names)
+        frame["model_a"], frame["model_b"] = self.model_a, self.model_b
+        frame["gain"] = self.gain
+        frame["source"] = np.where(self.is_gold, GOLD, PREFERENCE)
+        if self.query_id is not None:
+            frame["query_id"] = self.query_id
+        return frame
+
+    def components(self, rows=None) -> list[set]:
+        """Connected components of the comparison graph (models as nodes, compared pairs as
+        edges) over ``rows`` (all rows by default), largest first."""
+        a, b = (self.model_a, self.model_b) if rows is None else (self.model_a[rows], self.model_b[rows])
+        parent = {m: m for m in (*a, *b)}
+
+        def root(m):
+            while parent[m] != m:
+                parent[m] = parent[parent[m]]
+                m = parent[m]
+            return m
+
+        for x, y in set(zip(a, b)):
+            parent[root(x)] = root(y)
+        groups: dict = {}
+        for m in parent:
+            groups.setdefault(root(m), set()).add(m)
+        return sorted(groups.values(), key=len, reverse=True)
+
+    def oriented(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rows turned so that each pair's models are in sorted order: (gain, model_a,
+        model_b, listed_first) with ``listed_first`` = +1 where the row already was in that
+        order (its first model was listed first) and -1 where it was turned (gain negated).
+        Estimates fitted on oriented rows do not depend on how a user orients the rows."""
+        first = np.where(self.model_a < self.model_b, 1.0, -1.0)
+        turned = first < 0
+        a = np.where(turned, self.model_b, self.model_a).astype(object)
+        b = np.where(turned, self.model_a, self.model_b).astype(object)
+        return first * self.gain, a, b, first
+
+    def scale_constant(self, method: str | None = "variance") -> float:
+        """The gold-to-preference scale constant c (``c * gold ~ preference``) of
+        :func:`causal_router.data.scale_constant` on the :meth:`oriented` gains, so that c does
+        not depend on how the rows are oriented. 1 with one source only or ``method=None``."""
+        if method is None or self.n_gold == 0 or self.n_preference == 0:
+            return 1.0
+        gain = self.oriented()[0]
+        return scale_constant(gain[self.is_gold], gain[~self.is_gold], method)
+
+
+def cost_matrix(costs, models, n: int) -> np.ndarray:
+    """Costs as an (n, K) array in ``models`` order.
+
+    ``costs``: None (all zero), a mapping or Series {model: cost}, an array of K costs in
+    ``models`` order, or per-query costs of shape (n, K) (a DataFrame's columns are matched by
+    model name). Costs must be finite.
+    """
+    models = list(models)
+    K = len(models)
+    if costs is None:
+        return np.zeros((n, K))
+    if isinstance(costs, pd.DataFrame):
+        missing = [m for m in models if m not in costs.columns]
+        if missing:
+            raise DataError(f"costs has no column for model(s) {missing}")
+        arr = as_float_matrix(costs[models], "costs")
+    elif isinstance(costs, (Mapping, pd.Series)):
+        costs = dict(costs)
+        missing = [m for m in models if m not in costs]
+        if missing:
+            raise DataError(f"costs has no entry for model(s) {missing}; give a cost for each of {models}")
+        arr = np.array([[float(costs[m]) for m in models]])
+    else:
+        arr = np.array(costs, dtype=float)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != K or arr.shape[0] not in (1, n):
+        raise DataError(f"costs must give K={K} costs (one per model) or an ({n}, {K}) array, got shape "
+                        f"{np.shape(arr)}")
+    if not np.all(np.isfinite(arr)):
+        raise DataError("costs contain NaN or infinite values")
+    return np.broadcast_to(arr, (n, K)).astype(float)
+
+
+# ---------------------------------------------------------------------------- regressors
+class PairwiseRegressor(RegressorMixin, BaseEstimator):
+    """Base of the regressors on the contrast design: splitting Z into its blocks, the per-model
+    constants, prediction. Subclasses implement ``fit`` and :meth:`utilities`.
+
+    Z = [S, D], or [S, o, D] for a model with an order effect: o (+1 / -1) says whether the
+    row's first model was listed first, and the prediction adds ``order_ * o``."""
+
+    order_effect = False
+
+    def _split(self, Z) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        Z = as_float_matrix(Z, "Z")
+        k = int(self.n_contrasts)
+        extra = k + int(bool(self.order_effect))
+        if k < 1 or Z.shape[1] <= extra:
+            raise DataError(f"the contrast design needs query features and {extra} design columns "
+                            f"(n_contrasts={k}{', an order column' if self.order_effect else ''}); "
+                            f"got {Z.shape[1]} columns")
+        if hasattr(self, "n_features_in_") and Z.shape[1] != self.n_features_in_:
+            raise DataError(f"Z has {Z.shape[1]} columns, the model was fitted with {self.n_features_in_}")
+        order = Z[:, -extra] if self.order_effect else None
+        return Z[:, :-extra], order, Z[:, -k:]
+
+    def _fit_constants(self, D, order, y, w):
+        """Weighted least squares of y on D (and the order column): the per-model constants
+        (and the order effect); pseudo-inverse, so models absent from the rows get 0."""
+        A = D if order is None else np.hstack([D, order[:, None]])
+        sw = np.sqrt(w)[:, None]
+        coef = np.linalg.lstsq(A * sw, y * sw[:, 0], rcond=None)[0]
+        return A, coef
+
+    def predict(self, Z) -> np.ndarray:
+        """Predicted gain of each row's first model over its second, shape (n,)."""
+        check_is_fitted(self, "const_")
+        S, order, D = self._split(Z)
+        pred = (D * self.utilities(S)).sum(axis=1)
+        return pred if order is None else pred + self.order_ * order
+
+    def utilities(self, S) -> np.ndarray:
+        """u_k(s) for the K - 1 non-reference models (columns in contrast order), shape (n, K - 1)."""
+        raise NotImplementedError
+
+
+def _check_weight(sample_weight, n: int) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones(n)
+    w = as_float_vector(sample_weight, "sample_weight")
+    check_consistent_length(y=np.empty(n), sample_weight=w)
+    if np.any(w < 0):
+        raise DataError("sample_weight must be non-negative")
+    return w
+
+
+class PairwiseRidge(PairwiseRegressor):
+    """u_k(s) = gamma_k + s' theta_k, ridge on the slopes (penalty by leave-one-out CV).
+
+    Parameters
+    ----------
+    n_contrasts : int
+        K - 1, the number of contrast columns at the end of Z (set by the routers).
+    terms : {"linear", "constant", "none"}
+        "linear": constants and slopes; "constant": u_k does not depend on s; "none": u_k = 0
+        (and no order effect: the model predicts 0, a candidate meaning "no bias").
+    order_effect : bool
+        Z carries an order column o before the contrast codes and the prediction adds c * o
+        (a judge's preference for the answer listed first).
+    alphas : array-like
+        Penalties tried by RidgeCV (on the slope block, after projecting out the constants).
+
+    Attributes
+    ----------
+    const_ : (K - 1,), coef_ : (K - 1, d), order_ : float, alpha_ : float or None.
+    """
+
+    def __init__(self, n_contrasts: int = 1, *, terms: str = "linear", order_effect: bool = False,
+                 alphas=tuple(np.logspace(-2, 4, 25))):
+        self.n_contrasts = n_contrasts
+        self.terms = terms
+        self.order_effect = order_effect
+        self.alphas = alphas
+
+    def fit(self, Z, y, sample_weight=None) -> "PairwiseRidge":
+        S, order, D = self._split(Z)
+        y = as_float_vector(y, "y")
+        check_consistent_length(Z=S, y=y)
+        w = _check_weight(sample_weight, len(y))
+        if self.terms not in ("linear", "constant", "none"):
+            raise ValueError(f"terms must be 'linear', 'constant' or 'none', got {self.terms!r}")
+        A, gamma = self._fit_constants(D, order, y, w)
+        d, k = S.shape[1], D.shape[1]
+        if self.terms == "none":
+            gamma = np.zeros_like(gamma)
+        self.coef_, self.alpha_ = np.zeros((k, d)), None
+        if self.terms == "linear":
+            # Frisch-Waugh-Lovell: project the constants out of the slope block and of y, ridge on
+            # the rest (the constants stay unpenalised), then refit the constants.
+            B = (D[:, :, None] * S[:, None, :]).reshape(len(y), k * d)
+            sw = np.sqrt(w)[:, None]
+            Aw = A * sw
+            proj = np.linalg.pinv(Aw)
+            Bt = B * sw - Aw @ (proj @ (B * sw))
+            yt = y * sw[:, 0] - Aw @ (proj @ (y * sw[:, 0]))
+            ridge = RidgeCV(alphas=np.asarray(self.alphas, dtype=float), fit_intercept=False).fit(Bt, yt)
+            theta = ridge.coef_
+            self.coef_, self.alpha_ = theta.reshape(k, d), float(ridge.alpha_)
+            gamma = np.linalg.lstsq(Aw, (y - B @ theta) * sw[:, 0], rcond=None)[0]
+        self.const_ = gamma[:k]
+        self.order_ = float(gamma[k]) if self.order_effect else 0.0
+        self.n_features_in_ = S.shape[1] + A.shape[1]
+        return self
+
+    def utilities(self, S) -> np.ndarray:
+        check_is_fitted(self, "const_")
+        S = as_float_matrix(S, "X")
+        return self.const_[None, :] + S @ self.coef_.T
+
+
+class PairwiseBoosting(PairwiseRegressor):
+    """u_k(s) = gamma_k + f_k(s), the f_k boosted jointly on the contrast's squared loss.
+
+    Gradient boosting with LightGBM and a custom objective of K - 1 outputs (one per
+    non-reference model): for row i the loss w_i (y_i - sum_k D_ik F_ik)^2 / 2 has gradient
+    -w_i r_i D_ik and hessian w_i D_ik^2 in output k, so model k's tree in each round is grown
+    on the rows that compare model k. Boosting starts from the weighted least-squares constants
+    gamma. Tree settings follow the package's default regressor
+    (:func:`causal_router.models.default_regressor`), with the minimum leaf size counted in
+    comparisons of the model (the hessian).
+
+    Attributes
+    ----------
+    booster_ : lightgbm.Booster, const_ : (K - 1,), order_ : 0.0.
+    """
+
+    def __init__(self, n_contrasts: int = 1, *, n_estimators: int = 100, learning_rate: float = 0.1,
+                 num_leaves: int = 15, min_leaf_weight: float = 5.0, random_state=None):
+        self.n_contrasts = n_contrasts
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_leaf_weight = min_leaf_weight
+        self.random_state = random_state
+
+    def _params(self) -> dict:
+        return {"num_class": int(self.n_contrasts), "learning_rate": self.learning_rate,
+                "num_leaves": self.num_leaves, "min_data_in_leaf": 1,
+                "min_sum_hessian_in_leaf": self.min_leaf_weight, "bagging_fraction": 0.8, "bagging_freq": 1,
+                "feature_fraction": 0.5, "max_bin": 63, "boost_from_average": False,
+                "seed": as_seed(self.random_state) or 0, "deterministic": True, "num_threads": 1,
+                "verbose": -1}
+
+    def fit(self, Z, y, sample_weight=None) -> "PairwiseBoosting":
+        import lightgbm as lgb
+
+        S, _, D = self._split(Z)
+        y = as_float_vector(y, "y")
+        check_consistent_length(Z=S, y=y)
+        w = _check_weight(sample_weight, len(y))
+        _, gamma = self._fit_constants(D, None, y, w)
+        k = D.shape[1]
+        resid = y - D @ gamma
+
+        def objective(preds, _data):
+            F = preds.reshape(len(y), k)
+            r = resid - (D * F).sum(axis=1)
+            return -(w * r)[:, None] * D, w[:, None] * D ** 2
+
+        params = {**self._params(), "objective": objective}
+        if k == 1:
+            params.pop("num_class")
+        train = lgb.Dataset(S, free_raw_data=True, params={"max_bin": 63, "verbose": -1})
+        self.booster_ = lgb.train(params, train, num_boost_round=int(self.n_estimators))
+        self.const_ = gamma
+        self.order_ = 0.0
+        self.n_features_in_ = S.shape[1] + k
+        return self
+
+    def utilities(self, S) -> np.ndarray:
+        check_is_fitted(self, "const_")
+        S = as_float_matrix(S, "X")
+        raw = np.asarray(self.booster_.predict(S, raw_score=True), dtype=float).reshape(len(S), -1)
+        return self.const_[None, :] + raw
+
+
+class PairwiseSelect(PairwiseRegressor):
+    """The candidate of lowest cross-validated (weighted) squared error, refitted on all rows.
+
+    Folds keep the rows of one query together (rows with identical query features S), so the
+    score is that of predicting new queries. Default candidates: :class:`PairwiseRidge` (linear
+    utilities: best with few rows or few informative features; measured on PandaLM) and
+    :class:`PairwiseBoosting` (nonlinear utilities: best with many rows; measured on the
+    K-model generator). As the R-learner's final stage (target (o - mu) / (t - p), weight
+    (t - p)^2) the weighted squared error is the out-of-fold R-loss, the criterion of econml's
+    RScorer; :class:`~causal_router.MultiRouter` selects its bias model so among
+    :data:`BIAS_CANDIDATES`.
+
+    Parameters
+    ----------
+    n_contrasts : int
+    candidates : sequence of PairwiseRegressor, optional
+    cv : int
+        Folds of the selection.
+    order_effect : bool
+        Z carries an order column (set on every candidate, which must then accept it).
+    random_state : int or None
+        Seeds the folds and the candidates that have a ``random_state``.
+
+    Attributes
+    ----------
+    scores_ : DataFrame, mean out-of-fold squared error (``mse``) and its standard error per
+        candidate (``std_error``, over rows), ``chosen``.
+    chosen_ : str, the chosen candidate's name.  estimator_ : it, refitted on every row.
+    """
+
+    def __init__(self, n_contrasts: int = 1, *, candidates=None, cv: int = 5, order_effect: bool = False,
+                 random_state=None):
+        self.n_contrasts = n_contrasts
+        self.candidates = candidates
+        self.cv = cv
+        self.order_effect = order_effect
+        self.random_state = random_state
+
+    def _candidates(self) -> dict:
+        from sklearn.base import clone
+
+        cands = self.candidates if self.candidates is not None else (
+            PairwiseRidge(), PairwiseBoosting(random_state=self.random_state))
+        out = {}
+        for c in cands:
+            c = clone(c).set_params(n_contrasts=self.n_contrasts)
+            if self.order_effect:
+                if "order_effect" not in c.get_params():
+                    raise ValueError(f"candidate {type(c).__name__} has no order effect; the design has an order column")
+                c.set_params(order_effect=True)
+            name = type(c).__name__ + (f"({c.terms})" if isinstance(c, PairwiseRidge) and c.terms != "linear" else "")
+            out[name if name not in out else f"{name}_{len(out)}"] = c
+        return out
+
+    def fit(self, Z, y, sample_weight=None) -> "PairwiseSelect":
+        from sklearn.base import clone
+        from sklearn.model_selection import GroupKFold
+
+        S, order, D = self._split(Z)
+        Z = np.hstack([S, D] if order is None else [S, order[:, None], D])
+        y = as_float_vector(y, "y")
+        check_consistent_length(Z=S, y=y)
+        w = _check_weight(sample_weight, len(y))
+        cands = self._candidates()
+        _, groups = np.unique(S, axis=0, return_inverse=True)
+        n_groups = int(groups.max()) + 1
+        if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")
+        if n_groups < self.cv:
+            raise DataError(f"PairwiseSelect needs at least cv={self.cv} distinct queries, got {n_groups}")
+        losses = np.zeros((len(cands), len(y)))
+        folds = GroupKFold(int(self.cv), shuffle=True, random_state=as_seed(self.random_state) or 0)
+        for train, test in folds.split(Z, y, groups.reshape(-1)):
+            for j, model in enumerate(cands.values()):
+                fitted = clone(model).fit(Z[train], y[train], sample_weight=w[train])
+                losses[j, test] = w[test] * (y[test] - fitted.predict(Z[test])) ** 2
+        mse = losses.mean(axis=1)
+        best = int(np.argmin(mse))
+        self.scores_ = pd.DataFrame({"mse": mse, "std_error": losses.std(axis=1, ddof=1) / np.sqrt(len(y)),
+                                     "chosen": np.arange(len(cands)) == best}, index=pd.Index(list(cands), name="model"))
+        self.chosen_ = list(cands)[best]
+        self.estimator_ = list(cands.values())[best].fit(Z, y, sample_weight=w)
+        self.const_, self.order_ = self.estimator_.const_, self.estimator_.order_
+        self.n_features_in_ = Z.shape[1]
+        return self
+
+    def utilities(self, S) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.utilities(S)
+
+
+#: Candidates of the K-model bias model (MultiRouter's default final stage), simplest first:
+#: no bias (no correction: the router then equals PooledMulti), per-model constants, per-model
+#: linear functions; each with the order effect when the design has one.
+BIAS_CANDIDATES = (PairwiseRidge(terms="none"), PairwiseRidge(terms="constant"), PairwiseRidge(terms="linear"))
