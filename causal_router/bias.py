@@ -62,7 +62,7 @@ AIPW estimate with its own outcome model for each mechanism and the learner's pr
 is the same, and valid where gold rows are selected on the features, whatever learner routes.
 (Measured before it, with the pseudo-outcomes implied by the R-learner's final stage: 95%
 intervals covered the true average 63% of the time on IHDP surface B and 85% on the generator
-with gold rows selected on the features. Now, ``benchmarks/ihdp.py``: 0.96 on IHDP B (50
+with gold rows selected on the features. Now, ``benchmarks/ihdp.py``: 0.97 on IHDP B (60
 surfaces, ATE error 0.089), 0.92 with selected gold rows and 0.88 with 100 random ones (25 runs
 each, n=5000, d=50): the interval is somewhat narrow with few random gold rows.)
 """
