@@ -243,7 +243,8 @@ class MultiRouter(_MultiBase):
 
     Attributes
     ----------
-    models_ : list of model names (sorted).  reference_ : str.
+    models_ : list of model names (sorted).
+    reference_ : str, the reference model (u = 0).
     scale_ : float, c in ``c * gold ~ preference``.
     bias_ : the fitted BiasEstimator. Its features are the design [s, listed_first, D]
         (:meth:`bias_data` rebuilds the EvalData it was fitted on: every CATE diagnostic of

@@ -327,7 +327,10 @@ class PairwiseRidge(PairwiseRegressor):
 
     Attributes
     ----------
-    const_ : (K - 1,), coef_ : (K - 1, d), order_ : float, alpha_ : float or None.
+    const_ : ndarray (K - 1,), the constants of the contrasts.
+    coef_ : ndarray (K - 1, d), their slopes.
+    order_ : float, the order effect (0 without one).
+    alpha_ : float or None, the ridge penalty chosen.
     """
 
     def __init__(self, n_contrasts: int = 1, *, terms: str = "linear", order_effect: bool = False,
@@ -386,7 +389,9 @@ class PairwiseBoosting(PairwiseRegressor):
 
     Attributes
     ----------
-    booster_ : lightgbm.Booster, const_ : (K - 1,), order_ : 0.0.
+    booster_ : lightgbm.Booster, the fitted trees.
+    const_ : ndarray (K - 1,), the constants of the contrasts.
+    order_ : float, 0.0 (no order effect).
     """
 
     def __init__(self, n_contrasts: int = 1, *, n_estimators: int = 100, learning_rate: float = 0.1,
@@ -466,7 +471,8 @@ class PairwiseSelect(PairwiseRegressor):
     ----------
     scores_ : DataFrame, mean out-of-fold squared error (``mse``) and its standard error per
         candidate (``std_error``, over rows), ``chosen``.
-    chosen_ : str, the chosen candidate's name.  estimator_ : it, refitted on every row.
+    chosen_ : str, the chosen candidate's name.
+    estimator_ : the chosen candidate, refitted on every row.
     """
 
     def __init__(self, n_contrasts: int = 1, *, candidates=None, cv: int = 5, order_effect: bool = False,

@@ -163,7 +163,12 @@ class BaseRouter(BaseEstimator):
         and routes exactly as the saved one (its bias model is not in the file; the facts about
         it are in ``file_info_``). Refuses other files and other format versions before building
         anything; warns when library versions differ."""
-        header, models = io.read_router_file(path)
+        return cls.from_router_file(*io.read_router_file(path), path=path)
+
+    @classmethod
+    def from_router_file(cls, header: dict, models: dict, *, path="router file") -> "BaseRouter":
+        """The router of a router file already read (``io.read_router_file(path)``): :meth:`load`
+        without a second read of the file. ``path`` names the file in errors and warnings."""
         name = header.get("router")
         router_cls = _ROUTER_CLASSES.get(name)
         if router_cls is None or not issubclass(router_cls, BaseRouter):
@@ -291,7 +296,7 @@ def threshold_for_share(gain, primary_share: float, cost_primary=None, cost_alte
         return float(middle if middle < ratio[k - 1] else ratio[k])
     sent = int(np.sum(ratio > ratio[k]))
     warnings.warn(f"{k} of {len(ratio)} queries were asked for the primary, but the predicted gains tie at the "
-                  f"threshold: {sent} are sent ({len(ratio) - sent} share the value {ratio[k]:.4g})",
+                  f"threshold: {sent} are sent ({int(np.sum(ratio == ratio[k]))} share the value {ratio[k]:.4g})",
                   RoutingWarning, stacklevel=3)
     return float(ratio[k])
 

@@ -128,12 +128,14 @@ def fit(args) -> int:
     return 0
 
 
-def _load_router(path: str, *, text: bool = True):
+def _load_router(path: str, *, text: bool = True, contents=None):
     """A router file; one fitted from MiniLM text is checked for the ``[embed]`` extra here, so
-    that a missing extra is one line, not a traceback (``text=False``: features only)."""
+    that a missing extra is one line, not a traceback (``text=False``: features only).
+    ``contents``: the file's (header, models) where it has been read already."""
     from ..router import BaseRouter
 
-    router = BaseRouter.load(path)
+    router = (BaseRouter.load(path) if contents is None
+              else BaseRouter.from_router_file(*contents, path=path))
     featurizer = getattr(router, "featurizer_", None)
     if text and featurizer is not None:
         try:
@@ -284,7 +286,7 @@ def route(args) -> int:
     if args.costs:
         raise UsageError("--costs applies to K-model routers; a two-model router takes --cost-weight or "
                          "--primary-share")
-    router = _load_router(args.router, text=not args.features)
+    router = _load_router(args.router, text=not args.features, contents=(header, models))
     frame = read_data(args.data)
     if args.id_column:
         check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
