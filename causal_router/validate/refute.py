@@ -418,7 +418,8 @@ def _verdicts(original: float, sims: dict, path: pd.DataFrame, es: dict, errors:
             p = _p_within(0.0, ok)
             centred = p > ALPHA or abs(mean) <= tol
             if name == "placebo_treatment":
-                z = abs(original - mean) / sd if sd > 0 else np.inf
+                gap = abs(original - mean)
+                z = gap / sd if sd > 0 else (np.inf if gap > 0 else 0.0)  # identical refits: equal is not apart
                 stands_out = z > STANDOUT_Z
                 passed = centred and stands_out
                 if passed:
