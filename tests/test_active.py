@@ -271,7 +271,9 @@ def test_suggest_gold_command_two_rounds(files, capsys):
 
 
 def test_plan_gold_command(files, capsys):
-    assert main(["plan-gold", str(files / "data.csv"), "--target-ci-width", "0.1", "--out", str(files / "plan")]) == 0
+    # the AIPW interval is 0.231 wide with these 60 gold rows; the law reaches 0.15 at 156 [104, 218] gold
+    # labels (measured), while 0.10 is out of its reach (0.102 at half the rows gold)
+    assert main(["plan-gold", str(files / "data.csv"), "--target-ci-width", "0.15", "--out", str(files / "plan")]) == 0
     assert "needs about" in capsys.readouterr().out
     assert (files / "plan" / "plan.png").stat().st_size > 10_000 and (files / "plan" / "plan.json").exists()
 

@@ -79,6 +79,7 @@ def test_suite_passes_on_the_generator(generator_data, generator_report):
     assert rep.table["p_value"].notna().sum() == 5  # defined for the five resampling refuters
 
 
+@pytest.mark.slow  # a full default suite, about 40 s
 def test_shuffled_labels_fail_the_placebo():
     rep = refute(_shuffled_labels(), n_jobs=2, random_state=0, progress=False)
     assert not rep.passed
@@ -86,6 +87,7 @@ def test_shuffled_labels_fail_the_placebo():
     assert abs(rep.meta["original_effect"]) < 0.06
 
 
+@pytest.mark.slow  # a full default suite, about 40 s
 def test_hidden_confounder_is_flagged_by_the_sensitivity_refuters():
     rep = refute(_hidden_confounder(), n_jobs=2, random_state=0, progress=False)
     assert not rep.passed
