@@ -52,6 +52,7 @@ __all__ = [
     "WeightedBoosting",
     "WeightedRidgeLOO",
     "StackedFinalStage",
+    "FrozenStackedFinalStage",
     "STACK_CANDIDATES",
     "KnownPropensity",
     "UniqueColumns",
@@ -282,9 +283,7 @@ class WeightedRidgeLOO(RegressorMixin, BaseEstimator):
         self.standardize = standardize
 
     def fit(self, X, y, sample_weight=None):
-        X = np.asarray(X, dtype=float)
-        y = np.asarray(y, dtype=float).reshape(-1)
-        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
+        X, y, w = _weighted_xy(X, y, sample_weight)
         self.n_features_in_ = X.shape[1]
         self.scale_ = X.std(axis=0) if self.standardize else np.ones(X.shape[1])
         self.scale_[self.scale_ == 0] = 1.0
@@ -359,9 +358,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         from scipy.optimize import nnls
 
-        X = np.asarray(X, dtype=float)
-        y = np.asarray(y, dtype=float).reshape(-1)
-        weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
+        X, y, weight = _weighted_xy(X, y, sample_weight)
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
         oof = np.zeros((len(y), len(names)))
@@ -373,15 +370,70 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         self.weights_, _ = nnls(oof * root[:, None], y * root)
         self.cv_loss_ = np.mean(weight[:, None] * (y[:, None] - oof) ** 2, axis=0)
         self.stacked_cv_loss_ = float(np.mean(weight * (y - oof @ self.weights_) ** 2))
-        self.estimators_ = [final_stage(name, seed).fit(X, y, sample_weight=weight) if b > 0 else None
-                            for name, b in zip(names, self.weights_)]
+        self.estimators_ = _fit_weighted_candidates(names, self.weights_, X, y, weight, seed)
         self.n_features_in_ = X.shape[1]
         return self
 
     def predict(self, X):
-        X = np.asarray(X, dtype=float)
-        out = np.zeros(len(X))
-        for b, model in zip(self.weights_, self.estimators_):
-            if model is not None:
-                out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
-        return out
+        return _stacked_prediction(self.weights_, self.estimators_, X)
+
+
+class FrozenStackedFinalStage(RegressorMixin, BaseEstimator):
+    """:class:`StackedFinalStage` with its stacking weights given: ``fit`` refits the candidates of
+    positive weight (the same models and seed) and skips the out-of-fold search for the weights,
+    which is most of the stack's cost. The refutations' refits use it with the weights of the
+    original fit.
+
+    Parameters
+    ----------
+    candidates : sequence of str
+        Names of :func:`final_stage` models, as in :class:`StackedFinalStage`.
+    weights : sequence of float
+        Their stacking weights (non-negative), one per candidate.
+    random_state : int, numpy Generator or None
+
+    Attributes
+    ----------
+    weights_ : ndarray (n_candidates,), the given weights.
+    estimators_ : list, the refitted candidates (None where the weight is 0).
+    """
+
+    def __init__(self, candidates=(), weights=(), random_state=None):
+        self.candidates = candidates
+        self.weights = weights
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        X, y, weight = _weighted_xy(X, y, sample_weight)
+        self.weights_ = np.asarray(self.weights, dtype=float)
+        self.estimators_ = _fit_weighted_candidates(tuple(self.candidates), self.weights_, X, y, weight,
+                                                    as_seed(self.random_state))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X):
+        return _stacked_prediction(self.weights_, self.estimators_, X)
+
+
+def _weighted_xy(X, y, sample_weight):
+    """(X (n, d), y (n,), weights (n,)) as float arrays; unit weights where none are given."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float).reshape(-1)
+    weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
+    return X, y, weight
+
+
+def _fit_weighted_candidates(names, weights, X, y, weight, seed) -> list:
+    """The final stages ``names`` of positive weight fitted on every row (None where the weight is 0)."""
+    return [final_stage(name, seed).fit(X, y, sample_weight=weight) if b > 0 else None
+            for name, b in zip(names, weights)]
+
+
+def _stacked_prediction(weights, estimators, X) -> np.ndarray:
+    """sum_k weights[k] * estimators[k].predict(X), shape (n,); None estimators contribute 0."""
+    X = np.asarray(X, dtype=float)
+    out = np.zeros(len(X))
+    for b, model in zip(weights, estimators):
+        if model is not None:
+            out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
+    return out

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import clone
 
 from .._utils import seeded_global_random
 from .._validation import DataError
@@ -17,6 +17,7 @@ from ..data import EvalData, fitted_scale, pooled_outcome
 from ..models import (
     ClippedClassifier,
     DuplicateAwareKFold,
+    FrozenStackedFinalStage,
     UniqueColumns,
     default_propensity,
     default_regressor,
@@ -75,33 +76,6 @@ def _one_simulation_noise():
         yield
 
 
-class _FrozenStack(RegressorMixin, BaseEstimator):
-    """The default final stage (:class:`~causal_router.models.StackedFinalStage`) with its stacking
-    weights fixed: ``fit`` refits the candidates of positive weight (same seed, same models) and
-    skips the out-of-fold search for the weights, which is most of the stack's cost."""
-
-    def __init__(self, candidates=(), weights=(), random_state=None):
-        self.candidates = candidates
-        self.weights = weights
-        self.random_state = random_state
-
-    def fit(self, X, y, sample_weight=None):
-        X = np.asarray(X, dtype=float)
-        y = np.asarray(y, dtype=float).reshape(-1)
-        weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
-        self.estimators_ = [final_stage(name, self.random_state).fit(X, y, sample_weight=weight) if b > 0 else None
-                            for name, b in zip(self.candidates, self.weights)]
-        return self
-
-    def predict(self, X):
-        X = np.asarray(X, dtype=float)
-        out = np.zeros(len(X))
-        for b, model in zip(self.weights, self.estimators_):
-            if model is not None:
-                out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
-        return out
-
-
 class DowhySetup:
     """The dowhy model, the identified estimand and the original estimate for a bias model's settings.
 
@@ -146,7 +120,7 @@ class DowhySetup:
             econml_estimator = self.estimate.estimator.estimator
             stack = fitted_final_stage(econml_estimator)
             weights = tuple(float(w) for w in stack.weights_)
-            econml_estimator.model_final = _FrozenStack(tuple(stack.candidates), weights, stack.random_state)
+            econml_estimator.model_final = FrozenStackedFinalStage(tuple(stack.candidates), weights, stack.random_state)
             shown = ", ".join(f"{n} {w:.2f}" for n, w in zip(stack.candidates, weights) if w > 0)
             self.final_desc = f"stack, weights fitted once on all rows and frozen in the refits ({shown})"
 
