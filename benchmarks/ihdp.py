@@ -66,7 +66,8 @@ TARGETS = {"coverage": 0.90, "ate_error": 0.25, "pehe": 2.1, "pehe_stretch": 1.0
 # ---------------------------------------------------------------------------- settings
 def load_setting(setting: str, rep: int, n: int, d: int):
     """(train EvalData, scale setting, true effect on the training rows, X held out, true effect
-    held out).
+    held out, oracle AIPW (estimate, standard error) or None for IHDP, whose loaders do not give
+    the outcome means).
 
     True effects are on the gold scale of the fitted data (for the generator: psi - eta / c, c the
     scale constant every method fits on these rows)."""
@@ -77,7 +78,7 @@ def load_setting(setting: str, rep: int, n: int, d: int):
         held = np.zeros(len(Y), dtype=bool)
         held[np.random.default_rng(rep).permutation(len(Y))[: len(Y) // 10]] = True
         data = EvalData(X[~held], Y[~held], T[~held].astype(bool))
-        return data, None, tau[~held], X[held], tau[held]
+        return data, None, tau[~held], X[held], tau[held], None
     frame = make_semi_synthetic(n, d, random_state=rep)
     features = [f"x{j}" for j in range(d)]
     if setting == "random":
@@ -93,11 +94,24 @@ def load_setting(setting: str, rep: int, n: int, d: int):
         gold = rng.random(len(train)) < p
         data = EvalData(x, np.where(gold, train["gold_gain"], train["pref_gain"]), gold, feature_names=features)
     c = fitted_scale(data, "variance")
+    if setting == "random":
+        p = np.full(len(data), data.n_gold / len(data))
 
     def truth(rows):
         return rows["psi"].to_numpy() - rows["eta"].to_numpy() / c
 
-    return data, "variance", truth(train), test[features].to_numpy(), truth(test)
+    return data, "variance", truth(train), test[features].to_numpy(), truth(test), oracle_aipw(train, data, c, p)
+
+
+def oracle_aipw(train: pd.DataFrame, data: EvalData, c: float, p: np.ndarray) -> tuple[float, float]:
+    """The AIPW average with the true nuisances (outcome means c psi and eta, the design's
+    propensity p): (estimate, standard error), gold scale. Its coverage on the same runs is the
+    reference for what the sampling of the gold rows alone allows."""
+    psi, eta = train["psi"].to_numpy(), train["eta"].to_numpy()
+    t = data.is_gold.astype(float)
+    o = np.where(data.is_gold, c * data.gain, data.gain)
+    phi = (c * psi - eta + t * (o - c * psi) / p - (1 - t) * (o - eta) / (1 - p)) / c
+    return float(phi.mean()), float(phi.std(ddof=1) / np.sqrt(len(phi)))
 
 
 # ---------------------------------------------------------------------------- methods
@@ -129,8 +143,9 @@ def fit_method(method: str, data: EvalData, scale, seed: int):
 def run_one(setting: str, rep: int, methods, n: int, d: int) -> list[dict]:
     """Every method on one run of one setting."""
     warnings.filterwarnings("ignore")
-    data, scale, tau, X_held, tau_held = load_setting(setting, rep, n, d)
+    data, scale, tau, X_held, tau_held, oracle = load_setting(setting, rep, n, d)
     truth = float(np.mean(tau))
+    oracle_covered = np.nan if oracle is None else float(abs(oracle[0] - truth) <= 1.959964 * oracle[1])
     rows = []
     for method in methods:
         t0 = time.perf_counter()
@@ -142,7 +157,8 @@ def run_one(setting: str, rep: int, methods, n: int, d: int) -> list[dict]:
             "pehe_heldout": float(np.sqrt(np.mean((effect(X_held) - tau_held) ** 2))),
             "ate_truth": truth, "ate_estimate": est, "ate_lower": lower, "ate_upper": upper,
             "ate_abs_error": abs(est - truth), "covered": bool(lower <= truth <= upper),
-            "naive_gold_mean_error": float(np.mean(tau[data.is_gold]) - truth), "seconds": seconds, **extra,
+            "naive_gold_mean_error": float(np.mean(tau[data.is_gold]) - truth), "oracle_covered": oracle_covered,
+            "seconds": seconds, **extra,
         })
     return rows
 
@@ -153,12 +169,15 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     def se(x):
         return x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan
 
+    if "oracle_covered" not in results:  # runs saved before the oracle column
+        results = results.assign(oracle_covered=np.nan)
     g = results.groupby(["setting", "method"], sort=False)
     out = g.agg(runs=("rep", "size"), n_gold=("n_gold", "mean"),
                 pehe_within=("pehe_within", "mean"), pehe_within_se=("pehe_within", se),
                 pehe_heldout=("pehe_heldout", "mean"), pehe_heldout_se=("pehe_heldout", se),
                 ate_abs_error=("ate_abs_error", "mean"), ate_abs_error_se=("ate_abs_error", se),
-                coverage=("covered", "mean"), ci_width=("ate_upper", "mean"), seconds=("seconds", "median"))
+                coverage=("covered", "mean"), ci_width=("ate_upper", "mean"), seconds=("seconds", "median"),
+                oracle_coverage=("oracle_covered", "mean"))
     out["ci_width"] = g.apply(lambda f: float(np.mean(f["ate_upper"] - f["ate_lower"])), include_groups=False)
     out["coverage_se"] = np.sqrt(out["coverage"] * (1 - out["coverage"]) / out["runs"])
     return out.reset_index()
@@ -191,7 +210,11 @@ def markdown(summary: pd.DataFrame) -> str:
     parts = []
     for setting, block in summary.groupby("setting", sort=False):
         runs = int(block["runs"].max())
-        parts.append(f"**{names[setting]}** ({runs} runs, {block['n_gold'].mean():.0f} gold rows on average)\n")
+        oracle = block["oracle_coverage"].iloc[0]
+        reference = ("" if not np.isfinite(oracle) else
+                     f"; the AIPW average with the true nuisances covers {oracle:.2f} on the same runs")
+        parts.append(f"**{names[setting]}** ({runs} runs, {block['n_gold'].mean():.0f} gold rows on average"
+                     f"{reference})\n")
         parts.append("| method | sqrt PEHE within | sqrt PEHE held-out | ATE abs. error | 95% CI coverage "
                      "| CI width | fit s | targets |")
         parts.append("|---|---|---|---|---|---|---|---|")

@@ -25,6 +25,9 @@ propensity clipper, and the column and fold helpers that feed them.
   rows); ``additive`` (boosted stumps: an additive model that uses few features); and
   ``stack`` (the default: :class:`StackedFinalStage`, non-negative stacking of the five by
   out-of-fold R-loss).
+- Outcome model of the average bias (:class:`MechanismOutcomes`): E[o | s, t] as one model per
+  evaluation mechanism, the gold one starting from the preference one; it feeds the AIPW scores
+  of ``BiasEstimator.ate`` and, inside econml's DRLearner, the refutations.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.dummy import DummyRegressor
-from sklearn.linear_model import LogisticRegressionCV
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -52,9 +55,10 @@ __all__ = [
     "WeightedBoosting",
     "WeightedRidgeLOO",
     "StackedFinalStage",
-    "FrozenStackedFinalStage",
     "STACK_CANDIDATES",
     "KnownPropensity",
+    "MechanismOutcomes",
+    "RidgeThenBoosting",
     "UniqueColumns",
     "DuplicateAwareKFold",
 ]
@@ -172,6 +176,102 @@ class KnownPropensity(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
+
+
+class MechanismOutcomes(RegressorMixin, BaseEstimator):
+    """E[o | s, t]: one outcome model per evaluation mechanism, for the AIPW scores of the average bias.
+
+    Input [s, t] of shape (n, d + 1), the last column the gold indicator t (0 or 1): the layout
+    econml's ``DRLearner`` gives its ``model_regression``. Output shape (n,), on the scale of o.
+
+    - t = 0: mu0(s) = E[o | s, preference], ``model_y`` (default :class:`RidgeThenBoosting`)
+      fitted on the preference rows alone;
+    - t = 1: mu1(s) = E[o | s, gold] = a + b mu0(s) + z(s) beta, fitted on the gold rows, z the
+      standardised features (scaled on the gold rows), beta ridge with its penalty by
+      leave-one-out CV, a and b unpenalised (partialled out, Frisch-Waugh-Lovell). b = 1 with
+      beta = 0 says the gold gain is the preference gain shifted by a constant bias; b free
+      absorbs a judge that compresses or inflates gains; beta the part of the bias linear in s.
+
+    A single model of o on (s, t), econml's default, hardly splits on t when a few percent of
+    rows are gold: its E[o | s, gold] is then the preference model and the AIPW estimate leans on
+    the propensity alone.
+    """
+
+    def __init__(self, model_y=None, random_state=None):
+        self.model_y = model_y
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        s, t = _features_and_mechanism(X)
+        y = np.asarray(y, dtype=float).reshape(-1)
+        gold = t == 1
+        if gold.all() or not gold.any():
+            raise DataError("MechanismOutcomes needs gold (t = 1) and preference (t = 0) rows")
+        model = self.model_y
+        if model is None:
+            model = RidgeThenBoosting(random_state=as_seed(self.random_state))
+        self.preference_model_ = clone(model).fit(s[~gold], y[~gold])
+        m = self.preference_model_.predict(s[gold])
+        self.scaler_ = StandardScaler().fit(s[gold])
+        z = self.scaler_.transform(s[gold])
+        Z = np.column_stack([np.ones(len(m)), m])
+
+        def resid(A):
+            return A - Z @ np.linalg.lstsq(Z, A, rcond=None)[0]
+
+        ridge = RidgeCV(alphas=np.logspace(-2, 4, 25), fit_intercept=False).fit(resid(z), resid(y[gold]))
+        self.coef_ = ridge.coef_
+        self.intercept_, self.slope_ = np.linalg.lstsq(Z, y[gold] - z @ self.coef_, rcond=None)[0]
+        self.n_features_in_ = s.shape[1] + 1
+        return self
+
+    def predict(self, X):
+        s, t = _features_and_mechanism(X)
+        mu0 = np.asarray(self.preference_model_.predict(s), dtype=float).reshape(-1)
+        gold = t == 1
+        out = mu0.copy()
+        if gold.any():
+            out[gold] = (self.intercept_ + self.slope_ * mu0[gold]
+                         + self.scaler_.transform(s[gold]) @ self.coef_)
+        return out
+
+
+class RidgeThenBoosting(RegressorMixin, BaseEstimator):
+    """Ridge regression, then boosted trees (``trees``, default :func:`default_regressor`) on its
+    residuals: X (n, d) -> (n,).
+
+    The preference outcome model of :class:`MechanismOutcomes`. Boosted trees approximate a
+    linear trend by steps and need many rows to do it; the ridge (:class:`WeightedRidgeLOO`,
+    standardised features, penalty by leave-one-out CV) takes the trend and the trees the rest.
+    Measured on the AIPW average bias (``benchmarks/ihdp.py``, 100 replications each): on IHDP
+    surface A, a linear surface, 95% interval coverage 0.92 against 0.88 with LightGBM alone and
+    error 0.094 against 0.104; on IHDP B error 0.083 against 0.089, coverage 0.97 in both; on the
+    generator (50 runs each with random and with selected gold rows) no change.
+    """
+
+    def __init__(self, trees=None, random_state=None):
+        self.trees = trees
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        X, y, _ = _weighted_xy(X, y, None)
+        self.ridge_ = WeightedRidgeLOO().fit(X, y)
+        trees = clone(self.trees) if self.trees is not None else default_regressor(as_seed(self.random_state))
+        self.trees_ = trees.fit(X, y - self.ridge_.predict(X))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X):
+        return self.ridge_.predict(X) + self.trees_.predict(np.asarray(X, dtype=float))
+
+
+def _features_and_mechanism(X) -> tuple[np.ndarray, np.ndarray]:
+    """Split [s, t] (n, d + 1) into s (n, d) and t (n,), checking that t is 0/1."""
+    X = np.asarray(X, dtype=float)
+    t = X[:, -1]
+    if not np.isin(t, (0.0, 1.0)).all():
+        raise DataError("MechanismOutcomes expects the gold indicator (0 or 1) as the last input column")
+    return X[:, :-1], t
 
 
 class WeightedBoosting(RegressorMixin, BaseEstimator):
@@ -371,43 +471,6 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         self.cv_loss_ = np.mean(weight[:, None] * (y[:, None] - oof) ** 2, axis=0)
         self.stacked_cv_loss_ = float(np.mean(weight * (y - oof @ self.weights_) ** 2))
         self.estimators_ = _fit_weighted_candidates(names, self.weights_, X, y, weight, seed)
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def predict(self, X):
-        return _stacked_prediction(self.weights_, self.estimators_, X)
-
-
-class FrozenStackedFinalStage(RegressorMixin, BaseEstimator):
-    """:class:`StackedFinalStage` with its stacking weights given: ``fit`` refits the candidates of
-    positive weight (the same models and seed) and skips the out-of-fold search for the weights,
-    which is most of the stack's cost. The refutations' refits use it with the weights of the
-    original fit.
-
-    Parameters
-    ----------
-    candidates : sequence of str
-        Names of :func:`final_stage` models, as in :class:`StackedFinalStage`.
-    weights : sequence of float
-        Their stacking weights (non-negative), one per candidate.
-    random_state : int, numpy Generator or None
-
-    Attributes
-    ----------
-    weights_ : ndarray (n_candidates,), the given weights.
-    estimators_ : list, the refitted candidates (None where the weight is 0).
-    """
-
-    def __init__(self, candidates=(), weights=(), random_state=None):
-        self.candidates = candidates
-        self.weights = weights
-        self.random_state = random_state
-
-    def fit(self, X, y, sample_weight=None):
-        X, y, weight = _weighted_xy(X, y, sample_weight)
-        self.weights_ = np.asarray(self.weights, dtype=float)
-        self.estimators_ = _fit_weighted_candidates(tuple(self.candidates), self.weights_, X, y, weight,
-                                                    as_seed(self.random_state))
         self.n_features_in_ = X.shape[1]
         return self
 

@@ -68,7 +68,8 @@ class RefutationReport:
                 "Failed: " + ", ".join(TITLES[f].lower() for f in r.failed)
                 + ". Read the failing rows before trusting the bias correction.")
         parts = [
-            f"<p class='meta'>Average bias (mean CATE, gold scale) {m['original_effect']:.4g}, re-estimated "
+            f"<p class='meta'>Average bias (AIPW, the estimate of <code>ate()</code>; gold scale) "
+            f"{m['original_effect']:.4g}, re-estimated "
             f"by every refuter with econml <code>{escape(m['method_name'].split('.', 1)[1])}</code> through dowhy "
             f"({m['cv']} cross-fitting folds; {m['n']} rows, {m['n_gold']} gold). Treatment: gold (1) vs "
             f"preference (0) evaluation; outcome: the gain; common causes and effect modifiers: the "

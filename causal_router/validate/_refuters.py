@@ -1,4 +1,4 @@
-"""The dowhy side of the refutations: the causal model, one refuter simulation, econml's sensitivity."""
+"""The dowhy side of the refutations: the model, the AIPW estimate, one simulation, econml's sensitivity."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from sklearn.base import clone
 
 from .._utils import seeded_global_random
 from .._validation import DataError
-from ..bias import LEARNERS, BiasEstimator, econml_params, fitted_final_stage
+from ..bias import BiasEstimator
 from ..data import EvalData, fitted_scale, pooled_outcome
 from ..models import (
     ClippedClassifier,
     DuplicateAwareKFold,
-    FrozenStackedFinalStage,
+    MechanismOutcomes,
+    RidgeThenBoosting,
     UniqueColumns,
     default_propensity,
     default_regressor,
@@ -25,8 +26,6 @@ from ..models import (
 )
 
 __all__ = ["DowhySetup", "simulate", "SIMULATION_ERRORS", "TREATMENT", "OUTCOME"]
-
-logger = logging.getLogger("causal_router")
 
 #: Column names of the treatment (1 = gold) and the outcome (gain, preference scale) in dowhy's
 #: frame; the refuters add 'placebo', 'w_random', 'dummy_outcome', 'simulated'.
@@ -77,13 +76,15 @@ def _one_simulation_noise():
 
 
 class DowhySetup:
-    """The dowhy model, the identified estimand and the original estimate for a bias model's settings.
+    """The dowhy model, the identified estimand and the original estimate of the average bias.
 
-    ``cv`` folds per refit; ``thorough`` keeps the cross-validated propensity penalty and the
-    stacking of the default final stage in every refit (otherwise both are fitted once on all
-    rows and frozen). ``scale`` is the gold-to-preference constant
-    fitted on all rows with the bias model's method; ``original_raw`` the estimate on the
-    preference scale.
+    The estimate is the AIPW average of :meth:`causal_router.BiasEstimator.ate`, made by econml's
+    ``DRLearner`` through dowhy: outcome model :class:`~causal_router.models.MechanismOutcomes`
+    (one per mechanism), the bias model's propensity, a constant final stage (the mean of the
+    doubly robust scores), ``cv`` duplicate-aware folds. ``thorough`` keeps the cross-validated
+    propensity penalty in every refit (otherwise it is chosen once on all rows and frozen).
+    ``scale`` is the gold-to-preference constant fitted on all rows with the bias model's method;
+    ``original_raw`` the estimate on the preference scale.
     """
 
     def __init__(self, data: EvalData, bias: BiasEstimator, *, min_propensity: float, cv: int, seed: int,
@@ -91,7 +92,6 @@ class DowhySetup:
         from dowhy import CausalModel
 
         self.data, self.bias, self.cv, self.seed, self.thorough = data, bias, cv, seed, thorough
-        self.learner = bias.learner
         d = data.X.shape[1]
         self.features = [f"s{j}" for j in range(d)]
         frame = pd.DataFrame(data.X, columns=self.features)
@@ -100,7 +100,6 @@ class DowhySetup:
         frame[OUTCOME] = pooled_outcome(data.gain, data.is_gold, self.scale)
         self.frame = frame
         self.min_propensity = min_propensity
-        self.final_name = self._final_name()
         self.model_t, self.propensity_desc = self._propensity()
         # no causal graph: the common causes and effect modifiers define it (dowhy logs that it
         # builds one; that record is dropped)
@@ -108,28 +107,19 @@ class DowhySetup:
             model = CausalModel(frame, treatment=TREATMENT, outcome=OUTCOME, common_causes=self.features,
                                 effect_modifiers=self.features)
         self.estimand = model.identify_effect(proceed_when_unidentifiable=True, method_name="maximal-adjustment")
-        self.estimate = self._estimate(LEARNERS[self.learner].econml_class()(**self.init_params()))
+        self.estimate = self._estimate()
         self.original_raw = float(self.estimate.value)
         if not np.isfinite(self.original_raw):
             raise DataError("the original estimate of the average bias is not finite; check the data "
                             "(overlap, constant gains)")
-        self.final_desc = self.final_name
-        if self.final_name == "stack" and not thorough:
-            # the refits reuse the stacking weights of the original fit (dowhy deep-copies this
-            # econml object for every refit, which reads model_final when it fits)
-            econml_estimator = self.estimate.estimator.estimator
-            stack = fitted_final_stage(econml_estimator)
-            weights = tuple(float(w) for w in stack.weights_)
-            econml_estimator.model_final = FrozenStackedFinalStage(tuple(stack.candidates), weights, stack.random_state)
-            shown = ", ".join(f"{n} {w:.2f}" for n, w in zip(stack.candidates, weights) if w > 0)
-            self.final_desc = f"stack, weights fitted once on all rows and frozen in the refits ({shown})"
 
-    def _estimate(self, econml_estimator):
-        """dowhy's estimate of the average effect with ``econml_estimator`` (an unfitted econml object)."""
+    def _estimate(self):
+        """dowhy's estimate of the average effect with an unfitted econml ``DRLearner`` (AIPW)."""
         from dowhy.causal_estimator import estimate_effect
         from dowhy.causal_estimators.econml import Econml
+        from econml.dr import DRLearner
 
-        estimator = Econml(self.estimand, econml_estimator=econml_estimator)
+        estimator = Econml(self.estimand, econml_estimator=DRLearner(**self.init_params()))
         return estimate_effect(self.frame, TREATMENT, OUTCOME, "backdoor", estimator, effect_modifiers=self.features,
                                method_params={})
 
@@ -137,25 +127,6 @@ class DowhySetup:
     def payload(self):
         """What a simulation needs: (frame, estimand, estimate, feature names)."""
         return (self.frame, self.estimand, self.estimate, self.features)
-
-    def _final_name(self) -> str:
-        b = self.bias
-        if self.learner in ("forest", "linear"):
-            return self.learner
-        if self.learner == "auto" and b.model_final is None:
-            if not hasattr(b, "final_stage_"):
-                logger.info("refute: fitting the auto learner once to choose its final stage")
-                b = clone(b).fit(self.data)
-            return b.final_stage_
-        if b.model_final is None:
-            return "stack"  # BiasEstimator's default final stage
-        return b.model_final if isinstance(b.model_final, str) else "custom"
-
-    def _final(self):
-        b = self.bias
-        if self.final_name == "custom":
-            return clone(b.model_final)
-        return final_stage(self.final_name, self.seed)
 
     def _propensity(self):
         b = self.bias
@@ -172,67 +143,46 @@ class DowhySetup:
         return (make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)),
                 f"L2 logistic regression, penalty C={C:.3g} cross-validated once on all rows and frozen")
 
-    def nuisances(self):
-        """(outcome model, clipped propensity model) of a refit; both drop dowhy's duplicated columns."""
+    def init_params(self) -> dict:
+        """econml ``DRLearner`` keyword arguments: the AIPW nuisances, each behind
+        :class:`UniqueColumns` (dowhy passes every feature as X and as W), a constant final stage
+        and duplicate-aware folds."""
         from sklearn.pipeline import make_pipeline
 
         b = self.bias
-        model_y = clone(b.model_y) if b.model_y is not None else default_regressor(self.seed).set_params(
-            colsample_bytree=1.0)
-        model_y = make_pipeline(UniqueColumns(), model_y)
+        model_y = clone(b.model_y) if b.model_y is not None else RidgeThenBoosting(
+            default_regressor(self.seed).set_params(colsample_bytree=1.0))
         model_t = ClippedClassifier(make_pipeline(UniqueColumns(), clone(self.model_t)), self.min_propensity)
-        return model_y, model_t
-
-    def init_params(self, learner: str | None = None) -> dict:
-        """econml keyword arguments for ``learner`` (default: the estimator's; "linear_dml" for the
-        sensitivity analysis) with this set-up's nuisances, final stage and duplicate-aware folds."""
-        learner = learner or self.learner
-        model_y, model_t = self.nuisances()
-        folds = DuplicateAwareKFold(self.cv, self.seed)
-        if learner == "linear_dml":
-            return {"model_y": model_y, "model_t": model_t, "discrete_treatment": True, "cv": folds,
-                    "random_state": self.seed}
-        final = self._final() if LEARNERS[learner].final_stage else None
-        return econml_params(learner, model_y=model_y, model_t=model_t, model_final=final,
-                             min_propensity=self.min_propensity, cv=folds, random_state=self.seed)
+        return {"model_propensity": model_t,
+                "model_regression": make_pipeline(UniqueColumns(), MechanismOutcomes(model_y)),
+                "model_final": final_stage("constant"), "min_propensity": self.min_propensity,
+                "cv": DuplicateAwareKFold(self.cv, self.seed), "random_state": self.seed}
 
     def econml_sensitivity(self, alpha: float, level: float) -> dict:
-        """econml's omitted-variable-bias sensitivity (Chernozhukov et al. 2022) of the estimate:
-        theta, its bounds and confidence bounds at ``c_y = c_t = level``, robustness values at
-        ``alpha`` (gold scale where a bias).
-
-        NonParamDML (learners "r", "auto") has none: the closest linear variant, LinearDML with
-        the same nuisances and folds, is fitted through dowhy for it (same residuals; its theta is
-        the overlap-weighted average effect of the partially linear model). A fit that fails with
-        one of :data:`SIMULATION_ERRORS` is reported (``available`` False, ``error``), not raised.
-        """
+        """econml's omitted-variable-bias sensitivity (Chernozhukov et al. 2022) of the estimate
+        (``DRLearner.sensitivity_interval`` on the same fit): theta, its bounds and confidence
+        bounds at ``c_y = c_t = level``, robustness values at ``alpha`` (gold scale where a bias).
+        A computation that fails with one of :data:`SIMULATION_ERRORS` is reported (``available``
+        False, ``error``), not raised."""
         scale = self.scale
+        obj = self.estimate.estimator.estimator
         try:
-            if self.learner in ("r", "auto"):
-                from econml.dml import LinearDML
-
-                obj = self._estimate(LinearDML(**self.init_params("linear_dml"))).estimator.estimator
-                args, name = (), "LinearDML (same nuisances; NonParamDML has none)"
-            else:
-                obj = self.estimate.estimator.estimator
-                args = (1,) if self.learner in ("dr", "linear") else ()
-                name = type(obj).__name__
-            theta = float(np.ravel(obj.sensitivity_interval(*args, alpha=alpha, c_y=0, c_t=0,
-                                                            interval_type="theta"))[0])
+            theta = float(np.ravel(obj.sensitivity_interval(1, alpha=alpha, c_y=0, c_t=0, interval_type="theta"))[0])
             tl, tu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
-                *args, alpha=alpha, c_y=level, c_t=level, interval_type="theta"))
+                1, alpha=alpha, c_y=level, c_t=level, interval_type="theta"))
             cl, cu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
-                *args, alpha=alpha, c_y=level, c_t=level, interval_type="ci"))
-            rv = float(obj.robustness_value(*args, alpha=alpha, interval_type="theta"))
-            rv_ci = float(obj.robustness_value(*args, alpha=alpha, interval_type="ci"))
+                1, alpha=alpha, c_y=level, c_t=level, interval_type="ci"))
+            rv = float(obj.robustness_value(1, alpha=alpha, interval_type="theta"))
+            rv_ci = float(obj.robustness_value(1, alpha=alpha, interval_type="ci"))
         except SIMULATION_ERRORS as exc:  # reported, not raised: the other refuters stand on their own
             message = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"econml's sensitivity analysis of the average bias failed: {message}", RuntimeWarning,
                           stacklevel=3)
             return {"available": False, "error": message}
-        return {"available": True, "estimator": name, "theta": theta / scale, "theta_lower": tl / scale,
-                "theta_upper": tu / scale, "ci_lower": cl / scale, "ci_upper": cu / scale,
-                "robustness_value": rv, "robustness_value_ci": rv_ci, "c_y": level, "c_t": level}
+        return {"available": True, "estimator": "DRLearner (the refuted AIPW estimate)", "theta": theta / scale,
+                "theta_lower": tl / scale, "theta_upper": tu / scale, "ci_lower": cl / scale,
+                "ci_upper": cu / scale, "robustness_value": rv, "robustness_value_ci": rv_ci,
+                "c_y": level, "c_t": level}
 
 
 def _one_simulation(kind: str, seed: int, payload, arg):

@@ -21,30 +21,27 @@ models would see every feature twice; each nuisance model starts with :class:`Un
 which drops the copies, and sees each feature once (plus any column a refuter adds, such as the
 random common cause). The final (CATE) stage sees X only.
 
-The estimate is made with the econml learner of the router through dowhy's econml integration
-(``method_name="backdoor.econml.dml.NonParamDML"`` for learners "r" and "auto",
-``econml.dr.DRLearner`` for "dr", ``econml.dr.LinearDRLearner`` for "linear",
-``econml.dml.CausalForestDML`` for "forest"), and the estimand is the average bias: the mean
-CATE over the rows (``estimate.value``), reported on the gold scale (divided by
-the bias model's scale constant). Every refuter simulation refits the whole estimator, cross-fitting included.
+The refuted estimate is the average bias the package reports, :meth:`BiasEstimator.ate`: the
+cross-fitted AIPW (doubly robust) average over the rows, made here by econml's ``DRLearner``
+through dowhy (``method_name="backdoor.econml.dr.DRLearner"``) with a constant final stage (so
+``estimate.value``, the mean CATE, is the mean of the doubly robust scores), reported on the gold
+scale (divided by the bias model's scale constant). It does not depend on the learner that
+routes: refuting the mean of a CATE learner's predictions would refute a number the package
+does not report, and one that is biased where the final stage is misspecified (issue 16: 40%
+interval coverage on IHDP B with the R-learner's). Every refuter simulation refits the whole
+estimator, cross-fitting included.
 
-Nuisances of the refits (module docstring of :mod:`causal_router.models` for the router's):
+Nuisances of the refits:
 
-- outcome model: the router's LightGBM, but offering every feature to every tree
-  (``colsample_bytree=1``). With column subsampling, adding any column (the random common
+- outcome model: :class:`~causal_router.models.MechanismOutcomes` (one model per mechanism, as
+  in ``ate()``, ridge then the router's LightGBM for the preference rows), but offering every
+  feature to every tree (``colsample_bytree=1``). With column subsampling, adding any column (the random common
   cause) redraws LightGBM's feature subsets and moves the estimate by the model's seed noise,
   which the refuter would read as sensitivity to an irrelevant covariate;
 - propensity: the router's L2 logistic regression clipped by :class:`ClippedClassifier`. In the
   default suite its penalty is chosen once by cross-validation on the data and then frozen for
   every refit (the cross-validated search is two thirds of a refit's cost); ``thorough=True``
   keeps the cross-validated search in every refit;
-- final stage: the estimator's (by default the stack of final stages,
-  :class:`~causal_router.models.StackedFinalStage`). In the default suite its stacking weights
-  are fitted once with the original estimate and frozen for every refit (the refits refit the
-  candidates of positive weight; the out-of-fold search for the weights is most of a fit's
-  cost: one fit at 3,000 rows x 20 features, cv=3, took 12.5 s with the stack against 4.6 s
-  with the ridge final stage, on a shared 2-core machine); ``thorough=True`` refits the whole
-  stack;
 - folds: 3 in the default suite, the estimator's ``cv`` (5) with ``thorough=True``; stratified by
   source, and identical rows (bootstrap duplicates) are kept in one fold, otherwise a row's copy
   trains the nuisance model that predicts it and the bias shrinks (measured on the generator:
@@ -61,9 +58,8 @@ grid cells. Here every simulation is one call of the dowhy refuter with its own 
 joblib pool (``n_jobs``) with a progress bar, so results reproduce with ``random_state`` and do not
 depend on ``n_jobs``.
 
-Cost (measured with ``benchmarks/bench_pipeline.py refute``, generator, 5,000 rows x 50
-features, 2 cores): the default suite refits the estimator 94 times in 39-41 s with
-``n_jobs=2`` (67-68 s with one); ``thorough=True`` 562 times in 465-474 s.
+Cost: measured with ``benchmarks/bench_pipeline.py refute`` (generator, 5,000 rows x 50
+features, 2 cores), figures in the README.
 """
 
 from __future__ import annotations
@@ -85,7 +81,7 @@ from scipy import stats
 from .._parallel import run_parallel
 from .._utils import to_jsonable
 from .._validation import DataError
-from ..bias import LEARNERS, BiasEstimator
+from ..bias import BiasEstimator
 from ..data import EvalData
 from ._refuters import OUTCOME, TREATMENT, DowhySetup, simulate
 
@@ -151,7 +147,7 @@ RULES = {
         "s sd per sd of the confounder)"),
     "sensitivity_robustness_value": (
         f"pass if the robustness value exceeds {MODERATE_R2}: a confounder explaining {MODERATE_R2:.0%} of the "
-        "residual variance of both treatment and outcome cannot move the (partially linear) estimate to zero"),
+        "residual variance of both treatment and outcome cannot move the (doubly robust) estimate to zero"),
 }
 
 
@@ -171,7 +167,7 @@ class Refutation:
     sensitivity_path : DataFrame with ``strength``, ``kappa_t`` (flip probability), ``kappa_y``
         (outcome coefficient, preference scale), ``effect`` (gold scale, mean over draws), ``draws``.
     econml_sensitivity : dict of econml's sensitivity numbers (theta, bounds, robustness values).
-    meta : dict (rows, learner, dowhy method, common causes, folds, counts, failed simulations,
+    meta : dict (rows, estimator, dowhy method, common causes, folds, counts, failed simulations,
         runtime_seconds, ...).
     """
 
@@ -198,8 +194,8 @@ class Refutation:
     def summary(self) -> str:
         """A plain-text summary: one line per refuter."""
         m = self.meta
-        lines = [f"Refutations of the average bias {m['original_effect']:.4f} (gold scale; learner "
-                 f"{m['learner']!r} via {m['method_name']}; {m['n']} rows, {m['n_gold']} gold); "
+        lines = [f"Refutations of the average bias {m['original_effect']:.4f} (gold scale; AIPW via "
+                 f"{m['method_name']}; {m['n']} rows, {m['n_gold']} gold); "
                  f"{'all passed' if self.passed else 'FAILED: ' + ', '.join(self.failed)}"]
         for _, r in self.table.iterrows():
             lines.append(f"  [{'pass' if r['passed'] else 'FAIL'}] {r['refuter']}: {r['reading']}")
@@ -244,9 +240,9 @@ def refute(
     ----------
     data : EvalData with gold and preference rows (n rows, d features).
     bias : BiasEstimator, optional
-        Supplies the learner ("r" by default), custom nuisance / final models, ``scale``,
-        ``min_propensity`` and, with ``thorough=True``, ``cv``. A fitted "auto" estimator
-        supplies its chosen final stage (an unfitted one is fitted first). It is not modified.
+        Supplies custom nuisance models (``model_y``, ``model_t``), ``scale``,
+        ``min_propensity`` and, with ``thorough=True``, ``cv``. Its learner and final stage do
+        not enter: the refuted estimate is the AIPW average of ``ate()``. It is not modified.
     thorough : bool
         Publication-grade counts (100 simulations per refuter, 20 confounder strengths x 3
         draws, the estimator's folds and cross-validated propensity in every refit): about 10x
@@ -346,12 +342,13 @@ def refute(
     runtime = time.perf_counter() - start
     meta = {
         "original_effect": original, "n": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
-        "n_features": data.X.shape[1], "scale_constant": scale, "learner": setup.learner,
-        "final_stage": setup.final_name, "final_stage_refits": setup.final_desc,
-        "method_name": LEARNERS[setup.learner].dowhy_method, "cv": cv,
+        "n_features": data.X.shape[1], "scale_constant": scale,
+        "estimator": ("AIPW: econml DRLearner, one outcome model per mechanism (MechanismOutcomes), "
+                      "constant final stage"),
+        "method_name": "backdoor.econml.dr.DRLearner", "cv": cv,
         "propensity": setup.propensity_desc, "suite": "thorough" if thorough else "default",
         "simulations": counts, "strengths": list(strengths), "draws_per_strength": draws,
-        "n_refits": len(jobs) + 1 + (1 if setup.learner in ("r", "auto") else 0),
+        "n_refits": len(jobs) + 1,
         "failed_simulations": n_failed,
         "standard_error": _standard_error(simulations), "n_jobs": n_jobs, "random_state": random_state,
         "runtime_seconds": runtime,
