@@ -14,10 +14,13 @@ docs-env:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[docs]"
 
+# autosummary's stubs are rebuilt every time: a stale one for a removed name fails the build
 docs: docs-env
+	rm -rf docs/api/generated
 	$(SPHINX) -b html docs docs/_build/html
 
 docs-check: docs-env
+	rm -rf docs/api/generated
 	$(SPHINX) -D nb_execution_mode=off -b html docs docs/_build/check
 
 clean-docs:
