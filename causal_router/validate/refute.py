@@ -27,7 +27,7 @@ through dowhy (``method_name="backdoor.econml.dr.DRLearner"``) with a constant f
 ``estimate.value``, the mean CATE, is the mean of the doubly robust scores), reported on the gold
 scale (divided by the bias model's scale constant). It does not depend on the learner that
 routes: refuting the mean of a CATE learner's predictions would refute a number the package
-does not report, and one that is biased where the final stage is misspecified (issue 16: 40%
+does not report, and one that is biased where the final stage is misspecified (measured: 40%
 interval coverage on IHDP B with the R-learner's). Every refuter simulation refits the whole
 estimator, cross-fitting included.
 
