@@ -10,8 +10,8 @@ that split's scale constant c (``mean(psi - eta / c)``: the quantity ``ate()`` e
 Settings: ``constant`` (built-in generator, Delta = 0.2), ``generator`` (built-in generator,
 heterogeneous bias), ``sparse_nonlinear`` (the suite's sine-plus-threshold bias); d = 12,
 100 gold rows (small, so that 600 fits run in minutes). ``oracle_coverage_95``: the coverage of
-the AIPW average with the true nuisances (:func:`oracle_aipw`) on the same seeds, the reference
-for what the gold rows' sampling alone allows.
+the AIPW average with the true nuisances (``bias_settings.oracle_aipw``) on the same seeds, the
+reference for what the gold rows' sampling alone allows.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def _frame(setting: str, seed: int) -> pd.DataFrame:
 
 
 def one_seed(setting: str, seed: int, n_gold: int) -> dict:
+    from bias_settings import oracle_aipw
     from threadpoolctl import threadpool_limits
 
     from causal_router import BiasEstimator
@@ -59,23 +60,11 @@ def one_seed(setting: str, seed: int, n_gold: int) -> dict:
         ate = bias.ate(alpha=0.05)
     train = frame.iloc[split.train_index]
     truth = float(np.mean(train["psi"] - train["eta"] / bias.scale_))
-    oracle_est, oracle_se = oracle_aipw(train, split.train, bias.scale_)
+    # reveal_split draws the gold rows at random: the propensity is n_gold / n
+    oracle_est, oracle_se = oracle_aipw(train, split.train, bias.scale_, split.train.n_gold / len(train))
     return {"setting": setting, "seed": seed, "truth": truth, **ate.to_dict(),
             "covered": bool(ate["lower"] <= truth <= ate["upper"]),
             "oracle_covered": bool(abs(oracle_est - truth) <= 1.959964 * oracle_se)}
-
-
-def oracle_aipw(train: pd.DataFrame, data, c: float) -> tuple[float, float]:
-    """The AIPW average with the true nuisances: outcome means c psi (gold) and eta (preference),
-    propensity n_gold / n (``reveal_split`` draws the gold rows at random); (estimate, standard
-    error) on the gold scale. Its coverage on the same seeds separates the sampling luck of the
-    gold rows from the cost of estimating the nuisances."""
-    psi, eta = train["psi"].to_numpy(), train["eta"].to_numpy()
-    t = data.is_gold.astype(float)
-    p = t.mean()
-    o = np.where(data.is_gold, c * data.gain, data.gain)
-    phi = (c * psi - eta + t * (o - c * psi) / p - (1 - t) * (o - eta) / (1 - p)) / c
-    return float(phi.mean()), float(phi.std(ddof=1) / np.sqrt(len(phi)))
 
 
 def main(argv=None) -> None:

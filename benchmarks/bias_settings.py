@@ -22,6 +22,20 @@ GOLD_3PCT = round(0.03 * (N_ROWS - N_TEST))  # 135 gold rows among 4,500 trainin
 N_PAIRS = 10
 
 
+def oracle_aipw(train: pd.DataFrame, data, c: float, p) -> tuple[float, float]:
+    """The AIPW average bias with the true nuisances: outcome means c psi (gold) and eta
+    (preference) of the frame's rows ``train``, the design's propensity ``p`` (scalar or (n,)),
+    the observed gains and sources of ``data`` (an EvalData of those rows), scale constant ``c``.
+    Returns (estimate, standard error), gold scale. Its coverage on the same runs as an
+    estimator's separates the sampling luck of the gold rows from the cost of estimating the
+    nuisances."""
+    psi, eta = train["psi"].to_numpy(), train["eta"].to_numpy()
+    t = data.is_gold.astype(float)
+    o = np.where(data.is_gold, c * data.gain, data.gain)
+    phi = (c * psi - eta + t * (o - c * psi) / p - (1 - t) * (o - eta) / (1 - p)) / c
+    return float(phi.mean()), float(phi.std(ddof=1) / np.sqrt(len(phi)))
+
+
 def _psi(X: np.ndarray) -> np.ndarray:
     """Gold gain (gold scale; mean about 0.3, sd about 0.35) in features 0-4."""
     return 0.3 + 0.3 * np.tanh(X[:, 0]) + 0.2 * np.sin(1.5 * X[:, 1]) + 0.15 * X[:, 2] * X[:, 3] + 0.15 * X[:, 4]

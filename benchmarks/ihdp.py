@@ -35,8 +35,11 @@ Methods: the package's learners (``BiasEstimator(learner=...)`` for "r" (default
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,6 +50,12 @@ from causal_router import BiasEstimator
 from causal_router._parallel import run_parallel
 from causal_router.data import EvalData, fitted_scale, pooled_outcome
 from causal_router.datasets import make_semi_synthetic, reveal_split
+
+_HERE = str(Path(__file__).resolve().parent)
+sys.path.insert(0, _HERE)
+# worker processes import bias_settings too
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)
+from bias_settings import oracle_aipw  # noqa: E402
 
 SETTINGS = ("ihdp_a", "ihdp_b", "selected", "random")
 LEARNERS = ("r", "auto", "dr", "forest", "linear")
@@ -101,17 +110,6 @@ def load_setting(setting: str, rep: int, n: int, d: int):
         return rows["psi"].to_numpy() - rows["eta"].to_numpy() / c
 
     return data, "variance", truth(train), test[features].to_numpy(), truth(test), oracle_aipw(train, data, c, p)
-
-
-def oracle_aipw(train: pd.DataFrame, data: EvalData, c: float, p: np.ndarray) -> tuple[float, float]:
-    """The AIPW average with the true nuisances (outcome means c psi and eta, the design's
-    propensity p): (estimate, standard error), gold scale. Its coverage on the same runs is the
-    reference for what the sampling of the gold rows alone allows."""
-    psi, eta = train["psi"].to_numpy(), train["eta"].to_numpy()
-    t = data.is_gold.astype(float)
-    o = np.where(data.is_gold, c * data.gain, data.gain)
-    phi = (c * psi - eta + t * (o - c * psi) / p - (1 - t) * (o - eta) / (1 - p)) / c
-    return float(phi.mean()), float(phi.std(ddof=1) / np.sqrt(len(phi)))
 
 
 # ---------------------------------------------------------------------------- methods

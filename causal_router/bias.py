@@ -533,7 +533,6 @@ def _aipw_pseudo_outcomes(X, o, t, propensity, folds, outcomes) -> np.ndarray:
     mu0, mu1 = np.empty(len(o)), np.empty(len(o))
     for train, test in folds:
         fitted = clone(outcomes).fit(np.column_stack([X[train], t[train]]), o[train])
-        mu0[test] = fitted.predict(np.column_stack([X[test], np.zeros(len(test))]))
-        mu1[test] = fitted.predict(np.column_stack([X[test], np.ones(len(test))]))
+        mu0[test], mu1[test] = fitted.mechanism_means(X[test])
     p = propensity
     return mu1 - mu0 + t * (o - mu1) / p - (1 - t) * (o - mu0) / (1 - p)

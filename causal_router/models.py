@@ -227,13 +227,14 @@ class MechanismOutcomes(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         s, t = _features_and_mechanism(X)
+        mu0, mu1 = self.mechanism_means(s)
+        return np.where(t == 1, mu1, mu0)
+
+    def mechanism_means(self, s) -> tuple[np.ndarray, np.ndarray]:
+        """(mu0(s), mu1(s)), each of shape (n,), for features s (n, d) without the indicator."""
+        s = np.asarray(s, dtype=float)
         mu0 = np.asarray(self.preference_model_.predict(s), dtype=float).reshape(-1)
-        gold = t == 1
-        out = mu0.copy()
-        if gold.any():
-            out[gold] = (self.intercept_ + self.slope_ * mu0[gold]
-                         + self.scaler_.transform(s[gold]) @ self.coef_)
-        return out
+        return mu0, self.intercept_ + self.slope_ * mu0 + self.scaler_.transform(s) @ self.coef_
 
 
 class RidgeThenBoosting(RegressorMixin, BaseEstimator):
@@ -470,12 +471,18 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         self.weights_, _ = nnls(oof * root[:, None], y * root)
         self.cv_loss_ = np.mean(weight[:, None] * (y[:, None] - oof) ** 2, axis=0)
         self.stacked_cv_loss_ = float(np.mean(weight * (y - oof @ self.weights_) ** 2))
-        self.estimators_ = _fit_weighted_candidates(names, self.weights_, X, y, weight, seed)
+        self.estimators_ = [final_stage(name, seed).fit(X, y, sample_weight=weight) if b > 0 else None
+                            for name, b in zip(names, self.weights_)]
         self.n_features_in_ = X.shape[1]
         return self
 
     def predict(self, X):
-        return _stacked_prediction(self.weights_, self.estimators_, X)
+        X = np.asarray(X, dtype=float)
+        out = np.zeros(len(X))
+        for b, model in zip(self.weights_, self.estimators_):
+            if model is not None:
+                out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
+        return out
 
 
 def _weighted_xy(X, y, sample_weight):
@@ -484,19 +491,3 @@ def _weighted_xy(X, y, sample_weight):
     y = np.asarray(y, dtype=float).reshape(-1)
     weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
     return X, y, weight
-
-
-def _fit_weighted_candidates(names, weights, X, y, weight, seed) -> list:
-    """The final stages ``names`` of positive weight fitted on every row (None where the weight is 0)."""
-    return [final_stage(name, seed).fit(X, y, sample_weight=weight) if b > 0 else None
-            for name, b in zip(names, weights)]
-
-
-def _stacked_prediction(weights, estimators, X) -> np.ndarray:
-    """sum_k weights[k] * estimators[k].predict(X), shape (n,); None estimators contribute 0."""
-    X = np.asarray(X, dtype=float)
-    out = np.zeros(len(X))
-    for b, model in zip(weights, estimators):
-        if model is not None:
-            out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
-    return out
