@@ -25,7 +25,9 @@ the best fixed candidate (a single final stage chosen in hindsight on the same s
 default minus Pooled and minus MeanShift; the share of the Pooled-to-All-Golden gap closed
 (undefined where the oracle beats Pooled by less than 0.02: no gap to close); and whether each
 target of issue 13 is met. Writes ``runs.csv`` (one row per split and method), ``summary.csv``,
-``summary.md`` and ``bias_suite.png`` to ``--out``, and prints the markdown tables.
+``summary.md`` and ``bias_suite.png`` to ``--out``, and prints the markdown tables. ``runs.csv`` is
+written after every round of ``--chunk`` splits; a run pointed at an ``--out`` that holds one keeps
+the (setting, split, seed) runs it finds and runs the rest (``--restart`` ignores it).
 """
 
 from __future__ import annotations
@@ -249,15 +251,25 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="bias_suite_out")
     parser.add_argument("--chunk", type=int, default=5, help="splits per round (runs.csv is written after each)")
     parser.add_argument("--from-csv", help="only summarise an earlier runs.csv")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore --out/runs.csv (by default the splits it holds are kept and not rerun)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_csv:
         return report(pd.read_csv(args.from_csv), out)
-    runs = []
+    runs, done = [], set()
+    if (out / "runs.csv").exists() and not args.restart:  # resume: keep the splits already run
+        earlier = pd.read_csv(out / "runs.csv")
+        runs.append(earlier)
+        done = set(zip(earlier["setting"], earlier["split"], earlier["seed"]))
+        print(f"resuming: {len(done)} (setting, split) runs already in {out / 'runs.csv'}")
     for first in range(0, args.splits, args.chunk):  # rounds over every setting; runs.csv grows after each
         splits = range(first, min(first + args.chunk, args.splits))
-        tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings]
+        tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings
+                 if (s, i, args.seed + i) not in done]
+        if not tasks:
+            continue
         runs += run_parallel(tasks, n_jobs=args.n_jobs, desc=f"splits {splits.start}-{splits.stop - 1}", unit="split")
         pd.concat(runs, ignore_index=True).to_csv(out / "runs.csv", index=False)
     report(pd.concat(runs, ignore_index=True), out)

@@ -20,13 +20,13 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
   show no heterogeneity the constant takes the weight and the router falls back to a global
   correction; where the bias is sparse and nonlinear the trees take it; where candidates are
   equally good it averages them. Measured on the bias-learner suite
-  (``benchmarks/bias_suite.py``, 17 settings, README "Bias learner"): first measurement, 5 splits per setting
-  on a heavily shared machine: never below Pooled or MeanShift by more than 0.005 on any
-  setting; within 0.01 of the best single final stage on 13 of 17 settings (the stack is
-  0.02-0.06 behind boosted trees where the bias is a sparse threshold or sine: sparse
-  nonlinear, heteroscedastic, d = 300, the issue's "other shape", where it keeps a 0.2-0.65
-  weight on the constant); 46% of the Pooled-to-All-Golden gap closed on average over the
-  heterogeneous-bias settings.
+  (``benchmarks/bias_suite.py``, 17 settings, 20 splits each, README "Measured"): never below
+  Pooled or MeanShift by more than 0.005 on 16 of 17 settings (PandaLM: 0.005 below MeanShift,
+  standard error 0.019); within 0.01 of the best single final stage on 12 of 17 (0.011-0.027
+  behind boosted trees or stumps where the bias is a sparse threshold or sine: sparse
+  nonlinear, heteroscedastic, d = 300, the issue's "other shape", and 0.011 on a linear bias,
+  where it keeps 0.3-0.5 of its weight on the constant or shrinks toward no correction); 45% of
+  the Pooled-to-All-Golden gap closed on average over the heterogeneous-bias settings.
 - ``"dr"``: DR-learner, :class:`econml.dr.DRLearner`, pseudo-outcome
   phi = (t - p) / (p (1 - p)) (o - mu_t(s)) + mu_1(s) - mu_0(s) regressed on s (same default
   final stage).
@@ -35,7 +35,8 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
 - ``"auto"``: the R-learner whose final stage is the single candidate of the stack with the
   lowest out-of-fold R-loss (each fitted on K-1 folds of the cross-fitted residuals, scored on
   the held-out fold: econml's :class:`~econml.score.RScorer` criterion without giving up a
-  validation split). Picking one is noisier than combining them (suite: the stack beat picking one on 10 of 17 settings, tied on 1).
+  validation split). Picking one is noisier than combining them (suite, 20 splits: the stack
+  beat picking one on 14 of 17 settings, tied on 1).
   The DR family is not among the candidates: with a few percent of gold rows its
   pseudo-outcomes carry weights of 1/p (about 50) and its final stage is the noisiest.
 
@@ -54,7 +55,15 @@ Measured (``bench_pipeline.py subsample``, generator, 50,000 preference rows, 2 
 gold rows and 0.615 / 0.621 / 0.617 / 0.619 with 1,000 (bias RMSE 0.100 / 0.100 / 0.097 / 0.094):
 no loss in routing down to 5,000; the cap is set ten times higher. The R-learner's effective
 sample for the bias is about N p (1 - p) = n_gold r / (1 + r) with r preference rows per gold
-row: r = 20 keeps 95% of it.
+row: r = 20 keeps 95% of it. 10 million preference rows with 100 gold rows (d = 50) fit in 394 s
+on 2 cores with a peak of 6.3 GiB, most of it the gain model's (``bench_pipeline.py scale``).
+
+Wall time on 2 cores. The outcome models of :meth:`ate` are fitted in a second thread while
+econml fits the learner, the stack's folds run on threads, and BLAS runs one thread per task
+(its n x d matrices are too small to share: a two-thread BLAS spent more time synchronising).
+``bench_pipeline.py fittime --splits 10`` (n = 5000, d = 50, 100 gold rows): median 2.05 s wall
+(1.89-2.77 s), 3.3 s CPU, against 3.77 s wall (3.21-3.96 s), 6.1 s CPU, all in one thread with
+BLAS's own threads; the estimates are bit-identical.
 
 The average bias (:meth:`BiasEstimator.ate`, and every average of the bias over rows or groups
 built from ``pseudo_outcomes_``) does not come from the learner's CATE model: it is a cross-fitted
@@ -73,6 +82,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +92,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from ._utils import as_seed
 from ._validation import DataError, check_features
@@ -290,7 +301,17 @@ class BiasEstimator(BaseEstimator):
         selecting = self.learner == "auto" and self.model_final is None
         # econml's bootstrap cannot refit a final stage alone: with a selection, bootstrap after it
         fit_kwargs = {"inference": inference} if inference and not selecting else {}
-        est.fit(o, t, X=X, W=W, cache_values=True, **fit_kwargs)
+        # The outcome models of the average bias (ate) do not depend on the learner: they are
+        # fitted in a second thread while econml fits it (LightGBM and BLAS release the GIL; the
+        # same numbers as one after the other). Folds drawn as econml draws the learner's. BLAS
+        # runs one thread per task: its matrices here are small (n x d), and a multithreaded
+        # BLAS spent more time synchronising than computing (module docstring, "Wall time").
+        folds = list(StratifiedKFold(self.cv, shuffle=True, random_state=seed).split(X, t))
+        outcomes = MechanismOutcomes(self.model_y, random_state=seed)
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as pool:
+            means = pool.submit(_cross_fitted_mechanism_means, X, o, t, folds, outcomes)
+            est.fit(o, t, X=X, W=W, cache_values=True, **fit_kwargs)
+            mu0, mu1 = means.result()
         self.estimator_ = est
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
@@ -337,10 +358,8 @@ class BiasEstimator(BaseEstimator):
                 self.selection_ = _stack_summary(fitted_final_stage(est))
 
         # ---- the average bias (ate): AIPW pseudo-outcomes with their own outcome models, the same
-        # whatever learner routes; folds drawn as econml draws the learner's (the same folds)
-        folds = StratifiedKFold(self.cv, shuffle=True, random_state=seed).split(X, t)
-        outcomes = MechanismOutcomes(self.model_y, random_state=seed)
-        phi = _aipw_pseudo_outcomes(X, o, t, propensity, folds, outcomes)
+        # whatever learner routes, and the learner's propensity
+        phi = _aipw_pseudo_outcomes(o, t, propensity, mu0, mu1)
         self.pseudo_outcomes_ = phi / self.scale_
         w = 1 / propensity[t == 1]
         self.overlap_ = pd.Series({
@@ -520,19 +539,26 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- the average bias
-def _aipw_pseudo_outcomes(X, o, t, propensity, folds, outcomes) -> np.ndarray:
-    """Cross-fitted AIPW pseudo-outcomes of the bias, shape (n,), on the scale of ``o``.
-
-        phi = mu1(s) - mu0(s) + t (o - mu1(s)) / p(s) - (1 - t) (o - mu0(s)) / (1 - p(s)),
-
-    the doubly robust score econml's ``DRLearner`` regresses on s, with p the learner's
-    cross-fitted, clipped propensity and mu_t from ``outcomes`` (an unfitted
-    :class:`~causal_router.models.MechanismOutcomes`: one outcome model per mechanism), fitted on
-    the other folds only (``folds``: (train, test) index pairs covering every row once).
-    """
+def _cross_fitted_mechanism_means(X, o, t, folds, outcomes) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted outcome means (mu0, mu1) of every row, two arrays of shape (n,), on the scale
+    of ``o``: ``outcomes`` (an unfitted :class:`~causal_router.models.MechanismOutcomes`, one
+    outcome model per mechanism) fitted on the other folds only (``folds``: (train, test) index
+    pairs covering every row once)."""
     mu0, mu1 = np.empty(len(o)), np.empty(len(o))
     for train, test in folds:
         fitted = clone(outcomes).fit(np.column_stack([X[train], t[train]]), o[train])
         mu0[test], mu1[test] = fitted.mechanism_means(X[test])
+    return mu0, mu1
+
+
+def _aipw_pseudo_outcomes(o, t, propensity, mu0, mu1) -> np.ndarray:
+    """AIPW pseudo-outcomes of the bias, shape (n,), on the scale of ``o``:
+
+        phi = mu1(s) - mu0(s) + t (o - mu1(s)) / p(s) - (1 - t) (o - mu0(s)) / (1 - p(s)),
+
+    the doubly robust score econml's ``DRLearner`` regresses on s, with p the learner's
+    cross-fitted, clipped propensity and mu_t the cross-fitted outcome means
+    (:func:`_cross_fitted_mechanism_means`).
+    """
     p = propensity
     return mu1 - mu0 + t * (o - mu1) / p - (1 - t) * (o - mu0) / (1 - p)

@@ -32,6 +32,9 @@ propensity clipper, and the column and fold helpers that feed them.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
@@ -462,17 +465,29 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         X, y, weight = _weighted_xy(X, y, sample_weight)
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
-        oof = np.zeros((len(y), len(names)))
-        for train, test in _weight_stratified_folds(weight, self.cv, seed):
-            for k, name in enumerate(names):
-                model = final_stage(name, seed).fit(X[train], y[train], sample_weight=weight[train])
-                oof[test, k] = model.predict(X[test])
-        root = np.sqrt(weight)
-        self.weights_, _ = nnls(oof * root[:, None], y * root)
+        folds = _weight_stratified_folds(weight, self.cv, seed)
+
+        def fit(name, rows=None):  # rows None: every row, without a copy
+            if rows is None:
+                return final_stage(name, seed).fit(X, y, sample_weight=weight)
+            return final_stage(name, seed).fit(X[rows], y[rows], sample_weight=weight[rows])
+
+        def held_out(fold):
+            train, test = fold
+            return test, np.column_stack([fit(name, train).predict(X[test]) for name in names])
+
+        # the folds, then the refits, run on threads (LightGBM and BLAS release the GIL); each fit
+        # is seeded, so the result does not depend on their order
+        with ThreadPoolExecutor(max_workers=min(len(folds), os.cpu_count() or 1)) as pool:
+            oof = np.zeros((len(y), len(names)))
+            for test, pred in pool.map(held_out, folds):
+                oof[test] = pred
+            root = np.sqrt(weight)
+            self.weights_, _ = nnls(oof * root[:, None], y * root)
+            self.estimators_ = list(pool.map(lambda nb: fit(nb[0]) if nb[1] > 0 else None,
+                                             zip(names, self.weights_)))
         self.cv_loss_ = np.mean(weight[:, None] * (y[:, None] - oof) ** 2, axis=0)
         self.stacked_cv_loss_ = float(np.mean(weight * (y - oof @ self.weights_) ** 2))
-        self.estimators_ = [final_stage(name, seed).fit(X, y, sample_weight=weight) if b > 0 else None
-                            for name, b in zip(names, self.weights_)]
         self.n_features_in_ = X.shape[1]
         return self
 

@@ -187,6 +187,21 @@ def test_stacked_final_stage_puts_its_weight_on_the_constant_for_pure_noise():
     np.testing.assert_array_equal(again.predict(X), stack.predict(X))
 
 
+def test_stacked_final_stage_is_the_same_on_one_thread(monkeypatch):
+    """The stack fits its folds on threads: a fit on one gives the same weights and predictions."""
+    import causal_router.models as models
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((600, 6))
+    y = 0.3 + np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] + rng.standard_normal(600)
+    threaded = models.StackedFinalStage(random_state=0).fit(X, y)
+    monkeypatch.setattr(models.os, "cpu_count", lambda: 1)
+    single = models.StackedFinalStage(random_state=0).fit(X, y)
+    np.testing.assert_array_equal(single.weights_, threaded.weights_)
+    np.testing.assert_array_equal(single.predict(X), threaded.predict(X))
+    assert np.count_nonzero(threaded.weights_) >= 2  # a mixture, so that every refit is compared
+
+
 def test_bias_model_subsamples_preference_rows_above_the_cap(monkeypatch):
     import causal_router.bias as bias_module
     from causal_router import MetaRouter
