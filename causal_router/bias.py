@@ -103,6 +103,7 @@ from .models import (
     ClippedClassifier,
     KnownPropensity,
     MechanismOutcomes,
+    _out_of_fold_predictions,
     default_propensity,
     default_regressor,
     final_stage,
@@ -516,14 +517,9 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
     Returns a DataFrame indexed by candidate (simplest first) with ``r_loss`` (mean per row),
     ``excess`` (over the best), ``std_error`` (of the paired per-row excess) and ``chosen``.
     """
-    target, weight = y_res / t_res, t_res ** 2
-    losses = np.zeros((len(STACK_CANDIDATES), len(y_res)))
-    folds = StratifiedKFold(cv, shuffle=True, random_state=seed).split(X, t)
-    for train, test in folds:
-        for k, name in enumerate(STACK_CANDIDATES):
-            model = final_stage(name, seed).fit(X[train], target[train], sample_weight=weight[train])
-            tau = model.predict(X[test])
-            losses[k, test] = (y_res[test] - t_res[test] * tau) ** 2
+    folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(X, t))
+    tau = _out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed)
+    losses = ((y_res[:, None] - t_res[:, None] * tau) ** 2).T
     mean = losses.mean(axis=1)
     best = int(np.argmin(mean))
     diff = losses - losses[best]

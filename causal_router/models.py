@@ -465,27 +465,13 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         X, y, weight = _weighted_xy(X, y, sample_weight)
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
-        folds = _weight_stratified_folds(weight, self.cv, seed)
-
-        def fit(name, rows=None):  # rows None: every row, without a copy
-            if rows is None:
-                return final_stage(name, seed).fit(X, y, sample_weight=weight)
-            return final_stage(name, seed).fit(X[rows], y[rows], sample_weight=weight[rows])
-
-        def held_out(fold):
-            train, test = fold
-            return test, np.column_stack([fit(name, train).predict(X[test]) for name in names])
-
-        # the folds, then the refits, run on threads (LightGBM and BLAS release the GIL); each fit
-        # is seeded, so the result does not depend on their order
-        with ThreadPoolExecutor(max_workers=min(len(folds), os.cpu_count() or 1)) as pool:
-            oof = np.zeros((len(y), len(names)))
-            for test, pred in pool.map(held_out, folds):
-                oof[test] = pred
-            root = np.sqrt(weight)
-            self.weights_, _ = nnls(oof * root[:, None], y * root)
-            self.estimators_ = list(pool.map(lambda nb: fit(nb[0]) if nb[1] > 0 else None,
-                                             zip(names, self.weights_)))
+        oof = _out_of_fold_predictions(names, X, y, weight, _weight_stratified_folds(weight, self.cv, seed), seed)
+        root = np.sqrt(weight)
+        self.weights_, _ = nnls(oof * root[:, None], y * root)
+        with ThreadPoolExecutor(max_workers=_threads(len(names))) as pool:  # refits on every row, no copy
+            self.estimators_ = list(pool.map(
+                lambda nb: final_stage(nb[0], seed).fit(X, y, sample_weight=weight) if nb[1] > 0 else None,
+                zip(names, self.weights_)))
         self.cv_loss_ = np.mean(weight[:, None] * (y[:, None] - oof) ** 2, axis=0)
         self.stacked_cv_loss_ = float(np.mean(weight * (y - oof @ self.weights_) ** 2))
         self.n_features_in_ = X.shape[1]
@@ -498,6 +484,28 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
             if model is not None:
                 out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
         return out
+
+
+def _out_of_fold_predictions(names, X, y, weight, folds, seed) -> np.ndarray:
+    """Out-of-fold predictions (n, len(names)) of the final stages ``names`` (of
+    :func:`final_stage`), each fitted on the other folds with ``sample_weight=weight``; ``folds``
+    are (train, test) index pairs covering every row once. The folds run on threads (LightGBM
+    and BLAS release the GIL); each fit is seeded, so the result does not depend on their order."""
+    def held_out(fold):
+        train, test = fold
+        return test, np.column_stack([final_stage(name, seed).fit(X[train], y[train], sample_weight=weight[train])
+                                      .predict(X[test]) for name in names])
+
+    oof = np.zeros((len(y), len(names)))
+    with ThreadPoolExecutor(max_workers=_threads(len(folds))) as pool:
+        for test, pred in pool.map(held_out, folds):
+            oof[test] = pred
+    return oof
+
+
+def _threads(tasks: int) -> int:
+    """Threads for ``tasks`` independent fits: one per task, at most one per core."""
+    return max(1, min(tasks, os.cpu_count() or 1))
 
 
 def _weighted_xy(X, y, sample_weight):
