@@ -103,10 +103,10 @@ from .models import (
     ClippedClassifier,
     KnownPropensity,
     MechanismOutcomes,
-    _out_of_fold_predictions,
     default_propensity,
     default_regressor,
     final_stage,
+    out_of_fold_predictions,
 )
 
 __all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params", "fitted_final_stage"]
@@ -518,7 +518,7 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
     ``excess`` (over the best), ``std_error`` (of the paired per-row excess) and ``chosen``.
     """
     folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(X, t))
-    tau = _out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed)
+    tau = out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed)
     losses = ((y_res[:, None] - t_res[:, None] * tau) ** 2).T
     mean = losses.mean(axis=1)
     best = int(np.argmin(mean))

@@ -58,6 +58,7 @@ __all__ = [
     "WeightedBoosting",
     "WeightedRidgeLOO",
     "StackedFinalStage",
+    "out_of_fold_predictions",
     "STACK_CANDIDATES",
     "KnownPropensity",
     "MechanismOutcomes",
@@ -465,7 +466,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         X, y, weight = _weighted_xy(X, y, sample_weight)
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
-        oof = _out_of_fold_predictions(names, X, y, weight, _weight_stratified_folds(weight, self.cv, seed), seed)
+        oof = out_of_fold_predictions(names, X, y, weight, _weight_stratified_folds(weight, self.cv, seed), seed)
         root = np.sqrt(weight)
         self.weights_, _ = nnls(oof * root[:, None], y * root)
         with ThreadPoolExecutor(max_workers=_threads(len(names))) as pool:  # refits on every row, no copy
@@ -486,7 +487,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         return out
 
 
-def _out_of_fold_predictions(names, X, y, weight, folds, seed) -> np.ndarray:
+def out_of_fold_predictions(names, X: np.ndarray, y: np.ndarray, weight: np.ndarray, folds, seed: int) -> np.ndarray:
     """Out-of-fold predictions (n, len(names)) of the final stages ``names`` (of
     :func:`final_stage`), each fitted on the other folds with ``sample_weight=weight``; ``folds``
     are (train, test) index pairs covering every row once. The folds run on threads (LightGBM
