@@ -7,7 +7,6 @@ import pytest
 from causal_router import BiasEstimator, EvalData, MetaRouter
 from causal_router._validation import DataError
 from causal_router.active import (
-    AUTO_STRATEGY,
     SamplingDesign,
     SuggestedGold,
     combine_probabilities,
@@ -16,6 +15,7 @@ from causal_router.active import (
     systematic_sample,
 )
 from causal_router.active.scores import bias_uncertainty, decision_value
+from causal_router.active.suggest import AUTO_MIN_GOLD
 from causal_router.cli import main
 from causal_router.datasets import make_semi_synthetic, reveal_split
 from causal_router.evaluate import oracle_share
@@ -127,9 +127,15 @@ def test_suggestions_are_candidates_drawn_with_known_probabilities(small, strate
     assert np.array_equal(again.index, suggestion.index)                   # deterministic given the seed
 
 
-def test_auto_runs_the_measured_best(small):
-    _, split = small
-    assert suggest_gold(None, split.train, 10, random_state=0).strategy == AUTO_STRATEGY
+def test_auto_runs_decision_on_labelled_data_and_diverse_on_a_plain_pool(small):
+    frame, split = small
+    labelled = suggest_gold(None, split.train, 10, random_state=0)           # 60 gold rows
+    assert labelled.strategy == "decision"
+    assert np.ptp(labelled.design_probability[~split.train.is_gold]) > 0     # a targeted design
+    plain = pd.DataFrame(split.test_X, columns=split.train.feature_names)
+    assert suggest_gold(None, plain, 10, random_state=0).strategy == "diverse"
+    few = reveal_split(frame, n_gold=AUTO_MIN_GOLD - 1, n_test=300, random_state=5).train
+    assert suggest_gold(None, few, 10, random_state=0).strategy == "diverse"  # too few gold rows to fit the router
 
 
 def test_apply_carries_the_design_into_the_next_round(small):
@@ -268,6 +274,13 @@ def test_suggest_gold_command_two_rounds(files, capsys):
     second = pd.read_csv(files / "to_label2.csv")
     assert not set(second["row"]) & set(chosen["row"])
     assert np.all(second["gold_probability"] > table["gold_probability"].iloc[0])
+
+
+def test_suggest_gold_command_default_on_a_plain_pool(files, capsys):
+    out = files / "to_label_pool.csv"
+    assert main(["suggest-gold", str(files / "pool.csv"), "--budget", "20", "--query-id", "qid", "--out", str(out)]) == 0
+    assert "(strategy diverse;" in capsys.readouterr().out      # auto, with no labels to run decision on
+    assert len(pd.read_csv(out)) == 20
 
 
 def test_plan_gold_command(files, capsys):

@@ -11,7 +11,7 @@
 
 from .design import SamplingDesign, combine_probabilities, systematic_sample
 from .plan import GoldPlan, plan_gold
-from .suggest import AUTO_STRATEGY, STRATEGIES, SuggestedGold, suggest_gold
+from .suggest import STRATEGIES, SuggestedGold, auto_strategy, suggest_gold
 
-__all__ = ["suggest_gold", "SuggestedGold", "STRATEGIES", "AUTO_STRATEGY", "plan_gold", "GoldPlan",
+__all__ = ["suggest_gold", "SuggestedGold", "auto_strategy", "STRATEGIES", "plan_gold", "GoldPlan",
            "SamplingDesign", "combine_probabilities", "systematic_sample"]

@@ -33,6 +33,7 @@ import warnings
 
 from .._validation import DataError
 from ..active import STRATEGIES
+from ..active.suggest import AUTO_MIN_GOLD
 from . import commands
 from .options import add_data_options, add_model_options, add_text_options
 
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router", help="router file written by fit: its predicted gains set the routing decision's "
                                     "boundary (default: a router is fitted on DATA where the strategy needs one)")
     p.add_argument("--strategy", default="auto", choices=list(STRATEGIES),
-                   help="default: auto (causal_router.active.AUTO_STRATEGY)")
+                   help=f"default: auto (decision on labelled DATA with {AUTO_MIN_GOLD} or more gold rows, diverse otherwise)")
     _add_gold_probability(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default="to_label.csv", help="the suggested rows (CSV, TSV, Parquet, JSON or JSONL)")

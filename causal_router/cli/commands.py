@@ -505,9 +505,9 @@ def suggest_gold(args) -> int:
     the bias model, so the bias uncertainty behind ``uncertainty`` and ``decision`` is refitted on
     DATA's labelled rows, and the router file gives the routing decision's boundary (the deployed
     router's predicted gains). DATA without a source column is a plain pool of candidates: only
-    ``random`` and ``diverse`` can run on it.
+    ``random`` and ``diverse`` can run on it (``auto`` runs ``diverse`` there and ``decision`` on
+    labelled data: :func:`causal_router.active.auto_strategy`).
     """
-    from ..active import AUTO_STRATEGY
     from ..active import suggest_gold as suggest
 
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
@@ -521,13 +521,12 @@ def suggest_gold(args) -> int:
     frame = read_data(args.data)
     if args.query_id:
         check_columns(frame, [args.query_id], f"data file {args.data} (--query-id)")
-    strategy = AUTO_STRATEGY if args.strategy == "auto" else args.strategy
     if args.source in frame.columns:
         pool = _gold_data(frame, args, router)
         n_candidates = pool.n_preference
     else:
-        if strategy in ("uncertainty", "decision"):
-            raise UsageError(f"--strategy {strategy} needs labelled rows, but {args.data} has no source column "
+        if args.strategy in ("uncertainty", "decision"):
+            raise UsageError(f"--strategy {args.strategy} needs labelled rows, but {args.data} has no source column "
                              f"{args.source!r}: pass the file fit reads (gains and sources), or use random or diverse")
         pool = _gold_features(frame, args, router, reserved=(args.query_id,) if args.query_id else ())
         n_candidates = len(pool)
