@@ -22,6 +22,7 @@ __all__ = [
     "check_unique_names",
     "check_features",
     "check_same_index",
+    "check_no_label_copy",
     "MAX_ABS_VALUE",
 ]
 
@@ -185,6 +186,39 @@ def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
     if X.shape[1] != len(names):
         raise DataError(f"X has {X.shape[1]} features, but {who} is expecting {len(names)} features as input")
     return X
+
+
+#: Rows of each group compared on every column before the candidates are compared in full.
+_SCREEN_ROWS = 64
+
+
+def check_no_label_copy(X: np.ndarray, gain: np.ndarray, is_gold: np.ndarray, feature_names: Sequence[str],
+                        label: str) -> None:
+    """Refuse a feature column that repeats the label.
+
+    A column of ``X`` (n, d) is a copy of the label when it equals ``gain`` (n,) on every gold
+    row or on every preference row (``is_gold`` (n,) bool) where the gains of those rows are not
+    all equal (a constant label carries nothing to leak; a binary feature matching it is then a
+    coincidence). The typical case is the label itself, or a ``gold_gain`` column, left among the
+    features: the model would learn from the answer. ``label`` names the label in the message.
+
+    Cost: every column is compared on the first 64 rows of each group, and only the columns
+    that match there are compared in full, one column at a time: no (n, d) temporary is made.
+    """
+    for rows, group in ((is_gold, "gold"), (~is_gold, "preference")):
+        idx = np.flatnonzero(rows)
+        if len(idx) < 2:
+            continue
+        y = gain[idx]
+        if y.min() == y.max():
+            continue
+        head = idx[:_SCREEN_ROWS]
+        candidates = np.flatnonzero(np.all(X[head] == gain[head, None], axis=0))
+        for col in candidates:
+            if np.array_equal(X[idx, col], y):
+                name = feature_names[col] if col < len(feature_names) else f"column {col}"
+                raise DataError(f"feature {name!r} equals the label {label!r} on every {group} row: a label cannot be "
+                                "a feature; drop it from the features")
 
 
 def check_consistent_length(**arrays) -> int:
