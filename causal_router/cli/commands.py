@@ -11,7 +11,7 @@ import pandas as pd
 from .._utils import to_jsonable
 from .._validation import check_columns
 from ..data import numeric_column
-from ..io import TABLE_FORMATS, write_table
+from ..io import TABLE_FORMATS, atomic_write, write_table
 from ..router import decide, threshold_for_share
 from .options import (
     LARGE_FILE_ROWS,
@@ -82,11 +82,12 @@ def demo(args) -> int:
     preds = {k: v[1] for k, v in fitted.items()}
     for metric in ("efficiency_gain", "oracle_share"):
         fig = plot_split_curves(preds, split.test_gold, metric)
-        fig.savefig(out / f"{metric}.png", dpi=150, bbox_inches="tight")
+        with atomic_write(out / f"{metric}.png") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     config = {k: v for k, v in vars(args).items() if k != "func"}
-    (out / "metrics.json").write_text(json.dumps(to_jsonable(
-        {"config": config, "true_average_bias": true_ate, "methods": json.loads(table.to_json(orient="index"))}),
-        indent=2, allow_nan=False))
+    with atomic_write(out / "metrics.json") as tmp:  # exact floats (to_json would round to 10 digits)
+        tmp.write_text(json.dumps(to_jsonable({"config": config, "true_average_bias": true_ate,
+                                               "methods": table.to_dict(orient="index")}), indent=2, allow_nan=False))
     print(f"report written to {out}/ (efficiency_gain.png, oracle_share.png, metrics.json)")
     return 0
 
@@ -574,9 +575,11 @@ def plan_gold(args) -> int:
                    "share_law": result.share_law,
                    "learning_curve": None if result.learning_curve is None else result.learning_curve.to_dict(orient="list"),
                    "ci_width_curve": result.ci_width_curve.to_dict(orient="list")}
-        (folder / "plan.json").write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
+        with atomic_write(folder / "plan.json") as tmp:
+            tmp.write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
         fig = plot_gold_plan(result)
-        fig.savefig(folder / "plan.png", dpi=150, bbox_inches="tight")
+        with atomic_write(folder / "plan.png") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
         plt.close(fig)
         print(f"plan written to {folder}/ (plan.json, plan.png)")
     return 0
