@@ -230,13 +230,33 @@ def check_consistent_length(**arrays) -> int:
     return next(iter(lengths.values()))
 
 
+#: Most names a message lists (of missing columns, of available columns).
+_SHOWN_NAMES = 20
+
+
+def _names(names: Sequence, limit: int = _SHOWN_NAMES) -> str:
+    """``names`` as a list for a message: at most ``limit`` of them, then how many more."""
+    names = list(names)
+    shown = repr(names[:limit])
+    return shown if len(names) <= limit else f"{shown[:-1]}, ... ({len(names) - limit} more)]"
+
+
 def check_columns(frame: pd.DataFrame, required: Iterable[str], what: str = "data") -> None:
-    """Raise naming every column of ``required`` that ``frame`` lacks."""
+    """Raise naming the columns of ``required`` that ``frame`` lacks (the first 20 of them, each
+    with the closest available names) and the available columns (the first 20 and their count):
+    a message stays one readable line for a file of 20,000 columns."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(f"{what} is missing column(s) {missing}; available columns: {list(frame.columns)}")
+        import difflib
+
+        available = [str(c) for c in frame.columns]
+        close = {str(m): difflib.get_close_matches(str(m), available, n=3) for m in missing[:3]}
+        hint = "; ".join(f"for {m!r} did you mean {c}?" for m, c in close.items() if c)
+        raise DataError(f"{what} is missing column(s) {_names(missing)}"
+                        + (f" ({hint})" if hint else "")
+                        + f"; available columns ({len(available)}): {_names(available)}")
 
 
 def check_random_state(random_state) -> np.random.Generator:

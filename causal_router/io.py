@@ -28,10 +28,12 @@ import contextlib
 import importlib.util
 import io as _io
 import json
+import lzma
 import os
 import secrets
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -238,8 +240,9 @@ def read_table(path: str | os.PathLike, **read_kwargs: Any) -> pd.DataFrame:
     ``.csv``, ``.tsv`` (optionally compressed: ``.csv.gz`` etc.), ``.parquet`` / ``.pq``,
     ``.jsonl`` / ``.ndjson`` (one JSON object per line) and ``.json`` (a list of records).
     ``read_kwargs`` go to the pandas reader. Raises :class:`DataError` for an unknown extension
-    (naming the supported ones), a missing file, a file the reader cannot parse, a file without
-    rows, or a CSV that looks delimited by another character (naming it).
+    (naming the supported ones), a missing file, a file the reader cannot parse (a truncated or
+    damaged compressed file included), a file without rows, or a CSV that looks delimited by
+    another character (naming it).
     """
     path = Path(path)
     ext = _table_extension(path)
@@ -252,8 +255,11 @@ def read_table(path: str | os.PathLike, **read_kwargs: Any) -> pd.DataFrame:
         raise DataError(f"no such file: {path}")
     try:
         frame = reader(path, read_kwargs)
-    except (ValueError, OSError) as exc:  # includes pandas / pyarrow parse errors
-        raise DataError(f"could not read {path} as {ext[1:]}: {str(exc).strip().splitlines()[0]}") from None
+    except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        # pandas / pyarrow parse errors, and damaged compressed files (a truncated .gz raises EOFError)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"could not read {path} as {ext[1:]}: {detail[:300]}"
+                        + (" (the compressed file is truncated or damaged)" if isinstance(exc, EOFError) else "")) from None
     if ext == ".csv" and frame.shape[1] == 1 and "sep" not in read_kwargs:
         hint = _delimiter_hint(str(frame.columns[0]))
         if hint:

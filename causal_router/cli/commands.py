@@ -224,22 +224,6 @@ def fit_multi(args) -> int:
     return 0
 
 
-def _parse_costs(text: str | None) -> dict | None:
-    """``--costs a=0.1,b=0.5`` as {model: cost}."""
-    if not text:
-        return None
-    costs = {}
-    for item in text.split(","):
-        name, sep, value = item.strip().rpartition("=")
-        try:
-            costs[name.strip()] = float(value)
-        except ValueError:
-            name = ""
-        if not sep or not name.strip():
-            raise UsageError(f"--costs: {item.strip()!r} is not MODEL=COST (e.g. --costs small=0.1,large=1)")
-    return costs
-
-
 def _route_multi(args, router, frame, out) -> int:
     """Route with a K-model router: the chosen model and every model's predicted utility per query."""
     from ..pairwise import cost_matrix
@@ -247,7 +231,7 @@ def _route_multi(args, router, frame, out) -> int:
     if args.primary_share is not None:
         raise UsageError("--primary-share applies to two-model routers; a K-model router takes --costs and "
                          "--cost-weight")
-    costs = _parse_costs(args.costs)
+    costs = args.costs  # {model: cost}, parsed and checked by the parser (options.costs)
     if args.cost_weight and costs is None:
         raise UsageError("--cost-weight needs --costs (the cost of each model)")
     X = _router_features(frame, router, args, reserved=(args.id_column,))
@@ -330,7 +314,8 @@ def serve(args) -> int:
     try:
         from ..serve import serve as run_server
 
-        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level)
+        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level,
+                   max_body_bytes=args.max_body_bytes)
     except ImportError as exc:  # the [serve] or [embed] extra is missing
         raise UsageError(str(exc)) from None
     return 0
@@ -340,12 +325,20 @@ def serve(args) -> int:
 def experiment(args) -> int:
     """The paper's Monte Carlo experiment on the generator or a real data set."""
     from .._parallel import connect_ray
-    from ..experiment import DEFAULT_METHODS, run_experiment
+    from ..experiment import DEFAULT_METHODS, METHODS, run_experiment
     from ..report import save_experiment
 
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else DEFAULT_METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UsageError(f"--methods: unknown method(s) {unknown[:10]}; choose from {sorted(METHODS)}" if unknown
+                         else "--methods is empty: name at least one method")
+    _check_backend(args)
+    if args.n_gold + args.n_test > (args.n if args.dataset == "synthetic" else float("inf")):
+        raise UsageError(f"--n-gold {args.n_gold} plus --n-test {args.n_test} exceed the {args.n} synthetic queries "
+                         "(--n)")
     out = check_out_dir(args.out)
     frame, features, pair = _experiment_data(args)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
     if args.backend == "ray":
         connect_ray(args.ray_address)
     result = run_experiment(frame, features, methods=methods, n_runs=args.runs, n_gold=args.n_gold,
@@ -357,6 +350,12 @@ def experiment(args) -> int:
     _print_table(result.summary[[c for c in cols if c in result.summary]])
     print(f"results written to {out}/")
     return 0
+
+
+def _check_backend(args) -> None:
+    """``--ray-address`` goes with ``--backend ray`` (whose availability the parser checked)."""
+    if args.ray_address and args.backend != "ray":
+        raise UsageError("--ray-address applies to --backend ray; add --backend ray or drop --ray-address")
 
 
 def _experiment_data(args):
@@ -442,6 +441,7 @@ def refute(args) -> int:
     from ..report import RefutationReport
     from ..validate import refute as run_refute
 
+    _check_backend(args)
     out = check_out_dir(args.out)
     data, _ = load_input(args)
     if args.backend == "ray":
@@ -516,8 +516,6 @@ def suggest_gold(args) -> int:
                   if args.design_out else None)
     if design_out is not None and design_out == out:
         raise UsageError("--design-out and --out name the same file")
-    if args.budget < 1:
-        raise UsageError(f"--budget must be a positive integer, got {args.budget}")
     router = _load_router(args.router, text=not args.features) if args.router else None
     frame = read_data(args.data)
     if args.query_id:
