@@ -135,6 +135,26 @@ def test_choices_and_combinations(tmp_path, monkeypatch, no_work, capsys, argv, 
     _fails(argv, fragment, capsys)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is not None, reason="[embed] is installed")
+def test_a_missing_extra_is_named_before_the_data_are_read(files, no_work, capsys):
+    # before: an ImportError traceback after the file was read
+    _fails(["fit", files / "train.csv", "--text", "q", "--text-method", "minilm"],
+           "--text-method minilm: TextFeaturizer(method='minilm') embeds text", capsys)
+
+
+def test_experiment_sizes_are_checked_against_the_data_before_the_runs(tmp_path, monkeypatch, capsys):
+    import causal_router.experiment as experiment
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("the runs started before the sizes were checked")
+
+    monkeypatch.setattr(experiment, "run_experiment", no_runs)
+    # PRD Vicuna80 (bundled): 800 rows with the default judge
+    _fails(["experiment", "--dataset", "prd", "--n-gold", "700", "--n-test", "200", "--text-components", "5",
+            "--out", tmp_path / "e"], "n_test=200 and n_gold=700 must be positive and leave preference rows among "
+                                     "the 800 rows", capsys)
+
+
 # ---------------------------------------------------------------------------- files
 def test_a_truncated_gzip_file(tmp_path, files, capsys):
     data = gzip.compress((files / "train.csv").read_bytes())

@@ -99,6 +99,7 @@ def fit(args) -> int:
     from ..router import MetaRouter
 
     out = check_out_file(args.out, inputs=(args.data,))
+    featurizer = text_featurizer(args) if args.text else None  # a missing [embed] extra: before reading
     frame = read_data(args.data)
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
     steps(f"read {len(frame)} rows from {args.data}")
@@ -106,7 +107,7 @@ def fit(args) -> int:
                         scale=scale_arg(args), random_state=args.seed)
     if args.text:  # the router fits its featurizer and keeps it
         X, gain, data = text_fit_input(frame, args)
-        router.set_params(featurizer=text_featurizer(args))
+        router.set_params(featurizer=featurizer)
     else:
         data = eval_data(frame, args)
         X, gain = data, None
@@ -325,6 +326,7 @@ def serve(args) -> int:
 def experiment(args) -> int:
     """The paper's Monte Carlo experiment on the generator or a real data set."""
     from .._parallel import connect_ray
+    from ..datasets import reveal_split
     from ..experiment import DEFAULT_METHODS, METHODS, run_experiment
     from ..report import save_experiment
 
@@ -339,6 +341,8 @@ def experiment(args) -> int:
                          "(--n)")
     out = check_out_dir(args.out)
     frame, features, pair = _experiment_data(args)
+    # the sizes against the data, before the runs start: one split drawn as every run draws its own
+    reveal_split(frame, features, n_gold=args.n_gold, n_test=args.n_test, pair=pair, random_state=args.seed)
     if args.backend == "ray":
         connect_ray(args.ray_address)
     result = run_experiment(frame, features, methods=methods, n_runs=args.runs, n_gold=args.n_gold,

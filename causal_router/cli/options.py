@@ -214,10 +214,16 @@ def select_features(frame: pd.DataFrame, args, *, reserved: tuple = ()) -> list[
 
 
 def text_featurizer(args):
-    """The TextFeaturizer of ``--text``, ``--pair``, ``--text-method`` and ``--text-components``."""
+    """The TextFeaturizer of ``--text``, ``--pair``, ``--text-method`` and ``--text-components``;
+    a missing ``[embed]`` extra for ``--text-method minilm`` is a UsageError."""
     from ..text import TextFeaturizer
 
-    return TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair)
+    featurizer = TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair)
+    try:
+        featurizer.check_available()
+    except ImportError as exc:
+        raise UsageError(f"--text-method {args.text_method}: {exc}") from None
+    return featurizer
 
 
 def _with_text_features(frame: pd.DataFrame, args) -> tuple[pd.DataFrame, list[str]]:
