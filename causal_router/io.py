@@ -29,6 +29,7 @@ import importlib.util
 import io as _io
 import json
 import lzma
+import math
 import os
 import secrets
 import warnings
@@ -131,33 +132,44 @@ def _write_parquet(frame: pd.DataFrame, p: Path, name: str) -> None:
 _JSON_CHUNK = 50_000
 
 
+_NATIVE = (str, int, float, bool, type(None))
+
+
+def _json_cells(column: pd.Series, encode) -> list[str]:
+    """The JSON text of every value of ``column``. Floats (in float columns or among the Python
+    values of an object or string column) with Python's shortest round-trip repr, NaN and
+    infinities as null; other values as pandas encodes them (timestamps as ISO 8601 with
+    nanoseconds)."""
+    dtype = column.dtype
+    if pd.api.types.is_float_dtype(dtype):
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        text = list(map(float.__repr__, values.tolist()))
+        if not np.isfinite(values).all():
+            text = [t if np.isfinite(v) else "null" for t, v in zip(text, values.tolist())]
+        return text
+    if pd.api.types.is_bool_dtype(dtype) and not column.hasnans:
+        return ["true" if v else "false" for v in column.tolist()]
+    if pd.api.types.is_integer_dtype(dtype) and not column.hasnans:
+        return list(map(str, column.tolist()))
+    values = column.tolist()
+    if all(type(v) in _NATIVE for v in values):  # str, object and string columns of Python values
+        return [encode(None if isinstance(v, float) and not math.isfinite(v) else v) for v in values]
+    encoded = json.loads(column.to_frame().to_json(orient="values", date_format="iso", date_unit="ns"))
+    return [encode(row[0]) for row in encoded]
+
+
 def _json_records(frame: pd.DataFrame) -> Iterator[list[str]]:
-    """The rows as JSON objects (one string each), in chunks of :data:`_JSON_CHUNK` rows. Exact:
-    floats are written with Python's shortest round-trip repr (pandas' ``to_json`` keeps at most
-    15 significant digits, which does not round-trip), NaN and infinities as null; the other
-    columns as pandas encodes them (timestamps as ISO 8601 with nanoseconds)."""
+    """The rows as JSON objects (one string each), in chunks of :data:`_JSON_CHUNK` rows, exact
+    (:func:`_json_cells`; pandas' ``to_json`` keeps at most 15 significant digits, which do not
+    round-trip)."""
     if not frame.columns.is_unique:
         repeated = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))[:5]
         raise DataError(f"cannot write JSON records: the column names {repeated} repeat")
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
     keys = [encode(str(c)) + ":" for c in frame.columns]
-    is_float = [pd.api.types.is_float_dtype(dt) for dt in frame.dtypes]
-    others = [c for c, f in zip(frame.columns, is_float) if not f]
     for start in range(0, len(frame), _JSON_CHUNK):
         part = frame.iloc[start:start + _JSON_CHUNK]
-        other_rows = (json.loads(part[others].to_json(orient="values", date_format="iso", date_unit="ns"))
-                      if others else None)
-        cells, k = [], 0
-        for key, c, f in zip(keys, frame.columns, is_float):
-            if f:
-                values = part[c].to_numpy(dtype=float, na_value=np.nan)
-                text = list(map(float.__repr__, values.tolist()))
-                if not np.isfinite(values).all():
-                    text = [t if np.isfinite(v) else "null" for t, v in zip(text, values.tolist())]
-            else:
-                text = [encode(row[k]) for row in other_rows]
-                k += 1
-            cells.append([key + t for t in text])
+        cells = [[key + t for t in _json_cells(part.iloc[:, j], encode)] for j, key in enumerate(keys)]
         yield ["{" + ",".join(row) + "}" for row in zip(*cells)]
 
 

@@ -170,10 +170,12 @@ def test_subnormal_numbers_are_written_exactly_and_read_with_a_warning(tmp_path)
 
 def test_json_writes_null_for_missing_and_infinite_values(tmp_path):
     times = pd.to_datetime(["2026-01-02 03:04:05.123456789", None, "2026-01-01", "2026-01-01"], format="ISO8601")
-    frame = pd.DataFrame({"g": [1.5, np.nan, np.inf, -np.inf], "t": times})
+    mixed = [0.1 + 0.2, "a", None, 1 / 3]  # an object column: its floats are exact too
+    frame = pd.DataFrame({"g": [1.5, np.nan, np.inf, -np.inf], "t": times, "m": mixed})
     path = write_table(frame, tmp_path / "t.jsonl")
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["g"] for r in records] == [1.5, None, None, None]
+    assert [r["m"] for r in records] == mixed
     assert records[0]["t"] == "2026-01-02T03:04:05.123456789" and records[1]["t"] is None
 
 
