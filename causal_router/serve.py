@@ -584,7 +584,12 @@ def serve(router_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8
         if not _is_loopback(sock.getsockname()[0]):
             logger.warning("serving on %s, reachable from other machines: the routing server has no "
                            "authentication; put it behind a proxy that authenticates", host)
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+        config = uvicorn.Config(app, log_level=log_level)  # configures uvicorn's loggers
+        bound_host, bound_port = sock.getsockname()[:2]
+        url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
+        # what uvicorn logs when it binds the socket itself (config.bind_socket)
+        logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", url)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
 

@@ -124,7 +124,6 @@ def test_ray_backend_without_ray(no_work, capsys, command):
     (["experiment", "--ray-address", "auto"], "--ray-address applies to --backend ray"),
     (["experiment", "--methods", "meta_r,nope"], "--methods: unknown method(s) ['nope']; choose from"),
     (["experiment", "--methods", " , "], "--methods is empty"),
-    (["experiment", "--n", "500", "--n-gold", "100", "--n-test", "500"], "exceed the 500 synthetic queries"),
     (["refute", "--ray-address", "auto"], "--ray-address applies to --backend ray"),
     (["fit", "d.csv", "--learner", "x"], "argument --learner: invalid choice: 'x'"),
     (["route", "d.csv"], "the following arguments are required: --router (see causal-router route --help)"),

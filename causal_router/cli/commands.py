@@ -336,9 +336,6 @@ def experiment(args) -> int:
         raise UsageError(f"--methods: unknown method(s) {unknown[:10]}; choose from {sorted(METHODS)}" if unknown
                          else "--methods is empty: name at least one method")
     _check_backend(args)
-    if args.n_gold + args.n_test > (args.n if args.dataset == "synthetic" else float("inf")):
-        raise UsageError(f"--n-gold {args.n_gold} plus --n-test {args.n_test} exceed the {args.n} synthetic queries "
-                         "(--n)")
     out = check_out_dir(args.out)
     frame, features, pair = _experiment_data(args)
     # the sizes against the data, before the runs start: one split drawn as every run draws its own
