@@ -852,8 +852,10 @@ def _param_to_state(value, where: str):
         return {"__array__": [_param_to_state(v, where) for v in value.tolist()], "dtype": value.dtype.kind}
     if isinstance(value, BaseEstimator) and type(value).__module__.split(".")[0] in _PARAM_ROOTS:
         path = _public_path(type(value))
+        unsaved = getattr(type(value), "_unsaved_params", ())  # e.g. a cache folder of this machine
         return {"__estimator__": path,
-                "params": {k: _param_to_state(v, f"{where}__{k}") for k, v in value.get_params(deep=False).items()}}
+                "params": {k: _param_to_state(v, f"{where}__{k}") for k, v in value.get_params(deep=False).items()
+                           if k not in unsaved}}
     raise RouterFileError(f"parameter {where!r} of type {type(value).__name__} cannot be stored in a router file "
                           "(numbers, strings, lists, tuples and scikit-learn, LightGBM or causal_router estimators "
                           "can); set it to one of those, or keep the whole object with save_pickle()")

@@ -183,6 +183,9 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         fit or transform call (tfidf-svd: always 0 / number of distinct texts).
     """
 
+    #: Parameters a router file does not keep: a path of the machine that wrote it.
+    _unsaved_params = ("cache_dir",)
+
     def __init__(self, method: str = "tfidf-svd", n_components: int = 50, text_column: str | None = None,
                  pair_column: str | None = None, cache_dir=None, random_state=None):
         self.method = method
