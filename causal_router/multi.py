@@ -62,7 +62,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import DataError, check_same_index
+from ._validation import DataError, as_float_matrix, check_same_index
 from .bias import BiasEstimator
 from .data import EvalData, pooled_outcome
 from .evaluate import choice_share
@@ -113,12 +113,21 @@ class _MultiBase(BaseRouter):
                 raise DataError(f"{name}.fit: pass either a PairwiseData or X, y, source, model_a and model_b, "
                                 "not both")
             return X
+        # the features are checked first (NaN, complex, sparse, empty input: the same messages as the
+        # two-model routers), then the pairwise columns
+        check_same_index(f"{name}.fit", X=X, y=y, source=source, groups=groups, model_a=model_a, model_b=model_b)
+        named = isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
+        names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+        features = as_float_matrix(X, "X")
         absent = [k for k, v in (("y", y), ("model_a", model_a), ("model_b", model_b)) if v is None]
         if absent:
             raise DataError(f"{name}.fit needs {absent} besides X (or a PairwiseData)")
-        if source is None:
-            source = np.ones(len(y), dtype=bool)
-        return PairwiseData(X, y, source, model_a, model_b, query_id=groups)
+        values = [v.to_numpy() if isinstance(v, (pd.Series, pd.Index)) else v for v in (y, source, groups)]
+        if values[1] is None:
+            values[1] = np.ones(len(features), dtype=bool)
+        data = PairwiseData(features, values[0], values[1], model_a, model_b, query_id=values[2], feature_names=names)
+        data.named_features = named
+        return data
 
     def _fit_data(self, data: PairwiseData, *, seed: int, n_jobs) -> dict:
         models = data.models
@@ -193,6 +202,7 @@ class _MultiBase(BaseRouter):
         """The predicted gain of each row's ``model_a`` over its ``model_b`` (:meth:`predict_gain`):
         the label ``y`` of :meth:`fit`, for pipelines and model selection (route them with
         ``set_predict_request(model_a=True, model_b=True)`` under metadata routing)."""
+        check_is_fitted(self, "n_features_in_")
         if model_a is None or model_b is None:
             raise DataError(f"{type(self).__name__}.predict needs model_a and model_b (the models each row "
                             "compares); route(X) gives the chosen model, predict_utility(X) every model's utility")

@@ -304,7 +304,7 @@ class PairwiseRidge(PairwiseRegressor):
     """
 
     def __init__(self, n_contrasts: int = 1, *, terms: str = "linear", order_effect: bool = False,
-                 alphas=tuple(np.logspace(-2, 4, 25))):
+                 alphas=tuple(float(a) for a in np.logspace(-2, 4, 25))):
         self.n_contrasts = n_contrasts
         self.terms = terms
         self.order_effect = order_effect
