@@ -526,25 +526,33 @@ def _check_across_fields(header: dict, family: str) -> None:
 
 
 # ---- members: .npy, LightGBM text, skops
+_NPY_HEADER = re.compile(r"\{'descr': '(?P<descr>[<>|]?[a-zA-Z][0-9]{0,2})', 'fortran_order': (?P<fortran>False|True), "
+                         r"'shape': \((?P<shape>(\d{1,12}, )*(\d{1,12},?)?)\), \} *\n")
+
+
 def _load_npy(data: bytes, shape: tuple, field: str) -> np.ndarray:
-    """A float64 array of ``shape`` (None: any length) from .npy bytes, its header checked first
-    (no pickles, no object arrays, the data's length equal to what the header declares)."""
-    buf = _io.BytesIO(data)
-    try:
-        major, _ = np.lib.format.read_magic(buf)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        if major not in (1, 2):
-            raise ValueError(f"npy version {major}")
-        found, fortran, dtype = read_header(buf)
-    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
-        raise _Invalid(field, f"not a readable .npy array ({str(exc)[:120]})") from None
-    if dtype != np.dtype("<f8") or fortran:
-        raise _Invalid(field, f"an array of dtype {dtype}{' (Fortran order)' if fortran else ''}; expected float64")
+    """A float64 array of ``shape`` (None: any length) from .npy bytes. The header is matched
+    against the exact text numpy writes (magic, version, a dict of descr, fortran_order and shape)
+    rather than evaluated; no pickles, no object arrays; the data's length must equal the shape's."""
+    if len(data) < 10 or data[:6] != b"\x93NUMPY" or data[6] not in (1, 2, 3):
+        raise _Invalid(field, "not a readable .npy array (no .npy magic and version)")
+    width = 2 if data[6] == 1 else 4
+    size = int.from_bytes(data[8:8 + width], "little")
+    start = 8 + width + size
+    if size > 10_000 or start > len(data):
+        raise _Invalid(field, "not a readable .npy array (its header runs past the data)")
+    match = _NPY_HEADER.fullmatch(data[8 + width:start].decode("latin-1"))
+    if match is None:
+        raise _Invalid(field, "not a readable .npy array (an unexpected header)")
+    if match["descr"] != "<f8" or match["fortran"] == "True":
+        raise _Invalid(field, f"an array of dtype {match['descr']}{' (Fortran order)' if match['fortran'] == 'True' else ''}; "
+                              "expected float64 ('<f8')")
+    found = tuple(int(t) for t in match["shape"].replace(" ", "").split(",") if t)
     if len(found) != len(shape) or any(e is not None and e != f for e, f in zip(shape, found)):
         raise _Invalid(field, f"an array of shape {found}; expected {tuple('n' if e is None else e for e in shape)}")
-    if len(data) - buf.tell() != math.prod(found) * 8:
-        raise _Invalid(field, f"holds {len(data) - buf.tell()} data bytes for shape {found}")
-    array = np.frombuffer(data, dtype="<f8", offset=buf.tell()).reshape(found).copy()
+    if len(data) - start != math.prod(found) * 8:
+        raise _Invalid(field, f"holds {len(data) - start} data bytes for shape {found}")
+    array = np.frombuffer(data, dtype="<f8", offset=start).reshape(found).copy()
     if array.size and not (np.isfinite(array).all() and np.abs(array).max() <= MAX_STORED_VALUE):
         raise _Invalid(field, f"holds values that are not finite or exceed {MAX_STORED_VALUE:g} in magnitude")
     return array
@@ -666,6 +674,8 @@ def _lightgbm_tree(block: str, index: int, n_features: int, field: str) -> str:
     values = {}
     for line in lines[1:]:
         key, sep, value = line.partition("=")
+        if key in ("leaf_const", "num_features", "leaf_features", "leaf_coeff", "cat_boundaries", "cat_threshold"):
+            raise _Invalid(field, "categorical splits or linear leaves (a router file stores plain numerical trees)")
         if not sep or key not in _TREE_KEYS or key in values:
             raise _Invalid(field, f"unexpected line {line[:60]!r}")
         values[key] = value
@@ -897,6 +907,9 @@ def _param_from_state(value, where: str, depth: int = 0):
         params = value["params"]
         if not isinstance(params, dict):
             raise _Invalid(f"{where}.params", f"expected an object, got {_kind(params)}")
+        unsaved = [k for k in params if k in getattr(cls, "_unsaved_params", ())]
+        if unsaved:  # e.g. a cache folder: a file never names a path of the machine that reads it
+            raise _Invalid(f"{where}.params.{unsaved[0]}", f"is not a parameter of {cls.__name__} a router file may set")
         known = set(cls._get_param_names()) if issubclass(cls, BaseEstimator) else set()
         unknown = [k for k in params if k not in known]
         if unknown and not _takes_kwargs(cls):

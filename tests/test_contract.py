@@ -139,7 +139,7 @@ def test_score_with_reordered_columns_equals_score_in_order(two, meta, multi, km
     frame = pd.DataFrame(rows.X, columns=rows.feature_names)
     args = dict(model_a=rows.model_a, model_b=rows.model_b)
     assert kmodel.score(frame[frame.columns[::-1]], rows.gain, **args) == kmodel.score(frame, rows.gain, **args)
-    assert 0.3 < kmodel.score(frame, rows.gain, **args) <= 1  # in-sample choice share (measured 0.71)
+    assert 0.5 < kmodel.score(frame, rows.gain, **args) <= 1  # in-sample choice share (measured 0.742)
 
 
 def test_feature_names_follow_scikit_learn(two):
@@ -298,7 +298,7 @@ def test_k_model_routers_in_grid_search(multi):
         search = GridSearchCV(router, {"outcome_model": [PairwiseRidge(), PairwiseBoosting(n_estimators=30)]},
                               cv=folds).fit(X, data.gain, source=data.is_gold, model_a=data.model_a,
                                             model_b=data.model_b, groups=data.query_id)
-    # choice share on held-out gold comparisons of held-out queries: measured 0.54 (ridge) and 0.49
-    # (boosting) on this split
-    assert search.best_score_ > 0.3 and np.isfinite(search.cv_results_["mean_test_score"]).all()
+    # choice share on the held-out gold comparisons of held-out queries (GroupKFold(3) by query_id):
+    # measured 0.571 (ridge) and 0.541 (boosting) on this split
+    assert search.best_score_ > 0.4 and np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.family == "k-model"
