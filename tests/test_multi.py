@@ -1,6 +1,8 @@
 """K-model routing: pairwise data and regressors, MultiRouter and its baselines, the frontier and
 its AIQ, router files, the K-model generator and split, the Monte Carlo runner."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -520,6 +522,21 @@ def test_cli_fit_multi_and_route(tmp_path, small_split, capsys):
     expected = loaded.route(small_split.test_X, costs=MULTI_COSTS, cost_weight=0.3)
     np.testing.assert_array_equal(out["chosen_model"], expected)
     np.testing.assert_allclose(out["utility[xlarge]"], loaded.predict_utility(small_split.test_X)["xlarge"])
+    # evaluate: the K-model router's score on held-out gold comparisons (the train file's gold rows here)
+    capsys.readouterr()
+    gold = train[train["source"] == "gold"]
+    gold.to_csv(tmp_path / "gold.csv", index=False)
+    assert main(["evaluate", str(tmp_path / "gold.csv"), "--router", str(router), "--gold-gain", "gain",
+                 "--costs", "small=0.1,medium=0.25,large=0.5,xlarge=1", "--cost-weight", "0.3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    features = gold[[c for c in gold.columns if c.startswith("x")]]
+    assert result["choice_share"] == pytest.approx(loaded.score(features, gold["gain"], model_a=gold["model_a"],
+                                                                model_b=gold["model_b"]))
+    assert result["n_comparisons"] == len(gold) and set(result["routing"]["share"]) == set(loaded.models_)
+    # commands that need a two-model router say so in one line
+    code = main(["suggest-gold", str(tmp_path / "queries.csv"), "--router", str(router), "--budget", "5",
+                 "--out", str(tmp_path / "s.csv")])
+    assert code == 2 and "holds a K-model MultiRouter" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra,message", [
