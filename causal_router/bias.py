@@ -58,8 +58,10 @@ sample for the bias is about N p (1 - p) = n_gold r / (1 + r) with r preference 
 row: r = 20 keeps 95% of it. 10 million preference rows with 100 gold rows (d = 50) fit in 394 s
 on 2 cores with a peak of 6.3 GiB, most of it the gain model's (``bench_pipeline.py scale``).
 
-Wall time on 2 cores. The outcome models of :meth:`ate` are fitted in a second thread while
-econml fits the learner, the stack's folds run on threads, and BLAS runs one thread per task
+Wall time on 2 cores. With ``n_jobs`` of 2 or more the outcome models of :meth:`ate` are fitted
+in a second thread while econml fits the learner and the stack's folds run on up to ``n_jobs``
+threads (``n_jobs=None`` is one thread, as in scikit-learn, unless a
+``joblib.parallel_config(n_jobs=...)`` context says otherwise); BLAS runs one thread per task
 (its n x d matrices are too small to share: a two-thread BLAS spent more time synchronising).
 ``bench_pipeline.py fittime --splits 10`` (n = 5000, d = 50, 100 gold rows): median 2.05 s wall
 (1.89-2.77 s), 3.3 s CPU, against 3.77 s wall (3.21-3.96 s), 6.1 s CPU, all in one thread with

@@ -405,7 +405,8 @@ def _experiment_data(args):
         frame = load_pandalm(None if root is None else root / "pandalm")
     else:
         frame = load_prd_vicuna80(None if root is None else root / "prd_vicuna80")
-    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components))
+    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components),
+                                    random_state=args.seed)
     features = pd.DataFrame(X, columns=names, index=frame.index)
     return pd.concat([frame, features], axis=1), names, "pair"
 
