@@ -626,13 +626,11 @@ def _lightgbm_text(data: bytes, spec: dict, field: str) -> str:
     if int(ints["max_feature_idx"]) != n_features - 1:
         raise _Invalid(field, f"a LightGBM model of {int(ints['max_feature_idx']) + 1} features; the router has "
                               f"{n_features}")
-    if "objective" in keys:
+    if "objective" in keys:  # none: a custom objective, whose predictions are the raw scores
         words = keys["objective"].split(" ")
         if words[0] not in _OBJECTIVES or not all(w == "sqrt" or _OBJECTIVE_PARAM.fullmatch(w) for w in words[1:]):
             raise _Invalid(field, f"LightGBM objective {keys['objective'][:60]!r} is not an identity-output "
                                   "regression objective")
-    elif outputs == 1:
-        raise _Invalid(field, "a one-output LightGBM model without an objective")
     names = keys["feature_names"].split(" ")
     if len(names) != n_features or not all(_Str(200, pattern=r"[^\s=]+")(n, field) for n in names):
         raise _Invalid(field, "LightGBM feature_names do not match the model's features")
@@ -742,7 +740,10 @@ def _load_skops(data: bytes, spec: dict, field: str):
 
     try:
         with zipfile.ZipFile(_io.BytesIO(data)) as inner:
-            _check_archive(inner, field, header_name=None)
+            try:
+                _check_archive(inner, field, header_name=None)
+            except RouterFileError as exc:
+                raise _Invalid(field, str(exc).removeprefix(f"{field}: ")) from None
         untrusted = sio.get_untrusted_types(data=data)
     except (zipfile.BadZipFile, ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError,
             RecursionError, EOFError, OSError) as exc:
@@ -1066,6 +1067,7 @@ def router_from_file(header: dict, members: dict, *, path="router file"):
     """The router of a router file already read (:func:`read_router_file`): the class it names
     (from :data:`ROUTER_CLASSES`) with its parameters, nested estimators included, and its fitted
     state (:meth:`~causal_router.router.BaseRouter.from_state`)."""
+    header = _check_header(header, path)  # (again, for a header that did not come from read_router_file)
     name = header["router"]
     cls = _router_class(name)
     try:

@@ -302,3 +302,48 @@ def test_k_model_routers_in_grid_search(multi):
     # measured 0.571 (ridge) and 0.541 (boosting) on this split
     assert search.best_score_ > 0.4 and np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.family == "k-model"
+
+
+# ---------------------------------------------------------------------------- one registry, old names
+def test_every_router_class_is_in_the_one_registry():
+    import importlib
+    import inspect
+
+    from causal_router.io import ROUTER_CLASSES
+
+    found = {}
+    for module in ("causal_router.router", "causal_router.baselines", "causal_router.multi"):
+        for name, cls in inspect.getmembers(importlib.import_module(module), inspect.isclass):
+            if issubclass(cls, BaseRouter) and cls is not BaseRouter and not name.startswith("_"):
+                found[name] = cls.__module__
+    found.pop("RandomRouter")  # no model to save
+    assert {k: v[0] for k, v in ROUTER_CLASSES.items()} == found
+
+
+def test_old_names_still_work_and_warn(tmp_path, multi, kmodel):
+    import causal_router.multi as multi_module
+    from causal_router.io import read_router_file
+    from causal_router.multi import is_multi_router_header, load_multi_router, multi_router_from_file
+
+    path = kmodel.save(tmp_path / "k.cr")
+    header, members = read_router_file(path)
+    with pytest.warns(DeprecationWarning):
+        assert multi_module.MULTI_ROUTER_KIND == "multi"
+    with pytest.warns(DeprecationWarning):
+        assert is_multi_router_header(header)
+    with pytest.warns(DeprecationWarning):
+        assert type(multi_router_from_file(header, members, path=path)) is MultiRouter
+    with pytest.warns(DeprecationWarning):
+        assert type(BaseRouter.from_router_file(header, members, path=path)) is MultiRouter
+    with pytest.warns(DeprecationWarning):
+        routed = load_multi_router(path).route(multi.test_X)
+    np.testing.assert_array_equal(routed, kmodel.route(multi.test_X))
+
+
+def test_two_models_in_a_k_model_router_round_trip(tmp_path, multi):
+    """K = 2: the boosted utilities have one output (LightGBM writes no num_class for it)."""
+    data = multi.train
+    keep = np.isin(data.model_a, ["small", "large"]) & np.isin(data.model_b, ["small", "large"])
+    router = PooledMulti(PairwiseBoosting(n_estimators=10), random_state=0).fit(data.subset(keep))
+    loaded = load_router(router.save(tmp_path / "k2.cr"))
+    pd.testing.assert_frame_equal(loaded.predict_utility(multi.test_X), router.predict_utility(multi.test_X))
