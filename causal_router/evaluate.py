@@ -540,13 +540,13 @@ def choice_share(pred_gain, gold_gain) -> float:
     Each row compares two models a and b: ``gold_gain`` is the gold gain of a over b and
     ``pred_gain`` the predicted one. Choosing a where the prediction is positive (b where it is
     negative; either at random where it is 0) earns sign(pred) * gold over a random choice
-    between the two, and the oracle earns |gold|::
+    between the two, and the oracle earns abs(gold)::
 
-        choice_share = sum_i sign(pred_i) * gold_i / sum_i |gold_i|
+        choice_share = sum_i sign(pred_i) * gold_i / sum_i abs(gold_i)
 
     1 = always the better model of the pair, 0 = a random (or constant) choice, -1 = always the
     worse. Like :func:`oracle_share` for two models it counts each comparison by what is at
-    stake on it (|gold|), so that near-ties matter little.
+    stake on it (``abs(gold)``), so that near-ties matter little.
 
     Parameters
     ----------
