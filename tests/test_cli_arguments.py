@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import causal_router.io
 from causal_router import MetaRouter
 from causal_router.cli import MAX_ERROR_LENGTH, main
 from causal_router.datasets import make_semi_synthetic, reveal_split
@@ -35,6 +36,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr(options, "read_table", refuse)
     monkeypatch.setattr(commands, "read_data", refuse)
     monkeypatch.setattr(BaseRouter, "load", refuse)
+    monkeypatch.setattr(causal_router.io, "load_router", refuse)
     monkeypatch.setattr(MetaRouter, "fit", refuse)
     monkeypatch.setattr(commands, "_experiment_data", refuse)
     monkeypatch.setattr(commands, "load_input", refuse)
@@ -72,7 +74,8 @@ def test_integers_out_of_range(files, no_work, capsys, argv, fragment):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["route", "{d}", "--router", "r.cr", "--cost-weight", "nan"], "argument --cost-weight: must be a finite number"),
+    (["route", "{d}", "--router", "r.cr", "--cost-weight", "nan"], "argument --cost-weight: must be a finite number >= 0"),
+    (["route", "{d}", "--router", "r.cr", "--cost-weight", "-0.5"], "argument --cost-weight: must be a finite number >= 0"),
     (["evaluate", "{d}", "--router", "r.cr", "--gold-gain", "g", "--cost-weight", "inf"], "must be a finite number"),
     (["route", "{d}", "--router", "r.cr", "--primary-share", "1.5"],
      "argument --primary-share: must be a finite number from 0 to 1, got '1.5'"),

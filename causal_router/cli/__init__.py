@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
     add_text_options(p, fitting=False)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--cost-weight", type=number(), default=0.0,
+    budget.add_argument("--cost-weight", type=number(0), default=0.0,
                         help="route where gain > weight (K-model router: the weight w of --costs)")
     budget.add_argument("--primary-share", type=number(0, 1), help="send this share of queries to the primary")
     p.add_argument("--costs", type=costs, help="K-model router: cost of each model, MODEL=COST,... (with --cost-weight "
@@ -116,17 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="routes.csv", help="CSV, TSV, Parquet, JSON or JSONL by extension")
     p.set_defaults(func=commands.route)
 
-    p = sub.add_parser("evaluate", help="score a saved router on rows with gold gains")
+    p = sub.add_parser("evaluate", help="score a saved router (two-model or K-model) on rows with gold gains")
     p.add_argument("data")
-    p.add_argument("--router", required=True)
-    p.add_argument("--gold-gain", required=True, help="column of held-out gold gains")
+    p.add_argument("--router", required=True, help="router file written by fit or fit-multi")
+    p.add_argument("--gold-gain", required=True, help="column of held-out gold gains (K-model router: the gold gain "
+                                                      "of --model-a over --model-b on each row)")
+    p.add_argument("--model-a", default="model_a", help="K-model router: column naming each row's first model")
+    p.add_argument("--model-b", default="model_b", help="K-model router: column naming each row's second model")
+    p.add_argument("--costs", type=costs, help="K-model router: cost of each model, MODEL=COST,... (adds the routes at "
+                                   "--cost-weight)")
     p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
     add_text_options(p, fitting=False)
-    p.add_argument("--cost-weight", type=number(), default=0.0)
+    p.add_argument("--cost-weight", type=number(0), default=0.0)
     p.set_defaults(func=commands.evaluate)
 
     p = sub.add_parser("serve", help="serve a router over HTTP: POST /route, GET /health (extra [serve])")
-    p.add_argument("--router", required=True, help="router file written by fit")
+    p.add_argument("--router", required=True, help="router file written by fit or fit-multi")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=port, default=8000, help="port, 1 to 65535 (default: 8000)")
     p.add_argument("--max-body-bytes", type=integer(1), default=MAX_BODY_BYTES,
@@ -154,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="CATE diagnostics of the bias: overlap, calibration, heterogeneity")
     add_data_options(p, builtin=True)
     add_model_options(p)
+    p.add_argument("--router", help="router file written by fit: diagnose its bias settings (its saved bias model "
+                                    "and scale) instead of --learner / --scale")
     p.add_argument("--n-jobs", type=n_jobs, default=1)
     p.add_argument("--group-by", help="column to average the bias by (category, model pair)")
     p.add_argument("--refute", action="store_true",

@@ -218,7 +218,8 @@ def text_featurizer(args):
     a missing ``[embed]`` extra for ``--text-method minilm`` is a UsageError."""
     from ..text import TextFeaturizer
 
-    featurizer = TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair)
+    featurizer = TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair,
+                                random_state=getattr(args, "seed", 0))
     try:
         featurizer.check_available()
     except ImportError as exc:
