@@ -30,7 +30,7 @@ from ._compiled import compiled_model
 from .models import fit_gain_model
 from .text import TextFeaturizer, embed_extra_installed
 
-__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share"]
+__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "correct_labels", "decide", "threshold_for_share"]
 
 #: Router classes a router file may name, filled as subclasses are defined.
 _ROUTER_CLASSES: dict[str, type] = {}
@@ -247,9 +247,7 @@ class MetaRouter(BaseRouter):
             bias.set_params(random_state=self.random_state)
         self.bias_ = bias.fit(data)
         self.scale_ = self.bias_.scale_
-        pref = ~data.is_gold
-        labels = pooled_outcome(data.gain, data.is_gold, self.scale_)
-        labels[pref] += self.bias_.effect(data.X)[pref] * self.scale_  # no copy of X[pref]
+        labels = correct_labels(self.bias_, data.X, data.gain, data.is_gold)
         self.gain_model_ = fit_gain_model(self.outcome_model, data.X, labels,
                                            np.where(data.is_gold, 1.0, weight), self.random_state)
         self.corrected_gain_ = labels / self.scale_
@@ -258,6 +256,20 @@ class MetaRouter(BaseRouter):
         ate = self.bias_.ate()
         return {"bias": {"learner": self.bias_.learner, "final_stage": self.bias_.final_stage_,
                          "ate": {k: float(v) for k, v in ate.items()}}}
+
+
+def correct_labels(bias: BiasEstimator, X: np.ndarray, gain: np.ndarray, is_gold: np.ndarray) -> np.ndarray:
+    """The gain model's training labels, shape (n,), on the preference scale: gold gains times
+    ``bias.scale_``, preference gains plus the estimated bias there, ``y_j + scale_ * Delta_hat(q_j)``.
+
+    ``bias`` is a fitted :class:`~causal_router.BiasEstimator`, X (n, d) the rows' features, gain
+    (n,) the observed gains and is_gold (n,) booleans. Row by row: the labels of a block of rows do
+    not depend on the other rows, so the distributed fit applies it partition by partition.
+    """
+    labels = pooled_outcome(gain, is_gold, bias.scale_)
+    pref = ~np.asarray(is_gold, dtype=bool)
+    labels[pref] += bias.effect(X)[pref] * bias.scale_  # effect on every row: no copy of X[pref]
+    return labels
 
 
 def decide(gain, cost_weight: float = 0.0, cost_primary=None, cost_alternative=None) -> np.ndarray:
