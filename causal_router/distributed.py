@@ -11,10 +11,11 @@ that no process holds whole:
    names the same column and the same counts as the single-machine fit would.
 2. **Scale constant** from partition-wise sufficient statistics of the gains per source:
    ``"variance"`` (counts, means and sums of squared deviations, combined exactly: Chan, Golub
-   and LeVeque's pairwise update) and ``"amplitude"`` (minima and maxima) are exact;
-   ``"wasserstein"`` needs quantiles of every preference gain and is computed from the bias
-   sample of step 3 (every gold row and the uniform sample of preference rows): exact while the
-   preference rows are within the cap, an estimate from at least 50,000 of them beyond it.
+   and LeVeque's pairwise update) and ``"amplitude"`` (minima and maxima) are exact (to the last
+   bits of rounding); ``"wasserstein"`` needs quantiles of every preference gain and is computed
+   from the bias sample of step 3 (every gold row and the uniform sample of preference rows), an
+   estimate from at least 50,000 preference rows. Below the cap the sample is every row and the
+   constant is computed from it as the single-machine fit does, bit for bit, whatever the method.
 3. **Bias model**, fitted in one process (the client) on every gold row plus a uniform sample of
    max(PREFERENCE_ROWS_MIN, PREFERENCE_ROWS_PER_GOLD * n_gold) preference rows without
    replacement, the sample :class:`~causal_router.BiasEstimator` draws itself above that cap
@@ -134,7 +135,7 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1, memory_lim
     if not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
         raise DataError(f"n_workers must be an integer >= 1, got {n_workers!r}")
     return LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker, processes=processes,
-                        memory_limit=memory_limit, host="127.0.0.1", protocol="tcp://",
+                        memory_limit=memory_limit, host="127.0.0.1", protocol="tcp://", dashboard_address=":0",
                         scheduler_kwargs={"dashboard": False}, silence_logs=logging.WARNING)
 
 
@@ -582,7 +583,8 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
         if count < 2 * bias.cv:  # BiasEstimator's own check, before the scale constant as there
             raise DataError(f"too few {name} rows for cross-fitting: cv={bias.cv} folds need at least "
                             f"{2 * bias.cv} {name} rows, got {count}; lower cv or add {name} rows")
-    if template.scale in EXACT_SCALE_METHODS:
+    complete = sum(totals["preference_rows"]) <= max(PREFERENCE_ROWS_MIN, PREFERENCE_ROWS_PER_GOLD * totals["n_gold"])
+    if template.scale in EXACT_SCALE_METHODS and not complete:
         scale = _scale_from_moments(totals["gold"], totals["preference"], template.scale)
     seconds["check"] = time.perf_counter() - t0
 
@@ -597,7 +599,9 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
     rows = np.concatenate([s["__row"].to_numpy() + o for s, o in zip(sample, offsets)])
     sample = pd.concat(sample, ignore_index=True)
     is_gold = sample["__is_gold"].to_numpy(dtype=bool)
-    if template.scale not in EXACT_SCALE_METHODS:  # "wasserstein": quantiles of the sample's gains
+    if complete or template.scale not in EXACT_SCALE_METHODS:
+        # every row (below the cap: the single-machine constant, bit for bit), or "wasserstein"
+        # above it: quantiles of the sample's gains
         g = sample["__gain"].to_numpy()
         scale = scale_constant(g[is_gold], g[~is_gold], template.scale)
     bias_data = EvalData(sample[list(cols.features)].to_numpy(), sample["__gain"].to_numpy(), is_gold,
