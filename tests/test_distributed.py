@@ -97,18 +97,20 @@ def test_bias_model_and_scale_are_the_local_ones_below_the_cap(fits, test_querie
 
 
 def test_agrees_with_the_local_fit(fits, test_queries):
-    # Measured with benchmarks/bench_distributed.py agree --n 3000 --n-gold 300 --d 20 --seeds 0..9
-    # (these settings; the distributed fit against the local one with the same seed, 2,000 test
-    # queries): same route on 0.92-0.96 of the queries at primary shares 0.2 / 0.5 / 0.8 (a local
-    # refit with another seed: 0.91-0.95), gain correlation 0.96-0.98 (reseeded 0.96-0.97). Bounds
-    # with margin: 0.88 and 0.93.
+    # Measured with `python benchmarks/bench_distributed.py agree --n 3000 --n-gold 300 --d 20 --seeds
+    # 0 1 2 3 4 5 6 7 8 9` (this size and generator; 2,000 test queries): the distributed fit and
+    # the local fit with the same seed route the same way on 0.923-0.940 / 0.883-0.914 /
+    # 0.920-0.939 of the queries at primary shares 0.2 / 0.5 / 0.8, gain correlation 0.942-0.952;
+    # a local refit with another seed: 0.905-0.931 / 0.886-0.908 / 0.912-0.935, 0.932-0.946. The
+    # distributed fit differs from the local one as much as a reseeded local fit does. Bounds with
+    # margin for 1,000 test queries (sd of a share about 0.01): 0.86 and 0.92.
     local, (dist, _) = fits
     X, truth = test_queries
     a, b = local.predict_gain(X), dist.predict_gain(X)
-    assert np.corrcoef(a, b)[0, 1] > 0.93
+    assert np.corrcoef(a, b)[0, 1] > 0.92
     for share in (0.2, 0.5, 0.8):
         same = np.mean((a >= np.quantile(a, 1 - share)) == (b >= np.quantile(b, 1 - share)))
-        assert same > 0.88, (share, same)
+        assert same > 0.86, (share, same)
     # both learn the truth (oracle share 1 = the true ranking): the distributed fit is not worse
     from causal_router.evaluate import oracle_share
 
