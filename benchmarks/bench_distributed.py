@@ -105,12 +105,12 @@ class RssSampler(threading.Thread):
         import psutil
 
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.interval, self.samples, self._stop = interval, [], threading.Event()
+        self.interval, self.samples, self._halt = interval, [], threading.Event()
 
     def run(self) -> None:
         import psutil
 
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             row = {}
             for name, proc in self.procs.items():
                 try:
@@ -121,7 +121,7 @@ class RssSampler(threading.Thread):
             time.sleep(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
     def peak(self, name: str, start: float = -np.inf, stop: float = np.inf) -> float:
