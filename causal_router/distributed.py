@@ -442,7 +442,7 @@ def _gain_model_params(router: MetaRouter) -> dict:
     if model is None:
         model = default_regressor(as_seed(router.random_state))
     elif not isinstance(model, LGBMRegressor):
-        raise DataError("the distributed fit trains its gain model with LightGBM (lightgbm.dask.DaskLGBMRegressor): "
+        raise DataError("the distributed fit trains its gain model with LightGBM's data-parallel learner: "
                         f"outcome_model must be None or an LGBMRegressor, got {type(model).__name__}")
     params = model.get_params()
     params.pop("n_jobs", None)  # Dask sets LightGBM's threads to each worker's
@@ -554,13 +554,18 @@ def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source
             cluster.close()
 
 
-def _gather(client, futures, desc: str, progress: bool) -> list:
-    """Results of ``futures`` in their order, with a progress bar as they complete."""
+def _wait(futures, desc: str, progress: bool, unit: str = "partition") -> None:
+    """Wait for ``futures`` (their results stay where they were computed), with a progress bar."""
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="partition", disable=not progress):
+    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit=unit, disable=not progress):
         pass
+
+
+def _gather(client, futures, desc: str, progress: bool) -> list:
+    """Results of ``futures`` in their order (small ones: they come to the client), with a progress bar."""
+    _wait(futures, desc, progress)
     return client.gather(futures)
 
 
@@ -623,7 +628,7 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
     blocks = [client.submit(_load_block, ddf, run, int(sum(totals["rows"][i] for i in run)), cols, bias_future,
                             weight, workers=[w], allow_other_workers=False, pure=False)
               for w, run in zip(workers, runs)]
-    _gather(client, blocks, "correcting labels", progress)
+    _wait(blocks, "correcting labels", progress, unit="worker")  # the blocks stay on their workers
     seconds["correct"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     gain_model = _train_gain_model(client, blocks, workers, params, weighted=weight != 1.0)
