@@ -126,17 +126,22 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1, memory_lim
     ``n_workers`` workers of ``threads_per_worker`` threads, listening on 127.0.0.1, with
     ``memory_limit`` each ("auto": the machine's memory / n_workers, or a size such as "4GiB"; a
     worker above 95% of it is restarted by its nanny, which fails the fit rather than the
-    machine), and no dashboard. ``processes=False`` runs the workers as threads of this process
+    machine), no spilling to disk (the training needs each worker's block in memory) and no
+    dashboard. ``processes=False`` runs the workers as threads of this process
     (quick to start: tests). Close it with ``cluster.close()`` or use it as a context manager.
     """
     _require_dask()
+    import dask
     from distributed import LocalCluster
 
     if not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
         raise DataError(f"n_workers must be an integer >= 1, got {n_workers!r}")
-    return LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker, processes=processes,
-                        memory_limit=memory_limit, host="127.0.0.1", protocol="tcp://", dashboard_address=":0",
-                        scheduler_kwargs={"dashboard": False}, silence_logs=logging.WARNING)
+    # no spilling to disk: the gain model trains on each worker's block in memory, so spilling
+    # it would add disk traffic and free nothing; pausing and the nanny's restart stay on
+    with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False}):
+        return LocalCluster(n_workers=int(n_workers), threads_per_worker=threads_per_worker, processes=processes,
+                            memory_limit=memory_limit, host="127.0.0.1", protocol="tcp://", dashboard_address=":0",
+                            scheduler_kwargs={"dashboard": False}, silence_logs=logging.WARNING)
 
 
 # ---------------------------------------------------------------------------- reading
