@@ -5,6 +5,7 @@ figures and writes CSV to benchmarks/results/distributed/; asserts nothing. Extr
     python benchmarks/bench_distributed.py fit /tmp/cr_parquet/pref_1000000 --engine dask --workers 2
     python benchmarks/bench_distributed.py fit /tmp/cr_parquet/pref_1000000 --engine local
     python benchmarks/bench_distributed.py agree --n 20000 --seeds 0 1 2 3 4
+    python benchmarks/bench_distributed.py report      # per-phase memory peaks from the fits above
 
 ``generate``: the built-in generator (``make_semi_synthetic``, d = 50) written to Parquet in
 files of ``--file-rows`` rows (default 500,000), one file at a time (no frame of the whole size
@@ -279,6 +280,40 @@ def cmd_agree(args) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------- report
+def cmd_report(args) -> None:
+    """Per-phase peaks of the workers' RSS from results/distributed/rss/*.csv and the step times in
+    fits.csv: reading (the check and sample passes), correction (streaming into the block) and
+    training; and how the training peak grows with the rows per worker."""
+    fits = pd.read_csv(RESULTS / "fits.csv")
+    rows = []
+    for _, fit in fits[fits.engine == "dask"].iterrows():
+        path = RESULTS / "rss" / f"dask_{fit.n_rows}_{fit.workers}w.csv"
+        if not path.exists():
+            continue
+        rss = pd.read_csv(path)
+        workers = [c for c in rss.columns if c.startswith("worker")]
+        read_end = fit.seconds_check + fit.seconds_bias
+        correct_end = read_end + fit.seconds_correct
+        phases = {"read_check_sample": rss.seconds <= read_end,
+                  "correct_into_block": (rss.seconds > read_end) & (rss.seconds <= correct_end),
+                  "train": rss.seconds > correct_end}
+        row = {"n_rows": fit.n_rows, "workers": fit.workers, "rows_per_worker": fit.rows_per_worker,
+               "seconds": fit.seconds, "loadavg": fit.loadavg}
+        for name, mask in phases.items():
+            row[f"worker_peak_{name}_gib"] = round(float(rss.loc[mask, workers].to_numpy().max()) / 1024, 2)
+        row["client_peak_gib"] = round(float(rss["client"].max()) / 1024, 2)
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values(["rows_per_worker", "workers"])
+    print(table.to_string(index=False))
+    table.to_csv(RESULTS / "phases.csv", index=False)
+    if len(table) >= 2:
+        a, b = table.iloc[0], table.iloc[-1]
+        slope = (b.worker_peak_train_gib - a.worker_peak_train_gib) * 1024 ** 3 / (b.rows_per_worker - a.rows_per_worker)
+        print(f"training peak per worker grows by {slope:.0f} bytes per row per worker "
+              f"({a.rows_per_worker} -> {b.rows_per_worker} rows per worker)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +337,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--tmp", default="/tmp/cr_agree_parquet")
     p.set_defaults(func=cmd_agree)
+    p = sub.add_parser("report")
+    p.set_defaults(func=cmd_report)
     if len(sys.argv) > 2 and sys.argv[1] == "_local":
         _local_child(sys.argv[2])
         return

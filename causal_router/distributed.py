@@ -652,9 +652,11 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
 
 def _sorted_workers(client) -> list[str]:
     """The cluster's worker addresses, sorted (by host address, then port)."""
+    try:
+        client.wait_for_workers(1, timeout=120)
+    except TimeoutError:
+        raise DataError("the Dask cluster has no workers (none joined within 120 s)") from None
     workers = list(client.scheduler_info(n_workers=-1)["workers"])
-    if not workers:
-        raise DataError("the Dask cluster has no workers")
 
     def key(address: str):
         parsed = urlparse(address)
