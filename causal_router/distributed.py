@@ -370,14 +370,17 @@ def _load_block(ddf, partitions: list[int], n_rows: int, cols: _Columns, bias, w
 
 
 def _assign_partitions(rows: list[int], n_workers: int) -> list[list[int]]:
-    """Contiguous runs of partitions, one per worker, balanced by rows (partition order kept)."""
-    bounds = np.searchsorted(np.cumsum(rows), np.sum(rows) * np.arange(1, n_workers) / n_workers, side="left")
-    runs, start = [], 0
-    for stop in [*(int(b) + 1 for b in bounds), len(rows)]:
-        stop = max(start, min(stop, len(rows)))
-        runs.append(list(range(start, stop)))
-        start = stop
-    return runs
+    """Contiguous runs of partitions, one per worker in order, each ending at the partition
+    boundary nearest to an equal share of the rows (partition order kept; a run may be empty
+    when there are fewer partitions than workers)."""
+    ends = np.cumsum(rows)
+    cuts = [0]
+    for k in range(1, n_workers):
+        target = ends[-1] * k / n_workers
+        cut = int(np.argmin(np.abs(ends - target))) + 1  # the run ends after this partition
+        cuts.append(min(max(cut, cuts[-1]), len(rows)))
+    cuts.append(len(rows))
+    return [list(range(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 #: LightGBM's network parameters at their single-machine values, as the model text records them
