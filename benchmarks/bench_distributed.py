@@ -284,7 +284,8 @@ def cmd_agree(args) -> None:
 def cmd_report(args) -> None:
     """Per-phase peaks of the workers' RSS from results/distributed/rss/*.csv and the step times in
     fits.csv: reading (the check and sample passes), correction (streaming into the block) and
-    training; and how the training peak grows with the rows per worker."""
+    training (the largest worker's; ``rows_per_worker`` is n_rows / workers, the split the runs
+    aim at)."""
     fits = pd.read_csv(RESULTS / "fits.csv")
     rows = []
     for _, fit in fits[fits.engine == "dask"].iterrows():
@@ -307,11 +308,6 @@ def cmd_report(args) -> None:
     table = pd.DataFrame(rows).sort_values(["rows_per_worker", "workers"])
     print(table.to_string(index=False))
     table.to_csv(RESULTS / "phases.csv", index=False)
-    if len(table) >= 2:
-        a, b = table.iloc[0], table.iloc[-1]
-        slope = (b.worker_peak_train_gib - a.worker_peak_train_gib) * 1024 ** 3 / (b.rows_per_worker - a.rows_per_worker)
-        print(f"training peak per worker grows by {slope:.0f} bytes per row per worker "
-              f"({a.rows_per_worker} -> {b.rows_per_worker} rows per worker)")
 
 
 def main() -> None:
