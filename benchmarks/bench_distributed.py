@@ -249,7 +249,7 @@ def cmd_agree(args) -> None:
 
     features = [f"x{j}" for j in range(args.d)]
     test = make_semi_synthetic(2000, args.d, random_state=10_000)
-    X_test, truth = test[features].to_numpy(), test["psi"].to_numpy()
+    X_test, truth = test[features], test["psi"].to_numpy()
     shares = (0.2, 0.5, 0.8)
     folder = Path(args.tmp)
     with local_cluster(2) as cluster, Client(cluster) as client:

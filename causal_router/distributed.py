@@ -77,7 +77,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ._utils import as_seed
+from ._utils import as_seed, resolve_seed
 from ._validation import MAX_ABS_VALUE, DataError, check_columns, check_unique_names
 from .bias import PREFERENCE_ROWS_MIN, PREFERENCE_ROWS_PER_GOLD, BiasEstimator
 from .data import SCALE_METHODS, EvalData, scale_constant
@@ -442,13 +442,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _gain_model_params(router: MetaRouter) -> dict:
+def _gain_model_params(router: MetaRouter, seed: int) -> dict:
     """The LightGBM parameters of the router's gain model (the distributed fit trains LightGBM only)."""
     from lightgbm import LGBMRegressor
 
     model = router.outcome_model
     if model is None:
-        model = default_regressor(as_seed(router.random_state))
+        model = default_regressor(seed)
     elif not isinstance(model, LGBMRegressor):
         raise DataError("the distributed fit trains its gain model with LightGBM's data-parallel learner: "
                         f"outcome_model must be None or an LGBMRegressor, got {type(model).__name__}")
@@ -459,15 +459,14 @@ def _gain_model_params(router: MetaRouter) -> dict:
 
 # ---------------------------------------------------------------------------- the router
 def _assemble_router(template: MetaRouter, bias: BiasEstimator, gain_model, features: Sequence[str]) -> MetaRouter:
-    """The fitted router from its fitted pieces: what ``MetaRouter.fit`` leaves, without
-    ``corrected_gain_`` (one label per row of the whole dataset)."""
+    """The fitted router from its fitted pieces: the attributes ``MetaRouter.fit`` sets (the
+    router contract's fit flow, ``BaseRouter._fit``), without ``corrected_gain_`` (one label per
+    row of the whole dataset). The one place that knows the router's fitted attributes."""
     router = clone(template)
     bias.set_params(scale=template.scale)  # the method, as a single-machine fit's bias_ holds it
-    router.bias_ = bias
-    router.scale_ = bias.scale_
-    router.gain_model_ = gain_model
-    router.n_features_in_ = len(features)
-    router.feature_names_in_ = np.asarray([str(f) for f in features], dtype=object)
+    router.__dict__.update({"bias_": bias, "scale_": bias.scale_, "gain_model_": gain_model,
+                            "n_features_in_": len(features),  # Parquet columns are named
+                            "feature_names_in_": np.asarray([str(f) for f in features], dtype=object)})
     return router
 
 
@@ -525,13 +524,17 @@ def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source
     if template.scale not in SCALE_METHODS:
         raise DataError(f"scale must be one of {SCALE_METHODS}, got {template.scale!r}")
     weight = template.preference_weight
-    if not isinstance(weight, (int, float, np.integer, np.floating)) or not np.isfinite(weight) or weight < 0:
+    if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, (int, float, np.number)) \
+            or not np.isfinite(weight) or weight < 0:
         raise DataError(f"preference_weight must be a finite number >= 0, got {weight!r}")
+    seed = resolve_seed(template.random_state)  # one int per fit, as MetaRouter.fit draws it
     bias = clone(template.bias) if template.bias is not None else BiasEstimator()
     if bias.random_state is None:
-        bias.set_params(random_state=template.random_state)
+        bias.set_params(random_state=seed)
+    if bias.n_jobs is None:
+        bias.set_params(n_jobs=template.n_jobs)
     bias.check_params()
-    params = _gain_model_params(template)
+    params = _gain_model_params(template, seed)
     if address is not None and client is not None:
         raise DataError("pass either address or client, not both")
     features = [features] if isinstance(features, str) else list(features)

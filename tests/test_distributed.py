@@ -68,7 +68,7 @@ def fits(dataset, client):
 @pytest.fixture(scope="module")
 def test_queries():
     test = make_semi_synthetic(1000, D, random_state=99)
-    return test[FEATURES].to_numpy(), test["psi"].to_numpy()
+    return test[FEATURES], test["psi"].to_numpy()  # named, as the routers were fitted
 
 
 def test_router_file_of_a_distributed_fit_loads_and_routes(fits, test_queries, tmp_path):
@@ -80,8 +80,8 @@ def test_router_file_of_a_distributed_fit_loads_and_routes(fits, test_queries, t
     assert isinstance(loaded, MetaRouter)
     np.testing.assert_array_equal(loaded.predict_gain(X), router.predict_gain(X))
     w = loaded.threshold_for_share(X, 0.3)
-    np.testing.assert_array_equal(loaded.route(X, w), router.route(X, w))
-    assert loaded.route(X, w).mean() == pytest.approx(0.3, abs=0.002)
+    np.testing.assert_array_equal(loaded.route(X, cost_weight=w), router.route(X, cost_weight=w))
+    assert loaded.route(X, cost_weight=w).mean() == pytest.approx(0.3, abs=0.002)
     text = router.gain_model_.model_to_string()
     assert "[machines: ]" in text and "[num_machines: 1]" in text  # no host or port in the file
 
