@@ -395,9 +395,15 @@ def numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
     return as_float_vector(values.to_numpy(), f"column {name!r}")
 
 
-def fitted_scale(data: "EvalData", method: str | None) -> float:
+def fitted_scale(data: "EvalData", method) -> float:
     """The scale constant of ``data`` (:func:`scale_constant` of its gold and preference gains),
-    1.0 where the data have one source only."""
+    1.0 where the data have one source only. ``method`` may also be a positive number: a constant
+    fitted elsewhere, returned as is (the distributed fit computes it from every row's partition
+    statistics and fits the bias model on a sample, :mod:`causal_router.distributed`)."""
+    if isinstance(method, (int, float, np.integer, np.floating)) and not isinstance(method, (bool, np.bool_)):
+        if not (np.isfinite(method) and method > 0):
+            raise DataError(f"a numeric scale must be a finite number > 0, got {method!r}")
+        return float(method)
     if method not in SCALE_METHODS:
         raise DataError(f"scale must be one of {SCALE_METHODS}, got {method!r}")
     if data.n_gold == 0 or data.n_preference == 0:

@@ -2,6 +2,7 @@
 
     causal-router demo                       the main job, on built-in data
     causal-router fit DATA --features ...    fit a router on a user's file, save it
+    causal-router fit DIR --engine dask      the same fit on a Dask cluster, from a Parquet dataset
     causal-router fit-multi DATA --model-a A --model-b B ...   fit a K-model router on pairwise rows
     causal-router route DATA --router FILE   route the queries of a file (two-model or K-model router)
     causal-router evaluate DATA --router FILE --gold-gain COL
@@ -84,11 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.demo)
 
     p = sub.add_parser("fit", help="fit a meta-router on a file and save it as a safe router file")
-    add_data_options(p)
+    add_data_options(p, data_help="CSV, TSV, Parquet or JSON(L) file; with --engine dask a Parquet dataset "
+                                  "(a folder of .parquet files, or one file)")
     add_model_options(p)
     p.add_argument("--cv", type=integer(2), default=5, help="cross-fitting folds (default: 5)")
     p.add_argument("--preference-weight", type=number(0), default=1.0)
     p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
+    e = p.add_argument_group("engine (--engine dask: extra [dask])")
+    e.add_argument("--engine", default="local", choices=["local", "dask"],
+                   help="local: this process reads the file whole (default); dask: the distributed fit, reading "
+                        "the Parquet dataset in partitions on a Dask cluster")
+    e.add_argument("--address", help="scheduler of a running Dask cluster, e.g. tcp://host:8786 (default: a local "
+                                     "cluster of --workers workers, closed after the fit)")
+    e.add_argument("--workers", type=integer(1, 256), default=2, help="workers of the local cluster (default: 2)")
+    e.add_argument("--memory-limit", default="auto",
+                   help="memory per worker of the local cluster, e.g. 4GiB (default: auto, the memory / workers)")
     p.set_defaults(func=commands.fit)
 
     p = sub.add_parser("fit-multi", help="fit a K-model router on pairwise evaluations and save it")

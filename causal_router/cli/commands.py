@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,10 @@ def fit(args) -> int:
     from ..router import MetaRouter
 
     out = check_out_file(args.out, inputs=(args.data,))
+    if args.engine == "dask":
+        return _fit_dask(args, out)
+    if args.address:
+        raise UsageError("--address names a Dask cluster: pass --engine dask too")
     featurizer = text_featurizer(args) if args.text else None  # a missing [embed] extra: before reading
     frame = read_data(args.data)
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
@@ -126,6 +131,40 @@ def fit(args) -> int:
           f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_}")
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
           f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    print(f"router saved to {out}")
+    return 0
+
+
+def _fit_dask(args, out: Path) -> int:
+    """``fit --engine dask``: the distributed fit (:func:`causal_router.distributed.fit_distributed`)."""
+    from ..bias import BiasEstimator
+    from ..distributed import fit_distributed, read_partitions
+    from ..router import MetaRouter
+
+    if args.text or args.pair:
+        raise UsageError("--engine dask takes numeric feature columns (--features / --feature-prefix): featurize "
+                         "the text first, or fit from text with --engine local")
+    try:
+        ddf = read_partitions(args.data)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    schema = pd.DataFrame({c: pd.Series(dtype=t) for c, t in ddf.dtypes.items()})
+    features = select_features(schema, args)
+    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
+                        scale=scale_arg(args), random_state=args.seed)
+    where = args.address or f"a local cluster of {args.workers} workers"
+    print(f"distributed fit on {where}: {ddf.npartitions} partitions of {args.data}", file=sys.stderr, flush=True)
+    router = fit_distributed(ddf, features=features, gain=args.gain, source=args.source, gold_value=args.gold_value,
+                             preference_value=args.preference_value, query_id=args.query_id, router=router,
+                             address=args.address, n_workers=args.workers, memory_limit=args.memory_limit)
+    router.save(out)
+    info, ate = router.distributed_summary_, router.bias_.ate()
+    print(f"fitted on {info['n_gold']} gold and {info['n_preference']} preference rows "
+          f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_} "
+          f"(bias model on {info['bias_rows']} rows)")
+    print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
+          f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in info["seconds"].items()))
     print(f"router saved to {out}")
     return 0
 

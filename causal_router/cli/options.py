@@ -124,13 +124,14 @@ def backend(text: str) -> str:
     return text
 
 
-def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False) -> None:
+def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False,
+                     data_help: str = "CSV, TSV, Parquet or JSON(L) file") -> None:
     """The data file and the options naming its columns. ``builtin``: the file is optional and the
     built-in generator is used without one (``--n``, ``--n-gold``, ``--seed``)."""
     if builtin:
-        p.add_argument("data", nargs="?", help="CSV, TSV, Parquet or JSON(L) file (default: built-in generator)")
+        p.add_argument("data", nargs="?", help=f"{data_help} (default: built-in generator)")
     else:
-        p.add_argument("data", help="CSV, TSV, Parquet or JSON(L) file")
+        p.add_argument("data", help=data_help)
     g = p.add_argument_group("columns of the data file")
     g.add_argument("--features", help="comma-separated feature columns")
     g.add_argument("--feature-prefix", default="x",
