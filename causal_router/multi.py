@@ -52,7 +52,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import DataError, check_features
 from .bias import BiasEstimator
-from .data import EvalData, pooled_outcome
+from .data import EvalData, as_eval_data, pooled_outcome
 from .io import RouterFileError, read_router_file, write_router_file
 from .pairwise import (BIAS_CANDIDATES, PairwiseBoosting, PairwiseData, PairwiseRegressor, PairwiseRidge, PairwiseSelect,
                        contrast_codes, cost_matrix)
@@ -70,7 +70,7 @@ class _MultiBase(BaseEstimator):
 
     _gold_rows_only = False
 
-    def fit(self, X, gain=None, *, source=None, model_a=None, model_b=None):
+    def fit(self, X, gain=None, *, source=None, model_a=None, model_b=None, groups=None):
         """Fit on pairwise evaluations; returns self.
 
         Parameters
@@ -81,17 +81,24 @@ class _MultiBase(BaseEstimator):
             the row's evaluation mechanism.
         source : array-like (n,), ``"gold"`` / ``"preference"`` (or booleans, True = gold).
         model_a, model_b : array-like (n,), model names.
+        groups : array-like (n,), optional, the query of each row (a PairwiseData's ``query_id``
+            does the same; both given, they must agree): the bias model cross-fits by query.
         """
         if isinstance(X, PairwiseData):
             if any(v is not None for v in (gain, source, model_a, model_b)):
                 raise DataError("pass either a PairwiseData or X, gain, source, model_a and model_b, not both")
             data = X
+            if groups is not None:  # checked as EvalData checks them: groups that disagree are an error
+                rows = EvalData(data.X, data.gain, data.is_gold, query_id=data.query_id,
+                                feature_names=data.feature_names)
+                data = data.subset(np.arange(len(data)))
+                data.query_id = as_eval_data(rows, groups=groups, who=f"{type(self).__name__}.fit").query_id
         else:
             absent = [k for k, v in (("gain", gain), ("source", source), ("model_a", model_a),
                                      ("model_b", model_b)) if v is None]
             if absent:
                 raise DataError(f"fit needs {absent} besides X (or a PairwiseData)")
-            data = PairwiseData(X, gain, source, model_a, model_b)
+            data = PairwiseData(X, gain, source, model_a, model_b, query_id=groups)
         self.models_ = data.models
         reference = self.models_[0] if getattr(self, "reference", None) is None else str(self.reference)
         if reference not in self.models_:

@@ -41,7 +41,7 @@ class RoutingWarning(UserWarning):
 
 
 class BaseRouter(BaseEstimator):
-    """Shared routing logic. Subclasses implement ``fit(X, y, *, source=None)`` through
+    """Shared routing logic. Subclasses implement ``fit(X, y, *, source=None, groups=None)`` through
     :meth:`_fit_data` and set ``gain_model_`` and ``scale_`` (predictions of ``gain_model_``
     divided by it are on the gold scale).
 
@@ -62,8 +62,14 @@ class BaseRouter(BaseEstimator):
         if not cls.__name__.startswith("_"):
             _ROUTER_CLASSES[cls.__name__] = cls
 
-    def fit(self, X, y=None, *, source=None) -> "BaseRouter":
-        """Fit on features X (n, d), gains y (n,) and ``source`` (n,), or on one EvalData; returns self."""
+    def fit(self, X, y=None, *, source=None, groups=None) -> "BaseRouter":
+        """Fit on features X (n, d), gains y (n,) and ``source`` (n,), or on one EvalData; returns self.
+
+        ``groups`` (n,): the query of each row (as ``EvalData.query_id``; both given, they must
+        agree). Where queries repeat, the bias model cross-fits by query and its averages are
+        clustered by query. Routed by scikit-learn's metadata routing
+        (``set_fit_request(source=True, groups=True)``), e.g. ``GridSearchCV(router, grid,
+        cv=GroupKFold(5)).fit(X, y, source=source, groups=queries)``."""
         self.__dict__.pop("featurizer_", None)
         featurizer = getattr(self, "featurizer", None)
         if featurizer is not None:
@@ -77,9 +83,9 @@ class BaseRouter(BaseEstimator):
                 X = pd.DataFrame(features, columns=names, index=X.index)
             else:
                 X = EvalData(features, y, np.ones(len(features), dtype=bool) if source is None else source,
-                             feature_names=names)
-                y = source = None
-        data = as_eval_data(X, y, source, who=f"{type(self).__name__}.fit")
+                             query_id=groups, feature_names=names)
+                y = source = groups = None
+        data = as_eval_data(X, y, source, who=f"{type(self).__name__}.fit", groups=groups)
         self._fit_data(data)
         self.n_features_in_ = data.X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
