@@ -9,15 +9,17 @@ gold about 0.1); an unbiased judge; heteroscedastic judge noise; gold shares of 
 (the built-in generator); d = 10 and d = 300; the issue's "other shape"; PandaLM and PRD Vicuna80
 (TF-IDF + SVD text features, 50 components, plus model-pair indicators, as the CLI's
 ``experiment`` does). Synthetic settings draw a new frame per split; every split reveals gold
-labels on a random ``n_gold`` of the training rows.
+labels on a random ``n_gold`` of the training rows. The real sets carry several rows per query
+(one per model pair): their splits hold out whole queries (``reveal_split``'s default there; 35
+PandaLM and 20 PRD test queries, about 200 rows) and every fit cross-fits by query.
 
 Per split: every candidate final stage of the R-learner and the default's (``"stack"``), all on
 one set of cross-fitted nuisances, each corrected-label gain model fitted exactly as
 ``MetaRouter.fit`` does (on each setting's first split the default is refitted as
 ``MetaRouter(random_state=seed)`` and must match to 1e-9; the default's fit time is measured by
 ``bench_pipeline.py fittime``), the candidate with the lowest out-of-fold R-loss
-(``pick_best``: the criterion of ``learner="auto"``), Pooled, MeanShift, GoldOnly, the
-All-Golden oracle and, where the truth is known, the preference labels corrected by the true
+(``pick_best``: the criterion of ``learner="auto"``), Pooled, MeanShift, GoldOnly, the kNN
+router (``KNNRouter``), the All-Golden oracle and, where the truth is known, the preference labels corrected by the true
 bias (``true_bias``). The metric is ``causal_router.evaluate.oracle_share`` on held-out gold.
 
 Per setting: mean oracle share and standard error of every method; the default's regret against
@@ -51,7 +53,7 @@ from bias_settings import SETTINGS  # noqa: E402
 
 #: Single final stages of the R-learner measured against the default (causal_router.models).
 CANDIDATES = ("constant", "linear", "ridge", "boosting", "additive")
-BASELINES = ("pooled", "mean_shift", "gold_only", "all_golden")
+BASELINES = ("pooled", "mean_shift", "gold_only", "knn", "all_golden")
 GAP_MIN = 0.02  # below this oracle-minus-Pooled difference the gap closed is not defined
 TARGETS = {"regret": 0.01, "vs_baseline": -0.005, "gap_closed": 0.60}
 
@@ -61,15 +63,19 @@ class AllStages(RegressorMixin, BaseEstimator):
     ``use``. Lets the suite score each candidate on one set of cross-fitted nuisances (the
     nuisances do not depend on the final stage, so this equals separate fits, faster)."""
 
-    def __init__(self, names=CANDIDATES, random_state=None):
+    def __init__(self, names=CANDIDATES, random_state=None, groups=None):
         self.names = names
         self.random_state = random_state
+        self.groups = groups  # the training rows' query codes, set by BiasEstimator (the stack's folds)
 
     def fit(self, X, y, sample_weight=None):
         from causal_router.models import final_stage
 
-        self.models_ = {n: final_stage(n, self.random_state).fit(X, y, sample_weight=sample_weight)
-                        for n in self.names}
+        def stage(name):
+            model = final_stage(name, self.random_state)
+            return model.set_params(groups=self.groups) if name == "stack" else model
+
+        self.models_ = {n: stage(n).fit(X, y, sample_weight=sample_weight) for n in self.names}
         self.use = self.names[0]
         return self
 
@@ -100,7 +106,7 @@ def run_split(name: str, split_no: int, seed: int, check_default: bool = False) 
 
 def _run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
     from causal_router import BiasEstimator, MetaRouter
-    from causal_router.baselines import GoldOnly, MeanShift, Pooled
+    from causal_router.baselines import GoldOnly, KNNRouter, MeanShift, Pooled
     from causal_router.datasets import reveal_split
     from causal_router.evaluate import oracle_share
 
@@ -139,6 +145,7 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
     add("pooled", Pooled(random_state=seed).fit(data).predict_gain(test_X))
     add("mean_shift", MeanShift(random_state=seed).fit(data).predict_gain(test_X))
     add("gold_only", GoldOnly(random_state=seed).fit(data).predict_gain(test_X))
+    add("knn", KNNRouter(random_state=seed).fit(data).predict_gain(test_X))
     add("all_golden", GoldOnly(random_state=seed).fit(split.oracle).predict_gain(test_X))
     if not setting.real:
         train = frame.iloc[split.train_index]
@@ -181,13 +188,14 @@ def markdown(summary: pd.DataFrame) -> str:
     def f(x):
         return "n/a" if pd.isna(x) else f"{x:.3f}"
 
-    lines = ["| setting | default | ± se | best fixed (name) | regret | Pooled | MeanShift | Gold-only | "
-             "All-Golden | true bias | gap closed | targets |", "|" + "---|" * 12]
+    lines = ["| setting | default | ± se | best fixed (name) | regret | Pooled | MeanShift | Gold-only | kNN | "
+             "All-Golden | true bias | gap closed | targets |", "|" + "---|" * 13]
     for s, r in summary.iterrows():
         miss = [k for k, ok in (("regret", r["meets_regret"]), ("baselines", r["meets_baselines"])) if not ok]
         lines.append(
             f"| {s} | **{f(r['default'])}** | {f(r['default_se'])} | {f(r[r['best_fixed']])} ({r['best_fixed']}) | "
             f"{r['regret']:+.3f} | {f(r['pooled'])} | {f(r['mean_shift'])} | {f(r['gold_only'])} | "
+            f"{f(r.get('knn', np.nan))} | "
             f"{f(r['all_golden'])} | {f(r.get('true_bias', np.nan))} | "
             f"{'n/a' if pd.isna(r['gap_closed']) else format(r['gap_closed'], '.0%')} | "
             f"{'met' if not miss else 'MISSED: ' + ', '.join(miss)} |")

@@ -172,7 +172,7 @@ class KNNRouter(BaseRouter):
             folds = GroupKFold(cv, shuffle=True, random_state=seed).split(X, o, groups)
         else:
             if len(o) < cv:
-                raise DataError(f"KNNRouter needs at least cv={cv} rows to choose k, got {len(o)}")
+                raise DataError(f"KNNRouter needs at least cv={cv} rows to choose k, got n_samples={len(o)}")
             folds = KFold(cv, shuffle=True, random_state=seed).split(X)
         sse, count = np.zeros(len(grid)), np.zeros(len(grid))
         for train, test in folds:

@@ -6,7 +6,8 @@ propensity clipper, and the column and fold helpers that feed them.
   0.1 s per fit at 4,000 x 50; as accurate as a 100-tree random forest on the generator and
   ten times faster. Leaves of 5 rather than LightGBM's 20 rows: with model-pair indicators
   among the features and a hundred gold rows, a pair has about ten rows and could never be
-  split off (measured, oracle share of Gold-only on PRD Vicuna80: 0.34 against -0.01; on the
+  split off (measured, ``benchmarks/leaf_size.py``: oracle share of Gold-only on PRD Vicuna80
+  with whole questions held out, 100 gold rows, 20 splits, 0.506 against 0.008; on the
   generator 0.34 against 0.40, Pooled, meta-router and All-Golden unchanged). One thread:
   LightGBM's OpenMP threads in parallel Monte Carlo workers slowed runs thirtyfold.
 - Propensity P(t=1 | s): L2-regularised logistic regression on standardised features, the

@@ -194,13 +194,13 @@ def recorded_folds(monkeypatch):
 
 @pytest.fixture(scope="module")
 def marked():
-    """40 queries of 6 rows, 70 gold rows; feature x0 = 1000 + query index marks each row's query."""
-    frame = make_repeated_queries(40, 6, d=4, random_state=5)
+    """36 queries of 5 rows, 60 gold rows; feature x0 = 1000 + query index marks each row's query."""
+    frame = make_repeated_queries(36, 5, d=4, random_state=5)
     q = query_codes(frame["query_id"])
     frame["x0"] = 1000.0 + q
     rng = np.random.default_rng(0)
     gold = np.zeros(len(frame), dtype=bool)
-    gold[rng.choice(len(frame), 70, replace=False)] = True
+    gold[rng.choice(len(frame), 60, replace=False)] = True
     features = [c for c in frame.columns if c.startswith("x")]
     return EvalData(frame[features], np.where(gold, frame["gold_gain"], frame["pref_gain"]), gold,
                     query_id=frame["query_id"])
@@ -231,8 +231,10 @@ def test_no_query_has_rows_on_both_sides_of_any_fold(marked, recorded_folds, mon
     from causal_router.active import plan_gold, suggest_gold
     from causal_router.validate import diagnose, refute
 
-    import causal_router.active.plan as plan_module
-    import causal_router.validate.refute as refute_module
+    import importlib
+
+    plan_module = importlib.import_module("causal_router.active.plan")
+    refute_module = importlib.import_module("causal_router.validate.refute")  # the package exports a function refute
 
     # fewer refits of the same steps: 3 bootstrap refits, one confounder strength, two curve sizes
     monkeypatch.setattr(bias_module, "N_BOOTSTRAP", 3)
@@ -241,13 +243,12 @@ def test_no_query_has_rows_on_both_sides_of_any_fold(marked, recorded_folds, mon
     monkeypatch.setattr(plan_module, "CURVE_FRACTIONS", (0.5, 1.0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # econml's uplift bands on tiny held-out parts
-        BiasEstimator(random_state=0).fit(marked)
+        router = MetaRouter(BiasEstimator(cv=3), random_state=0).fit(marked)  # econml, ate(), the stack
         BiasEstimator("auto", inference="bootstrap", cv=3, random_state=0).fit(marked)
-        router = MetaRouter(random_state=0).fit(marked)
-        diagnose(marked, BiasEstimator(model_final="linear"), random_state=0, progress=False)  # varies: DRTester runs
-        refute(marked, random_state=0, progress=False, n_simulations=2)
+        diagnose(marked, BiasEstimator(model_final="linear", cv=3), random_state=0, progress=False)  # varies: DRTester runs
+        refute(marked, BiasEstimator(cv=3), random_state=0, progress=False, n_simulations=2)
         suggest_gold(router, marked, 10, strategy="uncertainty", random_state=0)
-        plan_gold(marked, target_oracle_share=0.5, n_folds=3, random_state=0, progress=False)
+        plan_gold(marked, target_oracle_share=0.5, router=router, n_folds=3, random_state=0, progress=False)
         KNNRouter(random_state=0).fit(marked)
     checked, seen = 0, set()
     for call in recorded_folds:
@@ -269,7 +270,8 @@ def test_the_bootstrap_resamples_whole_queries(marked, recorded_folds, monkeypat
     was drawn: per query, a multiple of its row count."""
     monkeypatch.setattr(bias_module, "N_BOOTSTRAP", 4)
     BiasEstimator("dr", inference="bootstrap", cv=3, random_state=1).fit(marked)
-    refits = [c for c in recorded_folds if any("_bootstrap_refits" in x for x in c["callers"])]
+    refits = [c for c in recorded_folds if any("_bootstrap_refits" in x for x in c["callers"])
+              and not any("LogisticRegressionCV" in x for x in c["callers"])]
     assert len(refits) >= 4
     sizes = np.bincount(query_codes(marked.query_id))
     for call in refits:
@@ -319,9 +321,10 @@ def test_ate_reports_clusters_and_warns_below_thirty(repeated):
 
 def test_clustered_standard_error_exceeds_the_row_one_where_the_bias_varies_by_query():
     """The issue's generator (60 queries x 30 rows, judge bias varying by query around 0.3, 10%
-    gold rows), one seed: rows as units understate the standard error (measured on seeds 0-99
-    with /tmp-style script benchmarks/cluster_coverage: mean 0.036 with rows as units against
-    0.059 clustered); here the clustered one must be at least 1.2 times larger."""
+    gold rows), seed 0: rows as units understate the standard error. Measured (``python
+    benchmarks/query_coverage.py --settings generator --draws 100``, seeds 0-99): clustered over
+    rows-as-units standard error 1.92 on average, 1.50 at the smallest, 1.69 on seed 0; asserted
+    at least 1.3 here. The slow test below checks the coverage itself."""
     frame = make_repeated_queries(60, 30, random_state=0)
     rng = np.random.default_rng(0)
     gold = np.zeros(len(frame), dtype=bool)
@@ -331,7 +334,7 @@ def test_clustered_standard_error_exceeds_the_row_one_where_the_bias_varies_by_q
     rows = BiasEstimator(scale=None, random_state=0).fit(EvalData(X, gain, gold)).ate()
     clustered = BiasEstimator(scale=None, random_state=0).fit(EvalData(X, gain, gold, query_id=frame["query_id"])).ate()
     assert clustered["n_clusters"] == 60 and rows["n_clusters"] == len(frame)
-    assert clustered["std_error"] > 1.2 * rows["std_error"]
+    assert clustered["std_error"] > 1.3 * rows["std_error"]
 
 
 # ---------------------------------------------------------------------------- groups= and metadata routing
@@ -347,9 +350,9 @@ def test_groups_reach_fit_and_must_agree(repeated):
     assert BiasEstimator(random_state=0).fit(data, groups=renamed).ate().equals(b.ate())
     with pytest.raises(DataError, match="disagree"):
         BiasEstimator(random_state=0).fit(data, groups=np.roll(data.query_id, 1))
+    three = np.isin(data.query_id, np.unique(data.query_id)[:3])  # 24 gold rows on 3 queries: 5 folds impossible
     with pytest.raises(DataError, match="too few queries with gold rows"):
-        few = data.subset(np.flatnonzero(~data.is_gold | np.isin(data.query_id, data.query_id[data.is_gold][:1])))
-        BiasEstimator(random_state=0).fit(few)
+        BiasEstimator(random_state=0).fit(EvalData(data.X, data.gain, three, query_id=data.query_id))
     router = MetaRouter(random_state=0).fit(data.X, data.gain, source=data.is_gold, groups=data.query_id)
     assert router.bias_.query_groups_ is not None and router.bias_.ate()["n_clusters"] == 80
 
@@ -357,7 +360,7 @@ def test_groups_reach_fit_and_must_agree(repeated):
 def test_grid_search_routes_groups_through_metadata(repeated):
     """GridSearchCV over a real two-value grid, folds by query (GroupKFold), groups routed to the
     splitter and to every fit: each fitted bias model saw the query ids."""
-    split = reveal_split(repeated, n_gold=120, n_test=10, random_state=1)
+    split = reveal_split(make_repeated_queries(45, 6, d=4, random_state=2), n_gold=80, n_test=5, random_state=1)
     data = split.train
     X, y, source, groups = data.X, data.gain, data.is_gold, data.query_id
     seen = []
@@ -368,12 +371,13 @@ def test_grid_search_routes_groups_through_metadata(repeated):
             return super().fit(X, y, source=source, groups=groups)
 
     with sklearn.config_context(enable_metadata_routing=True):
-        router = Recording(random_state=0).set_fit_request(source=True, groups=True).set_score_request(source=True)
+        router = Recording(BiasEstimator(cv=3), random_state=0).set_fit_request(source=True, groups=True)
+        router = router.set_score_request(source=True)
         search = GridSearchCV(router, {"preference_weight": [0.25, 1.0]}, cv=GroupKFold(3)).fit(
             X, y, source=source, groups=groups)
     assert len(search.cv_results_["mean_test_score"]) == 2 and np.isfinite(search.best_score_)
     assert len(seen) == 2 * 3 + 1 and all(n is not None for n in seen)
-    assert seen[-1] == 80  # the refit on all rows saw every training query
+    assert seen[-1] == 40  # the refit on all rows saw every training query
     assert search.best_estimator_.bias_.query_groups_ is not None
 
 
@@ -414,3 +418,50 @@ def test_experiment_splits_by_query_and_records_it(repeated):
     assert set(rows.runs["split_by"]) == {"row"}
     with pytest.raises(DataError, match="split_by"):
         run_experiment(repeated, methods=["pooled"], n_runs=1, split_by="queries", progress=False)
+
+
+@pytest.mark.slow
+def test_ate_covers_the_population_average_bias_with_query_ids():
+    """The issue's generator: 60 queries x 30 rows, the judge's bias varying by query around a
+    population mean of 0.3 (the truth: ``scale=None``, judge and gold on one scale), 180 gold rows
+    (10%) drawn uniformly, every row a training row. Measured with ``python
+    benchmarks/query_coverage.py --settings generator --draws 100 --n-jobs 2`` (the same frames,
+    draws and fits): with query ids the 95% interval covers 0.3 in 0.94 of seeds 0-99 and 39 of the
+    40 seeds 0-39 used here (mean standard error 0.068 against an sd of the estimates of 0.068);
+    without them (rows as units) in 0.76 of seeds 0-99 and 31 of 40 here, the issue's 0.775.
+    Asserted on seeds 0-39: at least 0.90 with query ids, at most 0.85 without (the control)."""
+    covered = {"clustered": [], "rows": []}
+    for seed in range(40):
+        frame = make_repeated_queries(60, 30, random_state=seed)
+        rng = np.random.default_rng(seed)
+        gold = np.zeros(len(frame), dtype=bool)
+        gold[rng.choice(len(frame), 180, replace=False)] = True
+        X = frame[[c for c in frame.columns if c.startswith("x")]].to_numpy()
+        gain = np.where(gold, frame["gold_gain"], frame["pref_gain"])
+        for name, ids in (("clustered", frame["query_id"].to_numpy()), ("rows", None)):
+            ate = BiasEstimator(scale=None, random_state=seed).fit(EvalData(X, gain, gold, query_id=ids)).ate()
+            covered[name].append(ate["lower"] <= 0.3 <= ate["upper"])
+    assert np.mean(covered["clustered"]) >= 0.90
+    assert np.mean(covered["rows"]) <= 0.85
+
+
+def test_cli_experiment_splits_real_data_by_query(tmp_path, monkeypatch, capsys):
+    """`experiment --dataset prd` holds out whole questions by default (a fifth of the 80: 16 test
+    queries, 160 rows); `--split-by row` holds out rows (a fifth of the 800)."""
+    from causal_router.cli import main
+
+    monkeypatch.delenv("CAUSAL_ROUTER_DATA", raising=False)
+    base = ["experiment", "--dataset", "prd", "--runs", "1", "--methods", "pooled,knn", "--n-gold", "60",
+            "--text-components", "10"]
+    assert main([*base, "--out", str(tmp_path / "q")]) == 0
+    assert "holds out 16 test queries" in capsys.readouterr().out
+    assert set(pd.read_csv(tmp_path / "q" / "runs.csv")["split_by"]) == {"query"}
+    assert main([*base, "--split-by", "row", "--out", str(tmp_path / "r")]) == 0
+    assert "holds out 160 test rows" in capsys.readouterr().out
+
+
+def test_knn_router_passes_scikit_learn_checks():
+    from sklearn.utils import estimator_checks as checks
+
+    failed = [r for r in checks.check_estimator(KNNRouter(), on_fail=None) if r["status"] == "failed"]
+    assert not failed, [(r["check_name"], str(r["exception"])[:200]) for r in failed]
