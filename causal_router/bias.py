@@ -341,15 +341,17 @@ class BiasEstimator(BaseEstimator):
         seed = as_seed(self.random_state)
         known = data.gold_probability is not None
         W = data.gold_probability.reshape(-1, 1) if known else None
-        est = self._make_estimator(seed, known_propensity=known, groups=groups)
         selecting = self.learner == "auto" and self.model_final is None
         group_kwargs = {} if groups is None else {"groups": groups}
         # The outcome models of the average bias (ate) do not depend on the learner: they are
         # fitted in a second thread while econml fits it (LightGBM and BLAS release the GIL; the
-        # same numbers as one after the other). Folds drawn as econml draws the learner's. BLAS
-        # runs one thread per task: its matrices here are small (n x d), and a multithreaded
-        # BLAS spent more time synchronising than computing (module docstring, "Wall time").
+        # same numbers as one after the other). Folds drawn as econml draws the learner's; by query,
+        # drawn once and handed to econml (StratifiedGroupKFold's assignment is a Python loop over
+        # the queries: about 0.2 s at 900 queries). BLAS runs one thread per task: its matrices
+        # here are small (n x d), and a multithreaded BLAS spent more time synchronising than
+        # computing (module docstring, "Wall time").
         folds = cross_fitting_folds(X, t, self.cv, seed, groups)
+        est = self._make_estimator(seed, known_propensity=known, groups=groups, cv=None if groups is None else folds)
         outcomes = MechanismOutcomes(self.model_y, random_state=seed)
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as pool:
             means = pool.submit(_cross_fitted_mechanism_means, X, o, t, folds, outcomes)
@@ -384,7 +386,8 @@ class BiasEstimator(BaseEstimator):
 
         self.selection_ = None
         if selecting:
-            self.selection_ = _select_final_stage(X, y_res, t_res, t, self.cv, seed, groups)
+            self.selection_ = _select_final_stage(X, y_res, t_res, t, self.cv, seed, groups,
+                                                  folds=None if groups is None else folds)
             chosen = str(self.selection_.index[self.selection_["chosen"]][0])
             est.model_final = final_stage(chosen, seed)
             est.refit_final()
@@ -471,10 +474,11 @@ class BiasEstimator(BaseEstimator):
     def _family(self) -> str:
         return LEARNERS[self.learner].family
 
-    def _make_estimator(self, seed, known_propensity: bool = False, groups=None, final=None):
+    def _make_estimator(self, seed, known_propensity: bool = False, groups=None, final=None, cv=None):
         """The unfitted econml learner. ``groups`` (n,): the query codes of the rows it will be
         fitted on (then its folds are grouped, and so are the stacked final stage's); ``final``:
-        a final-stage model to use (cloned) instead of the parameter's."""
+        a final-stage model to use (cloned) instead of the parameter's; ``cv``: the folds, as
+        (train, test) pairs, where already drawn."""
         model_y = clone(self.model_y) if self.model_y is not None else default_regressor(seed)
         if known_propensity:
             model_t = KnownPropensity()
@@ -488,7 +492,8 @@ class BiasEstimator(BaseEstimator):
         final = final_stage(final, seed) if isinstance(final, str) else clone(final)
         if "groups" in getattr(final, "get_params", dict)():  # e.g. StackedFinalStage: folds by query
             final.set_params(groups=groups)
-        cv = self.cv if groups is None else fold_splitter(self.cv, seed, grouped=True)
+        if cv is None:
+            cv = self.cv if groups is None else fold_splitter(self.cv, seed, grouped=True)
         params = econml_params(self.learner, model_y=model_y, model_t=model_t, model_final=final,
                                min_propensity=self.min_propensity_, cv=cv, random_state=seed)
         return LEARNERS[self.learner].econml_class()(use_ray=bool(self.use_ray), **params)
@@ -625,16 +630,18 @@ def _stack_summary(stack) -> pd.DataFrame:
                         index=pd.Index(stack.candidates, name="final_stage"))
 
 
-def _select_final_stage(X, y_res, t_res, t, cv, seed, groups=None) -> pd.DataFrame:
+def _select_final_stage(X, y_res, t_res, t, cv, seed, groups=None, folds=None) -> pd.DataFrame:
     """Out-of-fold R-loss of each final stage in :data:`STACK_CANDIDATES`; the lowest wins.
 
     Each candidate is fitted on K-1 folds of the cross-fitted residuals (target y_res / t_res,
     weight t_res^2) and scored on the held-out fold by the R-loss (y_res - t_res * tau(s))^2.
     Returns a DataFrame indexed by candidate (simplest first) with ``r_loss`` (mean per row),
     ``excess`` (over the best), ``std_error`` (of the paired per-row excess; clustered by
-    ``groups``, the query codes, where given) and ``chosen``. The folds keep a query's rows together.
+    ``groups``, the query codes, where given) and ``chosen``. The folds keep a query's rows together
+    (``folds``: the same folds, where already drawn).
     """
-    folds = cross_fitting_folds(X, t, cv, seed, groups)
+    if folds is None:
+        folds = cross_fitting_folds(X, t, cv, seed, groups)
     tau = out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed)
     losses = ((y_res[:, None] - t_res[:, None] * tau) ** 2).T
     mean = losses.mean(axis=1)

@@ -177,7 +177,8 @@ def _callers() -> set:
 
 @pytest.fixture()
 def recorded_folds(monkeypatch):
-    """Every split made by a scikit-learn splitter, with the queries of its rows and its callers."""
+    """Every split made by a scikit-learn splitter, and every set of folds the bias module hands to
+    its out-of-fold fits, with the rows they split and their callers."""
     calls = []
 
     def wrap(original):
@@ -187,8 +188,16 @@ def recorded_folds(monkeypatch):
             yield from folds
         return split
 
+    def given(original):  # folds drawn once and handed on (the auto selection reuses fit's)
+        def out_of_fold_predictions(names, X, y, weight, folds, seed):
+            folds = list(folds)
+            calls.append({"splitter": "folds handed on", "callers": _callers(), "folds": folds, "X": np.asarray(X)})
+            return original(names, X, y, weight, folds, seed)
+        return out_of_fold_predictions
+
     monkeypatch.setattr(sk_split.BaseCrossValidator, "split", wrap(sk_split.BaseCrossValidator.split))
     monkeypatch.setattr(sk_split.BaseShuffleSplit, "split", wrap(sk_split.BaseShuffleSplit.split))
+    monkeypatch.setattr(bias_module, "out_of_fold_predictions", given(bias_module.out_of_fold_predictions))
     return calls
 
 
