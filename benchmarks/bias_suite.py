@@ -29,7 +29,9 @@ default minus Pooled and minus MeanShift; the share of the Pooled-to-All-Golden 
 target of issue 13 is met. Writes ``runs.csv`` (one row per split and method), ``summary.csv``,
 ``summary.md`` and ``bias_suite.png`` to ``--out``, and prints the markdown tables. ``runs.csv`` is
 written after every round of ``--chunk`` splits; a run pointed at an ``--out`` that holds one keeps
-the (setting, split, seed) runs it finds and runs the rest (``--restart`` ignores it).
+the (setting, split, seed) runs it finds and runs the rest (``--restart`` ignores it);
+``--baselines knn ...`` adds only those baselines' rows, on the same splits, where they are missing.
+Warnings are not silenced: the libraries' warnings show in the log.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,16 +96,16 @@ def _gain_predictions(data, scale, effect_pref, test_X, seed):
     return np.asarray(model.predict(test_X), dtype=float) / scale
 
 
-def run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
-    """Every method's oracle share on one split of one setting (one row per method)."""
+def run_split(name: str, split_no: int, seed: int, check_default: bool = False, baselines=None) -> pd.DataFrame:
+    """Every method's oracle share on one split of one setting (one row per method); with
+    ``baselines`` (names in :data:`BASELINES`) only those, on the same split."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        return _run_split(name, split_no, seed, check_default)
+    with threadpool_limits(limits=1):
+        return _run_split(name, split_no, seed, check_default, baselines)
 
 
-def _run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
+def _run_split(name: str, split_no: int, seed: int, check_default: bool = False, baselines=None) -> pd.DataFrame:
     from causal_router import BiasEstimator, MetaRouter
     from causal_router.baselines import GoldOnly, KNNRouter, MeanShift, Pooled
     from causal_router.datasets import reveal_split
@@ -120,6 +121,16 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
     def add(method, pred, **extra):
         rows.append({"setting": name, "split": split_no, "seed": seed, "method": method,
                      "oracle_share": oracle_share(pred, gold), **extra})
+
+    fits = {"pooled": lambda: Pooled(random_state=seed).fit(data),
+            "mean_shift": lambda: MeanShift(random_state=seed).fit(data),
+            "gold_only": lambda: GoldOnly(random_state=seed).fit(data),
+            "knn": lambda: KNNRouter(random_state=seed).fit(data),
+            "all_golden": lambda: GoldOnly(random_state=seed).fit(split.oracle)}
+    if baselines is not None:
+        for method in baselines:
+            add(method, fits[method]().predict_gain(test_X))
+        return pd.DataFrame(rows)
 
     # every final stage on one set of cross-fitted nuisances; "stack" is the default's own
     # final stage with the default's seed, so its row is MetaRouter(random_state=seed) exactly
@@ -142,11 +153,8 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
             router = MetaRouter(random_state=seed).fit(data)
             gap = np.max(np.abs(router.predict_gain(test_X) - pred))
             assert gap < 1e-9, f"the suite's default differs from MetaRouter() by {gap}"
-    add("pooled", Pooled(random_state=seed).fit(data).predict_gain(test_X))
-    add("mean_shift", MeanShift(random_state=seed).fit(data).predict_gain(test_X))
-    add("gold_only", GoldOnly(random_state=seed).fit(data).predict_gain(test_X))
-    add("knn", KNNRouter(random_state=seed).fit(data).predict_gain(test_X))
-    add("all_golden", GoldOnly(random_state=seed).fit(split.oracle).predict_gain(test_X))
+    for method in BASELINES:
+        add(method, fits[method]().predict_gain(test_X))
     if not setting.real:
         train = frame.iloc[split.train_index]
         true = bias.scale_ * train["psi"].to_numpy() - train["eta"].to_numpy()  # c psi - eta, preference scale
@@ -229,7 +237,8 @@ def plot(summary: pd.DataFrame, runs: pd.DataFrame):
     y = np.arange(len(settings))
     fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(settings) + 1.6))
     style = {"gold_only": ("Gold-only", "v", "#999999"), "pooled": ("Pooled", "s", "#d62728"),
-             "mean_shift": ("MeanShift", "D", "#ff9896"), "all_golden": ("All-Golden (oracle)", "*", "#2ca02c"),
+             "mean_shift": ("MeanShift", "D", "#ff9896"), "knn": ("kNN router", "x", "#9467bd"),
+             "all_golden": ("All-Golden (oracle)", "*", "#2ca02c"),
              "true_bias": ("true-bias correction", "P", "#98df8a")}
     for m, (label, marker, color) in style.items():
         if m in summary:
@@ -261,21 +270,31 @@ def main(argv=None) -> None:
     parser.add_argument("--from-csv", help="only summarise an earlier runs.csv")
     parser.add_argument("--restart", action="store_true",
                         help="ignore --out/runs.csv (by default the splits it holds are kept and not rerun)")
+    parser.add_argument("--baselines", nargs="+", choices=BASELINES,
+                        help="run only these baselines on the same splits and add their rows to --out/runs.csv "
+                             "(the splits where a baseline's row is missing; the bias learners are not rerun)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_csv:
         return report(pd.read_csv(args.from_csv), out)
-    runs, done = [], set()
+    runs, done, have = [], set(), set()
     if (out / "runs.csv").exists() and not args.restart:  # resume: keep the splits already run
         earlier = pd.read_csv(out / "runs.csv")
         runs.append(earlier)
         done = set(zip(earlier["setting"], earlier["split"], earlier["seed"]))
+        have = set(zip(earlier["setting"], earlier["split"], earlier["seed"], earlier["method"]))
         print(f"resuming: {len(done)} (setting, split) runs already in {out / 'runs.csv'}")
     for first in range(0, args.splits, args.chunk):  # rounds over every setting; runs.csv grows after each
         splits = range(first, min(first + args.chunk, args.splits))
-        tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings
-                 if (s, i, args.seed + i) not in done]
+        if args.baselines:
+            todo = {(s, i): tuple(m for m in args.baselines if (s, i, args.seed + i, m) not in have)
+                    for i in splits for s in args.settings}
+            tasks = [delayed(run_split)(s, i, args.seed + i, False, methods) for (s, i), methods in todo.items()
+                     if methods]
+        else:
+            tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings
+                     if (s, i, args.seed + i) not in done]
         if not tasks:
             continue
         runs += run_parallel(tasks, n_jobs=args.n_jobs, desc=f"splits {splits.start}-{splits.stop - 1}", unit="split")

@@ -1,4 +1,4 @@
-"""Baseline routers with the MetaRouter interface (fit / predict_gain / route).
+"""Baseline routers with the router contract of :class:`~causal_router.router.BaseRouter`.
 
 - :class:`GoldOnly`: the gain model on the gold rows alone. Fitted on data whose every row is
   gold, it is the paper's All-Golden oracle.
@@ -23,7 +23,6 @@ from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._utils import as_seed
 from ._validation import DataError
 from .data import EvalData, fitted_scale, pooled_outcome
 from .models import fit_gain_model, repeated_groups
@@ -47,6 +46,7 @@ class _LabelRouter(BaseRouter):
     featurizer : TextFeaturizer, optional
         Fit from text (see :class:`~causal_router.router.BaseRouter`).
     random_state : int or None
+        Seeds the gain model (and the featurizer, where its own is None); None: fresh entropy.
     """
 
     def __init__(self, outcome_model=None, scale: str | None = "variance", featurizer=None, random_state=None):
@@ -55,49 +55,51 @@ class _LabelRouter(BaseRouter):
         self.featurizer = featurizer
         self.random_state = random_state
 
-    def _fit_data(self, data: EvalData) -> None:
-        self.scale_ = fitted_scale(data, self.scale)
-        rows, labels = self._training_rows(data, pooled_outcome(data.gain, data.is_gold, self.scale_))
-        self.gain_model_ = fit_gain_model(self.outcome_model, data.X[rows], labels, None, self.random_state)
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        scale = fitted_scale(data, self.scale)
+        rows, labels, extra = self._training_rows(data, pooled_outcome(data.gain, data.is_gold, scale), scale)
+        gain_model = fit_gain_model(self.outcome_model, data.X[rows], labels, None, seed)
+        return {"scale_": scale, "gain_model_": gain_model, **extra}
 
-    def _training_rows(self, data: EvalData, outcome: np.ndarray):
+    def _training_rows(self, data: EvalData, outcome: np.ndarray, scale: float):
+        """(rows, their labels, further fitted attributes) of the gain model."""
         raise NotImplementedError
 
 
 class GoldOnly(_LabelRouter):
     """Gain model on the gold rows only (the All-Golden oracle on all-gold data)."""
 
-    def _training_rows(self, data, outcome):
+    def _training_rows(self, data, outcome, scale):
         if data.n_gold == 0:
             raise DataError("GoldOnly needs gold rows: the data have no row with source 'gold'")
-        return data.is_gold, outcome[data.is_gold]
+        return data.is_gold, outcome[data.is_gold], {}
 
 
 class PreferenceOnly(_LabelRouter):
     """Gain model on the preference rows only."""
 
-    def _training_rows(self, data, outcome):
+    def _training_rows(self, data, outcome, scale):
         if data.n_preference == 0:
             raise DataError("PreferenceOnly needs preference rows: every row is gold")
-        return ~data.is_gold, outcome[~data.is_gold]
+        return ~data.is_gold, outcome[~data.is_gold], {}
 
 
 class Pooled(_LabelRouter):
     """Gain model on gold and preference rows pooled without correction."""
 
-    def _training_rows(self, data, outcome):
-        return np.ones(len(data), dtype=bool), outcome
+    def _training_rows(self, data, outcome, scale):
+        return np.ones(len(data), dtype=bool), outcome, {}
 
 
 class MeanShift(_LabelRouter):
     """Pooled after adding one global bias (mean gold minus mean preference outcome) to the
     preference rows. ``shift_`` is that bias on the gold scale."""
 
-    def _training_rows(self, data, outcome):
+    def _training_rows(self, data, outcome, scale):
         data.require_both_sources("MeanShift")
         shift = outcome[data.is_gold].mean() - outcome[~data.is_gold].mean()
-        self.shift_ = float(shift / self.scale_)
-        return np.ones(len(data), dtype=bool), np.where(data.is_gold, outcome, outcome + shift)
+        return (np.ones(len(data), dtype=bool), np.where(data.is_gold, outcome, outcome + shift),
+                {"shift_": float(shift / scale)})
 
 
 class KNNRouter(BaseRouter):
@@ -125,13 +127,15 @@ class KNNRouter(BaseRouter):
     featurizer : TextFeaturizer, optional
         Fit from text (see :class:`~causal_router.router.BaseRouter`).
     random_state : int or None
-        Seeds the folds.
+        Seeds the folds; None: fresh entropy at each fit.
 
     Attributes
     ----------
     n_neighbors_ : int, the k in use.
-    cv_error_ : Series or None, cross-validated mean squared error (preference scale) by k.
-    gain_model_ : Pipeline of StandardScaler and KNeighborsRegressor, on the preference scale.
+    cv_error_ : Series or None, cross-validated mean squared error (preference scale) by k (None
+        with a fixed ``n_neighbors``, and in a router read from a file).
+    gain_model_ : Pipeline of StandardScaler and KNeighborsRegressor (brute-force search: exact,
+        and a router file holds it as plain arrays), on the preference scale.
     """
 
     def __init__(self, n_neighbors: int | None = None, k_grid=KNN_GRID, cv: int = 5, scale: str | None = "variance",
@@ -143,29 +147,39 @@ class KNNRouter(BaseRouter):
         self.featurizer = featurizer
         self.random_state = random_state
 
-    def _fit_data(self, data: EvalData) -> None:
-        self.scale_ = fitted_scale(data, self.scale)
-        X, o = data.X, pooled_outcome(data.gain, data.is_gold, self.scale_)
-        self.cv_error_ = None
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        scale = fitted_scale(data, self.scale)
+        X, o = data.X, pooled_outcome(data.gain, data.is_gold, scale)
+        cv_error = None
         if self.n_neighbors is not None:
-            k = int(self.n_neighbors)
-            if k < 1 or k > len(o):
-                raise DataError(f"n_neighbors must be in [1, {len(o)}] (the training rows), got {self.n_neighbors!r}")
+            k = self.n_neighbors
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(o):
+                raise DataError(f"n_neighbors must be an integer in [1, {len(o)}] (the training rows), got {k!r}")
+            k = int(k)
         else:
-            self.cv_error_ = self._cv_errors(X, o, repeated_groups(data.query_groups))
-            k = int(self.cv_error_.idxmin())
-        self.n_neighbors_ = k
-        self.gain_model_ = make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=k)).fit(X, o)
+            cv_error = self._cv_errors(X, o, repeated_groups(data.query_groups), seed)
+            k = int(cv_error.idxmin())
+        gain_model = make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=k, algorithm="brute")).fit(X, o)
+        return {"scale_": scale, "gain_model_": gain_model, "n_neighbors_": k, "cv_error_": cv_error}
 
-    def _cv_errors(self, X: np.ndarray, o: np.ndarray, groups) -> pd.Series:
-        """Mean squared error of the k-neighbour mean on held-out rows, for every k of the grid."""
+    @classmethod
+    def from_state(cls, params: dict, state: dict, members: dict, *, path="router file") -> "KNNRouter":
+        """A fitted kNN router from its router file (:meth:`BaseRouter.from_state`); ``n_neighbors_``
+        is read from the stored gain model, ``cv_error_`` is not kept in the file (None)."""
+        router = super().from_state(params, state, members, path=path)
+        router.n_neighbors_ = int(router.gain_model_[-1].n_neighbors)
+        router.cv_error_ = None
+        return router
+
+    def _cv_errors(self, X: np.ndarray, o: np.ndarray, groups, seed: int) -> pd.Series:
+        """Mean squared error of the k-neighbour mean on held-out rows, for every k of the grid
+        (folds by query where ``groups``, the query codes (n,), repeat; seeded by ``seed``)."""
         grid = sorted({int(k) for k in self.k_grid})
         if not grid or grid[0] < 1:
             raise DataError(f"k_grid must hold positive integers, got {self.k_grid!r}")
         cv = int(self.cv)
         if cv < 2:
             raise DataError(f"cv must be an integer >= 2, got {self.cv!r}")
-        seed = as_seed(self.random_state)
         if groups is not None:
             if len(np.unique(groups)) < cv:
                 raise DataError(f"KNNRouter needs at least cv={cv} queries to choose k, got {len(np.unique(groups))}")
@@ -195,17 +209,18 @@ class KNNRouter(BaseRouter):
 
 class RandomRouter(BaseRouter):
     """Predicts independent uniform(0, 1) gains: a random ordering that routes everything at
-    w = 0. Deterministic given ``random_state`` (the same draws on every call)."""
+    w = 0. The same draws on every call of one fit (``seed_``, from ``random_state``; None:
+    fresh entropy at each fit)."""
 
     def __init__(self, random_state=None):
         self.random_state = random_state
 
-    def _fit_data(self, data: EvalData) -> None:
-        self.scale_ = 1.0
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        return {"scale_": 1.0, "seed_": seed}
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
-        return np.random.default_rng(self.random_state).uniform(size=len(X))
+        return np.random.default_rng(self.seed_).uniform(size=len(X))
 
-    def save(self, path):
+    def to_state(self):
         """Not available: a random router has no model to save."""
         raise DataError("RandomRouter has no model to save")

@@ -59,8 +59,10 @@ sample for the bias is about N p (1 - p) = n_gold r / (1 + r) with r preference 
 row: r = 20 keeps 95% of it. 10 million preference rows with 100 gold rows (d = 50) fit in 394 s
 on 2 cores with a peak of 6.3 GiB, most of it the gain model's (``bench_pipeline.py scale``).
 
-Wall time on 2 cores. The outcome models of :meth:`ate` are fitted in a second thread while
-econml fits the learner, the stack's folds run on threads, and BLAS runs one thread per task
+Wall time on 2 cores. With ``n_jobs`` of 2 or more the outcome models of :meth:`ate` are fitted
+in a second thread while econml fits the learner and the stack's folds run on up to ``n_jobs``
+threads (``n_jobs=None`` is one thread, as in scikit-learn, unless a
+``joblib.parallel_config(n_jobs=...)`` context says otherwise); BLAS runs one thread per task
 (its n x d matrices are too small to share: a two-thread BLAS spent more time synchronising).
 ``bench_pipeline.py fittime --splits 10`` (n = 5000, d = 50, 100 gold rows): median 2.05 s wall
 (1.89-2.77 s), 3.3 s CPU, against 3.77 s wall (3.21-3.96 s), 6.1 s CPU, all in one thread with
@@ -114,7 +116,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._utils import as_seed
+from ._parallel import thread_count
+from ._utils import resolve_seed
 from ._validation import DataError, check_features
 from .clusters import MIN_CLUSTERS, FewClustersWarning, cluster_std_error, clustered_mean
 from .data import EvalData, as_eval_data, fitted_scale, pooled_outcome
@@ -217,9 +220,10 @@ class BiasEstimator(BaseEstimator):
         selection. Ignored by ``"forest"`` and ``"linear"``. A final stage with a ``groups``
         parameter has it set to the training rows' query codes before fitting (module docstring,
         "Queries").
-    scale : {"variance", "amplitude", "wasserstein", None}
+    scale : {"variance", "amplitude", "wasserstein", None} or float
         How the gold-to-preference scale constant ``scale_`` is fitted on the training rows
-        (:func:`causal_router.data.scale_constant`; None: 1).
+        (:func:`causal_router.data.scale_constant`; None: 1), or the constant itself (a positive
+        number fitted elsewhere: the distributed fit passes the constant of every row).
     cv : int
         Cross-fitting folds (stratified by source; by query where queries repeat); also the folds
         of the auto selection and of the stacked final stage.
@@ -236,7 +240,14 @@ class BiasEstimator(BaseEstimator):
     use_ray : bool
         Fit the cross-fitting folds as Ray tasks (econml's ``use_ray``; extra ``[ray]``) on the
         cluster ``ray.init(address=...)`` connected to, or a local one. Same result as without.
+    n_jobs : int or None
+        Most threads ``fit`` starts (the outcome models of :meth:`ate` beside the learner, the
+        folds of the stacked final stage), read as scikit-learn reads it: None is 1 unless a
+        ``joblib.parallel_config(n_jobs=...)`` context says otherwise, -1 is every core. The
+        estimates do not depend on it (module docstring, "Wall time").
     random_state : int or None
+        Seeds every random step of the fit (folds, nuisance models, the final stage); None draws
+        fresh entropy, as in scikit-learn.
 
     Attributes
     ----------
@@ -262,6 +273,8 @@ class BiasEstimator(BaseEstimator):
     query_groups_ : ndarray (n,) of int or None, the query code of each row in ``sample_index_``
         (None without query ids); folds and intervals are grouped by it where a query repeats.
     bootstrap_estimators_ : list or None, the refits of ``inference="bootstrap"``.
+    seed_ : int, the seed of this fit (``random_state``, or one drawn from fresh entropy where it is
+        None): everything the fit seeds derives from it, and so does :meth:`ate`'s cluster bootstrap.
     """
 
     def __init__(
@@ -276,6 +289,7 @@ class BiasEstimator(BaseEstimator):
         min_propensity: float | None = None,
         inference: str | None = None,
         use_ray: bool = False,
+        n_jobs: int | None = None,
         random_state=None,
     ):
         self.learner = learner
@@ -287,6 +301,7 @@ class BiasEstimator(BaseEstimator):
         self.min_propensity = min_propensity
         self.inference = inference
         self.use_ray = use_ray
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
@@ -321,9 +336,11 @@ class BiasEstimator(BaseEstimator):
                     f"{need} {name} rows, got {count}; lower cv or add {name} rows"
                 )
         self.scale_ = fitted_scale(data, self.scale)
+        seed = self.seed_ = resolve_seed(self.random_state)
+        threads = thread_count(self.n_jobs)
         # The bias model's cost follows the gold rows: above a cap, a seeded random subset of
         # the preference rows (every gold row kept) trains it (module docstring, "Cost").
-        self.sample_index_ = _bias_rows(data.is_gold, as_seed(self.random_state))
+        self.sample_index_ = _bias_rows(data.is_gold, seed)
         if len(self.sample_index_) < len(data):
             logger.info("bias model fitted on %d of %d preference rows (all %d gold rows)",
                         len(self.sample_index_) - data.n_gold, data.n_preference, data.n_gold)
@@ -338,7 +355,6 @@ class BiasEstimator(BaseEstimator):
         if groups is not None:
             _check_queries_per_fold(groups, t, self.cv)
         self.min_propensity_ = self.propensity_clip(data)
-        seed = as_seed(self.random_state)
         known = data.gold_probability is not None
         W = data.gold_probability.reshape(-1, 1) if known else None
         selecting = self.learner == "auto" and self.model_final is None
@@ -353,10 +369,15 @@ class BiasEstimator(BaseEstimator):
         folds = cross_fitting_folds(X, t, self.cv, seed, groups)
         est = self._make_estimator(seed, known_propensity=known, groups=groups, cv=None if groups is None else folds)
         outcomes = MechanismOutcomes(self.model_y, random_state=seed)
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as pool:
-            means = pool.submit(_cross_fitted_mechanism_means, X, o, t, folds, outcomes)
-            est.fit(o, t, X=X, W=W, cache_values=True, **group_kwargs)
-            mu0, mu1 = means.result()
+        with threadpool_limits(limits=1, user_api="blas"):
+            if threads > 1:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    means = pool.submit(_cross_fitted_mechanism_means, X, o, t, folds, outcomes)
+                    est.fit(o, t, X=X, W=W, cache_values=True, **group_kwargs)
+                    mu0, mu1 = means.result()
+            else:
+                est.fit(o, t, X=X, W=W, cache_values=True, **group_kwargs)
+                mu0, mu1 = _cross_fitted_mechanism_means(X, o, t, folds, outcomes)
         self.estimator_ = est
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
@@ -387,9 +408,9 @@ class BiasEstimator(BaseEstimator):
         self.selection_ = None
         if selecting:
             self.selection_ = _select_final_stage(X, y_res, t_res, t, self.cv, seed, groups,
-                                                  folds=None if groups is None else folds)
+                                                  folds=None if groups is None else folds, n_jobs=self.n_jobs)
             chosen = str(self.selection_.index[self.selection_["chosen"]][0])
-            est.model_final = final_stage(chosen, seed)
+            est.model_final = final_stage(chosen, seed, self.n_jobs)
             est.refit_final()
             self.final_stage_ = chosen
         elif self.learner in ("forest", "linear"):
@@ -489,7 +510,7 @@ class BiasEstimator(BaseEstimator):
         model_t = ClippedClassifier(model_t, self.min_propensity_)
         if final is None:
             final = self.model_final if self.model_final is not None else "stack"
-        final = final_stage(final, seed) if isinstance(final, str) else clone(final)
+        final = final_stage(final, seed, self.n_jobs) if isinstance(final, str) else clone(final)
         if "groups" in getattr(final, "get_params", dict)():  # e.g. StackedFinalStage: folds by query
             final.set_params(groups=groups)
         if cv is None:
@@ -554,7 +575,7 @@ class BiasEstimator(BaseEstimator):
         cluster-robust standard error over the G queries with the factor G / (G - 1)
         (:func:`causal_router.clusters.cluster_std_error`). Interval: normal; with query ids and
         fewer than 30 queries the percentile cluster bootstrap of the pseudo-outcomes (4,000
-        resamples of whole queries, seeded by ``random_state``), announced by a
+        resamples of whole queries, seeded by ``seed_``), announced by a
         :class:`~causal_router.clusters.FewClustersWarning` (:func:`causal_router.clusters.clustered_mean`).
 
         Assumptions: consistency; unconfoundedness given s (the features are all that drives both
@@ -583,7 +604,7 @@ class BiasEstimator(BaseEstimator):
             z = stats.norm.ppf(1 - alpha / 2)
             interval = pd.Series({"estimate": est, "std_error": se, "lower": est - z * se, "upper": est + z * se})
         else:
-            interval = clustered_mean(phi, clusters, alpha=alpha, random_state=self.random_state, warn=False)
+            interval = clustered_mean(phi, clusters, alpha=alpha, random_state=self.seed_, warn=False)
             interval = interval.drop("n_clusters")
             if self.overlap_["n_clusters"] < MIN_CLUSTERS:
                 warnings.warn(f"the average bias rests on {int(self.overlap_['n_clusters'])} queries (< {MIN_CLUSTERS}): "
@@ -630,7 +651,7 @@ def _stack_summary(stack) -> pd.DataFrame:
                         index=pd.Index(stack.candidates, name="final_stage"))
 
 
-def _select_final_stage(X, y_res, t_res, t, cv, seed, groups=None, folds=None) -> pd.DataFrame:
+def _select_final_stage(X, y_res, t_res, t, cv, seed, groups=None, folds=None, n_jobs=None) -> pd.DataFrame:
     """Out-of-fold R-loss of each final stage in :data:`STACK_CANDIDATES`; the lowest wins.
 
     Each candidate is fitted on K-1 folds of the cross-fitted residuals (target y_res / t_res,
@@ -642,7 +663,7 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed, groups=None, folds=None) -
     """
     if folds is None:
         folds = cross_fitting_folds(X, t, cv, seed, groups)
-    tau = out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed)
+    tau = out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed, n_jobs=n_jobs)
     losses = ((y_res[:, None] - t_res[:, None] * tau) ** 2).T
     mean = losses.mean(axis=1)
     best = int(np.argmin(mean))

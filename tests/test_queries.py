@@ -189,10 +189,10 @@ def recorded_folds(monkeypatch):
         return split
 
     def given(original):  # folds drawn once and handed on (the auto selection reuses fit's)
-        def out_of_fold_predictions(names, X, y, weight, folds, seed):
+        def out_of_fold_predictions(names, X, y, weight, folds, seed, **kwargs):
             folds = list(folds)
             calls.append({"splitter": "folds handed on", "callers": _callers(), "folds": folds, "X": np.asarray(X)})
-            return original(names, X, y, weight, folds, seed)
+            return original(names, X, y, weight, folds, seed, **kwargs)
         return out_of_fold_predictions
 
     monkeypatch.setattr(sk_split.BaseCrossValidator, "split", wrap(sk_split.BaseCrossValidator.split))
@@ -254,7 +254,7 @@ def test_no_query_has_rows_on_both_sides_of_any_fold(marked, recorded_folds, mon
         warnings.simplefilter("ignore", RuntimeWarning)  # econml's uplift bands on tiny held-out parts
         router = MetaRouter(BiasEstimator(cv=3), random_state=0).fit(marked)  # econml, ate(), the stack
         BiasEstimator("auto", inference="bootstrap", cv=3, random_state=0).fit(marked)
-        diagnose(marked, BiasEstimator(model_final="linear", cv=3), random_state=0, progress=False)  # varies: DRTester runs
+        diagnostics = diagnose(marked, BiasEstimator(model_final="linear", cv=3), random_state=0, progress=False)
         refute(marked, BiasEstimator(cv=3), random_state=0, progress=False, n_simulations=2)
         suggest_gold(router, marked, 10, strategy="uncertainty", random_state=0)
         plan_gold(marked, target_oracle_share=0.5, router=router, n_folds=3, random_state=0, progress=False)
@@ -269,6 +269,9 @@ def test_no_query_has_rows_on_both_sides_of_any_fold(marked, recorded_folds, mon
             assert not straddle, f"{call['splitter']} from {sorted(call['callers'])[:3]}: queries {sorted(straddle)[:5]}"
         checked += 1
         seen |= call["callers"]
+    # the averages report the queries they are clustered over, next to the overlap figures
+    assert diagnostics.numbers["overlap"]["n_clusters"] == 36 and diagnostics.numbers["bias"]["n_clusters"] == 36
+    assert "clustered over 36 queries" in diagnostics.summary()
     missing = [step for step, marker in STEPS.items() if not any(c.startswith(marker) for c in seen)]
     assert not missing, f"steps whose folds were never seen: {missing}"
     assert checked > 20
@@ -407,6 +410,34 @@ def test_knn_router_chooses_k_by_query_folds_and_routes(repeated):
     with pytest.raises(DataError, match="n_neighbors"):
         KNNRouter(n_neighbors=0).fit(split.train)
     assert "knn" in METHODS
+
+
+def test_knn_router_saves_to_a_router_file_and_loads_back(repeated, tmp_path):
+    """KNNRouter is in the one registry of router classes (io.ROUTER_CLASSES): its router file (the
+    standardiser and the brute-force neighbour search as a skops member, no tree to trust) loads back
+    as a KNNRouter that predicts exactly as the saved one, with its parameters and its k."""
+    from sklearn.base import clone
+
+    from causal_router.io import ROUTER_CLASSES, load_router
+    from causal_router.router import BaseRouter
+
+    assert ROUTER_CLASSES["KNNRouter"] == ("causal_router.baselines", "two-model")
+    split = reveal_split(repeated, n_gold=150, n_test=20, random_state=0)
+    frame = split.train.to_frame()
+    names = split.train.feature_names
+    knn = KNNRouter(k_grid=(5, 20, 50), random_state=0).fit(frame[names], frame["gain"], source=frame["source"],
+                                                           groups=split.train.query_id)
+    path = knn.save(tmp_path / "knn.cr")
+    loaded = BaseRouter.load(path)
+    assert type(loaded) is KNNRouter and type(load_router(path)) is KNNRouter
+    assert loaded.get_params()["k_grid"] == (5, 20, 50) and loaded.n_neighbors_ == knn.n_neighbors_
+    test = pd.DataFrame(split.test_X, columns=names)
+    np.testing.assert_array_equal(loaded.predict_gain(test), knn.predict_gain(test))
+    np.testing.assert_array_equal(loaded.route(test, cost_weight=0.1), knn.route(test, cost_weight=0.1))
+    assert clone(loaded).fit(frame[names], frame["gain"], source=frame["source"],
+                             groups=split.train.query_id).n_neighbors_ == knn.n_neighbors_
+    with pytest.raises(DataError, match="n_neighbors"):
+        KNNRouter(n_neighbors=2.5).fit(split.train)
 
 
 def test_knn_beats_random_on_the_generator():

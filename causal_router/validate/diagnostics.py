@@ -38,7 +38,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +49,7 @@ from sklearn.model_selection import GroupShuffleSplit, cross_val_predict, train_
 
 from .._utils import as_seed, to_jsonable
 from .._validation import DataError
+from ..io import atomic_write
 from ..bias import BiasEstimator
 from ..clusters import MIN_CLUSTERS, clustered_mean
 from ..data import EvalData
@@ -131,7 +131,8 @@ class Diagnostics:
             f"CATE diagnostics of the preference bias: {meta['n']} rows ({meta['n_gold']} gold), learner "
             f"{meta['learner']!r} (final stage {meta['final_stage']}), scale constant {meta['scale_constant']:.4g}",
             f"  average bias (gold minus preference, gold scale): {bias['average']['estimate']:.4f} "
-            f"[{bias['average']['lower']:.4f}, {bias['average']['upper']:.4f}]",
+            f"[{bias['average']['lower']:.4f}, {bias['average']['upper']:.4f}]"
+            + (f", clustered over {ov['n_clusters']} queries" if ov["n_clusters"] < ov["n_rows"] else ""),
             f"  overlap: two-sample AUC {ov['classifier_auc']:.3f} (p = {ov['classifier_p_value']:.3g}), "
             f"gold ESS {ov['gold_ess']:.0f} of {ov['n_gold']} ({100 * ov['gold_ess_share']:.0f}%), "
             f"clipped {100 * ov['clipped_share']:.1f}%",
@@ -154,10 +155,11 @@ class Diagnostics:
 
     def to_json(self, path=None, indent: int = 2) -> str:
         """:attr:`numbers` as a JSON string (no NaN: missing numbers are null); also written to
-        ``path`` when given."""
+        ``path`` when given (atomically: :func:`causal_router.io.atomic_write`)."""
         text = json.dumps(self.numbers, indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            with atomic_write(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
         return text
 
 
