@@ -30,13 +30,12 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from warning_counts import WarningCounts
 
-warnings.filterwarnings("ignore")
 HOST = "127.0.0.1"  # loopback only
 
 
@@ -138,6 +137,13 @@ def _run(url: str, bodies: list[dict], concurrency: int, max_requests: int, max_
 
 
 def main(argv=None) -> None:
+    counts = WarningCounts()
+    with counts.record():  # this process's warnings (fit, client) counted and printed, never silenced
+        _main(argv)
+    counts.report()
+
+
+def _main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="most requests per scenario")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="most seconds per scenario")

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyRegressor
 
 from causal_router import BiasEstimator, MetaRouter
 from causal_router.baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
 from causal_router.datasets import reveal_split
 from causal_router._validation import DataError
+from causal_router.data import scale_constant
 from causal_router.evaluate import oracle_share
 from causal_router.io import load_pickle, save_pickle
 from causal_router.router import RoutingWarning
@@ -129,10 +131,26 @@ def test_baselines_share_the_interface(split):
         gain = router.predict_gain(split.test_X)
         assert gain.shape == (500,) and np.isfinite(gain).all()
         assert router.route(split.test_X).dtype == bool
-    shift = MeanShift().fit(split.train).shift_
-    assert 0.0 < shift < 0.5  # the true average bias is about 0.2 (gold scale)
     r = RandomRouter(random_state=1).fit(split.train)
     np.testing.assert_array_equal(r.predict_gain(split.test_X), r.predict_gain(split.test_X))
+
+
+def test_mean_shift_is_the_difference_of_the_means(split):
+    """MeanShift's shift has a closed form: mean gold gain minus mean preference gain over the
+    scale constant; with a constant gain model (the mean of its labels) the shifted labels
+    average to the gold mean on the preference scale, so it predicts the mean gold gain exactly,
+    where Pooled predicts the row-weighted mean of both mechanisms."""
+    data = split.train
+    gold, pref = data.gain[data.is_gold], data.gain[~data.is_gold]
+    scale = scale_constant(gold, pref, "variance")
+    shifted = MeanShift(outcome_model=DummyRegressor()).fit(data)
+    assert shifted.scale_ == scale
+    assert shifted.shift_ == pytest.approx(gold.mean() - pref.mean() / scale, rel=1e-12, abs=1e-15)
+    assert MeanShift().fit(data).shift_ == shifted.shift_  # the gain model does not enter the shift
+    np.testing.assert_allclose(shifted.predict_gain(split.test_X[:5]), gold.mean(), rtol=1e-12)
+    pooled = Pooled(outcome_model=DummyRegressor()).fit(data)
+    np.testing.assert_allclose(pooled.predict_gain(split.test_X[:5]),
+                               (gold.sum() + pref.sum() / scale) / len(data.gain), rtol=1e-12)
 
 
 def test_meta_router_beats_pooled_and_gold_only_on_the_generator(synthetic):
