@@ -6,7 +6,7 @@ QuickScorer algorithm (Lucchese et al., SIGIR 2015) in a numba kernel, parallel 
 rows: every split of a tree is tested against a block of rows at once (no branching on the
 path), a split that sends a row right clears the bits of the leaves in its left subtree, and
 the row's leaf is the lowest bit left set. Measured with ``benchmarks/bench_pipeline.py
-routing``: see README "Measured results".
+routing``: see ``docs/results.md``, "Speed".
 
 It reproduces LightGBM's predictions exactly (the split rule ``x <= threshold`` goes left,
 the trees' leaf values are summed in LightGBM's order) for what it supports: gradient boosting

@@ -91,9 +91,8 @@ The average bias (:meth:`BiasEstimator.ate`, and every average of the bias over 
 built from ``pseudo_outcomes_``) does not come from the learner's CATE model: it is a cross-fitted
 AIPW estimate with its own outcome model for each mechanism and the learner's propensity, so it
 is the same, and valid where gold rows are selected on the features, whatever learner routes.
-(Measured before it, with the pseudo-outcomes implied by the R-learner's final stage: 95%
-intervals covered the true average 63% of the time on IHDP surface B and 85% on the generator
-with gold rows selected on the features. Now, ``benchmarks/ihdp.py``, 100 runs each: 0.92 on
+(The average of the R-learner's CATE that it replaced under-covered where gold rows are
+selected on the features. ``benchmarks/results/ihdp``, 100 runs each: 95% intervals cover 0.92 on
 IHDP A, 0.97 on IHDP B (ATE error 0.083), 0.92 with selected and 0.89 with 100 random gold rows
 on the generator at n = 5000, d = 50, where the AIPW average with the true nuisances covers 0.95
 and 0.91 on the same runs; ``benchmarks/ate_coverage.py``, 200 seeds: 0.96-0.97 on three
@@ -206,7 +205,7 @@ class BiasEstimator(BaseEstimator):
     ----------
     learner : {"r", "auto", "dr", "forest", "linear"}
         Which CATE learner (module docstring). The default "r" measured best across the
-        generator and the two real data sets (README, "Measured results").
+        generator and the two real data sets (README, "Measured").
     model_y : regressor, optional
         Nuisance model of E[o | s] (R family) or E[o | s, t] (DR family). Default LightGBM.
     model_t : classifier, optional

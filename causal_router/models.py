@@ -1,4 +1,4 @@
-"""Nuisance, final-stage and outcome models, chosen by measurement (see README, "Defaults"), the
+"""Nuisance, final-stage and outcome models, chosen by measurement (README, "Measured"; ``docs/results.md``), the
 propensity clipper, and the column and fold helpers that feed them.
 
 - Nuisances (E[o | s] and the gain model of every router): LightGBM, 100 trees of at most 15
@@ -30,7 +30,7 @@ propensity clipper, and the column and fold helpers that feed them.
   source, shuffled; where a query carries several rows, scikit-learn's
   :class:`~sklearn.model_selection.StratifiedGroupKFold`, which keeps each query's rows in one
   fold (a model never predicts a row from another row of the same query). Measured
-  (``bench_pipeline.py fittime --rows-per-query``): see the README, "Speed".
+  (``bench_pipeline.py fittime --rows-per-query``): see ``docs/results.md``, "Speed".
 - Outcome model of the average bias (:class:`MechanismOutcomes`): E[o | s, t] as one model per
   evaluation mechanism, the gold one starting from the preference one; it feeds the AIPW scores
   of ``BiasEstimator.ate`` and, inside econml's DRLearner, the refutations.

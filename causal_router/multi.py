@@ -25,9 +25,10 @@ per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`
 gold rows cannot support a bias model the router makes no correction and equals
 :class:`PooledMulti`. Per model rather than per pair: K - 1 functions instead of K (K - 1) / 2,
 each learned from every gold comparison of its model, and defined for pairs no gold row covers
-(measured against a per-pair final stage with ``benchmarks/bench_multi.py --design``, 20 splits:
-AIQ 0.480 either way when gold rows cover all six pairs of the K = 4 generator, 0.471 per model
-against 0.036 per pair when they cover three). Each
+(measured with ``benchmarks/bench_multi.py --design``, 20 splits, a per-model against a per-pair
+bias linear in s: AIQ 0.480 either way when gold rows cover all six pairs of the K = 4
+generator, 0.471 per model against 0.036 per pair when they cover three; the default, whose
+final stage R-loss chooses, 0.478 and 0.467, the README's table; ``benchmarks/results/multi/``). Each
 preference label is corrected, y + Delta_hat, and the utility model (default
 :class:`~causal_router.pairwise.PairwiseSelect`: ridge or boosted per-model utilities, chosen by
 cross-validation) is fitted on the gold rows plus the corrected preference rows. Utilities are
