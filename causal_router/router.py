@@ -30,10 +30,15 @@ from ._compiled import compiled_model
 from .models import fit_gain_model
 from .text import TextFeaturizer, embed_extra_installed
 
-__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share"]
+__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share", "MAX_TRAINING_GAINS"]
 
 #: Router classes a router file may name, filled as subclasses are defined.
 _ROUTER_CLASSES: dict[str, type] = {}
+#: Most points of ``training_gains_`` (a router file records them): more training queries are
+#: summarised by this many quantiles of their predicted gains.
+MAX_TRAINING_GAINS = 1000
+#: Most training queries whose gains are predicted for that summary (a fixed random subset beyond).
+_TRAINING_GAIN_SAMPLE = 100_000
 
 
 class RoutingWarning(UserWarning):
@@ -55,6 +60,13 @@ class BaseRouter(BaseEstimator):
     and pair columns), keeps the fitted featurizer as ``featurizer_``, applies it to text given
     to ``predict_gain`` / ``route`` / ``threshold_for_share`` / ``score`` (numeric features are
     still accepted) and saves it in its router file.
+
+    ``fit`` also records ``training_gains_``, the sorted predicted gains of the training queries
+    (one per distinct ``query_id`` where the data name queries; all of them up to
+    :data:`MAX_TRAINING_GAINS` queries, that many quantiles beyond), kept in the router file:
+    ``threshold_for_share(None, r)`` turns a primary share into a cost weight from them, for
+    routing a stream of single queries (``causal-router serve --primary-share``). They are
+    in-sample predictions, so a share set from them is approximate on new queries.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -81,9 +93,22 @@ class BaseRouter(BaseEstimator):
                 y = source = None
         data = as_eval_data(X, y, source, who=f"{type(self).__name__}.fit")
         self._fit_data(data)
+        self.training_gains_ = self._training_gains(data)
         self.n_features_in_ = data.X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
         return self
+
+    def _training_gains(self, data: EvalData) -> np.ndarray:
+        """Sorted predicted gold-scale gains of the distinct training queries (at most
+        ``MAX_TRAINING_GAINS`` points: midpoint quantiles beyond)."""
+        rows = (np.arange(len(data)) if data.query_id is None
+                else np.sort(np.unique(data.query_id, return_index=True)[1]))
+        if len(rows) > _TRAINING_GAIN_SAMPLE:
+            rows = np.sort(np.random.default_rng(0).choice(rows, _TRAINING_GAIN_SAMPLE, replace=False))
+        gain = np.sort(self._predict_raw(data.X[rows]) / self.scale_)
+        if len(gain) > MAX_TRAINING_GAINS:
+            gain = np.quantile(gain, (np.arange(MAX_TRAINING_GAINS) + 0.5) / MAX_TRAINING_GAINS)
+        return gain
 
     def _fit_data(self, data: EvalData) -> None:
         raise NotImplementedError
@@ -133,8 +158,17 @@ class BaseRouter(BaseEstimator):
 
     def threshold_for_share(self, X_ref, primary_share: float, cost_primary=None, cost_alternative=None) -> float:
         """The cost weight w that sends ``primary_share`` of the queries ``X_ref`` to the primary
-        (:func:`threshold_for_share` of their predicted gains)."""
-        return threshold_for_share(self.predict_gain(X_ref), primary_share, cost_primary, cost_alternative)
+        (:func:`threshold_for_share` of their predicted gains). ``X_ref=None``: the training
+        queries (``training_gains_``; costs 1 and 0 only), for a budget over single queries."""
+        if X_ref is not None:
+            return threshold_for_share(self.predict_gain(X_ref), primary_share, cost_primary, cost_alternative)
+        check_is_fitted(self, "n_features_in_")
+        if "training_gains_" not in self.__dict__:
+            raise DataError(f"this {type(self).__name__} records no training gains (a router file written before "
+                            "they were kept): refit it, or pass reference queries X_ref, or set a cost weight")
+        if cost_primary is not None or cost_alternative is not None:
+            raise DataError("the training queries' threshold is for costs 1 and 0; pass X_ref for per-query costs")
+        return threshold_for_share(self.training_gains_, primary_share)
 
     # ------------------------------------------------------------------ persistence
     def _routing_header(self) -> dict:
@@ -151,6 +185,8 @@ class BaseRouter(BaseEstimator):
                   if v is None or isinstance(v, (bool, int, float, str))}
         header = {"router": type(self).__name__, "params": params, "scale": float(self.scale_),
                   "feature_names": [str(f) for f in self.feature_names_in_], **self._routing_header()}
+        if "training_gains_" in self.__dict__:
+            header["training_gains"] = [float(g) for g in self.training_gains_]
         models = {"gain_model": self.gain_model_}
         if "featurizer_" in self.__dict__:  # a router fitted from text: its featurizer as JSON + arrays
             header["featurizer"], arrays = self.featurizer_.to_state()
@@ -185,7 +221,9 @@ class BaseRouter(BaseEstimator):
             raise io.RouterFileError(f"{path} is a damaged router file (missing or invalid {exc})") from None
         router.feature_names_in_ = np.asarray(names, dtype=object)
         router.n_features_in_ = len(names)
-        router.file_info_ = {k: v for k, v in header.items() if k not in ("models", "featurizer")}
+        if "training_gains" in header:
+            router.training_gains_ = _training_gains_of(header["training_gains"], path)
+        router.file_info_ = {k: v for k, v in header.items() if k not in ("models", "featurizer", "training_gains")}
         if "featurizer" in header:
             arrays = {k.removeprefix("featurizer_"): v for k, v in models.items() if k.startswith("featurizer_")}
             router.featurizer_ = TextFeaturizer.from_state(header["featurizer"], arrays)
@@ -299,6 +337,18 @@ def threshold_for_share(gain, primary_share: float, cost_primary=None, cost_alte
                   f"threshold: {sent} are sent ({int(np.sum(ratio == ratio[k]))} share the value {ratio[k]:.4g})",
                   RoutingWarning, stacklevel=3)
     return float(ratio[k])
+
+
+def _training_gains_of(value, path) -> np.ndarray:
+    """A router file's ``training_gains``: 1 to MAX_TRAINING_GAINS finite numbers in ascending order."""
+    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_TRAINING_GAINS
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise io.RouterFileError(f"{path} is a damaged router file (training_gains must be a list of 1 to "
+                                 f"{MAX_TRAINING_GAINS} numbers)")
+    gains = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(gains)) or np.any(np.diff(gains) < 0):
+        raise io.RouterFileError(f"{path} is a damaged router file (training_gains must be finite and ascending)")
+    return gains
 
 
 def _finite_scalar(value, name: str) -> float:

@@ -3,6 +3,8 @@
 :func:`create_app` wraps a fitted router in a FastAPI (ASGI) application; :func:`serve` runs one
 with uvicorn (what ``causal-router serve --router router.cr`` does); :func:`background_server`
 runs one in a thread on a free local port, for tests, notebooks and benchmarks.
+The OpenAI-compatible routing proxy (:mod:`causal_router.proxy`) adds its endpoints to this
+application.
 
 ``POST /route`` takes JSON ``{"texts": [...]}`` (a router fitted from text: it applies its own
 featurizer) or ``{"features": [[...], ...]}`` (n rows of the router's numeric features), an
@@ -213,6 +215,8 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
         if featurizer is not None:
             info["featurizer"] = {"method": featurizer.method, "text_column": featurizer.text_column,
                                   "pair_column": featurizer.pair_column, "pairs": [str(p) for p in featurizer.pairs_]}
+        for section in app.state.health_sections:  # sections added to the app (the proxy's)
+            info.update(section())
         return info
 
     @app.post("/route", response_model=RouteResponse)
@@ -237,19 +241,24 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
 
     app.state.router = router
     app.state.router_version = version
+    app.state.health_sections = []  # callables returning dicts merged into GET /health
     return app
 
 
 def serve(router_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
-          log_level: str = "info") -> None:
-    """Load a router file and serve it with uvicorn until interrupted (blocking)."""
+          log_level: str = "info", *, make_app=None) -> None:
+    """Load a router file and serve it with uvicorn until interrupted (blocking).
+
+    ``make_app(router, version=...)`` builds the application (default :func:`create_app`; the
+    routing proxy passes :func:`causal_router.proxy.create_proxy_app` with its options).
+    """
     _require_serve_extra()
     import uvicorn
 
     from .router import BaseRouter
 
     router = BaseRouter.load(router_path)
-    app = create_app(router, version=file_version(router_path))
+    app = (make_app or create_app)(router, version=file_version(router_path))
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -12,7 +12,7 @@ from .._validation import DataError
 from ..data import SCALE_METHODS, EvalData
 from ..io import check_output_path, read_table
 
-__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "scale_arg",
+__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "add_proxy_options", "scale_arg",
            "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
            "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS"]
 
@@ -62,6 +62,37 @@ def add_text_options(p: argparse.ArgumentParser, *, fitting: bool = True) -> Non
     else:
         g.add_argument("--text", metavar="COLUMN", help="column of query texts (default: the router's)")
         g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels (default: the router's)")
+
+
+def add_proxy_options(p: argparse.ArgumentParser) -> None:
+    """``serve``'s proxy options: the upstream of each routed name, the budget, failures, limits."""
+    g = p.add_argument_group("routing proxy: the OpenAI chat API in front of the routed models "
+                             "(POST /v1/chat/completions, GET /v1/models, GET /metrics)")
+    g.add_argument("--upstream", action="append", default=[], metavar="NAME=URL",
+                   help="base URL of the OpenAI-compatible API serving a routed name, e.g. primary=http://HOST:PORT/v1; "
+                        "one per name (two-model router: primary and alternative; K-model: each model)")
+    g.add_argument("--upstream-model", action="append", default=[], metavar="NAME=MODEL",
+                   help="model name written into the requests sent to that upstream (default: the client's)")
+    g.add_argument("--upstream-key", action="append", default=[], metavar="NAME=ENV_VAR",
+                   help="send that upstream the API key held in the environment variable ENV_VAR (default: forward "
+                        "the client's Authorization header)")
+    budget = g.add_mutually_exclusive_group()
+    budget.add_argument("--primary-share", type=float, metavar="R",
+                        help="send about this share of queries to the primary (threshold from the router file's "
+                             "training queries)")
+    budget.add_argument("--cost-weight", type=float, metavar="W",
+                        help="route where predicted gain > W (K-model router: the weight of --costs); default 0")
+    g.add_argument("--costs", help="K-model router: cost of each model, MODEL=COST,...")
+    g.add_argument("--fallback", action="store_true",
+                   help="where the chosen upstream fails (unreachable, timeout, 5xx), try the other one once")
+    g.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for an upstream to connect and between bytes of its answer (default: 60)")
+    g.add_argument("--max-concurrency", type=int, default=100, metavar="N",
+                   help="requests forwarded at a time; more get 503 (default: 100)")
+    g.add_argument("--route-on", default="last-user", choices=["last-user", "conversation"],
+                   help="text the router reads: the last user message (default) or the whole conversation")
+    g.add_argument("--route-pair", metavar="LABEL",
+                   help="model-pair label given with every text (a router fitted on several model pairs)")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

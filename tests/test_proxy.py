@@ -1,0 +1,644 @@
+"""The routing proxy end to end: the official ``openai`` client -> the proxy -> stub upstreams,
+every server a uvicorn on a free 127.0.0.1 port (causal_router.serve.background_server)."""
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_text_frame
+
+pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
+pytest.importorskip("prometheus_client", reason="the [serve] extra is not installed")
+httpx = pytest.importorskip("httpx", reason="the [serve] extra is not installed")
+openai = pytest.importorskip("openai", reason="openai (test extra) is not installed")
+
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from causal_router import BiasEstimator, MetaRouter  # noqa: E402
+from causal_router.proxy import (GAIN_HEADER, ROUTE_HEADER, ProxyConfigError, RouteAdapter,  # noqa: E402
+                                 create_proxy_app, parse_upstreams)
+from causal_router.serve import background_server  # noqa: E402
+from causal_router.text import TextFeaturizer  # noqa: E402
+
+KEY = "sk-test-0123456789abcdef-secret"  # an upstream key, set in the environment by the tests
+TEXTS = [f"{style} {topic}, question {k}" for k, (style, topic) in enumerate(
+    [(s, t) for s in ("write a poem about", "explain", "list facts about", "summarise")
+     for t in ("python code", "sql queries", "tax law", "chemistry", "music", "travel", "cooking", "small talk")])]
+
+
+# --------------------------------------------------------------------------- stub upstreams
+class Stub:
+    """An OpenAI-compatible upstream on 127.0.0.1 that records what it receives.
+
+    ``mode``: "ok"; "500" / "503" (that status); "slow" (answers after 10 s, or stops when the
+    caller disconnects, recording it); "echo401" (401 whose body repeats the Authorization header
+    received); "cut" (a stream that breaks off after one chunk). Streams send their first chunk,
+    then wait until the test sets ``first_chunk_seen`` (so a proxy that buffered the stream would
+    make them wait in vain: ``waited_in_vain``)."""
+
+    def __init__(self, name: str):
+        self.name, self.mode = name, "ok"
+        self.seen: list[tuple[dict, dict]] = []
+        self.answers: list[bytes] = []
+        self.disconnected = threading.Event()
+        self.first_chunk_seen = threading.Event()
+        self.waited_in_vain = False
+        self.app = FastAPI()
+        self.app.post("/v1/chat/completions")(self.chat)
+
+    def answer(self, body: dict) -> dict:
+        text = body["messages"][-1]["content"]
+        return {"id": f"chatcmpl-{self.name}", "object": "chat.completion", "created": 1, "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": f"{self.name} says: {text}"},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+
+    async def chat(self, request: Request):
+        body = await request.json()
+        self.seen.append((dict(request.headers), body))
+        if self.mode in ("500", "503"):
+            return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, int(self.mode))
+        if self.mode == "echo401":
+            return JSONResponse({"error": {"message": f"bad key {request.headers.get('authorization')}",
+                                           "type": "invalid_request_error", "code": "invalid_api_key"}}, 401)
+        if self.mode == "slow":
+            for _ in range(1000):
+                if await request.is_disconnected():
+                    self.disconnected.set()
+                    return JSONResponse({}, 499)
+                await asyncio.sleep(0.01)
+        if body.get("stream"):
+            return StreamingResponse(self.stream(body, request), media_type="text/event-stream")
+        content = json.dumps(self.answer(body)).encode()
+        self.answers.append(content)
+        return Response(content, media_type="application/json", headers={"x-request-id": f"req-{self.name}"})
+
+    def chunk(self, body: dict, token: str) -> bytes:
+        return ("data: " + json.dumps({"id": f"chatcmpl-{self.name}", "object": "chat.completion.chunk", "created": 1,
+                                       "model": body.get("model"), "choices": [{"index": 0, "delta": {"content": token},
+                                                                                "finish_reason": None}]})
+                + "\n\n").encode()
+
+    async def stream(self, body: dict, request: Request):
+        yield self.chunk(body, self.name)
+        if self.mode == "cut":
+            raise RuntimeError("the stub breaks off its stream")  # uvicorn drops the connection
+        if self.mode == "endless":
+            try:
+                for i in range(1000):
+                    yield self.chunk(body, f" {i}")
+                    await asyncio.sleep(0.01)
+            except asyncio.CancelledError:  # the caller went away (Starlette cancels the stream)
+                self.disconnected.set()
+                raise
+        else:
+            seen = await asyncio.to_thread(self.first_chunk_seen.wait, 5.0)
+            self.waited_in_vain = self.waited_in_vain or not seen
+            for token in (" one", " two"):
+                yield self.chunk(body, token)
+        yield b"data: [DONE]\n\n"
+
+
+@pytest.fixture(scope="module")
+def router():
+    """A MetaRouter fitted from text (one model pair, TF-IDF + SVD, 8 components)."""
+    frame = make_text_frame(400, n_pairs=1, seed=3)
+    featurizer = TextFeaturizer(n_components=8, text_column="query_text")
+    return MetaRouter(BiasEstimator(cv=2), featurizer=featurizer, random_state=0).fit(
+        frame[["query_text"]], frame["gain"], source=frame["source"])
+
+
+@pytest.fixture(scope="module")
+def stubs():
+    """Running stub upstreams: {name: (Stub, base URL ending in /v1)}."""
+    made = {n: Stub(n) for n in ("primary", "alternative", "third")}
+    with background_server(made["primary"].app) as p, background_server(made["alternative"].app) as a, \
+            background_server(made["third"].app) as t:
+        yield {"primary": (made["primary"], f"{p}/v1"), "alternative": (made["alternative"], f"{a}/v1"),
+               "third": (made["third"], f"{t}/v1")}
+
+
+@pytest.fixture()
+def fresh(stubs):
+    """The stubs reset to "ok" with empty records."""
+    for stub, _ in stubs.values():
+        stub.mode, stub.seen, stub.answers, stub.waited_in_vain = "ok", [], [], False
+        stub.disconnected.clear()
+        stub.first_chunk_seen.clear()
+    return stubs
+
+
+def _refused_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+class _Hangup:
+    """A TCP server on 127.0.0.1 that accepts and closes without answering (a dead backend)."""
+
+    def __enter__(self):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return self
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+def _proxy(router, urls: dict, **options):
+    ups = parse_upstreams([f"{n}={u}" for n, u in urls.items()], options.pop("models", ()), options.pop("keys", ()),
+                          environ=options.pop("environ", None))
+    return background_server(create_proxy_app(router, ups, **options))
+
+
+def _client(url: str, key: str = "client-key") -> "openai.OpenAI":
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=20.0)
+
+
+def _ask(client, text: str, **kw):
+    """(parsed completion, response headers) of a non-streaming request."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=kw.pop("model", "client-model"), messages=[{"role": "user", "content": text}], **kw)
+    return raw.parse(), raw.headers
+
+
+def _primary_text(router, weight=0.0) -> str:
+    return next(t for t in TEXTS if router.route([t], weight)[0])
+
+
+def _metric(url: str, name: str) -> dict:
+    """{labels tuple: value} of one metric's samples from GET /metrics."""
+    out = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for s in family.samples:
+            if s.name == name:
+                out[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+# --------------------------------------------------------------------------- answers
+def test_the_decision_is_the_routers_and_the_answer_passes_unchanged(router, fresh):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(router, urls, models=["primary=big-model"]) as url:
+        client = _client(url)
+        routes = []
+        for text in TEXTS:
+            completion, headers = _ask(client, text, temperature=0.25)
+            route = headers[ROUTE_HEADER]
+            routes.append(route)
+            # exactly router.route([text]) at the same cost weight (0), and its predicted gain
+            assert (route == "primary") == bool(router.route([text], 0.0)[0]), text
+            assert float(headers[GAIN_HEADER]) == router.predict_gain([text])[0]
+            stub = fresh[route][0]
+            assert completion.choices[0].message.content == f"{route} says: {text}"
+            assert headers["x-request-id"] == f"req-{route}"  # the upstream's headers come back too
+            sent_headers, sent = stub.seen[-1]
+            # the body is forwarded unchanged but for the model name, rewritten where one is configured
+            assert sent["model"] == ("big-model" if route == "primary" else "client-model")
+            assert sent["messages"] == [{"role": "user", "content": text}] and sent["temperature"] == 0.25
+        # the answer's bytes are the upstream's
+        raw = httpx.post(f"{url}/v1/chat/completions",
+                         json={"model": "m", "messages": [{"role": "user", "content": TEXTS[0]}]})
+        assert raw.content == fresh[raw.headers[ROUTE_HEADER]][0].answers[-1]
+    assert {"primary", "alternative"} <= set(routes)  # both routes taken on these texts
+
+
+def test_primary_share_sets_the_cost_weight_from_the_router_file(router, fresh, tmp_path):
+    from causal_router.router import BaseRouter
+
+    loaded = BaseRouter.load(router.save(tmp_path / "r.cr"))  # the share's threshold comes from the file
+    weight = loaded.threshold_for_share(None, 0.3)
+    train = make_text_frame(400, n_pairs=1, seed=3)
+    sent = np.mean(router.predict_gain(train[["query_text"]]) > weight)
+    assert sent == pytest.approx(0.3, abs=0.01)  # of the training queries (one row each here)
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(loaded, urls, primary_share=0.3) as url:
+        client = _client(url)
+        for text in TEXTS[:12]:
+            _, headers = _ask(client, text)
+            assert (headers[ROUTE_HEADER] == "primary") == bool(router.route([text], weight)[0])
+        health = httpx.get(f"{url}/health").json()["proxy"]
+        assert health["routing"]["cost_weight"] == weight and health["routing"]["primary_share"] == 0.3
+
+
+def test_streams_are_relayed_chunk_by_chunk(router, fresh):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    text = _primary_text(router)
+    with _proxy(router, urls, models=["primary=big-model"]) as url:
+        client = _client(url)
+        with client.chat.completions.with_streaming_response.create(
+                model="m", messages=[{"role": "user", "content": text}], stream=True) as response:
+            assert response.headers[ROUTE_HEADER] == "primary"
+            assert response.headers["content-type"].startswith("text/event-stream")
+            tokens = []
+            for chunk in response.parse():
+                tokens.append(chunk.choices[0].delta.content)
+                fresh["primary"][0].first_chunk_seen.set()  # the stub sends the rest only now
+                assert chunk.model == "big-model"
+    assert tokens == ["primary", " one", " two"]
+    assert not fresh["primary"][0].waited_in_vain  # the first chunk reached the client before the stream ended
+
+
+def test_models_lists_the_routed_names(router, fresh):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(router, urls, models=["alternative=small-model"]) as url:
+        models = _client(url).models.list()
+    assert [m.id for m in models.data] == ["primary", "alternative"]
+
+
+def test_health_reports_the_realised_share_and_metrics_count_requests(router, fresh):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(router, urls) as url:
+        client = _client(url)
+        routes = [_ask(client, t)[1][ROUTE_HEADER] for t in TEXTS[:20]]
+        recent = httpx.get(f"{url}/health").json()["proxy"]["recent"]
+        assert recent["requests"] == 20
+        assert recent["primary_share"] == routes.count("primary") / 20
+        counts = _metric(url, "causal_router_proxy_requests_total")
+        for name in ("primary", "alternative"):
+            assert counts.get((("route", name), ("served_by", name), ("status", "200")), 0) == routes.count(name)
+        latency = _metric(url, "causal_router_proxy_request_duration_seconds_count")
+        assert sum(latency.values()) == 20
+        assert sum(_metric(url, "causal_router_proxy_decision_duration_seconds_count").values()) == 20
+
+
+# --------------------------------------------------------------------------- failures
+FAILURES = ["refused", "hangup", "timeout", "500", "503"]
+
+
+def _failing(kind: str, fresh, hangup):
+    """The primary's URL for a failure of ``kind`` (the stub's mode set where the stub fails)."""
+    if kind == "refused":
+        return _refused_url()
+    if kind == "hangup":
+        return hangup.url
+    fresh["primary"][0].mode = "slow" if kind == "timeout" else kind
+    return fresh["primary"][1]
+
+
+@pytest.mark.parametrize("kind", FAILURES)
+def test_a_failing_upstream_gives_an_openai_error_naming_it(router, fresh, kind):
+    text = _primary_text(router)
+    with _Hangup() as hangup:
+        urls = {"primary": _failing(kind, fresh, hangup), "alternative": fresh["alternative"][1]}
+        with _proxy(router, urls, timeout=0.5) as url:
+            with pytest.raises(openai.APIStatusError) as info:
+                _ask(_client(url), text)
+            error = info.value
+            assert error.status_code == (504 if kind == "timeout" else 502)
+            assert error.body["type"] == "upstream_error"
+            assert error.body["code"] == {"refused": "upstream_connect", "hangup": "upstream_protocol",
+                                          "timeout": "upstream_timeout"}.get(kind, "upstream_status_5xx")
+            assert "upstream 'primary' (http://127.0.0.1:" in error.body["message"]
+            assert error.response.headers[ROUTE_HEADER] == "primary"
+            errors = _metric(url, "causal_router_proxy_upstream_errors_total")
+            assert sum(v for k, v in errors.items() if ("upstream", "primary") in k) == 1
+            assert not fresh["alternative"][0].seen  # no fallback unless asked
+    if kind == "timeout":  # the proxy gave up on the slow upstream, which saw the request cancelled
+        assert fresh["primary"][0].disconnected.wait(5)
+
+
+@pytest.mark.parametrize("kind", FAILURES)
+def test_fallback_tries_the_other_upstream_once_and_says_so(router, fresh, kind):
+    text = _primary_text(router)
+    with _Hangup() as hangup:
+        urls = {"primary": _failing(kind, fresh, hangup), "alternative": fresh["alternative"][1]}
+        with _proxy(router, urls, timeout=0.5, fallback=True) as url:
+            completion, headers = _ask(_client(url), text)
+            assert headers[ROUTE_HEADER] == "alternative; fallback-from=primary"
+            assert completion.choices[0].message.content == f"alternative says: {text}"
+            assert len(fresh["alternative"][0].seen) == 1
+            assert _metric(url, "causal_router_proxy_fallbacks_total") == {
+                (("from_upstream", "primary"), ("to_upstream", "alternative")): 1.0}
+            # both down: one error naming both, after one try each
+            fresh["alternative"][0].mode = "503"
+            with pytest.raises(openai.APIStatusError) as info:
+                _ask(_client(url), text)
+            assert info.value.status_code == 502  # the last failure decides: the alternative's 503
+            message = info.value.body["message"]
+            assert "upstream 'primary'" in message and "upstream 'alternative'" in message
+            assert info.value.response.headers[ROUTE_HEADER] == "alternative; fallback-from=primary"
+            assert len(fresh["alternative"][0].seen) == 2
+
+
+def test_streaming_failures(router, fresh):
+    text = _primary_text(router)
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(router, urls) as url:
+        client = _client(url)
+        fresh["primary"][0].mode = "503"  # before the stream starts: an error status, as without streaming
+        with pytest.raises(openai.InternalServerError) as info:
+            list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": text}], stream=True))
+        assert info.value.status_code == 502
+        fresh["primary"][0].mode = "cut"  # during the stream: the chunks so far, then an error event
+        got = []
+        with pytest.raises(openai.APIError, match="upstream 'primary'.*broke off its stream"):
+            for chunk in client.chat.completions.create(model="m", messages=[{"role": "user", "content": text}],
+                                                        stream=True):
+                got.append(chunk.choices[0].delta.content)
+        assert got == ["primary"]
+        errors = _metric(url, "causal_router_proxy_upstream_errors_total")
+        assert errors[(("kind", "stream_interrupted"), ("upstream", "primary"))] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_disconnects_cancels_the_upstream_request(router, fresh, stream):
+    text = _primary_text(router)
+    fresh["primary"][0].mode = "slow" if not stream else "endless"
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(router, urls) as url:
+        body = {"model": "m", "messages": [{"role": "user", "content": text}], "stream": stream}
+        if stream:
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=10) as r:
+                lines = r.iter_lines()
+                assert next(lines).startswith("data: ")  # the stream is flowing; now hang up
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{url}/v1/chat/completions", json=body, timeout=0.5)
+        assert fresh["primary"][0].disconnected.wait(5)  # the upstream saw its request cancelled
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{url}/health").json()["proxy"]["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(f"{url}/health").json()["proxy"]["in_flight"] == 0  # the slot was released
+
+
+def test_bounded_concurrency(router, fresh):
+    text = _primary_text(router)
+    fresh["primary"][0].mode = "slow"
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(router, urls, max_concurrency=1) as url:
+        first = threading.Thread(target=_swallow, args=(url, text), daemon=True)
+        first.start()
+        deadline = time.monotonic() + 5
+        while not fresh["primary"][0].seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(openai.APIStatusError) as info:
+            _ask(_client(url), text)
+        assert info.value.status_code == 503 and info.value.body["code"] == "overloaded"
+        assert info.value.response.headers["retry-after"] == "1"
+        first.join(10)
+
+
+def _swallow(url, text):
+    try:
+        httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": text}]}, timeout=1.0)
+    except httpx.TimeoutException:
+        pass
+
+
+@pytest.mark.parametrize("body, param", [
+    (b'{"messages": [', None),                                          # not JSON
+    (b"[1, 2]", None),                                                  # not an object
+    (b'{"model": "m"}', "messages"),                                     # no messages
+    (b'{"messages": []}', "messages"),
+    (b'{"messages": [{"content": "hi"}]}', "messages[0]"),              # no role
+    (b'{"messages": [{"role": "system", "content": "be brief"}]}', "messages"),  # no user message
+    (b'{"messages": [{"role": "user", "content": 3}]}', "messages[0].content"),
+    (b'{"messages": [{"role": "user", "content": [{"text": "x"}]}]}', "messages[0].content"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}', "stream"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "model": 4}', "model"),
+    (b"[" * 100_000 + b"]" * 100_000, None),                            # nested too deep
+])
+def test_bad_bodies_get_an_openai_400(router, fresh, body, param):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    with _proxy(router, urls) as url:
+        r = httpx.post(f"{url}/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+    assert not fresh["primary"][0].seen and not fresh["alternative"][0].seen
+
+
+def test_route_on_the_conversation_and_content_parts(router, fresh):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    primary, alternative = _primary_text(router), next(t for t in TEXTS if not router.route([t])[0])
+    messages = [{"role": "user", "content": [{"type": "text", "text": alternative}]},
+                {"role": "assistant", "content": "ok"}, {"role": "user", "content": primary}]
+    for route_on, text in (("last-user", primary), ("conversation", f"{alternative}\n\nok\n\n{primary}")):
+        with _proxy(router, urls, route_on=route_on) as url:
+            r = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "messages": messages})
+        assert r.status_code == 200
+        assert float(r.headers[GAIN_HEADER]) == router.predict_gain([text])[0]
+
+
+# --------------------------------------------------------------------------- keys
+def test_keys_go_only_where_configured_and_are_never_echoed(router, fresh, caplog):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    environ = {"CR_PRIMARY_KEY": KEY}
+    caplog.set_level(logging.INFO)
+    texts = {True: _primary_text(router), False: next(t for t in TEXTS if not router.route([t])[0])}
+    with _proxy(router, urls, keys=["primary=CR_PRIMARY_KEY"], environ=environ) as url:
+        client = _client(url, key="client-key")
+        _ask(client, texts[True])
+        _ask(client, texts[False])
+        assert fresh["primary"][0].seen[-1][0]["authorization"] == f"Bearer {KEY}"  # the configured key, not the client's
+        assert fresh["alternative"][0].seen[-1][0]["authorization"] == "Bearer client-key"  # no key: the client's
+        fresh["primary"][0].mode = "echo401"  # an upstream that repeats the key it got
+        with pytest.raises(openai.AuthenticationError) as info:
+            _ask(client, texts[True])
+        assert KEY not in info.value.response.text and "[redacted]" in info.value.response.text
+        fresh["primary"][0].mode = "503"
+        with pytest.raises(openai.APIStatusError) as info:
+            _ask(client, texts[True])
+        outputs = [info.value.response.text, httpx.get(f"{url}/health").text, httpx.get(f"{url}/metrics").text]
+        assert "CR_PRIMARY_KEY" in outputs[1]  # /health says where the key comes from ...
+    outputs += [r.getMessage() for r in caplog.records]
+    assert any("upstream 'primary'" in o for o in outputs[3:])  # the failure was logged
+    assert not any(KEY in o for o in outputs)  # ... and no output holds the key itself
+    assert KEY not in repr(parse_upstreams([f"primary={urls['primary']}"], keys=["primary=K"], environ={"K": KEY}))
+
+
+# --------------------------------------------------------------------------- configuration
+def test_configuration_errors_name_the_problem(router, text_router, fresh):
+    url = fresh["primary"][1]
+    cases = [
+        (lambda: create_proxy_app(router, parse_upstreams([f"primary={url}"])), r"missing: \['alternative'\]"),
+        (lambda: create_proxy_app(router, parse_upstreams([f"primary={url}", f"alternative={url}", f"third={url}"])),
+         r"not routed: \['third'\]"),
+        (lambda: parse_upstreams([f"primary={url}", f"primary={url}"]), "--upstream names 'primary' twice"),
+        (lambda: parse_upstreams(["primary=ftp://host/v1"]), "must be http:// or https://"),
+        (lambda: parse_upstreams(["primary"]), "is not NAME=URL"),
+        (lambda: parse_upstreams([f"primary={url}"], ["other=m"]), r"--upstream-model names \['other'\]"),
+        (lambda: parse_upstreams([f"primary={url}"], keys=["primary=CR_UNSET_VAR"], environ={}),
+         "environment variable CR_UNSET_VAR is not set"),
+        (lambda: RouteAdapter(router, costs={"primary": 1.0}), "costs apply to K-model routers"),
+        (lambda: RouteAdapter(router, primary_share=1.5), r"primary_share must be in \[0, 1\]"),
+        (lambda: RouteAdapter(text_router), r"fitted on 2 model pairs .*--route-pair"),
+        (lambda: RouteAdapter(text_router, pair="model9|x"), "model pair 'model9|x'"),
+    ]
+    for make, match in cases:
+        with pytest.raises(ProxyConfigError if "primary_share" not in match else ValueError, match=match):
+            make()
+
+
+def test_a_numeric_router_cannot_route_chat_text(fresh):
+    from causal_router.datasets import make_semi_synthetic, reveal_split
+
+    split = reveal_split(make_semi_synthetic(300, 12, random_state=0), n_gold=60, n_test=20, random_state=0)
+    numeric = MetaRouter(BiasEstimator(cv=2), random_state=0).fit(split.train)
+    with pytest.raises(ProxyConfigError, match="routes numeric features, but a chat request carries text"):
+        RouteAdapter(numeric)
+
+
+def test_a_router_of_several_pairs_routes_one_named_pair(text_router, fresh):
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    text = "explain python code, question 1"
+    with _proxy(text_router, urls, pair="model1|small") as url:
+        _, headers = _ask(_client(url), text)
+    expected = text_router.predict_gain(pd.DataFrame({"query_text": [text], "pair": "model1|small"}))[0]
+    assert float(headers[GAIN_HEADER]) == expected
+
+
+# --------------------------------------------------------------------------- K models
+@pytest.fixture(scope="module")
+def k_router():
+    """A K-model router (GoldOnlyMulti, ridge utilities) on text features, holding the featurizer.
+
+    Three models; model "large" gains on code topics, "small" on small talk (known utilities)."""
+    from causal_router.multi import GoldOnlyMulti
+    from causal_router.pairwise import PairwiseData, PairwiseRidge
+
+    frame = make_text_frame(600, n_pairs=1, seed=5)
+    featurizer = TextFeaturizer(n_components=8).fit(frame["query_text"].tolist())
+    X = featurizer.transform(frame["query_text"].tolist())
+    rng = np.random.default_rng(0)
+    models = np.array(["small", "medium", "large"])
+    utility = {"small": 0.0, "medium": 0.5 * frame["gold_gain"].to_numpy(), "large": frame["gold_gain"].to_numpy()}
+    a, b = rng.integers(3, size=len(frame)), rng.integers(1, 3, size=len(frame))
+    b = (a + b) % 3
+    gain = np.array([utility[models[i]][r] if np.ndim(utility[models[i]]) else 0.0 for r, i in enumerate(a)]) \
+        - np.array([utility[models[j]][r] if np.ndim(utility[models[j]]) else 0.0 for r, j in enumerate(b)])
+    data = PairwiseData(X, gain + 0.1 * rng.standard_normal(len(frame)), np.ones(len(frame), bool), models[a], models[b])
+    router = GoldOnlyMulti(PairwiseRidge(), reference="small").fit(data)
+    router.featurizer_ = featurizer
+    return router
+
+
+def test_k_model_router_routes_to_named_upstreams(k_router, fresh):
+    urls = {"small": fresh["primary"][1], "medium": fresh["alternative"][1], "large": fresh["third"][1]}
+    stub_of = {"small": "primary", "medium": "alternative", "large": "third"}
+    costs = {"small": 0.0, "medium": 0.3, "large": 1.0}
+    with _proxy(k_router, urls, costs=costs, cost_weight=0.4, fallback=True) as url:
+        client = _client(url)
+        assert [m.id for m in client.models.list().data] == list(k_router.models_) == ["large", "medium", "small"]
+        routes = []
+        for text in TEXTS:
+            completion, headers = _ask(client, text)
+            X = k_router.featurizer_.transform([text])
+            expected = k_router.route(X, costs=costs, cost_weight=0.4)[0]
+            assert headers[ROUTE_HEADER] == expected
+            assert completion.choices[0].message.content.startswith(f"{stub_of[expected]} says")
+            U = k_router.predict_utility(X).iloc[0]
+            assert float(headers[GAIN_HEADER]) == pytest.approx(U[expected] - U.drop(expected).max(), abs=1e-12)
+            routes.append(expected)
+        assert len(set(routes)) >= 2
+        # fallback: the next model by utility net of cost
+        text = next(t for t, r in zip(TEXTS, routes) if r == "large")
+        X = k_router.featurizer_.transform([text])
+        net = k_router.predict_utility(X).iloc[0] - 0.4 * pd.Series(costs)
+        runner_up = net.drop("large").idxmax()
+        fresh["third"][0].mode = "503"
+        _, headers = _ask(client, text)
+        assert headers[ROUTE_HEADER] == f"{runner_up}; fallback-from=large"
+        health = httpx.get(f"{url}/health").json()["proxy"]
+        assert health["recent"]["primary_share"] is None and set(health["recent"]["share"]) == set(costs)
+
+
+def test_k_model_configuration_errors(k_router):
+    with pytest.raises(ProxyConfigError, match="primary share applies to two-model routers"):
+        RouteAdapter(k_router, primary_share=0.3)
+    with pytest.raises(ProxyConfigError, match="cost weight needs costs"):
+        RouteAdapter(k_router, cost_weight=0.5)
+    with pytest.raises(ProxyConfigError, match=r"costs name \['huge'\]"):
+        RouteAdapter(k_router, costs={"small": 0, "medium": 1, "large": 2, "huge": 3})
+
+
+# --------------------------------------------------------------------------- the command line
+def test_serve_command_runs_the_proxy(router, fresh, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from causal_router.router import BaseRouter
+
+    path = router.save(tmp_path / "router.cr")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = "import sys; from causal_router.cli import main; sys.exit(main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--router", str(path), "--port", str(port), "--log-level", "warning",
+         "--upstream", f"primary={fresh['primary'][1]}", "--upstream", f"alternative={fresh['alternative'][1]}",
+         "--upstream-model", "primary=big-model", "--upstream-key", "primary=CR_TEST_PRIMARY_KEY",
+         "--primary-share", "0.5", "--fallback", "--timeout", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "CR_TEST_PRIMARY_KEY": KEY})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                health = httpx.get(f"{url}/health", timeout=1.0).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the proxy did not start within 120 s"
+                time.sleep(0.25)
+        assert health["router_version"].startswith("sha256:")
+        loaded = BaseRouter.load(path)
+        weight = loaded.threshold_for_share(None, 0.5)
+        assert health["proxy"]["routing"]["cost_weight"] == weight
+        client = _client(url)
+        for text in TEXTS[:8]:
+            _, headers = _ask(client, text)
+            assert (headers[ROUTE_HEADER] == "primary") == bool(loaded.route([text], weight)[0])
+        assert all(h["authorization"] == f"Bearer {KEY}" for h, _ in fresh["primary"][0].seen)
+        assert httpx.post(f"{url}/route", json={"texts": TEXTS[:2]}).status_code == 200  # POST /route stays
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert KEY not in proc.stderr.read().decode()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--upstream", "primary=http://127.0.0.1:9/v1"], "missing: ['alternative']"),
+    (["--upstream", "primary=http://127.0.0.1:9/v1", "--upstream", "alternative=http://127.0.0.1:9/v1",
+      "--upstream-key", "primary=CR_SURELY_UNSET_VARIABLE"], "CR_SURELY_UNSET_VARIABLE is not set"),
+    (["--upstream", "primary=http://127.0.0.1:9/v1", "--upstream", "alternative=http://127.0.0.1:9/v1",
+      "--timeout", "0"], "timeout must be a positive number"),
+    (["--upstream", "primary=http://127.0.0.1:9/v1", "--upstream", "alternative=http://127.0.0.1:9/v1",
+      "--costs", "primary=1,alternative=0"], "costs apply to K-model routers"),
+    (["--fallback"], "--fallback configure the routing proxy"),
+])
+def test_serve_command_refuses_a_bad_proxy_configuration(router, tmp_path, capsys, args, message):
+    from causal_router.cli import main
+
+    path = router.save(tmp_path / "router.cr")
+    assert main(["serve", "--router", str(path), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
