@@ -21,6 +21,10 @@ PandaLM instruction each) go first straight to the stub, then through the proxy:
 the proxy's latency minus the stub's, at p50 and p99. Then the sustained rate: 50 clients through
 the proxy with an upstream that answers at once (``--upstream-delay-ms 0``).
 
+Part ``share``: how close a primary share set from the training queries' gains (what
+``serve --primary-share`` does) comes on new queries: realised shares at 0.1, 0.3 and 0.5 on the
+500 test queries of reveal splits of the generator (``--share-splits``).
+
 Every scenario runs after 20 warm-up requests per client, closed loop (each client sends its
 next request when the answer arrives), until ``--requests`` requests or ``--max-seconds``
 seconds, whichever comes first. Reported: requests/s, latency p50 / p99 in ms (from sending a
@@ -269,6 +273,29 @@ def _proxy_part(router_path: Path, texts: list[str], pair: str, args) -> list[di
     return rows
 
 
+def _share_part(splits: list[int]) -> list[dict]:
+    """The share of new queries sent to the primary at the cost weight of a primary share set from
+    the training queries' gains (``threshold_for_share(None, r)``: what ``serve --primary-share``
+    does), on the generator: make_semi_synthetic(5000, 50, random_state=0), reveal splits with 100
+    gold rows and 500 test queries, MetaRouter(BiasEstimator("r"), random_state=0)."""
+    from causal_router import BiasEstimator, MetaRouter
+    from causal_router.datasets import make_semi_synthetic, reveal_split
+
+    frame = make_semi_synthetic(5000, 50, random_state=0)
+    rows = []
+    for seed in splits:
+        split = reveal_split(frame, n_gold=100, n_test=500, random_state=seed)
+        router = MetaRouter(BiasEstimator("r"), random_state=0).fit(split.train)
+        gain = router.predict_gain(split.test_X)
+        for share in (0.1, 0.3, 0.5):
+            rows.append({"split": seed, "primary_share": share,
+                         "realised_on_500_new_queries": float(np.mean(gain > router.threshold_for_share(None, share)))})
+    table = pd.DataFrame(rows)
+    summary = table.groupby("primary_share")["realised_on_500_new_queries"].agg(["min", "mean", "max"])
+    print(summary.round(3).to_string())
+    return rows
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["stub"]:  # the child process serving the stub upstream
@@ -280,7 +307,9 @@ def main(argv=None) -> None:
         run_stub(a.port, a.delay_ms)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", choices=["route", "proxy"], default=["route", "proxy"])
+    parser.add_argument("--parts", nargs="+", choices=["route", "proxy", "share"], default=["route", "proxy", "share"])
+    parser.add_argument("--share-splits", type=int, nargs="+", default=[1, 2, 3, 4],
+                        help="reveal splits of the share part (default: 1 2 3 4)")
     parser.add_argument("--requests", type=int, default=2000, help="most requests per scenario")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="most seconds per scenario")
     parser.add_argument("--route-concurrency", type=int, nargs="+", default=[1, 4], help="clients of POST /route")
@@ -344,6 +373,10 @@ def main(argv=None) -> None:
             print(f"POST /v1/chat/completions through the proxy (model pair {pair!r}; stub upstream answering after "
                   f"{args.upstream_delay_ms:g} ms):")
             proxy_rows = _proxy_part(path, texts, pair, args)
+    share_rows = []
+    if "share" in args.parts:
+        print("share of new queries sent to the primary at a primary share set from the training queries:")
+        share_rows = _share_part(args.share_splits)
     load_end = os.getloadavg()
     print(f"load average at the end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
@@ -354,7 +387,7 @@ def main(argv=None) -> None:
         Path(args.out).write_text(json.dumps({
             "command": "python benchmarks/bench_serve.py " + " ".join(argv), "cores": os.cpu_count(),
             "load_average_start": load_start, "load_average_end": load_end, "data": name,
-            "route": rows, "proxy": proxy_rows}, indent=2))
+            "route": rows, "proxy": proxy_rows, "share": share_rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -423,7 +423,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
                      cost_weight: float | None = None, primary_share: float | None = None,
                      costs: Mapping[str, float] | None = None, pair: str | None = None, fallback: bool = False,
                      timeout: float = DEFAULT_TIMEOUT, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-                     route_on: str = "last-user", version: str | None = None):
+                     route_on: str = "last-user", version: str | None = None, **server_options):
     """The routing server of :func:`causal_router.serve.create_app` with the OpenAI-compatible
     proxy endpoints added (``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /metrics``,
     a ``proxy`` section in ``GET /health``).
@@ -449,6 +449,8 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
         lines (at most :data:`~causal_router.serve.MAX_TEXT_LENGTH` characters: the first ones).
     version : str, optional
         The router's version, as in :func:`~causal_router.serve.create_app`.
+    **server_options
+        Passed to :func:`~causal_router.serve.create_app` (its request limits, e.g. ``max_batch``).
 
     Returns
     -------
@@ -502,7 +504,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
                 info.update(section())
             return info
     else:
-        app = create_app(router, version=version)
+        app = create_app(router, version=version, **server_options)
     adapter.choose(["warm-up"])  # featurizer and gain model ready before the first request
     metrics = _Metrics()
     recent: deque = deque(maxlen=RECENT_WINDOW)  # (decision, served_by)
@@ -544,7 +546,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
             "recent": {"window": RECENT_WINDOW, "requests": len(window), "share": share,
                        "primary_share": share.get("primary") if not adapter.multi else None,
                        "fallbacks": sum(1 for d, s in window if s is not None and s != d),
-                       "failed": sum(1 for _, s in window if s is None)},
+                       "unanswered": sum(1 for _, s in window if s is None)},
             "in_flight": state["in_flight"], "max_concurrency": max_concurrency}}
 
     app.state.health_sections.append(proxy_health)

@@ -266,9 +266,12 @@ def test_streams_are_relayed_chunk_by_chunk(router, fresh):
 
 def test_models_lists_the_routed_names(router, fresh):
     urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
-    with _proxy(router, urls, models=["alternative=small-model"]) as url:
+    with _proxy(router, urls, models=["alternative=small-model"], max_batch=7) as url:
         models = _client(url).models.list()
+        health = httpx.get(f"{url}/health").json()
     assert [m.id for m in models.data] == ["primary", "alternative"]
+    assert [m.upstream_model for m in models.data] == [None, "small-model"]
+    assert health["max_batch"] == 7  # the routing server's own options reach create_app
 
 
 def test_health_reports_the_realised_share_and_metrics_count_requests(router, fresh):
