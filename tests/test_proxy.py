@@ -645,3 +645,59 @@ def test_serve_command_refuses_a_bad_proxy_configuration(router, tmp_path, capsy
     assert main(["serve", "--router", str(path), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_concurrent_requests_are_decided_together_with_the_same_numbers(router, fresh):
+    """Texts of requests that arrive together are featurized and predicted in one call: the
+    decision and gain of each equal router.route / predict_gain of that text alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    texts = TEXTS * 2
+    with _proxy(router, urls) as url:
+        def ask(text):
+            r = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": text}]},
+                           timeout=30)
+            return text, r.headers[ROUTE_HEADER], float(r.headers[GAIN_HEADER])
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, texts))
+        batches = _metric(url, "causal_router_proxy_decision_batch_texts_count")
+        decided = _metric(url, "causal_router_proxy_decision_batch_texts_sum")
+    for text, route, gain in answers:
+        assert gain == router.predict_gain([text])[0]
+        assert (route == "primary") == bool(router.route([text], 0.0)[0])
+    assert sum(decided.values()) == len(texts) and sum(batches.values()) <= len(texts)
+
+
+def test_decisions_of_waiting_requests_are_batched_and_failures_reach_every_request(router):
+    import asyncio
+
+    from causal_router.proxy import _DecisionBatcher, _Metrics
+
+    adapter = RouteAdapter(router)
+    metrics = _Metrics()
+    batcher = _DecisionBatcher(adapter, metrics)
+
+    async def together(texts):
+        return await asyncio.gather(*(batcher.choose(t) for t in texts), return_exceptions=True)
+
+    choices = asyncio.run(together(TEXTS))  # all queued before any resumes: one call
+    assert choices == adapter.choose(TEXTS)
+    value = metrics.registry.get_sample_value
+    assert value("causal_router_proxy_decision_batch_texts_count") == 1  # one call ...
+    assert value("causal_router_proxy_decision_batch_texts_sum") == len(TEXTS)  # ... for the 32 texts
+    _DecisionBatcher.MAX_BATCH, saved = 10, _DecisionBatcher.MAX_BATCH
+    try:
+        assert asyncio.run(together(TEXTS)) == adapter.choose(TEXTS)  # 10, 10, 10, 2
+    finally:
+        _DecisionBatcher.MAX_BATCH = saved
+
+    class Broken:
+        def choose(self, texts):
+            raise ValueError("a bug in the router")
+
+    batcher = _DecisionBatcher(Broken(), metrics)
+    outcome = asyncio.run(together(["a", "b", "c"]))
+    assert isinstance(outcome[0], ValueError)  # the request that ran the batch: the original error
+    assert all(isinstance(o, RuntimeError) and "decision failed" in str(o) for o in outcome[1:])
