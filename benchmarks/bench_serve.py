@@ -203,11 +203,17 @@ def _run_async(url: str, bodies: list[bytes], concurrency: int, max_requests: in
                             return
                         sent[0] += 1
                     t0 = time.perf_counter()
-                    r = await client.post(url, content=bodies[i % len(bodies)], headers=headers)
+                    try:
+                        r = await client.post(url, content=bodies[i % len(bodies)], headers=headers)
+                        ok = r.status_code == 200
+                    except httpx.TransportError as exc:  # counted, and the first few shown
+                        ok = False
+                        if len(failures) < 3:
+                            failures.append(f"{type(exc).__name__}: {exc}")
                     dt = time.perf_counter() - t0
                     if timed:
                         latencies.append(dt)
-                        errors[0] += r.status_code != 200
+                        errors[0] += not ok
                     i += concurrency
 
             await asyncio.gather(*(one(j, False, 0.0) for j in range(concurrency)))  # warm-up, not timed
@@ -219,7 +225,10 @@ def _run_async(url: str, bodies: list[bytes], concurrency: int, max_requests: in
             cpu = (_cpu_seconds(server_pid) if server_pid else float("nan")) - cpu0
         return latencies, errors[0], wall, cpu
 
+    failures: list[str] = []
     latencies, errors, wall, cpu = asyncio.run(load())
+    if failures:
+        print(f"    transport errors at {url} (first {len(failures)}): {failures}", flush=True)
     lat = np.asarray(latencies) * 1000
     return {"requests": len(lat), "errors": errors, "seconds": wall, "requests_per_s": len(lat) / wall,
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
@@ -254,6 +263,7 @@ def _proxy_part(router_path: Path, texts: list[str], pair: str, args) -> list[di
                     row.update(stub_p50_ms=direct_out["p50_ms"], stub_p99_ms=direct_out["p99_ms"],
                                overhead_p50_ms=out["p50_ms"] - direct_out["p50_ms"],
                                overhead_p99_ms=out["p99_ms"] - direct_out["p99_ms"],
+                               stub_cpu_ms_per_request=direct_out["server_cpu_ms_per_request"],
                                stub_errors=direct_out["errors"])
                 rows.append(row)
                 text = (f"  {label:<24} clients={c:>3}: {out['requests_per_s']:7.1f} req/s  proxy p50 {out['p50_ms']:7.2f}"
@@ -261,8 +271,10 @@ def _proxy_part(router_path: Path, texts: list[str], pair: str, args) -> list[di
                 if direct_out is not None:
                     text += (f"  stub p50 {direct_out['p50_ms']:6.2f} p99 {direct_out['p99_ms']:6.2f} ms  overhead "
                              f"p50 {row['overhead_p50_ms']:6.2f} p99 {row['overhead_p99_ms']:6.2f} ms")
-                print(text + f"  proxy CPU {out['server_cpu_ms_per_request']:5.2f} ms/request ({out['requests']} "
-                      f"requests, {out['errors']} errors)", flush=True)
+                text += f"  proxy CPU {out['server_cpu_ms_per_request']:5.2f} ms/request"
+                if direct_out is not None:
+                    text += f" (bare stub {direct_out['server_cpu_ms_per_request']:5.2f})"
+                print(text + f"  ({out['requests']} requests, {out['errors']} errors)", flush=True)
         finally:
             for proc in procs:
                 proc.terminate()

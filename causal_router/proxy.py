@@ -293,10 +293,12 @@ class RouteAdapter:
     def features(self, texts: Sequence[str]) -> np.ndarray:
         """The router's features of ``texts``, shape (n, ``n_features_in_``)."""
         f = self.featurizer
-        if self.pair is None and f.text_column is None:
+        if f.text_column is None:
             return f.transform(list(texts))
-        return f.transform(pd.DataFrame({f.text_column or "text": list(texts), f.pair_column: self.pair})
-                           if self.pair is not None else pd.DataFrame({f.text_column: list(texts)}))
+        columns = {f.text_column: list(texts)}
+        if self.pair is not None:
+            columns[f.pair_column] = [self.pair] * len(columns[f.text_column])
+        return f.transform(pd.DataFrame(columns, dtype=object))  # object columns: cheaper than Arrow strings
 
     def choose(self, texts: Sequence[str]) -> list[Choice]:
         """The decision for each text, in order."""
@@ -534,6 +536,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < math.inf:
         raise ProxyConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
     keys = [u.key for u in ups.values() if u.key]
+    endpoints = {n: httpx.URL(f"{u.url}/chat/completions") for n, u in ups.items()}
 
     def redact(text: str) -> str:
         for key in keys:
@@ -632,8 +635,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
         upstream = ups[name]
         if upstream.model is not None and body.get("model") != upstream.model:
             raw = json.dumps({**body, "model": upstream.model}, ensure_ascii=False).encode()
-        req = client().build_request("POST", f"{upstream.url}/chat/completions", content=raw,
-                                     headers=forward_headers(request, upstream))
+        req = client().build_request("POST", endpoints[name], content=raw, headers=forward_headers(request, upstream))
         resp, keep = None, False
         try:
             resp = await client().send(req, stream=True)
@@ -643,7 +645,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
             else:
                 content = None
                 if not stream or resp.status_code >= 400:
-                    content = b"".join([chunk async for chunk in resp.aiter_raw()])
+                    content = await resp.aread()  # decoded where the upstream compressed it anyway
                 keep = True
                 return resp, content, None
         except httpx.TimeoutException as exc:
@@ -742,7 +744,8 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
                               headers={ROUTE_HEADER: route_value, GAIN_HEADER: repr(choice.gain)})
             headers = returned_headers(resp, route_value, choice.gain)
             if content is not None:
-                if resp.status_code >= 400 and keys and "content-encoding" not in resp.headers:
+                headers.pop("content-encoding", None)  # the body was decoded
+                if resp.status_code >= 400 and keys:
                     content = _redacted(content, resp.encoding, redact)
                 finish(choice, served, resp.status_code, t0)
                 return Response(content, status_code=resp.status_code, headers=headers)
