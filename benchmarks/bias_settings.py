@@ -166,7 +166,7 @@ def _real(name: str):
             if root is None:
                 raise SystemExit("real settings need CAUSAL_ROUTER_DATA (a folder with pandalm/ and prd_vicuna80/)")
             frame = load_pandalm(root / "pandalm") if name == "pandalm" else load_prd_vicuna80(root / "prd_vicuna80")
-            X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=50))
+            X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=50), random_state=0)
             feats = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])], index=frame.index)
             _cache[name] = pd.concat([frame, feats], axis=1)
         return _cache[name]

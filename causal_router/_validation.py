@@ -158,17 +158,25 @@ def check_same_index(what: str, **objects) -> None:
                 "numpy arrays / reset_index(drop=True)) so that rows are not paired by position by mistake")
 
 
-def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
+def check_features(X, feature_names: Sequence[str] | None, who: str, *, n_features: int | None = None,
+                   warn_names: bool = False) -> np.ndarray:
     """Features at prediction time as a float array (n, d) in the order they were fitted in.
 
-    ``who`` names the fitted model in messages (its class name).
+    ``who`` names the fitted model in messages (its class name). ``feature_names``: the names the
+    model was fitted with, or None for a model fitted without names (then ``n_features`` gives d).
 
-    A DataFrame is matched by column name, as scikit-learn does: the same names in another order
-    are reordered; missing or unexpected names raise :class:`DataError` naming them. An array is
-    taken by position and must have ``len(feature_names)`` columns.
+    A DataFrame is matched by column name when the model has names: the same names in another
+    order are reordered; missing or unexpected names raise :class:`DataError` naming them. An
+    array, or any input to a model fitted without names, is taken by position and must have d
+    columns. With ``warn_names`` (the routers), scikit-learn's two warnings apply: a DataFrame
+    given to a model fitted without names ("X has feature names, but ... was fitted without
+    feature names"), and an array given to a model fitted with names ("X does not have valid
+    feature names, but ... was fitted with feature names").
     """
-    names = [str(n) for n in feature_names]
-    if isinstance(X, pd.DataFrame):
+    names = None if feature_names is None else [str(n) for n in feature_names]
+    expected = len(names) if names is not None else n_features
+    named = isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
+    if names is not None and isinstance(X, pd.DataFrame) and (named or not warn_names):
         columns = [str(c) for c in X.columns]
         check_unique_names(columns, "X columns")
         if columns != names:
@@ -181,9 +189,18 @@ def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
                     " (pass a DataFrame with the fitted column names, or an array in the fitted order)")
             X = X[[X.columns[columns.index(n)] for n in names]]
         return as_float_matrix(X, "X")
+    if warn_names:
+        import warnings
+
+        if names is None and named:
+            warnings.warn(f"X has feature names, but {who} was fitted without feature names", UserWarning,
+                          stacklevel=3)
+        elif names is not None and not named:
+            warnings.warn(f"X does not have valid feature names, but {who} was fitted with feature names",
+                          UserWarning, stacklevel=3)
     X = as_float_matrix(X, "X")
-    if X.shape[1] != len(names):
-        raise DataError(f"X has {X.shape[1]} features, but {who} is expecting {len(names)} features as input")
+    if expected is not None and X.shape[1] != expected:
+        raise DataError(f"X has {X.shape[1]} features, but {who} is expecting {expected} features as input")
     return X
 
 

@@ -144,8 +144,12 @@ class EvalData:
         a design chose the gold rows (:mod:`causal_router.active`); in (0, 1) on every row. The
         bias estimator then uses it as the propensity instead of estimating one.
     feature_names : sequence of str, optional
-        Names of the columns of X (taken from a DataFrame's columns by default).
+        Names of the columns of X (taken from a DataFrame's columns by default; ``x0 .. x{d-1}``
+        otherwise).
 
+    ``named_features`` (bool) says whether X came as a DataFrame with string column names:
+    estimators fitted on such data record ``feature_names_in_`` and match a DataFrame's columns
+    by name, as scikit-learn does; names given to an array label reports only.
     Pandas inputs must share one row index (rows are never paired by position where the
     indexes disagree). Data with a single source is valid (gold-only and preference-only
     baselines, the All-Golden oracle); the bias estimator refuses it.
@@ -168,6 +172,7 @@ class EvalData:
         check_same_index("EvalData", X=X, gain=gain, source=source, query_id=query_id, text=text, pair=pair,
                          cost_primary=cost_primary, cost_alternative=cost_alternative,
                          gold_probability=gold_probability)
+        self.named_features = isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
         if feature_names is None and isinstance(X, pd.DataFrame):
             feature_names = [str(c) for c in X.columns]
         self.X = as_float_matrix(X, "X", feature_names)

@@ -32,7 +32,6 @@ propensity clipper, and the column and fold helpers that feed them.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -44,6 +43,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ._parallel import thread_count
 from ._utils import as_seed
 from ._validation import DataError
 
@@ -117,8 +117,9 @@ def neg_log_loss(estimator, X, y) -> float:
     return float(np.mean(np.where(positive, np.log(proba), np.log1p(-proba))))
 
 
-def final_stage(kind: str, random_state=None):
-    """A final-stage regressor of the bias, by name (one of :data:`FINAL_STAGES`)."""
+def final_stage(kind: str, random_state=None, n_jobs: int | None = None):
+    """A final-stage regressor of the bias, by name (one of :data:`FINAL_STAGES`); ``n_jobs``
+    limits the threads of the stack (:class:`StackedFinalStage`)."""
     if kind == "constant":
         return DummyRegressor(strategy="mean")
     if kind == "linear":
@@ -130,7 +131,7 @@ def final_stage(kind: str, random_state=None):
     if kind == "additive":  # stumps: an additive model, sparse by the features it splits on
         return WeightedBoosting(n_estimators=100, learning_rate=0.1, num_leaves=2, random_state=as_seed(random_state))
     if kind == "stack":
-        return StackedFinalStage(random_state=as_seed(random_state))
+        return StackedFinalStage(random_state=as_seed(random_state), n_jobs=n_jobs)
     raise DataError(f"unknown final stage {kind!r}; choose one of {FINAL_STAGES}")
 
 
@@ -445,6 +446,8 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
     (non-negative least squares, Breiman's stacked regressions); the candidates with beta > 0 are
     refitted on every row. With the constant among the candidates, this shrinks a
     heterogeneous fit toward a global bias by as much as the held-out rows support, and no more.
+    The folds and refits run on at most ``n_jobs`` threads (None: 1 outside a
+    ``joblib.parallel_config`` context, as in scikit-learn).
 
     Attributes
     ----------
@@ -455,10 +458,11 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
     estimators_ : list, the refitted candidates (None where beta = 0).
     """
 
-    def __init__(self, candidates=STACK_CANDIDATES, cv: int = 5, random_state=None):
+    def __init__(self, candidates=STACK_CANDIDATES, cv: int = 5, random_state=None, n_jobs: int | None = None):
         self.candidates = candidates
         self.cv = cv
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def fit(self, X, y, sample_weight=None):
         from scipy.optimize import nnls
@@ -466,10 +470,11 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         X, y, weight = _weighted_xy(X, y, sample_weight)
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
-        oof = out_of_fold_predictions(names, X, y, weight, _weight_stratified_folds(weight, self.cv, seed), seed)
+        oof = out_of_fold_predictions(names, X, y, weight, _weight_stratified_folds(weight, self.cv, seed), seed,
+                                      n_jobs=self.n_jobs)
         root = np.sqrt(weight)
         self.weights_, _ = nnls(oof * root[:, None], y * root)
-        with ThreadPoolExecutor(max_workers=_threads(len(names))) as pool:  # refits on every row, no copy
+        with ThreadPoolExecutor(max_workers=thread_count(self.n_jobs, len(names))) as pool:  # refits, no copy
             self.estimators_ = list(pool.map(
                 lambda nb: final_stage(nb[0], seed).fit(X, y, sample_weight=weight) if nb[1] > 0 else None,
                 zip(names, self.weights_)))
@@ -487,26 +492,24 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         return out
 
 
-def out_of_fold_predictions(names, X: np.ndarray, y: np.ndarray, weight: np.ndarray, folds, seed: int) -> np.ndarray:
+def out_of_fold_predictions(names, X: np.ndarray, y: np.ndarray, weight: np.ndarray, folds, seed: int,
+                            n_jobs: int | None = None) -> np.ndarray:
     """Out-of-fold predictions (n, len(names)) of the final stages ``names`` (of
     :func:`final_stage`), each fitted on the other folds with ``sample_weight=weight``; ``folds``
-    are (train, test) index pairs covering every row once. The folds run on threads (LightGBM
-    and BLAS release the GIL); each fit is seeded, so the result does not depend on their order."""
+    are (train, test) index pairs covering every row once. The folds run on at most ``n_jobs``
+    threads (scikit-learn's reading of ``n_jobs``: None is 1 outside a ``joblib.parallel_config``
+    context; LightGBM and BLAS release the GIL); each fit is seeded, so the result does not
+    depend on their order or number."""
     def held_out(fold):
         train, test = fold
         return test, np.column_stack([final_stage(name, seed).fit(X[train], y[train], sample_weight=weight[train])
                                       .predict(X[test]) for name in names])
 
     oof = np.zeros((len(y), len(names)))
-    with ThreadPoolExecutor(max_workers=_threads(len(folds))) as pool:
+    with ThreadPoolExecutor(max_workers=thread_count(n_jobs, len(folds))) as pool:
         for test, pred in pool.map(held_out, folds):
             oof[test] = pred
     return oof
-
-
-def _threads(tasks: int) -> int:
-    """Threads for ``tasks`` independent fits: one per task, at most one per core."""
-    return max(1, min(tasks, os.cpu_count() or 1))
 
 
 def _weighted_xy(X, y, sample_weight):

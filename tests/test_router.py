@@ -9,6 +9,7 @@ from causal_router.datasets import reveal_split
 from causal_router._validation import DataError
 from causal_router.evaluate import oracle_share
 from causal_router.io import load_pickle, save_pickle
+from causal_router.router import RoutingWarning
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,35 @@ def test_route_rule_and_costs(split, meta):
     np.testing.assert_array_equal(meta.route(X), gain > 0)
     np.testing.assert_array_equal(meta.route(X, cost_weight=0.3), gain > 0.3)
     cp, ca = np.full(len(X), 2.0), np.full(len(X), 0.5)
-    np.testing.assert_array_equal(meta.route(X, 0.2, cp, ca), gain - 0.2 * 1.5 > 0)
+    expected = gain - 0.2 * 1.5 > 0
+    np.testing.assert_array_equal(meta.route(X, cost_weight=0.2, costs={"primary": cp, "alternative": ca}), expected)
+    # scalar and per-query costs mix; the old positional call still works, with a DeprecationWarning
+    np.testing.assert_array_equal(meta.route(X, cost_weight=0.2, costs={"primary": 2.0, "alternative": ca}), expected)
+    with pytest.warns(DeprecationWarning, match="costs="):
+        np.testing.assert_array_equal(meta.route(X, 0.2, cp, ca), expected)
+    with pytest.warns(DeprecationWarning):  # the call the issue found failing: scalar costs by keyword
+        np.testing.assert_array_equal(meta.route(X, 0.1, cost_primary=2.0, cost_alternative=1.0), gain > 0.1)
+    for bad in (-0.1, float("nan"), "0.1", True):
+        with pytest.raises(DataError, match="cost_weight must be a finite number >= 0"):
+            meta.route(X, cost_weight=bad)
+    with pytest.raises(DataError, match="has 3 values for 500 queries"):
+        meta.route(X, costs={"primary": [1.0, 2.0, 3.0], "alternative": 0.0})
+    with pytest.raises(DataError, match="unknown model"):
+        meta.route(X, costs={"primary": 1.0, "alternative": 0.0, "other": 1.0})
 
 
-@pytest.mark.parametrize("share", [0.0, 0.1, 0.37, 0.5, 1.0])
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.37, 0.5, 0.88, 1.0])
 def test_threshold_for_share_hits_the_budget(split, meta, share):
     X = split.test_X
-    w = meta.threshold_for_share(X, share)
-    assert meta.route(X, w).sum() == int(np.floor(share * len(X)))
+    positive = int(np.sum(meta.predict_gain(X) > 0))  # 442 of the 500 test queries on this fit
+    asked = int(np.floor(share * len(X)))
+    if asked > positive:  # never a negative cost weight: past the positive gains, fewer are sent, and it says so
+        with pytest.warns(RoutingWarning, match=f"only {positive} have a positive predicted gain"):
+            w = meta.threshold_for_share(X, share)
+        assert w == 0.0 and meta.route(X, cost_weight=w).sum() == positive
+    else:
+        w = meta.threshold_for_share(X, share)
+        assert w >= 0 and meta.route(X, cost_weight=w).sum() == asked
 
 
 def test_threshold_for_share_between_adjacent_floats():
@@ -61,7 +83,8 @@ def test_save_load_round_trip(tmp_path, split, meta):
     path = meta.save(tmp_path / "router.cr")
     loaded = MetaRouter.load(path)
     np.testing.assert_array_equal(loaded.predict_gain(split.test_X), meta.predict_gain(split.test_X))
-    assert loaded.scale_ == meta.scale_ and list(loaded.feature_names_in_) == list(meta.feature_names_in_)
+    assert loaded.scale_ == meta.scale_ and loaded.n_features_in_ == meta.n_features_in_ == 50
+    assert not hasattr(loaded, "feature_names_in_") and not hasattr(meta, "feature_names_in_")  # fitted on arrays
     assert loaded.file_info_["bias"]["ate"]["estimate"] == pytest.approx(meta.bias_.ate()["estimate"])
     assert not hasattr(loaded, "bias_")  # the econml model is not in a safe file: a trusted pickle keeps it
 
@@ -97,6 +120,7 @@ def test_load_refuses_incompatible_files(tmp_path, meta):
         MetaRouter.load(tmp_path / "missing.cr")
     with pytest.raises(DataError, match="holds a MetaRouter, not a Pooled"):
         Pooled.load(path)
+    assert "refit the router" in str(pytest.raises(DataError, MetaRouter.load, old).value)
 
 
 def test_baselines_share_the_interface(split):
@@ -130,7 +154,7 @@ def test_training_gains_set_a_share_for_single_queries(tmp_path, split, meta):
 
     from causal_router.data import EvalData
     from causal_router.io import RouterFileError
-    from causal_router.router import MAX_TRAINING_GAINS
+    from causal_router.io import MAX_TRAINING_GAINS
 
     # 4,500 training queries are summarised by 1,000 quantiles of their in-sample predicted gains ...
     assert meta.training_gains_.shape == (MAX_TRAINING_GAINS,) and np.all(np.diff(meta.training_gains_) >= 0)
@@ -147,7 +171,7 @@ def test_training_gains_set_a_share_for_single_queries(tmp_path, split, meta):
         # (in-sample predictions spread a little wider than new ones); binomial s.e. at n = 500: 0.013-0.022
         assert abs(np.mean(test_gain > w) - share) < 0.05
     with pytest.raises(DataError, match="costs 1 and 0"):
-        loaded.threshold_for_share(None, 0.3, cost_primary=2.0)
+        loaded.threshold_for_share(None, 0.3, costs={"primary": 2.0, "alternative": 0.0})
     # one gain per distinct query where the data name queries; every gain where they are few
     X = np.repeat(split.train.X[:300], 2, axis=0)
     data = EvalData(X, np.repeat(split.train.gain[:300], 2), np.tile([True, False], 300),
@@ -167,9 +191,10 @@ def test_training_gains_set_a_share_for_single_queries(tmp_path, split, meta):
                 dst.writestr(member, data)
         return path
 
-    older = MetaRouter.load(rewrite("older.cr", lambda h: h.pop("training_gains")))  # written before they were kept
-    with pytest.raises(DataError, match="records no training gains"):
-        older.threshold_for_share(None, 0.3)
+    for change in (lambda h: h["fitted"].pop("training_gains"), lambda h: h["fitted"].update(training_gains=None)):
+        older = MetaRouter.load(rewrite("older.cr", change))  # a file without them
+        with pytest.raises(DataError, match="records no training gains"):
+            older.threshold_for_share(None, 0.3)
     for bad in ([3.0, 1.0], [1.0, float("nan")], "1,2", [], [0.0] * (MAX_TRAINING_GAINS + 1), [True]):
         with pytest.raises(RouterFileError, match="training_gains"):
-            MetaRouter.load(rewrite("bad.cr", lambda h: h.update(training_gains=bad)))
+            MetaRouter.load(rewrite("bad.cr", lambda h: h["fitted"].update(training_gains=bad)))

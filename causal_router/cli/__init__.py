@@ -91,10 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="routes.csv", help="CSV, TSV, Parquet, JSON or JSONL by extension")
     p.set_defaults(func=commands.route)
 
-    p = sub.add_parser("evaluate", help="score a saved router on rows with gold gains")
+    p = sub.add_parser("evaluate", help="score a saved router (two-model or K-model) on rows with gold gains")
     p.add_argument("data")
-    p.add_argument("--router", required=True)
-    p.add_argument("--gold-gain", required=True, help="column of held-out gold gains")
+    p.add_argument("--router", required=True, help="router file written by fit or fit-multi")
+    p.add_argument("--gold-gain", required=True, help="column of held-out gold gains (K-model router: the gold gain "
+                                                      "of --model-a over --model-b on each row)")
+    p.add_argument("--model-a", default="model_a", help="K-model router: column naming each row's first model")
+    p.add_argument("--model-b", default="model_b", help="K-model router: column naming each row's second model")
+    p.add_argument("--costs", help="K-model router: cost of each model, MODEL=COST,... (adds the routes at "
+                                   "--cost-weight)")
     p.add_argument("--features", help="feature columns in the router's order (default: the router's names)")
     add_text_options(p, fitting=False)
     p.add_argument("--cost-weight", type=float, default=0.0)
@@ -102,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve a router over HTTP: POST /route, GET /health; with --upstream also "
                                       "the OpenAI chat API in front of the routed models (extra [serve])")
-    p.add_argument("--router", required=True, help="router file written by fit")
+    p.add_argument("--router", required=True, help="router file written by fit or fit-multi")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -129,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="CATE diagnostics of the bias: overlap, calibration, heterogeneity")
     add_data_options(p, builtin=True)
     add_model_options(p)
+    p.add_argument("--router", help="router file written by fit: diagnose its bias settings (its saved bias model "
+                                    "and scale) instead of --learner / --scale")
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--group-by", help="column to average the bias by (category, model pair)")
     p.add_argument("--refute", action="store_true",

@@ -12,7 +12,7 @@ from .._utils import to_jsonable
 from .._validation import check_columns
 from ..data import numeric_column
 from ..io import TABLE_FORMATS, write_table
-from ..router import decide, threshold_for_share
+from ..routing import cost_matrix, decide, threshold_for_share
 from .options import (
     LARGE_FILE_ROWS,
     Steps,
@@ -128,14 +128,17 @@ def fit(args) -> int:
     return 0
 
 
-def _load_router(path: str, *, text: bool = True, contents=None):
-    """A router file; one fitted from MiniLM text is checked for the ``[embed]`` extra here, so
-    that a missing extra is one line, not a traceback (``text=False``: features only).
-    ``contents``: the file's (header, models) where it has been read already."""
-    from ..router import BaseRouter
+def _load_router(path: str, *, text: bool = True, two_model_for: str | None = None):
+    """Any router file (two-model or K-model, :func:`causal_router.io.load_router`); one fitted
+    from MiniLM text is checked for the ``[embed]`` extra here, so that a missing extra is one
+    line, not a traceback (``text=False``: features only). ``two_model_for``: the command that
+    needs a two-model router (a K-model file is then one clear error)."""
+    from ..io import load_router
 
-    router = (BaseRouter.load(path) if contents is None
-              else BaseRouter.from_router_file(*contents, path=path))
+    router = load_router(path)
+    if two_model_for is not None and router.family != "two-model":
+        raise UsageError(f"{path} holds a K-model {type(router).__name__} (models {list(router.models_)}); "
+                         f"{two_model_for} works with a two-model router (primary vs alternative)")
     featurizer = getattr(router, "featurizer_", None)
     if text and featurizer is not None:
         try:
@@ -156,7 +159,14 @@ def _router_features(frame: pd.DataFrame, router, args, *, reserved: tuple = ())
     if args.text or args.pair:
         raise UsageError(f"the router {args.router} was fitted on numeric features, not text: drop --text / --pair "
                          "(or fit a router from text: causal-router fit DATA --text COLUMN)")
-    names = [str(n) for n in router.feature_names_in_]
+    X = _named_features(frame, router, args, reserved)
+    if getattr(router, "feature_names_in_", None) is None:  # fitted without names: by position, as scikit-learn
+        X = X.set_axis(range(X.shape[1]), axis=1)
+    return X
+
+
+def _named_features(frame: pd.DataFrame, router, args, reserved: tuple) -> pd.DataFrame:
+    names = [str(n) for n in getattr(router, "feature_names_in_", [f"x{j}" for j in range(router.n_features_in_)])]
     if not args.features:
         check_columns(frame, names, f"data file {args.data}")
         return frame[names]
@@ -241,8 +251,6 @@ def _parse_costs(text: str | None) -> dict | None:
 
 def _route_multi(args, router, frame, out) -> int:
     """Route with a K-model router: the chosen model and every model's predicted utility per query."""
-    from ..pairwise import cost_matrix
-
     if args.primary_share is not None:
         raise UsageError("--primary-share applies to two-model routers; a K-model router takes --costs and "
                          "--cost-weight")
@@ -272,13 +280,9 @@ def _route_multi(args, router, frame, out) -> int:
 def route(args) -> int:
     """Route the queries of a file with a saved router; write one decision per query (two-model
     router: the decision and the predicted gain; K-model router: the chosen model)."""
-    from ..io import read_router_file
-    from ..multi import is_multi_router_header, multi_router_from_file
-
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
-    header, models = read_router_file(args.router)
-    if is_multi_router_header(header):
-        router = multi_router_from_file(header, models, path=args.router)
+    router = _load_router(args.router, text=not args.features)
+    if router.family == "k-model":
         frame = read_data(args.data)
         if args.id_column:
             check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
@@ -286,7 +290,6 @@ def route(args) -> int:
     if args.costs:
         raise UsageError("--costs applies to K-model routers; a two-model router takes --cost-weight or "
                          "--primary-share")
-    router = _load_router(args.router, text=not args.features, contents=(header, models))
     frame = read_data(args.data)
     if args.id_column:
         check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
@@ -306,14 +309,44 @@ def route(args) -> int:
     return 0
 
 
+def _evaluate_multi(args, router, frame, gold) -> int:
+    """Score a K-model router on held-out gold comparisons (``--model-a`` / ``--model-b``)."""
+    from .. import evaluate as ev
+
+    check_columns(frame, [args.model_a, args.model_b], f"data file {args.data} (--model-a / --model-b)")
+    X = _router_features(frame, router, args, reserved=(args.gold_gain, args.model_a, args.model_b))
+    a, b = frame[args.model_a].astype(str).to_numpy(), frame[args.model_b].astype(str).to_numpy()
+    pred = router.predict_gain(X.reset_index(drop=True), a, b)
+    chosen = np.where(pred > 0, a, np.where(pred < 0, b, "tie"))
+    result = {"choice_share": ev.choice_share(pred, gold), "n_comparisons": int(len(gold)),
+              "rmse": float(np.sqrt(np.mean((pred - gold) ** 2))),
+              "mean_gold_gain_of_choice": float(np.mean(np.sign(pred) * gold)),
+              "chosen": {m: int(np.sum(chosen == m)) for m in router.models_}}
+    if args.costs:
+        costs = _parse_costs(args.costs)
+        routed = router.route(X.reset_index(drop=True), costs=costs, cost_weight=args.cost_weight)
+        C = cost_matrix(costs, router.models_, len(routed))
+        result["routing"] = {"cost_weight": args.cost_weight,
+                             "mean_cost": float(C[np.arange(len(routed)), [router.models_.index(m) for m in routed]].mean()),
+                             "share": {m: float(np.mean(routed == m)) for m in router.models_}}
+    print(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
+    return 0
+
+
 def evaluate(args) -> int:
-    """Score a saved router on held-out rows with gold gains; print the metrics as JSON."""
+    """Score a saved router on held-out rows with gold gains; print the metrics as JSON. A
+    two-model router: the ranking metrics and the routing value at ``--cost-weight``; a K-model
+    router: its score on the gold comparisons (choice share) and, with ``--costs``, its routes."""
     from .. import evaluate as ev
 
     router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     check_columns(frame, [args.gold_gain], f"data file {args.data} (--gold-gain)")
     gold = numeric_column(frame, args.gold_gain)
+    if router.family == "k-model":
+        return _evaluate_multi(args, router, frame, gold)
+    if args.costs:
+        raise UsageError("--costs applies to K-model routers; a two-model router takes --cost-weight")
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
     X = _router_features(frame, router, args, reserved=(args.gold_gain,))
     pred = _predict_chunked(router, X, steps)
@@ -389,16 +422,29 @@ def _experiment_data(args):
         frame = load_pandalm(None if root is None else root / "pandalm")
     else:
         frame = load_prd_vicuna80(None if root is None else root / "prd_vicuna80")
-    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components))
+    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components),
+                                    random_state=args.seed)
     features = pd.DataFrame(X, columns=names, index=frame.index)
     return pd.concat([frame, features], axis=1), names, "pair"
 
 
 # ---------------------------------------------------------------------------- validation
 def _bias_model(args):
+    """The bias model to diagnose or refute: ``--learner`` / ``--scale``, or the bias settings kept in
+    the router file of ``--router`` (its nested ``bias`` parameters; one clear error for a router
+    without a bias model or a K-model router, whose data are pairwise)."""
     from ..bias import BiasEstimator
 
-    return BiasEstimator(args.learner, scale=scale_arg(args), random_state=args.seed)
+    path = getattr(args, "router", None)
+    if not path:
+        return BiasEstimator(args.learner, scale=scale_arg(args), random_state=args.seed)
+    router = _load_router(path, text=False, two_model_for=args.command)
+    if "bias" not in router.get_params(deep=False):
+        raise UsageError(f"{path} holds a {type(router).__name__}, which has no bias model to diagnose (a MetaRouter "
+                         "has one)")
+    bias = router.get_params(deep=False)["bias"]
+    bias = BiasEstimator() if bias is None else bias
+    return bias.set_params(scale=router.get_params()["scale"], random_state=args.seed)
 
 
 def _groups(args, data, frame):
@@ -534,7 +580,8 @@ def suggest_gold(args) -> int:
         raise UsageError("--design-out and --out name the same file")
     if args.budget < 1:
         raise UsageError(f"--budget must be a positive integer, got {args.budget}")
-    router = _load_router(args.router, text=not args.features) if args.router else None
+    router = (_load_router(args.router, text=not args.features, two_model_for="suggest-gold")
+              if args.router else None)
     frame = read_data(args.data)
     if args.query_id:
         check_columns(frame, [args.query_id], f"data file {args.data} (--query-id)")
@@ -576,7 +623,7 @@ def plan_gold(args) -> int:
     if args.target_ci_width is None and args.target_oracle_share is None:
         raise UsageError("give a target: --target-ci-width and/or --target-oracle-share")
     folder = check_out_dir(args.out) if args.out else None
-    router = _load_router(args.router, text=not args.features) if args.router else None
+    router = _load_router(args.router, text=not args.features, two_model_for="plan-gold") if args.router else None
     frame = read_data(args.data)
     data = _gold_data(frame, args, router)
     result = plan(data, target_oracle_share=args.target_oracle_share, target_ci_width=args.target_ci_width,

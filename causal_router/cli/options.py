@@ -148,7 +148,8 @@ def text_featurizer(args):
     """The TextFeaturizer of ``--text``, ``--pair``, ``--text-method`` and ``--text-components``."""
     from ..text import TextFeaturizer
 
-    return TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair)
+    return TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair,
+                          random_state=getattr(args, "seed", 0))
 
 
 def _with_text_features(frame: pd.DataFrame, args) -> tuple[pd.DataFrame, list[str]]:
