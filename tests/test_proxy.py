@@ -189,7 +189,7 @@ def _ask(client, text: str, **kw):
 
 
 def _primary_text(router, weight=0.0) -> str:
-    return next(t for t in TEXTS if router.route([t], weight)[0])
+    return next(t for t in TEXTS if router.route([t], cost_weight=weight)[0])
 
 
 def _metric(url: str, name: str) -> dict:
@@ -213,7 +213,7 @@ def test_the_decision_is_the_routers_and_the_answer_passes_unchanged(router, fre
             route = headers[ROUTE_HEADER]
             routes.append(route)
             # exactly router.route([text]) at the same cost weight (0), and its predicted gain
-            assert (route == "primary") == bool(router.route([text], 0.0)[0]), text
+            assert (route == "primary") == bool(router.route([text], cost_weight=0.0)[0]), text
             assert float(headers[GAIN_HEADER]) == router.predict_gain([text])[0]
             stub = fresh[route][0]
             assert completion.choices[0].message.content == f"{route} says: {text}"
@@ -242,7 +242,7 @@ def test_primary_share_sets_the_cost_weight_from_the_router_file(router, fresh, 
         client = _client(url)
         for text in TEXTS[:12]:
             _, headers = _ask(client, text)
-            assert (headers[ROUTE_HEADER] == "primary") == bool(router.route([text], weight)[0])
+            assert (headers[ROUTE_HEADER] == "primary") == bool(router.route([text], cost_weight=weight)[0])
         health = httpx.get(f"{url}/health").json()["proxy"]
         assert health["routing"]["cost_weight"] == weight and health["routing"]["primary_share"] == 0.3
 
@@ -619,7 +619,7 @@ def test_serve_command_runs_the_proxy(router, fresh, tmp_path):
         client = _client(url)
         for text in TEXTS[:8]:
             _, headers = _ask(client, text)
-            assert (headers[ROUTE_HEADER] == "primary") == bool(loaded.route([text], weight)[0])
+            assert (headers[ROUTE_HEADER] == "primary") == bool(loaded.route([text], cost_weight=weight)[0])
         assert all(h["authorization"] == f"Bearer {KEY}" for h, _ in fresh["primary"][0].seen)
         assert httpx.post(f"{url}/route", json={"texts": TEXTS[:2]}).status_code == 200  # POST /route stays
     finally:
@@ -666,7 +666,7 @@ def test_concurrent_requests_are_decided_together_with_the_same_numbers(router, 
         decided = _metric(url, "causal_router_proxy_decision_batch_texts_sum")
     for text, route, gain in answers:
         assert gain == router.predict_gain([text])[0]
-        assert (route == "primary") == bool(router.route([text], 0.0)[0])
+        assert (route == "primary") == bool(router.route([text], cost_weight=0.0)[0])
     assert sum(decided.values()) == len(texts) and sum(batches.values()) <= len(texts)
 
 
