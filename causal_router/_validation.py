@@ -22,6 +22,7 @@ __all__ = [
     "check_unique_names",
     "check_features",
     "check_same_index",
+    "check_no_label_copy",
     "MAX_ABS_VALUE",
 ]
 
@@ -204,6 +205,39 @@ def check_features(X, feature_names: Sequence[str] | None, who: str, *, n_featur
     return X
 
 
+#: Rows of each group compared on every column before the candidates are compared in full.
+_SCREEN_ROWS = 64
+
+
+def check_no_label_copy(X: np.ndarray, gain: np.ndarray, is_gold: np.ndarray, feature_names: Sequence[str],
+                        label: str) -> None:
+    """Refuse a feature column that repeats the label.
+
+    A column of ``X`` (n, d) is a copy of the label when it equals ``gain`` (n,) on every gold
+    row or on every preference row (``is_gold`` (n,) bool) where the gains of those rows are not
+    all equal (a constant label carries nothing to leak; a binary feature matching it is then a
+    coincidence). The typical case is the label itself, or a ``gold_gain`` column, left among the
+    features: the model would learn from the answer. ``label`` names the label in the message.
+
+    Cost: every column is compared on the first 64 rows of each group, and only the columns
+    that match there are compared in full, one column at a time: no (n, d) temporary is made.
+    """
+    for rows, group in ((is_gold, "gold"), (~is_gold, "preference")):
+        idx = np.flatnonzero(rows)
+        if len(idx) < 2:
+            continue
+        y = gain[idx]
+        if y.min() == y.max():
+            continue
+        head = idx[:_SCREEN_ROWS]
+        candidates = np.flatnonzero(np.all(X[head] == gain[head, None], axis=0))
+        for col in candidates:
+            if np.array_equal(X[idx, col], y):
+                name = feature_names[col] if col < len(feature_names) else f"column {col}"
+                raise DataError(f"feature {name!r} equals the label {label!r} on every {group} row: a label cannot be "
+                                "a feature; drop it from the features")
+
+
 def check_consistent_length(**arrays) -> int:
     """Raise if the named arrays do not all have the same number of rows; return that number."""
     lengths = {k: len(v) for k, v in arrays.items() if v is not None}
@@ -213,13 +247,33 @@ def check_consistent_length(**arrays) -> int:
     return next(iter(lengths.values()))
 
 
+#: Most names a message lists (of missing columns, of available columns).
+_SHOWN_NAMES = 20
+
+
+def _names(names: Sequence, limit: int = _SHOWN_NAMES) -> str:
+    """``names`` as a list for a message: at most ``limit`` of them, then how many more."""
+    names = list(names)
+    shown = repr(names[:limit])
+    return shown if len(names) <= limit else f"{shown[:-1]}, ... ({len(names) - limit} more)]"
+
+
 def check_columns(frame: pd.DataFrame, required: Iterable[str], what: str = "data") -> None:
-    """Raise naming every column of ``required`` that ``frame`` lacks."""
+    """Raise naming the columns of ``required`` that ``frame`` lacks (the first 20 of them, each
+    with the closest available names) and the available columns (the first 20 and their count):
+    a message stays one readable line for a file of 20,000 columns."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(f"{what} is missing column(s) {missing}; available columns: {list(frame.columns)}")
+        import difflib
+
+        available = [str(c) for c in frame.columns]
+        close = {str(m): difflib.get_close_matches(str(m), available, n=3) for m in missing[:3]}
+        hint = "; ".join(f"for {m!r} did you mean {c}?" for m, c in close.items() if c)
+        raise DataError(f"{what} is missing column(s) {_names(missing)}"
+                        + (f" ({hint})" if hint else "")
+                        + f"; available columns ({len(available)}): {_names(available)}")
 
 
 def check_random_state(random_state) -> np.random.Generator:

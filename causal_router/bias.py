@@ -192,9 +192,10 @@ class BiasEstimator(BaseEstimator):
         Final stage for ``"r"`` and ``"dr"`` (default ``"stack"``: the non-negative stack of
         the candidates, module docstring); for ``"auto"`` a fixed final stage skips the
         selection. Ignored by ``"forest"`` and ``"linear"``.
-    scale : {"variance", "amplitude", "wasserstein", None}
+    scale : {"variance", "amplitude", "wasserstein", None} or float
         How the gold-to-preference scale constant ``scale_`` is fitted on the training rows
-        (:func:`causal_router.data.scale_constant`; None: 1).
+        (:func:`causal_router.data.scale_constant`; None: 1), or the constant itself (a positive
+        number fitted elsewhere: the distributed fit passes the constant of every row).
     cv : int
         Cross-fitting folds (stratified by source); also the folds of the auto selection.
     min_propensity : float, optional

@@ -25,6 +25,7 @@ from ._validation import DataError
 from .baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
 from .bias import BiasEstimator
 from .datasets import RevealedSplit, reveal_split
+from .io import atomic_write
 from .router import MetaRouter
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "fit_methods", "run_experiment", "ExperimentResult"]
@@ -109,15 +110,17 @@ class ExperimentResult:
 
     def save(self, folder) -> Path:
         """Write runs.csv, curves.csv, summary.csv and summary.json (no NaN: missing numbers are
-        null) to ``folder`` (created if missing); returns it as a Path. The figures:
+        null) to ``folder`` (created if missing), each file atomically
+        (:func:`causal_router.io.atomic_write`); returns it as a Path. The figures:
         :func:`causal_router.report.save_experiment`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.runs.to_csv(folder / "runs.csv", index=False)
-        self.curves.to_csv(folder / "curves.csv", index=False)
-        self.summary.to_csv(folder / "summary.csv")
-        (folder / "summary.json").write_text(json.dumps(
-            to_jsonable(self.summary.to_dict(orient="index")), indent=2, allow_nan=False))
+        for name, table, index in (("runs.csv", self.runs, False), ("curves.csv", self.curves, False),
+                                   ("summary.csv", self.summary, True)):
+            with atomic_write(folder / name) as tmp:
+                table.to_csv(tmp, index=index)
+        with atomic_write(folder / "summary.json") as tmp:
+            tmp.write_text(json.dumps(to_jsonable(self.summary.to_dict(orient="index")), indent=2, allow_nan=False))
         return folder
 
 

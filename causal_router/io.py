@@ -4,6 +4,11 @@ Tables. :func:`read_table` picks the reader by extension (CSV / TSV, optionally 
 Parquet, JSON lines, JSON records) and :func:`write_table` writes the format its extension names,
 refusing any other.
 
+Outputs. Every file the package writes (tables, router files, pickles, reports, experiment
+results) goes through :func:`atomic_write`: a temporary file in the same folder, renamed onto
+the target when complete, removed on failure (an interrupt included). A reader sees the
+previous file or the new one, never a part.
+
 Router files: the one router-file schema. A router file is a zip archive holding ``router.json``
 and the router's fitted members in formats that loading never executes: LightGBM models as
 LightGBM's own text model, float arrays as ``.npy`` (read with ``allow_pickle=False``) and other
@@ -28,18 +33,21 @@ bias model included) with joblib. Unpickling runs whatever code the file names, 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import io as _io
 import json
+import lzma
 import math
 import os
 import re
+import secrets
 import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -51,6 +59,7 @@ __all__ = [
     "write_table",
     "TABLE_FORMATS",
     "check_output_path",
+    "atomic_write",
     "save_router",
     "load_router",
     "write_router_file",
@@ -97,33 +106,139 @@ def _read_parquet(p: Path, kw: dict) -> pd.DataFrame:
     return pd.read_parquet(p, **kw)
 
 
+def _read_json_exact(p: Path, kw: dict) -> pd.DataFrame:
+    """pandas' JSON reader with exact floats (``precise_float``; its default parser can be off in
+    the last digits). That parser refuses subnormal numbers (below 2.2e-308): such a file is read
+    again with the default parser, with a warning."""
+    try:
+        return pd.read_json(p, **{"precise_float": True, **kw})
+    except ValueError as exc:
+        if "Range error" not in str(exc) or "precise_float" in kw:
+            raise
+    warnings.warn(f"{p} holds numbers below 2.2e-308 (subnormal), which pandas' exact JSON parser refuses: read "
+                  "with its default parser, accurate to about 15 significant digits (subnormals to about 1e-308)",
+                  UserWarning, stacklevel=4)
+    return pd.read_json(p, **kw)
+
+
 def _read_jsonl(p: Path, kw: dict) -> pd.DataFrame:
-    return pd.read_json(p, **{"lines": True, **kw})
+    return _read_json_exact(p, {"lines": True, **kw})
 
 
 def _read_json(p: Path, kw: dict) -> pd.DataFrame:
-    return pd.read_json(p, **{"orient": "records", **kw})
+    return _read_json_exact(p, {"orient": "records", **kw})
 
 
-def _write_csv(frame: pd.DataFrame, p: Path) -> None:
-    frame.to_csv(p, index=False)
+def _compression(name: str) -> dict | str:
+    """pandas' ``compression`` for a text file named ``name``: by extension, a zip member named
+    as the file without ``.zip`` (not as the temporary file it is written to)."""
+    if name.lower().endswith(".zip"):
+        return {"method": "zip", "archive_name": name[:-4]}
+    return "infer"
 
 
-def _write_tsv(frame: pd.DataFrame, p: Path) -> None:
-    frame.to_csv(p, index=False, sep="\t")
+def _write_csv(frame: pd.DataFrame, p: Path, name: str) -> None:
+    frame.to_csv(p, index=False, compression=_compression(name))
 
 
-def _write_parquet(frame: pd.DataFrame, p: Path) -> None:
+def _write_tsv(frame: pd.DataFrame, p: Path, name: str) -> None:
+    frame.to_csv(p, index=False, sep="\t", compression=_compression(name))
+
+
+def _write_parquet(frame: pd.DataFrame, p: Path, name: str) -> None:
     _require_pyarrow(p)
     frame.to_parquet(p, index=False)
 
 
-def _write_jsonl(frame: pd.DataFrame, p: Path) -> None:
-    frame.to_json(p, orient="records", lines=True)
+#: Rows encoded per step by the JSON writers (bounds their memory).
+_JSON_CHUNK = 50_000
 
 
-def _write_json(frame: pd.DataFrame, p: Path) -> None:
-    frame.to_json(p, orient="records", indent=1)
+_NATIVE = (str, int, float, bool, type(None))
+
+
+def _json_cells(column: pd.Series, encode) -> list[str]:
+    """The JSON text of every value of ``column``. Floats (in float columns or among the Python
+    values of an object or string column) with Python's shortest round-trip repr, NaN and
+    infinities as null; other values as pandas encodes them (timestamps as ISO 8601 with
+    nanoseconds)."""
+    dtype = column.dtype
+    if pd.api.types.is_float_dtype(dtype):
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        text = list(map(float.__repr__, values.tolist()))
+        if not np.isfinite(values).all():
+            text = [t if np.isfinite(v) else "null" for t, v in zip(text, values.tolist())]
+        return text
+    if pd.api.types.is_bool_dtype(dtype) and not column.hasnans:
+        return ["true" if v else "false" for v in column.tolist()]
+    if pd.api.types.is_integer_dtype(dtype) and not column.hasnans:
+        return list(map(str, column.tolist()))
+    values = column.tolist()
+    if all(type(v) in _NATIVE for v in values):  # str, object and string columns of Python values
+        return [encode(None if isinstance(v, float) and not math.isfinite(v) else v) for v in values]
+    encoded = json.loads(column.to_frame().to_json(orient="values", date_format="iso", date_unit="ns"))
+    return [encode(row[0]) for row in encoded]
+
+
+def _json_records(frame: pd.DataFrame) -> Iterator[list[str]]:
+    """The rows as JSON objects (one string each), in chunks of :data:`_JSON_CHUNK` rows, exact
+    (:func:`_json_cells`; pandas' ``to_json`` keeps at most 15 significant digits, which do not
+    round-trip)."""
+    if not frame.columns.is_unique:
+        repeated = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))[:5]
+        raise DataError(f"cannot write JSON records: the column names {repeated} repeat")
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    keys = [encode(str(c)) + ":" for c in frame.columns]
+    for start in range(0, len(frame), _JSON_CHUNK):
+        part = frame.iloc[start:start + _JSON_CHUNK]
+        cells = [[key + t for t in _json_cells(part.iloc[:, j], encode)] for j, key in enumerate(keys)]
+        yield ["{" + ",".join(row) + "}" for row in zip(*cells)]
+
+
+@contextlib.contextmanager
+def _text_output(p: Path, name: str) -> Iterator[Any]:
+    """A text handle on ``p``, compressed as its last suffix says (.gz, .bz2, .xz, .zip, .zst);
+    ``name``: the file's final name (a zip member is named after it)."""
+    ext = p.suffix.lower()
+    if ext not in _COMPRESSIONS:
+        with open(p, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+        return
+    if ext == ".zip":
+        with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            with zf.open(name[: -len(ext)], "w", force_zip64=True) as raw:
+                with _io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as fh:
+                    yield fh
+        return
+    if ext == ".zst":
+        if importlib.util.find_spec("zstandard") is None:
+            raise DataError(f"{p}: writing .zst needs the zstandard package (pip install zstandard)")
+        import zstandard as opener
+    else:
+        import bz2
+        import gzip
+        import lzma
+
+        opener = {".gz": gzip, ".bz2": bz2, ".xz": lzma}[ext]
+    level = {"compresslevel": 6} if ext == ".gz" else {}  # pandas' and gzip's tool default, not 9
+    with opener.open(p, "wt", encoding="utf-8", newline="\n", **level) as fh:
+        yield fh
+
+
+def _write_jsonl(frame: pd.DataFrame, p: Path, name: str) -> None:
+    with _text_output(p, name) as fh:
+        for records in _json_records(frame):
+            fh.write("\n".join(records))
+            fh.write("\n")
+
+
+def _write_json(frame: pd.DataFrame, p: Path, name: str) -> None:
+    with _text_output(p, name) as fh:
+        fh.write("[")
+        for i, records in enumerate(_json_records(frame)):
+            fh.write(",\n" if i else "\n")
+            fh.write(",\n".join(records))
+        fh.write("\n]\n")
 
 
 _READERS = {
@@ -159,8 +274,9 @@ def read_table(path: str | os.PathLike, **read_kwargs: Any) -> pd.DataFrame:
     ``.csv``, ``.tsv`` (optionally compressed: ``.csv.gz`` etc.), ``.parquet`` / ``.pq``,
     ``.jsonl`` / ``.ndjson`` (one JSON object per line) and ``.json`` (a list of records).
     ``read_kwargs`` go to the pandas reader. Raises :class:`DataError` for an unknown extension
-    (naming the supported ones), a missing file, a file the reader cannot parse, a file without
-    rows, or a CSV that looks delimited by another character (naming it).
+    (naming the supported ones), a missing file, a file the reader cannot parse (a truncated or
+    damaged compressed file included), a file without rows, or a CSV that looks delimited by
+    another character (naming it).
     """
     path = Path(path)
     ext = _table_extension(path)
@@ -173,8 +289,11 @@ def read_table(path: str | os.PathLike, **read_kwargs: Any) -> pd.DataFrame:
         raise DataError(f"no such file: {path}")
     try:
         frame = reader(path, read_kwargs)
-    except (ValueError, OSError) as exc:  # includes pandas / pyarrow parse errors
-        raise DataError(f"could not read {path} as {ext[1:]}: {str(exc).strip().splitlines()[0]}") from None
+    except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        # pandas / pyarrow parse errors, and damaged compressed files (a truncated .gz raises EOFError)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"could not read {path} as {ext[1:]}: {detail[:300]}"
+                        + (" (the compressed file is truncated or damaged)" if isinstance(exc, EOFError) else "")) from None
     if ext == ".csv" and frame.shape[1] == 1 and "sep" not in read_kwargs:
         hint = _delimiter_hint(str(frame.columns[0]))
         if hint:
@@ -214,11 +333,48 @@ def check_output_path(path: str | os.PathLike, *, formats: tuple[str, ...] | Non
     return path
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` atomically: yield a temporary path in the same folder to write to.
+
+    When the block ends normally, the temporary file is flushed to disk and renamed onto
+    ``path`` (:func:`os.replace`, atomic on one file system): a reader sees the previous file or
+    the complete new one, never a part. When the block raises (an error, a full disk, a
+    file-size limit, ``KeyboardInterrupt``), the temporary file is removed and ``path`` is left
+    as it was. The temporary is named ``.<random>.tmp.<name>``: hidden, and ending with the
+    target's name, so that writers choosing a format or a compression by extension (pandas,
+    matplotlib) choose the same one.
+
+    Examples
+    --------
+    >>> with atomic_write("summary.json") as tmp:          # doctest: +SKIP
+    ...     tmp.write_text(json.dumps(summary))
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{secrets.token_hex(6)}.tmp.{path.name}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``frame`` (without its index) in the format named by the extension of ``path``
-    (one of :data:`TABLE_FORMATS`; text formats may add a compression suffix such as ``.gz``)."""
+    (one of :data:`TABLE_FORMATS`; text formats may add a compression suffix such as ``.gz``),
+    atomically (:func:`atomic_write`). Every format keeps floats exactly: CSV and JSON write the
+    shortest decimal that reads back to the same double, Parquet the doubles themselves; in JSON,
+    NaN and infinities become null."""
     path = check_output_path(path, formats=TABLE_FORMATS)
-    _WRITERS[_table_extension(path)](frame, path)
+    with atomic_write(path) as tmp:
+        _WRITERS[_table_extension(path)](frame, tmp, path.name)
     return path
 
 
@@ -1115,8 +1271,7 @@ def write_router_file(path: str | os.PathLike, header: Mapping[str, Any], member
     them, ``fitted``) and the named members (float arrays, LightGBM models, scikit-learn models).
     The header gains the format, its version, the library versions and the member table, and is
     checked against the same schema as :func:`read_router_file` (members too), so that a file
-    this writes is one it reads. The file is written to a temporary file in the same folder and
-    renamed over ``path`` (removed on failure)."""
+    this writes is one it reads. The file is written atomically (:func:`atomic_write`)."""
     path = check_output_path(path)
     blobs, kinds = {}, {}
     for name, model in members.items():
@@ -1136,16 +1291,10 @@ def write_router_file(path: str | os.PathLike, header: Mapping[str, Any], member
             _load_member(kinds[name], data, expect[name][1], f"member {name}") if kinds[name] != "skops" else None
         except _Invalid as exc:
             raise RouterFileError(f"cannot write {path}: {exc.field}: {exc.message}") from None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(_HEADER_NAME, text)
-            for file, (_, data) in blobs.items():
-                zf.writestr(file, data)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(_HEADER_NAME, text)
+        for file, (_, data) in blobs.items():
+            zf.writestr(file, data)
     return path
 
 
@@ -1171,7 +1320,8 @@ def save_pickle(obj, path: str | os.PathLike) -> Path:
     import joblib
 
     path = check_output_path(path)
-    joblib.dump({"format": _PICKLE_FORMAT, "versions": library_versions(), "object": obj}, path)
+    with atomic_write(path) as tmp:
+        joblib.dump({"format": _PICKLE_FORMAT, "versions": library_versions(), "object": obj}, tmp)
     return path
 
 

@@ -331,7 +331,12 @@ class _Design:
         names += [f"D[{m}]" for m in self.contrasts]
         a, b = np.where(first > 0, data.model_a, data.model_b), np.where(first > 0, data.model_b, data.model_a)
         pairs = np.array([f"{x}|{y}" for x, y in zip(a, b)], dtype=object)
-        return EvalData(Z, gain, data.is_gold, pair=pairs, query_id=data.query_id, feature_names=names)
+        rows = EvalData(data.X, gain, data.is_gold, pair=pairs, query_id=data.query_id,
+                        feature_names=data.feature_names)
+        # the design's own columns may equal a judge's +-1 labels (a judge that always prefers the
+        # answer listed first): they are not label copies, so they join after EvalData's checks
+        rows.X, rows.feature_names = Z, names
+        return rows
 
 
 class MultiRouter(_MultiBase):

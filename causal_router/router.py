@@ -40,7 +40,7 @@ from .models import fit_gain_model
 from .routing import RoutingWarning, decide, threshold_for_share, two_model_costs
 from .text import TextFeaturizer, embed_extra_installed
 
-__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share"]
+__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "correct_labels", "decide", "threshold_for_share"]
 
 
 class BaseRouter(BaseEstimator):
@@ -396,9 +396,7 @@ class MetaRouter(BaseRouter):
             bias.set_params(n_jobs=n_jobs)
         bias.fit(data)
         scale = bias.scale_
-        pref = ~data.is_gold
-        labels = pooled_outcome(data.gain, data.is_gold, scale)
-        labels[pref] += bias.effect(data.X)[pref] * scale  # no copy of X[pref]
+        labels = correct_labels(bias, data.X, data.gain, data.is_gold)
         gain_model = fit_gain_model(self.outcome_model, data.X, labels, np.where(data.is_gold, 1.0, float(weight)),
                                     seed)
         return {"bias_": bias, "scale_": scale, "gain_model_": gain_model, "corrected_gain_": labels / scale}
@@ -409,6 +407,20 @@ class MetaRouter(BaseRouter):
         ate = self.bias_.ate()
         return {"learner": self.bias_.learner, "final_stage": self.bias_.final_stage_,
                 "ate": {k: float(v) for k, v in ate.items()}}
+
+
+def correct_labels(bias: BiasEstimator, X: np.ndarray, gain: np.ndarray, is_gold: np.ndarray) -> np.ndarray:
+    """The gain model's training labels, shape (n,), on the preference scale: gold gains times
+    ``bias.scale_``, preference gains plus the estimated bias there, ``y_j + scale_ * Delta_hat(q_j)``.
+
+    ``bias`` is a fitted :class:`~causal_router.BiasEstimator`, X (n, d) the rows' features, gain
+    (n,) the observed gains and is_gold (n,) booleans. Row by row: the labels of a block of rows do
+    not depend on the other rows, so the distributed fit applies it partition by partition.
+    """
+    labels = pooled_outcome(gain, is_gold, bias.scale_)
+    pref = ~np.asarray(is_gold, dtype=bool)
+    labels[pref] += bias.effect(X)[pref] * bias.scale_  # effect on every row: no copy of X[pref]
+    return labels
 
 
 # ---------------------------------------------------------------------------- shared helpers

@@ -26,7 +26,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,6 +37,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import DataError, check_columns
+from .io import atomic_write
 
 __all__ = ["TextFeaturizer", "pair_indicators", "featurize_queries", "embed_extra_installed", "METHODS",
            "MINILM_MODEL", "TFIDF_TOKENIZATION", "TFIDF_STATE_VALUES"]
@@ -283,9 +283,8 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             for key, vec in zip(todo, vectors):
                 file = folder / key[:2] / f"{key}.npy"
                 file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = file.with_name(f".{key}.{uuid.uuid4().hex}.tmp.npy")
-                np.save(tmp, vec)
-                os.replace(tmp, file)  # atomic: concurrent runs never see half a file
+                with atomic_write(file) as tmp:  # concurrent runs never see half a file
+                    np.save(tmp, vec)
                 found[key] = vec
         return np.vstack([found[k] for k in keys]).astype(float)
 

@@ -234,7 +234,7 @@ def test_misaligned_indexes_duplicate_names_and_complex_values_are_refused(small
 def test_nan_cost_weight_and_tied_predictions(tmp_path, files, small, router, capsys):
     code, _, err = _run(["route", files / "test.csv", "--router", files / "router.cr", "--cost-weight", "nan",
                          "--out", tmp_path / "r.csv"], capsys)
-    assert code == 2 and "cost_weight must be a finite number >= 0" in err
+    assert code == 2 and "argument --cost-weight: must be a finite number >= 0, got 'nan'" in err  # before the routing
     constant = MetaRouter(outcome_model=LGBMRegressor(n_estimators=1, min_child_samples=10_000, verbose=-1),
                           random_state=0).fit(small.train)
     gain = constant.predict_gain(small.test_X)
@@ -322,6 +322,5 @@ def test_long_commands_report_progress_on_stderr(tmp_path, files, capsys):
 
 def test_no_warning_is_silenced_globally():
     before = list(warnings.filters)
-    with pytest.raises(SystemExit):
-        main(["fit"])
+    assert main(["fit"]) == 2
     assert warnings.filters == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 from .._utils import to_jsonable
 from .._validation import check_columns
 from ..data import numeric_column
-from ..io import TABLE_FORMATS, write_table
+from ..io import TABLE_FORMATS, atomic_write, write_table
 from ..routing import cost_matrix, decide, threshold_for_share
 from .options import (
     LARGE_FILE_ROWS,
@@ -82,11 +83,12 @@ def demo(args) -> int:
     preds = {k: v[1] for k, v in fitted.items()}
     for metric in ("efficiency_gain", "oracle_share"):
         fig = plot_split_curves(preds, split.test_gold, metric)
-        fig.savefig(out / f"{metric}.png", dpi=150, bbox_inches="tight")
+        with atomic_write(out / f"{metric}.png") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     config = {k: v for k, v in vars(args).items() if k != "func"}
-    (out / "metrics.json").write_text(json.dumps(to_jsonable(
-        {"config": config, "true_average_bias": true_ate, "methods": json.loads(table.to_json(orient="index"))}),
-        indent=2, allow_nan=False))
+    with atomic_write(out / "metrics.json") as tmp:  # exact floats (to_json would round to 10 digits)
+        tmp.write_text(json.dumps(to_jsonable({"config": config, "true_average_bias": true_ate,
+                                               "methods": table.to_dict(orient="index")}), indent=2, allow_nan=False))
     print(f"report written to {out}/ (efficiency_gain.png, oracle_share.png, metrics.json)")
     return 0
 
@@ -98,6 +100,11 @@ def fit(args) -> int:
     from ..router import MetaRouter
 
     out = check_out_file(args.out, inputs=(args.data,))
+    if args.engine == "dask":
+        return _fit_dask(args, out)
+    if args.address:
+        raise UsageError("--address names a Dask cluster: pass --engine dask too")
+    featurizer = text_featurizer(args) if args.text else None  # a missing [embed] extra: before reading
     frame = read_data(args.data)
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
     steps(f"read {len(frame)} rows from {args.data}")
@@ -105,7 +112,7 @@ def fit(args) -> int:
                         scale=scale_arg(args), random_state=args.seed)
     if args.text:  # the router fits its featurizer and keeps it
         X, gain, data = text_fit_input(frame, args)
-        router.set_params(featurizer=text_featurizer(args))
+        router.set_params(featurizer=featurizer)
     else:
         data = eval_data(frame, args)
         X, gain = data, None
@@ -124,6 +131,40 @@ def fit(args) -> int:
           f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_}")
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
           f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    print(f"router saved to {out}")
+    return 0
+
+
+def _fit_dask(args, out: Path) -> int:
+    """``fit --engine dask``: the distributed fit (:func:`causal_router.distributed.fit_distributed`)."""
+    from ..bias import BiasEstimator
+    from ..distributed import fit_distributed, read_partitions
+    from ..router import MetaRouter
+
+    if args.text or args.pair:
+        raise UsageError("--engine dask takes numeric feature columns (--features / --feature-prefix): featurize "
+                         "the text first, or fit from text with --engine local")
+    try:
+        ddf = read_partitions(args.data)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    schema = pd.DataFrame({c: pd.Series(dtype=t) for c, t in ddf.dtypes.items()})
+    features = select_features(schema, args)
+    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
+                        scale=scale_arg(args), random_state=args.seed)
+    where = args.address or f"a local cluster of {args.workers} workers"
+    print(f"distributed fit on {where}: {ddf.npartitions} partitions of {args.data}", file=sys.stderr, flush=True)
+    router = fit_distributed(ddf, features=features, gain=args.gain, source=args.source, gold_value=args.gold_value,
+                             preference_value=args.preference_value, query_id=args.query_id, router=router,
+                             address=args.address, n_workers=args.workers, memory_limit=args.memory_limit)
+    router.save(out)
+    info, ate = router.distributed_summary_, router.bias_.ate()
+    print(f"fitted on {info['n_gold']} gold and {info['n_preference']} preference rows "
+          f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_} "
+          f"(bias model on {info['bias_rows']} rows)")
+    print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
+          f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in info["seconds"].items()))
     print(f"router saved to {out}")
     return 0
 
@@ -233,28 +274,12 @@ def fit_multi(args) -> int:
     return 0
 
 
-def _parse_costs(text: str | None) -> dict | None:
-    """``--costs a=0.1,b=0.5`` as {model: cost}."""
-    if not text:
-        return None
-    costs = {}
-    for item in text.split(","):
-        name, sep, value = item.strip().rpartition("=")
-        try:
-            costs[name.strip()] = float(value)
-        except ValueError:
-            name = ""
-        if not sep or not name.strip():
-            raise UsageError(f"--costs: {item.strip()!r} is not MODEL=COST (e.g. --costs small=0.1,large=1)")
-    return costs
-
-
 def _route_multi(args, router, frame, out) -> int:
     """Route with a K-model router: the chosen model and every model's predicted utility per query."""
     if args.primary_share is not None:
         raise UsageError("--primary-share applies to two-model routers; a K-model router takes --costs and "
                          "--cost-weight")
-    costs = _parse_costs(args.costs)
+    costs = args.costs  # {model: cost}, parsed and checked by the parser (options.costs)
     if args.cost_weight and costs is None:
         raise UsageError("--cost-weight needs --costs (the cost of each model)")
     X = _router_features(frame, router, args, reserved=(args.id_column,))
@@ -323,7 +348,7 @@ def _evaluate_multi(args, router, frame, gold) -> int:
               "mean_gold_gain_of_choice": float(np.mean(np.sign(pred) * gold)),
               "chosen": {m: int(np.sum(chosen == m)) for m in router.models_}}
     if args.costs:
-        costs = _parse_costs(args.costs)
+        costs = args.costs  # {model: cost}, parsed and checked by the parser (options.costs)
         routed = router.route(X.reset_index(drop=True), costs=costs, cost_weight=args.cost_weight)
         C = cost_matrix(costs, router.models_, len(routed))
         result["routing"] = {"cost_weight": args.cost_weight,
@@ -371,15 +396,16 @@ def serve(args) -> int:
                                  "each routed name")
             from ..serve import serve as run_server
 
-            run_server(args.router, host=args.host, port=args.port, log_level=args.log_level)
+            run_server(args.router, host=args.host, port=args.port, log_level=args.log_level,
+                       max_body_bytes=args.max_body_bytes)
             return 0
         from ..proxy import parse_upstreams, serve_proxy
 
-        upstreams = parse_upstreams(args.upstream, args.upstream_model, args.upstream_key)
+        upstreams = parse_upstreams(args.upstream, args.upstream_model, args.upstream_key)  # names checked together
         serve_proxy(args.router, upstreams, host=args.host, port=args.port, log_level=args.log_level,
-                    cost_weight=args.cost_weight, primary_share=args.primary_share, costs=_parse_costs(args.costs),
-                    pair=args.route_pair, fallback=args.fallback, timeout=args.timeout,
-                    max_concurrency=args.max_concurrency, route_on=args.route_on)
+                    max_body_bytes=args.max_body_bytes, cost_weight=args.cost_weight,
+                    primary_share=args.primary_share, costs=args.costs, pair=args.route_pair, fallback=args.fallback,
+                    timeout=args.timeout, max_concurrency=args.max_concurrency, route_on=args.route_on)
     except ImportError as exc:  # the [serve] or [embed] extra is missing
         raise UsageError(str(exc)) from None
     return 0
@@ -389,12 +415,20 @@ def serve(args) -> int:
 def experiment(args) -> int:
     """The paper's Monte Carlo experiment on the generator or a real data set."""
     from .._parallel import connect_ray
-    from ..experiment import DEFAULT_METHODS, run_experiment
+    from ..datasets import reveal_split
+    from ..experiment import DEFAULT_METHODS, METHODS, run_experiment
     from ..report import save_experiment
 
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else DEFAULT_METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UsageError(f"--methods: unknown method(s) {unknown[:10]}; choose from {sorted(METHODS)}" if unknown
+                         else "--methods is empty: name at least one method")
+    _check_backend(args)
     out = check_out_dir(args.out)
     frame, features, pair = _experiment_data(args)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
+    # the sizes against the data, before the runs start: one split drawn as every run draws its own
+    reveal_split(frame, features, n_gold=args.n_gold, n_test=args.n_test, pair=pair, random_state=args.seed)
     if args.backend == "ray":
         connect_ray(args.ray_address)
     result = run_experiment(frame, features, methods=methods, n_runs=args.runs, n_gold=args.n_gold,
@@ -406,6 +440,12 @@ def experiment(args) -> int:
     _print_table(result.summary[[c for c in cols if c in result.summary]])
     print(f"results written to {out}/")
     return 0
+
+
+def _check_backend(args) -> None:
+    """``--ray-address`` goes with ``--backend ray`` (whose availability the parser checked)."""
+    if args.ray_address and args.backend != "ray":
+        raise UsageError("--ray-address applies to --backend ray; add --backend ray or drop --ray-address")
 
 
 def _experiment_data(args):
@@ -504,6 +544,7 @@ def refute(args) -> int:
     from ..report import RefutationReport
     from ..validate import refute as run_refute
 
+    _check_backend(args)
     out = check_out_dir(args.out)
     data, _ = load_input(args)
     if args.backend == "ray":
@@ -578,8 +619,6 @@ def suggest_gold(args) -> int:
                   if args.design_out else None)
     if design_out is not None and design_out == out:
         raise UsageError("--design-out and --out name the same file")
-    if args.budget < 1:
-        raise UsageError(f"--budget must be a positive integer, got {args.budget}")
     router = (_load_router(args.router, text=not args.features, two_model_for="suggest-gold")
               if args.router else None)
     frame = read_data(args.data)
@@ -638,9 +677,11 @@ def plan_gold(args) -> int:
                    "share_law": result.share_law,
                    "learning_curve": None if result.learning_curve is None else result.learning_curve.to_dict(orient="list"),
                    "ci_width_curve": result.ci_width_curve.to_dict(orient="list")}
-        (folder / "plan.json").write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
+        with atomic_write(folder / "plan.json") as tmp:
+            tmp.write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
         fig = plot_gold_plan(result)
-        fig.savefig(folder / "plan.png", dpi=150, bbox_inches="tight")
+        with atomic_write(folder / "plan.png") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
         plt.close(fig)
         print(f"plan written to {folder}/ (plan.json, plan.png)")
     return 0

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from .._validation import DataError
+from ..io import atomic_write
 from ..validate.diagnostics import (
     OVERLAP_MAX_AUC,
     OVERLAP_MAX_CLIPPED_SHARE,
@@ -95,16 +96,19 @@ class DiagnosticsReport:
 
     def save(self, folder, extra_sections: Sequence[tuple[str, str]] | None = None, *, dpi: int = 120) -> Path:
         """Write ``<name>.png`` per figure, ``diagnostics.json`` and ``report.html`` (see :meth:`html`)
-        into ``folder`` (created if missing); returns the folder as a Path."""
+        into ``folder`` (created if missing), each file atomically
+        (:func:`causal_router.io.atomic_write`); returns the folder as a Path."""
         sections = _check_sections(extra_sections)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         images = {}
         for name, fig in self.figures.items():
             images[name] = png_bytes(fig, dpi)
-            (folder / f"{name}.png").write_bytes(images[name])
+            with atomic_write(folder / f"{name}.png") as tmp:
+                tmp.write_bytes(images[name])
         self.diagnostics.to_json(folder / "diagnostics.json")
-        (folder / "report.html").write_text(self._page(images, sections), encoding="utf-8")
+        with atomic_write(folder / "report.html") as tmp:
+            tmp.write_text(self._page(images, sections), encoding="utf-8")
         return folder
 
     def _page(self, images: dict, extra_sections: list) -> str:

@@ -38,7 +38,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +49,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 
 from .._utils import as_seed, to_jsonable
 from .._validation import DataError
+from ..io import atomic_write
 from ..bias import BiasEstimator
 from ..data import EvalData
 from ..models import default_classifier
@@ -153,10 +153,11 @@ class Diagnostics:
 
     def to_json(self, path=None, indent: int = 2) -> str:
         """:attr:`numbers` as a JSON string (no NaN: missing numbers are null); also written to
-        ``path`` when given."""
+        ``path`` when given (atomically: :func:`causal_router.io.atomic_write`)."""
         text = json.dumps(self.numbers, indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            with atomic_write(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
         return text
 
 
