@@ -31,6 +31,13 @@ error event. At most ``max_concurrency`` requests are forwarded at a time (more 
 ``Retry-After``); a client that disconnects cancels its upstream request; a stream is relayed
 chunk by chunk, never held whole.
 
+Limits. The chat endpoints sit behind the routing server's own limits
+(:class:`~causal_router.serve.BodyLimit`, added by :func:`~causal_router.serve.create_app`): a
+body over ``max_body_bytes`` gets 413 before it is read, a body that breaks its JSON limits
+(nesting, long numbers, repeated keys, bad UTF-8) gets 422, both in OpenAI's error format with
+``param`` naming the field. A body that is not a chat-completions request gets 422 naming the
+field too (``type`` ``"invalid_request_error"``), before any upstream is called.
+
 Keys. An upstream with a key (read from the environment by :func:`parse_upstreams`) gets
 ``Authorization: Bearer <key>`` and never the client's; an upstream without one gets the
 client's ``Authorization`` header as sent. Keys never appear in logs, errors, ``/health`` or
@@ -55,7 +62,7 @@ import pandas as pd
 from ._validation import DataError
 from .router import BaseRouter
 from .routing import check_cost_weight, choose, cost_matrix, decide
-from .serve import MAX_TEXT_LENGTH, SERVE_EXTRA_MESSAGE, create_app, serve
+from .serve import MAX_BODY_BYTES, MAX_REQUEST_CHARS, MAX_TEXT_LENGTH, SERVE_EXTRA_MESSAGE, create_app, serve
 
 __all__ = ["create_proxy_app", "serve_proxy", "parse_upstreams", "Upstream", "RouteAdapter", "Choice",
            "ProxyConfigError", "ROUTE_HEADER", "GAIN_HEADER", "ROUTE_ON", "DEFAULT_TIMEOUT",
@@ -108,6 +115,9 @@ class Upstream:
         ``/health`` or metrics). None: the client's ``Authorization`` header is forwarded.
     key_env : str, optional
         The environment variable the key was read from (shown by ``/health``).
+
+    A name with spaces, ``=`` or ``,``, or a URL that is not http(s) with a host, is a
+    :class:`ProxyConfigError`; a trailing ``/`` of the URL is dropped.
     """
 
     name: str
@@ -115,6 +125,20 @@ class Upstream:
     model: str | None = None
     key: str | None = field(default=None, repr=False, compare=False)
     key_env: str | None = None
+
+    def __post_init__(self):
+        import httpx
+
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ProxyConfigError(f"upstream name {str(self.name)[:80]!r} must be a word without spaces, '=' or ','")
+        try:
+            u = httpx.URL(self.url)
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise ProxyConfigError(f"upstream {self.name!r}: {str(self.url)[:200]!r} is not a URL ({exc})") from None
+        if u.scheme not in ("http", "https") or not u.host:
+            raise ProxyConfigError(f"upstream {self.name!r}: the URL must be http:// or https:// with a host, e.g. "
+                                   "http://127.0.0.1:8001/v1")
+        object.__setattr__(self, "url", self.url.rstrip("/"))
 
     @property
     def display_url(self) -> str:
@@ -150,18 +174,8 @@ def parse_upstreams(upstream: Sequence[str], models: Sequence[str] = (), keys: S
     dict of str to Upstream, in the order given. Raises :class:`ProxyConfigError` naming the
     option at fault (never a key's value).
     """
-    import httpx
-
     environ = os.environ if environ is None else environ
     urls = _pairs(upstream, "--upstream", "NAME=URL (e.g. primary=http://127.0.0.1:8001/v1)")
-    for name, url in urls.items():
-        try:
-            u = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError, ValueError) as exc:
-            raise ProxyConfigError(f"--upstream {name}: {url!r} is not a URL ({exc})") from None
-        if u.scheme not in ("http", "https") or not u.host:
-            raise ProxyConfigError(f"--upstream {name}: the URL must be http:// or https:// with a host, e.g. "
-                                   "http://127.0.0.1:8001/v1")
     model = _pairs(models, "--upstream-model", "NAME=MODEL (e.g. primary=gpt-4o)")
     env = _pairs(keys, "--upstream-key", "NAME=ENV_VAR (e.g. primary=OPENAI_API_KEY)")
     for option, given in (("--upstream-model", model), ("--upstream-key", env)):
@@ -174,8 +188,7 @@ def parse_upstreams(upstream: Sequence[str], models: Sequence[str] = (), keys: S
         if not value.strip():
             raise ProxyConfigError(f"--upstream-key {name}={var}: the environment variable {var} is not set or empty")
         secrets[name] = value.strip()
-    return {name: Upstream(name, url.rstrip("/"), model.get(name), secrets.get(name), env.get(name))
-            for name, url in urls.items()}
+    return {name: Upstream(name, url, model.get(name), secrets.get(name), env.get(name)) for name, url in urls.items()}
 
 
 def _pairs(items: Sequence[str], option: str, form: str) -> dict[str, str]:
@@ -341,8 +354,9 @@ def _message_text(content, where: str) -> str:
     raise _BadRequest(f"{where}.content must be a string, a list of content parts or null", f"{where}.content")
 
 
-def _parse_chat(raw: bytes, route_on: str) -> tuple[dict, str, bool]:
-    """(body, text to route, stream) of a chat-completions request; _BadRequest naming the field."""
+def _parse_chat(raw: bytes, route_on: str, max_chars: int) -> tuple[dict, str, bool]:
+    """(body, text to route: its first ``max_chars`` characters, stream) of a chat-completions
+    request; _BadRequest naming the field."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge integers, deep nesting
@@ -370,7 +384,16 @@ def _parse_chat(raw: bytes, route_on: str) -> tuple[dict, str, bool]:
         text = last_user
     else:
         text = "\n\n".join(t for t in texts if t)
-    return body, text[:MAX_TEXT_LENGTH], stream
+    return body, text[:max_chars], stream
+
+
+def _refusal(path: str, status: int, field: str, message: str, kind: str) -> dict | None:
+    """The body of a :class:`~causal_router.serve.BodyLimit` refusal on the OpenAI paths: OpenAI's
+    error format (elsewhere None: the routing server's own)."""
+    if not path.startswith("/v1/"):
+        return None
+    return {"error": {"message": f"{field}: {message}", "type": "invalid_request_error",
+                      "param": None if field == "body" else field, "code": kind}}
 
 
 def _error(status: int, message: str, kind: str, code: str | None = None, param: str | None = None,
@@ -418,15 +441,17 @@ class _DecisionBatcher:
 
     A request puts its text in the queue and lets the event loop run the other requests that are
     ready (one turn, no timer: a lone request is decided at once); the first request to resume
-    decides every queued text (at most ``MAX_BATCH`` of them). Featurizing and predicting a
-    batch costs far less per text than one text at a time, and the numbers are the same: TF-IDF
-    features, their projection and the trees are computed row by row.
+    decides the queued texts in queue order, at most ``MAX_BATCH`` texts and ``max_chars``
+    characters per call (the routing server's ``max_text_chars`` of one request; a text alone
+    always goes). Featurizing and predicting a batch costs far less per text than one text at a
+    time, and the numbers are the same: TF-IDF features, their projection and the trees are
+    computed row by row.
     """
 
     MAX_BATCH = 256
 
-    def __init__(self, adapter: RouteAdapter, metrics: "_Metrics"):
-        self.adapter, self.metrics = adapter, metrics
+    def __init__(self, adapter: RouteAdapter, metrics: "_Metrics", max_chars: int = MAX_REQUEST_CHARS):
+        self.adapter, self.metrics, self.max_chars = adapter, metrics, max_chars
         self.queue: list = []  # (text, future)
 
     async def choose(self, text: str) -> Choice:
@@ -435,8 +460,12 @@ class _DecisionBatcher:
         future = asyncio.get_running_loop().create_future()
         self.queue.append((text, future))
         await asyncio.sleep(0)  # one turn of the loop: requests that are ready queue their texts
-        while not future.done():  # in queue order, MAX_BATCH at a time
-            batch, self.queue = self.queue[:self.MAX_BATCH], self.queue[self.MAX_BATCH:]
+        while not future.done():  # in queue order, MAX_BATCH texts and max_chars characters at a time
+            size, chars = 1, len(self.queue[0][0])
+            while size < min(len(self.queue), self.MAX_BATCH) and chars + len(self.queue[size][0]) <= self.max_chars:
+                chars += len(self.queue[size][0])
+                size += 1
+            batch, self.queue = self.queue[:size], self.queue[size:]
             self._decide(batch, future)
         return future.result()
 
@@ -492,11 +521,16 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
         Chat requests forwarded at a time; more get 503 with ``Retry-After: 1``.
     route_on : {"last-user", "conversation"}
         The text the router reads: the last user message, or every message's text joined by blank
-        lines (at most :data:`~causal_router.serve.MAX_TEXT_LENGTH` characters: the first ones).
+        lines; its first ``max_text_chars`` characters at most (and at most
+        :data:`~causal_router.serve.MAX_TEXT_LENGTH`). The body is forwarded whole.
     version : str, optional
         The router's version, as in :func:`~causal_router.serve.create_app`.
     **server_options
-        Passed to :func:`~causal_router.serve.create_app` (its request limits, e.g. ``max_batch``).
+        Passed to :func:`~causal_router.serve.create_app`: its request limits, which hold for the
+        proxy's endpoints too (``max_body_bytes``: a larger chat body gets 413; the JSON limits of
+        :class:`~causal_router.serve.BodyLimit`: 422; both in OpenAI's error format;
+        ``max_text_chars``: the characters the router reads of one request, and of the requests
+        decided together).
 
     Returns
     -------
@@ -539,10 +573,11 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
             text = text.replace(key, "[redacted]")
         return text
 
-    app = create_app(router, version=version, **server_options)
+    app = create_app(router, version=version, error_body=_refusal, **server_options)
+    max_chars = min(MAX_TEXT_LENGTH, app.state.limits["max_text_chars"])
     adapter.choose(["warm-up"])  # featurizer and gain model ready before the first request
     metrics = _Metrics()
-    decisions = _DecisionBatcher(adapter, metrics)
+    decisions = _DecisionBatcher(adapter, metrics, max_chars)
     recent: deque = deque(maxlen=RECENT_WINDOW)  # (decision, served_by)
     state = {"client": None, "in_flight": 0}
     started = int(time.time())
@@ -681,10 +716,10 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
         t0 = time.perf_counter()
         raw = await request.body()
         try:
-            body, text, stream = _parse_chat(raw, route_on)
+            body, text, stream = _parse_chat(raw, route_on, max_chars)
         except _BadRequest as exc:
             metrics.rejected.labels("invalid_request").inc()
-            return _error(400, str(exc), "invalid_request_error", "invalid_request", exc.param)
+            return _error(422, str(exc), "invalid_request_error", "invalid_request", exc.param)
         if state["in_flight"] >= max_concurrency:
             metrics.rejected.labels("overloaded").inc()
             return _error(503, f"the proxy is forwarding its limit of {max_concurrency} requests; retry shortly",
@@ -773,9 +808,11 @@ def _redacted(content: bytes, encoding: str | None, redact) -> bytes:
 
 
 # ---------------------------------------------------------------------------- running it
-def serve_proxy(router_path: str | os.PathLike, upstreams: Mapping[str, Upstream], *, host: str = "127.0.0.1",
-                port: int = 8000, log_level: str = "info", **options) -> None:
-    """Load a router file and serve it with the proxy (:func:`create_proxy_app`, ``options``
-    passed on) until interrupted (blocking): :func:`causal_router.serve.serve` with this app."""
-    serve(router_path, host=host, port=port, log_level=log_level,
+def serve_proxy(router_path: str | os.PathLike, upstreams: Mapping[str, Upstream] | Sequence[Upstream], *,
+                host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+                max_body_bytes: int = MAX_BODY_BYTES, **options) -> None:
+    """Load a router file and serve it with the proxy until interrupted (blocking):
+    :func:`causal_router.serve.serve` (its address bound first, ``max_body_bytes`` its body
+    limit) with :func:`create_proxy_app` and ``options`` as the application."""
+    serve(router_path, host=host, port=port, log_level=log_level, max_body_bytes=max_body_bytes,
           make_app=functools.partial(create_proxy_app, upstreams=upstreams, **options))

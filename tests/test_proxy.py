@@ -426,16 +426,61 @@ def _swallow(url, text):
     (b'{"messages": [{"role": "user", "content": [{"text": "x"}]}]}', "messages[0].content"),
     (b'{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}', "stream"),
     (b'{"messages": [{"role": "user", "content": "hi"}], "model": 4}', "model"),
-    (b"[" * 100_000 + b"]" * 100_000, None),                            # nested too deep
-])
-def test_bad_bodies_get_an_openai_400(router, fresh, body, param):
+    # the routing server's JSON limits (serve.BodyLimit), checked before the proxy reads the body
+    (b"[" * 100_000 + b"]" * 100_000, "body[0][0][0]"),                 # nested too deep: where (cut at 80)
+    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 1' + b"0" * 200 + b"}", "temperature"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "messages": []}', "messages"),  # a key twice
+    (b'{"messages": [{"role": "user", "content": "\xff"}]}', None),     # not UTF-8
+], ids=lambda v: v[:40].decode("latin-1") if isinstance(v, bytes) else None)
+def test_malformed_bodies_get_an_openai_422_naming_the_field(router, fresh, body, param):
     urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
     with _proxy(router, urls) as url:
         r = httpx.post(f"{url}/v1/chat/completions", content=body, headers={"content-type": "application/json"})
-    assert r.status_code == 400
+        with pytest.raises(openai.UnprocessableEntityError):  # what the official client makes of it
+            _client(url).chat.completions.create(model="m", messages=[{"role": "user", "content": 3}])
+    assert r.status_code == 422
     error = r.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    assert error["param"] == param or (param.startswith("body") and error["param"].startswith(param))
+    assert param is None or param in error["message"]
     assert not fresh["primary"][0].seen and not fresh["alternative"][0].seen
+
+
+def test_the_routing_servers_body_limit_holds_for_the_proxy(router, fresh):
+    """One limit (serve.BodyLimit via create_app's max_body_bytes) for POST /route and the chat
+    endpoint: 413 before the body is read, or as soon as a chunked body passes it; OpenAI's error
+    format on /v1/, the routing server's own on /route."""
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    small = {"model": "m", "messages": [{"role": "user", "content": TEXTS[0]}]}
+    large = {"model": "m", "messages": [{"role": "user", "content": "x" * 5_000}]}
+    with _proxy(router, urls, max_body_bytes=4_096) as url:
+        assert httpx.post(f"{url}/v1/chat/completions", json=small).status_code == 200
+        r = httpx.post(f"{url}/v1/chat/completions", json=large)
+        assert r.status_code == 413
+        error = r.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["code"] == "too_large" and "4096 bytes" in error["message"]
+        chunked = httpx.post(f"{url}/v1/chat/completions", content=iter([json.dumps(large).encode()]),
+                             headers={"content-type": "application/json"})  # no Content-Length
+        assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "too_large"
+        with pytest.raises(openai.APIStatusError) as info:  # the official client sees the 413 too
+            _client(url).chat.completions.create(**large)
+        assert info.value.status_code == 413
+        route = httpx.post(f"{url}/route", json={"texts": ["x" * 5_000]})
+        assert route.status_code == 413 and "detail" in route.json()  # the routing server's format stays
+        assert httpx.get(f"{url}/health").json()["max_body_bytes"] == 4_096
+    assert len(fresh["primary"][0].seen) + len(fresh["alternative"][0].seen) == 1  # only the small request
+
+
+def test_the_router_reads_at_most_max_text_chars(router, fresh):
+    """The routed text is cut to the server's max_text_chars (the body is forwarded whole), and
+    the texts decided together hold at most that many characters."""
+    urls = {n: u for n, (_, u) in fresh.items() if n != "third"}
+    text = " ".join(TEXTS)
+    with _proxy(router, urls, max_text_chars=40) as url:
+        r = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": text}]})
+    assert r.status_code == 200
+    assert float(r.headers[GAIN_HEADER]) == router.predict_gain([text[:40]])[0]
+    assert fresh[r.headers[ROUTE_HEADER]][0].seen[-1][1]["messages"][0]["content"] == text
 
 
 def test_route_on_the_conversation_and_content_parts(router, fresh):
@@ -521,10 +566,9 @@ def test_a_router_of_several_pairs_routes_one_named_pair(text_router, fresh):
 
 # --------------------------------------------------------------------------- K models
 @pytest.fixture(scope="module")
-def k_router(tmp_path_factory):
-    """A K-model router fitted from text (GoldOnlyMulti, ridge utilities, TF-IDF + SVD), read back
-    from its router file. Three models: "large" gains on code topics, "small" on small talk."""
-    from causal_router.io import load_router
+def k_router_file(tmp_path_factory):
+    """The router file of a K-model router fitted from text (GoldOnlyMulti, ridge utilities,
+    TF-IDF + SVD). Three models: "large" gains on code topics, "small" on small talk."""
     from causal_router.multi import GoldOnlyMulti
     from causal_router.pairwise import PairwiseRidge
 
@@ -541,7 +585,15 @@ def k_router(tmp_path_factory):
                            random_state=0)
     router.fit(frame["query_text"].tolist(), gain + 0.1 * rng.standard_normal(len(frame)), model_a=models[a],
                model_b=models[b])
-    return load_router(router.save(tmp_path_factory.mktemp("k") / "k.cr"))
+    return router.save(tmp_path_factory.mktemp("k") / "k.cr")
+
+
+@pytest.fixture(scope="module")
+def k_router(k_router_file):
+    """That K-model router, read back from its file."""
+    from causal_router.io import load_router
+
+    return load_router(k_router_file)
 
 
 def test_k_model_router_routes_to_named_upstreams(k_router, fresh):
@@ -582,37 +634,57 @@ def test_k_model_configuration_errors(k_router):
 
 
 # --------------------------------------------------------------------------- the command line
-def test_serve_command_runs_the_proxy(router, fresh, tmp_path):
-    import os
-    import socket
-    import subprocess
-    import sys
+class _ServeCommand:
+    """``causal-router serve ARGS`` in a subprocess on a free 127.0.0.1 port, until /health answers
+    (at most 120 s); terminated on exit. ``health``: its first /health; ``stderr``: its stderr."""
 
+    def __init__(self, args: list, env: dict | None = None):
+        self.args, self.env = args, env
+
+    def __enter__(self):
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        code = "import sys; from causal_router.cli import main; sys.exit(main())"
+        self.proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--port", str(port), "--log-level",
+                                      "warning", *self.args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env={**os.environ, **(self.env or {})})
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(self.proc.stderr.read().decode()[-2000:])
+            try:
+                self.health = httpx.get(f"{self.url}/health", timeout=1.0).json()
+                return self
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    self.__exit__()
+                    raise AssertionError("the proxy did not start within 120 s")
+                time.sleep(0.25)
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.stderr = self.proc.stderr.read().decode()
+
+
+def test_serve_command_runs_the_proxy(router, fresh, tmp_path):
     from causal_router.router import BaseRouter
 
     path = router.save(tmp_path / "router.cr")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    code = "import sys; from causal_router.cli import main; sys.exit(main())"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", "--router", str(path), "--port", str(port), "--log-level", "warning",
-         "--upstream", f"primary={fresh['primary'][1]}", "--upstream", f"alternative={fresh['alternative'][1]}",
-         "--upstream-model", "primary=big-model", "--upstream-key", "primary=CR_TEST_PRIMARY_KEY",
-         "--primary-share", "0.3", "--fallback", "--timeout", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "CR_TEST_PRIMARY_KEY": KEY})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            try:
-                health = httpx.get(f"{url}/health", timeout=1.0).json()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the proxy did not start within 120 s"
-                time.sleep(0.25)
-        assert health["router_version"].startswith("sha256:")
+    args = ["--router", str(path), "--upstream", f"primary={fresh['primary'][1]}",
+            "--upstream", f"alternative={fresh['alternative'][1]}", "--upstream-model", "primary=big-model",
+            "--upstream-key", "primary=CR_TEST_PRIMARY_KEY", "--primary-share", "0.3", "--fallback", "--timeout", "5",
+            "--max-body-bytes", "20000"]
+    with _ServeCommand(args, env={"CR_TEST_PRIMARY_KEY": KEY}) as server:
+        url, health = server.url, server.health
+        assert health["router_version"].startswith("sha256:") and health["max_body_bytes"] == 20_000
         loaded = BaseRouter.load(path)
         weight = loaded.threshold_for_share(None, 0.3)
         assert health["proxy"]["routing"]["cost_weight"] == weight
@@ -622,21 +694,61 @@ def test_serve_command_runs_the_proxy(router, fresh, tmp_path):
             assert (headers[ROUTE_HEADER] == "primary") == bool(loaded.route([text], cost_weight=weight)[0])
         assert all(h["authorization"] == f"Bearer {KEY}" for h, _ in fresh["primary"][0].seen)
         assert httpx.post(f"{url}/route", json={"texts": TEXTS[:2]}).status_code == 200  # POST /route stays
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert KEY not in proc.stderr.read().decode()
+        too_large = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 30_000}]})
+        assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "too_large"  # --max-body-bytes
+    assert KEY not in server.stderr
+
+
+def test_serve_command_runs_the_proxy_for_a_k_model_router(k_router, k_router_file, fresh):
+    """--costs and --cost-weight reach the K-model decision: each answer comes from
+    k_router.route([text], costs=..., cost_weight=0.4)'s model."""
+    urls = {"small": fresh["primary"][1], "medium": fresh["alternative"][1], "large": fresh["third"][1]}
+    stub_of = {"small": "primary", "medium": "alternative", "large": "third"}
+    costs = {"small": 0.0, "medium": 0.3, "large": 1.0}
+    args = ["--router", str(k_router_file), *[a for n, u in urls.items() for a in ("--upstream", f"{n}={u}")],
+            "--costs", ",".join(f"{m}={c}" for m, c in costs.items()), "--cost-weight", "0.4"]
+    with _ServeCommand(args) as server:
+        assert server.health["family"] == "k-model"
+        assert server.health["proxy"]["routing"]["costs"] == costs
+        assert server.health["proxy"]["routing"]["cost_weight"] == 0.4
+        client = _client(server.url)
+        routes = []
+        for text in TEXTS[:12]:
+            completion, headers = _ask(client, text)
+            expected = k_router.route([text], costs=costs, cost_weight=0.4)[0]
+            assert headers[ROUTE_HEADER] == expected
+            assert completion.choices[0].message.content.startswith(f"{stub_of[expected]} says")
+            routes.append(expected)
+    assert len(set(routes)) >= 2, routes  # the costs change routes: at weight 0 ...
+    assert set(k_router.route(TEXTS[:12], cost_weight=0.0)) != set(routes)
+
+
+UP = ["--upstream", "primary=http://127.0.0.1:9/v1", "--upstream", "alternative=http://127.0.0.1:9/v1"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--upstream", "primary=http://127.0.0.1:9/v1"], "missing: ['alternative']"),
-    (["--upstream", "primary=http://127.0.0.1:9/v1", "--upstream", "alternative=http://127.0.0.1:9/v1",
-      "--upstream-key", "primary=CR_SURELY_UNSET_VARIABLE"], "CR_SURELY_UNSET_VARIABLE is not set"),
-    (["--upstream", "primary=http://127.0.0.1:9/v1", "--upstream", "alternative=http://127.0.0.1:9/v1",
-      "--timeout", "0"], "timeout must be a positive number"),
-    (["--upstream", "primary=http://127.0.0.1:9/v1", "--upstream", "alternative=http://127.0.0.1:9/v1",
-      "--costs", "primary=1,alternative=0"], "costs apply to K-model routers"),
+    # each argument by the parser (cli.options)
+    (["--upstream", "primary"], "argument --upstream: 'primary' is not NAME=URL"),
+    (["--upstream", "primary=ftp://host/v1"], "argument --upstream: upstream 'primary': the URL must be http://"),
+    (["--upstream", "primary=http://"], "argument --upstream: upstream 'primary'"),
+    (UP + ["--upstream-model", "primary"], "argument --upstream-model: 'primary' is not NAME=MODEL"),
+    (UP + ["--upstream-key", "primary=CR_SURELY_UNSET_VARIABLE"],
+     "argument --upstream-key: the environment variable CR_SURELY_UNSET_VARIABLE is not set"),
+    (UP + ["--upstream-key", "primary=not a variable"], "is not the name of an environment variable"),
+    (UP + ["--timeout", "0"], "argument --timeout: must be a finite number > 0, got '0'"),
+    (UP + ["--timeout", "inf"], "argument --timeout: must be a finite number > 0"),
+    (UP + ["--max-concurrency", "0"], "argument --max-concurrency: must be an integer >= 1"),
+    (UP + ["--primary-share", "1.5"], "argument --primary-share: must be a finite number from 0 to 1"),
+    (UP + ["--cost-weight", "-0.1"], "argument --cost-weight: must be a finite number >= 0"),
+    (UP + ["--costs", "a=1,a=2"], "argument --costs: model 'a' is given twice"),
+    (UP + ["--primary-share", "0.3", "--cost-weight", "0.1"], "not allowed with argument"),
+    # the arguments together, before the server binds its port (commands.serve)
+    (UP + ["--upstream", "primary=http://127.0.0.1:9/v1"], "--upstream names 'primary' twice"),
+    (UP + ["--upstream-model", "third=m"], "--upstream-model names ['third'], which no --upstream names"),
     (["--fallback"], "--fallback configure the routing proxy"),
+    # against the router, after it is loaded and before the server starts
+    (["--upstream", "primary=http://127.0.0.1:9/v1"], "missing: ['alternative']"),
+    (UP + ["--costs", "primary=1,alternative=0"], "costs apply to K-model routers"),
 ])
 def test_serve_command_refuses_a_bad_proxy_configuration(router, tmp_path, capsys, args, message):
     from causal_router.cli import main
@@ -645,6 +757,20 @@ def test_serve_command_refuses_a_bad_proxy_configuration(router, tmp_path, capsy
     assert main(["serve", "--router", str(path), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    assert "Traceback" not in err[0]
+
+
+def test_serve_command_refuses_a_k_model_budget_it_cannot_take(k_router_file, capsys):
+    from causal_router.cli import main
+
+    up = [a for m in ("small", "medium", "large") for a in ("--upstream", f"{m}=http://127.0.0.1:9/v1")]
+    for args, message in ((up + ["--primary-share", "0.3"], "a primary share applies to two-model routers"),
+                          (up + ["--cost-weight", "0.3"], "a cost weight needs costs"),
+                          (up + ["--costs", "small=0,medium=1"], "costs has no entry for model(s) ['large']"),
+                          (up[:4], "missing: ['large']")):
+        assert main(["serve", "--router", str(k_router_file), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
 
 
 def test_concurrent_requests_are_decided_together_with_the_same_numbers(router, fresh):
@@ -692,6 +818,16 @@ def test_decisions_of_waiting_requests_are_batched_and_failures_reach_every_requ
         assert asyncio.run(together(TEXTS)) == adapter.choose(TEXTS)  # 10, 10, 10, 2
     finally:
         _DecisionBatcher.MAX_BATCH = saved
+    capped = _DecisionBatcher(adapter, _Metrics(), max_chars=70)  # about two texts of TEXTS per call
+
+    async def capped_together(texts):
+        return await asyncio.gather(*(capped.choose(t) for t in texts))
+
+    assert asyncio.run(capped_together(TEXTS)) == adapter.choose(TEXTS)
+    sizes = capped.metrics.registry.get_sample_value
+    assert sizes("causal_router_proxy_decision_batch_texts_count") >= len(TEXTS) / 2
+    assert sizes("causal_router_proxy_decision_batch_texts_bucket", {"le": "2.0"}) == \
+        sizes("causal_router_proxy_decision_batch_texts_count")  # no call decided more than 70 characters
 
     class Broken:
         def choose(self, texts):
