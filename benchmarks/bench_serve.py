@@ -396,10 +396,13 @@ def main(argv=None) -> None:
             if table:
                 print(pd.DataFrame(table).round(2).to_string(index=False))
     if args.out:
-        Path(args.out).write_text(json.dumps({
-            "command": "python benchmarks/bench_serve.py " + " ".join(argv), "cores": os.cpu_count(),
-            "load_average_start": load_start, "load_average_end": load_end, "data": name,
-            "route": rows, "proxy": proxy_rows, "share": share_rows}, indent=2))
+        from causal_router.io import atomic_write
+
+        with atomic_write(args.out) as tmp:
+            tmp.write_text(json.dumps({
+                "command": "python benchmarks/bench_serve.py " + " ".join(argv), "cores": os.cpu_count(),
+                "load_average_start": load_start, "load_average_end": load_end, "data": name,
+                "route": rows, "proxy": proxy_rows, "share": share_rows}, indent=2))
 
 
 if __name__ == "__main__":
