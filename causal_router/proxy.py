@@ -574,10 +574,10 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
         return text
 
     app = create_app(router, version=version, error_body=_refusal, **server_options)
-    max_chars = min(MAX_TEXT_LENGTH, app.state.limits["max_text_chars"])
+    max_chars = min(MAX_TEXT_LENGTH, app.state.limits["max_text_chars"])  # of one request's text
     adapter.choose(["warm-up"])  # featurizer and gain model ready before the first request
     metrics = _Metrics()
-    decisions = _DecisionBatcher(adapter, metrics, max_chars)
+    decisions = _DecisionBatcher(adapter, metrics, app.state.limits["max_text_chars"])
     recent: deque = deque(maxlen=RECENT_WINDOW)  # (decision, served_by)
     state = {"client": None, "in_flight": 0}
     started = int(time.time())
