@@ -32,12 +32,9 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 
 import pandas as pd
-
-warnings.filterwarnings("ignore")
 
 SETTINGS = {
     "generator": dict(n_gold_queries=100, n_test_queries=500),

@@ -144,7 +144,8 @@ def builtin_generator(seed: int) -> pd.DataFrame:
 class Setting:
     """A frame generator (seed -> frame) and the reveal sizes. ``heterogeneous``: the true
     bias varies with the query (counted in the gap-closed target); ``real``: the frame is fixed
-    and the truth unknown."""
+    and the truth unknown. ``n_test`` counts test queries where the frame's queries repeat (the real
+    sets: ``reveal_split`` holds out whole queries there), test rows otherwise."""
 
     name: str
     make: Callable[[int], pd.DataFrame]
@@ -190,6 +191,8 @@ SETTINGS = {s.name: s for s in [
     Setting("d10", gaussian_setting("sparse_nonlinear", d=10)),
     Setting("d300", gaussian_setting("sparse_nonlinear", d=300)),
     Setting("other_shape", other_shape, n_gold=150),
-    Setting("pandalm", _real("pandalm"), n_gold=100, n_test=200, heterogeneous=False, real=True, pair="pair"),
-    Setting("prd_vicuna80", _real("prd"), n_gold=100, n_test=200, heterogeneous=False, real=True, pair="pair"),
+    # whole queries held out (one row per model pair: 974 rows over 169 PandaLM queries, 800 over 80 PRD
+    # questions): 35 and 20 test queries, about 200 test rows as before the split by query
+    Setting("pandalm", _real("pandalm"), n_gold=100, n_test=35, heterogeneous=False, real=True, pair="pair"),
+    Setting("prd_vicuna80", _real("prd"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
 ]}

@@ -9,15 +9,17 @@ gold about 0.1); an unbiased judge; heteroscedastic judge noise; gold shares of 
 (the built-in generator); d = 10 and d = 300; the issue's "other shape"; PandaLM and PRD Vicuna80
 (TF-IDF + SVD text features, 50 components, plus model-pair indicators, as the CLI's
 ``experiment`` does). Synthetic settings draw a new frame per split; every split reveals gold
-labels on a random ``n_gold`` of the training rows.
+labels on a random ``n_gold`` of the training rows. The real sets carry several rows per query
+(one per model pair): their splits hold out whole queries (``reveal_split``'s default there; 35
+PandaLM and 20 PRD test queries, about 200 rows) and every fit cross-fits by query.
 
 Per split: every candidate final stage of the R-learner and the default's (``"stack"``), all on
 one set of cross-fitted nuisances, each corrected-label gain model fitted exactly as
 ``MetaRouter.fit`` does (on each setting's first split the default is refitted as
 ``MetaRouter(random_state=seed)`` and must match to 1e-9; the default's fit time is measured by
 ``bench_pipeline.py fittime``), the candidate with the lowest out-of-fold R-loss
-(``pick_best``: the criterion of ``learner="auto"``), Pooled, MeanShift, GoldOnly, the
-All-Golden oracle and, where the truth is known, the preference labels corrected by the true
+(``pick_best``: the criterion of ``learner="auto"``), Pooled, MeanShift, GoldOnly, the kNN
+router (``KNNRouter``), the All-Golden oracle and, where the truth is known, the preference labels corrected by the true
 bias (``true_bias``). The metric is ``causal_router.evaluate.oracle_share`` on held-out gold.
 
 Per setting: mean oracle share and standard error of every method; the default's regret against
@@ -27,7 +29,9 @@ default minus Pooled and minus MeanShift; the share of the Pooled-to-All-Golden 
 target of issue 13 is met. Writes ``runs.csv`` (one row per split and method), ``summary.csv``,
 ``summary.md`` and ``bias_suite.png`` to ``--out``, and prints the markdown tables. ``runs.csv`` is
 written after every round of ``--chunk`` splits; a run pointed at an ``--out`` that holds one keeps
-the (setting, split, seed) runs it finds and runs the rest (``--restart`` ignores it).
+the (setting, split, seed) runs it finds and runs the rest (``--restart`` ignores it);
+``--baselines knn ...`` adds only those baselines' rows, on the same splits, where they are missing.
+Warnings are not silenced: the libraries' warnings show in the log.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +54,7 @@ from bias_settings import SETTINGS  # noqa: E402
 
 #: Single final stages of the R-learner measured against the default (causal_router.models).
 CANDIDATES = ("constant", "linear", "ridge", "boosting", "additive")
-BASELINES = ("pooled", "mean_shift", "gold_only", "all_golden")
+BASELINES = ("pooled", "mean_shift", "gold_only", "knn", "all_golden")
 GAP_MIN = 0.02  # below this oracle-minus-Pooled difference the gap closed is not defined
 TARGETS = {"regret": 0.01, "vs_baseline": -0.005, "gap_closed": 0.60}
 
@@ -61,15 +64,19 @@ class AllStages(RegressorMixin, BaseEstimator):
     ``use``. Lets the suite score each candidate on one set of cross-fitted nuisances (the
     nuisances do not depend on the final stage, so this equals separate fits, faster)."""
 
-    def __init__(self, names=CANDIDATES, random_state=None):
+    def __init__(self, names=CANDIDATES, random_state=None, groups=None):
         self.names = names
         self.random_state = random_state
+        self.groups = groups  # the training rows' query codes, set by BiasEstimator (the stack's folds)
 
     def fit(self, X, y, sample_weight=None):
         from causal_router.models import final_stage
 
-        self.models_ = {n: final_stage(n, self.random_state).fit(X, y, sample_weight=sample_weight)
-                        for n in self.names}
+        def stage(name):
+            model = final_stage(name, self.random_state)
+            return model.set_params(groups=self.groups) if name == "stack" else model
+
+        self.models_ = {n: stage(n).fit(X, y, sample_weight=sample_weight) for n in self.names}
         self.use = self.names[0]
         return self
 
@@ -89,18 +96,18 @@ def _gain_predictions(data, scale, effect_pref, test_X, seed):
     return np.asarray(model.predict(test_X), dtype=float) / scale
 
 
-def run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
-    """Every method's oracle share on one split of one setting (one row per method)."""
+def run_split(name: str, split_no: int, seed: int, check_default: bool = False, baselines=None) -> pd.DataFrame:
+    """Every method's oracle share on one split of one setting (one row per method); with
+    ``baselines`` (names in :data:`BASELINES`) only those, on the same split."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        return _run_split(name, split_no, seed, check_default)
+    with threadpool_limits(limits=1):
+        return _run_split(name, split_no, seed, check_default, baselines)
 
 
-def _run_split(name: str, split_no: int, seed: int, check_default: bool = False) -> pd.DataFrame:
+def _run_split(name: str, split_no: int, seed: int, check_default: bool = False, baselines=None) -> pd.DataFrame:
     from causal_router import BiasEstimator, MetaRouter
-    from causal_router.baselines import GoldOnly, MeanShift, Pooled
+    from causal_router.baselines import GoldOnly, KNNRouter, MeanShift, Pooled
     from causal_router.datasets import reveal_split
     from causal_router.evaluate import oracle_share
 
@@ -114,6 +121,16 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
     def add(method, pred, **extra):
         rows.append({"setting": name, "split": split_no, "seed": seed, "method": method,
                      "oracle_share": oracle_share(pred, gold), **extra})
+
+    fits = {"pooled": lambda: Pooled(random_state=seed).fit(data),
+            "mean_shift": lambda: MeanShift(random_state=seed).fit(data),
+            "gold_only": lambda: GoldOnly(random_state=seed).fit(data),
+            "knn": lambda: KNNRouter(random_state=seed).fit(data),
+            "all_golden": lambda: GoldOnly(random_state=seed).fit(split.oracle)}
+    if baselines is not None:
+        for method in baselines:
+            add(method, fits[method]().predict_gain(test_X))
+        return pd.DataFrame(rows)
 
     # every final stage on one set of cross-fitted nuisances; "stack" is the default's own
     # final stage with the default's seed, so its row is MetaRouter(random_state=seed) exactly
@@ -136,10 +153,8 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
             router = MetaRouter(random_state=seed).fit(data)
             gap = np.max(np.abs(router.predict_gain(test_X) - pred))
             assert gap < 1e-9, f"the suite's default differs from MetaRouter() by {gap}"
-    add("pooled", Pooled(random_state=seed).fit(data).predict_gain(test_X))
-    add("mean_shift", MeanShift(random_state=seed).fit(data).predict_gain(test_X))
-    add("gold_only", GoldOnly(random_state=seed).fit(data).predict_gain(test_X))
-    add("all_golden", GoldOnly(random_state=seed).fit(split.oracle).predict_gain(test_X))
+    for method in BASELINES:
+        add(method, fits[method]().predict_gain(test_X))
     if not setting.real:
         train = frame.iloc[split.train_index]
         true = bias.scale_ * train["psi"].to_numpy() - train["eta"].to_numpy()  # c psi - eta, preference scale
@@ -181,13 +196,14 @@ def markdown(summary: pd.DataFrame) -> str:
     def f(x):
         return "n/a" if pd.isna(x) else f"{x:.3f}"
 
-    lines = ["| setting | default | ± se | best fixed (name) | regret | Pooled | MeanShift | Gold-only | "
-             "All-Golden | true bias | gap closed | targets |", "|" + "---|" * 12]
+    lines = ["| setting | default | ± se | best fixed (name) | regret | Pooled | MeanShift | Gold-only | kNN | "
+             "All-Golden | true bias | gap closed | targets |", "|" + "---|" * 13]
     for s, r in summary.iterrows():
         miss = [k for k, ok in (("regret", r["meets_regret"]), ("baselines", r["meets_baselines"])) if not ok]
         lines.append(
             f"| {s} | **{f(r['default'])}** | {f(r['default_se'])} | {f(r[r['best_fixed']])} ({r['best_fixed']}) | "
             f"{r['regret']:+.3f} | {f(r['pooled'])} | {f(r['mean_shift'])} | {f(r['gold_only'])} | "
+            f"{f(r.get('knn', np.nan))} | "
             f"{f(r['all_golden'])} | {f(r.get('true_bias', np.nan))} | "
             f"{'n/a' if pd.isna(r['gap_closed']) else format(r['gap_closed'], '.0%')} | "
             f"{'met' if not miss else 'MISSED: ' + ', '.join(miss)} |")
@@ -221,7 +237,8 @@ def plot(summary: pd.DataFrame, runs: pd.DataFrame):
     y = np.arange(len(settings))
     fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(settings) + 1.6))
     style = {"gold_only": ("Gold-only", "v", "#999999"), "pooled": ("Pooled", "s", "#d62728"),
-             "mean_shift": ("MeanShift", "D", "#ff9896"), "all_golden": ("All-Golden (oracle)", "*", "#2ca02c"),
+             "mean_shift": ("MeanShift", "D", "#ff9896"), "knn": ("kNN router", "x", "#9467bd"),
+             "all_golden": ("All-Golden (oracle)", "*", "#2ca02c"),
              "true_bias": ("true-bias correction", "P", "#98df8a")}
     for m, (label, marker, color) in style.items():
         if m in summary:
@@ -253,21 +270,31 @@ def main(argv=None) -> None:
     parser.add_argument("--from-csv", help="only summarise an earlier runs.csv")
     parser.add_argument("--restart", action="store_true",
                         help="ignore --out/runs.csv (by default the splits it holds are kept and not rerun)")
+    parser.add_argument("--baselines", nargs="+", choices=BASELINES,
+                        help="run only these baselines on the same splits and add their rows to --out/runs.csv "
+                             "(the splits where a baseline's row is missing; the bias learners are not rerun)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_csv:
         return report(pd.read_csv(args.from_csv), out)
-    runs, done = [], set()
+    runs, done, have = [], set(), set()
     if (out / "runs.csv").exists() and not args.restart:  # resume: keep the splits already run
         earlier = pd.read_csv(out / "runs.csv")
         runs.append(earlier)
         done = set(zip(earlier["setting"], earlier["split"], earlier["seed"]))
+        have = set(zip(earlier["setting"], earlier["split"], earlier["seed"], earlier["method"]))
         print(f"resuming: {len(done)} (setting, split) runs already in {out / 'runs.csv'}")
     for first in range(0, args.splits, args.chunk):  # rounds over every setting; runs.csv grows after each
         splits = range(first, min(first + args.chunk, args.splits))
-        tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings
-                 if (s, i, args.seed + i) not in done]
+        if args.baselines:
+            todo = {(s, i): tuple(m for m in args.baselines if (s, i, args.seed + i, m) not in have)
+                    for i in splits for s in args.settings}
+            tasks = [delayed(run_split)(s, i, args.seed + i, False, methods) for (s, i), methods in todo.items()
+                     if methods]
+        else:
+            tasks = [delayed(run_split)(s, i, args.seed + i, i == 0) for i in splits for s in args.settings
+                     if (s, i, args.seed + i) not in done]
         if not tasks:
             continue
         runs += run_parallel(tasks, n_jobs=args.n_jobs, desc=f"splits {splits.start}-{splits.stop - 1}", unit="split")
