@@ -4,7 +4,7 @@
     python benchmarks/bench_serve.py --parts proxy --requests 2000 --max-seconds 20 --concurrency 1 10 50
 
 Fits a text router (TF-IDF + SVD, 50 components, model-pair indicators; PandaLM's instructions
-with 100 gold rows: ``load_pandalm()``, the bundled copy or the raw files under
+with 100 gold rows, cross-fitted by instruction: ``load_pandalm()``, the bundled copy or the raw files under
 ``$CAUSAL_ROUTER_DATA``) and saves it as a router file.
 
 Part ``route``: starts ``causal-router serve`` on a free loopback port in a child process (one
@@ -62,7 +62,7 @@ def _frame(n_gold: int, seed: int) -> tuple[pd.DataFrame, str]:
     from causal_router.datasets import load_pandalm
 
     rng = np.random.default_rng(seed)
-    frame = load_pandalm()
+    frame = load_pandalm()  # query_id: the instruction (one row per model pair), the fit's groups
     name = f"PandaLM ({len(frame)} rows, {frame['query_text'].nunique()} distinct instructions)"
     gold = np.zeros(len(frame), dtype=bool)
     gold[rng.choice(len(frame), n_gold, replace=False)] = True
@@ -343,7 +343,7 @@ def main(argv=None) -> None:
     featurizer = TextFeaturizer(n_components=50, text_column="query_text", pair_column="pair", random_state=0)
     t0 = time.perf_counter()
     router = MetaRouter(featurizer=featurizer, random_state=args.seed).fit(
-        frame[["query_text", "pair"]], frame["gain"], source=frame["source"])
+        frame[["query_text", "pair"]], frame["gain"], source=frame["source"], groups=frame["query_id"])
     print(f"data: {name}; router fitted from text in {time.perf_counter() - t0:.1f} s "
           f"({router.n_features_in_} features)")
     rng = np.random.default_rng(args.seed)
