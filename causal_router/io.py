@@ -823,7 +823,7 @@ def _lightgbm_text(data: bytes, spec: dict, field: str) -> str:
     if not text.startswith("end of trees\n", start) and text[start:] != "end of trees":
         raise _Invalid(field, "LightGBM trees do not end where tree_sizes say ('end of trees' expected)")
     # re-emit: the checked header lines, the checked trees with their sizes, no trailing sections
-    body = [f"tree", "version=v4", f"num_class={outputs}", f"num_tree_per_iteration={outputs}", "label_index=0",
+    body = ["tree", "version=v4", f"num_class={outputs}", f"num_tree_per_iteration={outputs}", "label_index=0",
             f"max_feature_idx={n_features - 1}"]
     if "objective" in keys:
         body.append(f"objective={keys['objective']}")
