@@ -154,7 +154,10 @@ def test_mean_shift_is_the_difference_of_the_means(split):
 
 
 def test_meta_router_beats_pooled_and_gold_only_on_the_generator(synthetic):
-    # Measured over 10 splits (README): meta-router 0.52, Pooled 0.45, GoldOnly 0.39.
+    # Measured with this loop over seeds 0-9 (reveal_split random_state 100-109, generator seed 0):
+    # means over seeds 0-4 (the ones below) meta-router 0.499, Pooled 0.422, GoldOnly 0.338; over
+    # seeds 5-9 0.539, 0.453, 0.344. Meta minus Pooled per seed +0.035 to +0.154, meta minus
+    # GoldOnly +0.049 to +0.337.
     scores = {"meta": [], "pooled": [], "gold": []}
     for seed in range(5):
         s = reveal_split(synthetic, n_gold=100, n_test=500, random_state=100 + seed)
@@ -162,8 +165,8 @@ def test_meta_router_beats_pooled_and_gold_only_on_the_generator(synthetic):
                              ("gold", GoldOnly(random_state=seed))):
             scores[name].append(oracle_share(router.fit(s.train).predict_gain(s.test_X), s.test_gold))
     mean = {k: np.mean(v) for k, v in scores.items()}
-    assert mean["meta"] > mean["pooled"] + 0.02, mean
-    assert mean["meta"] > mean["gold"] + 0.05, mean
+    assert mean["meta"] > mean["pooled"] + 0.04, mean
+    assert mean["meta"] > mean["gold"] + 0.08, mean
 
 
 def test_training_gains_set_a_share_for_single_queries(tmp_path, split, meta):
