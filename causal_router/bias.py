@@ -102,6 +102,7 @@ from .models import (
     STACK_CANDIDATES,
     ClippedClassifier,
     KnownPropensity,
+    StackedFinalStage,
     MechanismOutcomes,
     default_propensity,
     default_regressor,
@@ -109,7 +110,8 @@ from .models import (
     out_of_fold_predictions,
 )
 
-__all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params", "fitted_final_stage"]
+__all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "econml_params", "fitted_final_stage",
+           "describe_correction"]
 
 @dataclass(frozen=True)
 class Learner:
@@ -297,7 +299,7 @@ class BiasEstimator(BaseEstimator):
         seed = as_seed(self.random_state)
         known = data.gold_probability is not None
         W = data.gold_probability.reshape(-1, 1) if known else None
-        est = self._make_estimator(seed, known_propensity=known)
+        est = self._make_estimator(seed, known_propensity=known, groups=data.query_id)
         inference = "bootstrap" if self.inference == "bootstrap" else None
         selecting = self.learner == "auto" and self.model_final is None
         # econml's bootstrap cannot refit a final stage alone: with a selection, bootstrap after it
@@ -340,9 +342,10 @@ class BiasEstimator(BaseEstimator):
             logger.info("propensity clipped to [%.3g, %.3g] on %d of %d rows",
                         lo, 1 - lo, self.n_clipped_, len(o))
 
-        self.selection_ = None
+        self.selection_, self.heterogeneity_, self.correction_ = None, None, None
+        oof = np.full(len(o), np.nan)  # honest out-of-fold bias estimate (preference scale), where known
         if selecting:
-            self.selection_ = _select_final_stage(X, y_res, t_res, t, self.cv, seed)
+            self.selection_, oof = _select_final_stage(X, y_res, t_res, t, self.cv, seed)
             chosen = str(self.selection_.index[self.selection_["chosen"]][0])
             est.model_final = final_stage(chosen, seed)
             if inference:
@@ -353,10 +356,17 @@ class BiasEstimator(BaseEstimator):
         elif self.learner in ("forest", "linear"):
             self.final_stage_ = self.learner
         else:
+            final = fitted_final_stage(est)
             self.final_stage_ = self.model_final if isinstance(self.model_final, str) else (
                 "stack" if self.model_final is None else "custom")
-            if self.final_stage_ == "stack":
-                self.selection_ = _stack_summary(fitted_final_stage(est))
+            if isinstance(final, StackedFinalStage):
+                self.selection_, self.heterogeneity_ = _stack_summary(final)
+                self.correction_ = describe_correction(self.heterogeneity_)
+            if np.shape(getattr(final, "oof_", None)) == (len(o),):  # a final stage with honest out-of-fold predictions
+                oof = np.asarray(final.oof_, dtype=float)
+        # the corrected judge's out-of-fold prediction of the gold gain: the preference outcome
+        # model (cross-fitted on preference rows) plus the out-of-fold bias estimate
+        self.judge_oof_ = (mu0 + oof) / self.scale_
 
         # ---- the average bias (ate): AIPW pseudo-outcomes with their own outcome models, the same
         # whatever learner routes, and the learner's propensity
@@ -396,7 +406,7 @@ class BiasEstimator(BaseEstimator):
     def _family(self) -> str:
         return LEARNERS[self.learner].family
 
-    def _make_estimator(self, seed, known_propensity: bool = False):
+    def _make_estimator(self, seed, known_propensity: bool = False, groups=None):
         model_y = clone(self.model_y) if self.model_y is not None else default_regressor(seed)
         if known_propensity:
             model_t = KnownPropensity()
@@ -407,6 +417,8 @@ class BiasEstimator(BaseEstimator):
         model_t = ClippedClassifier(model_t, self.min_propensity_)
         final = self.model_final if self.model_final is not None else "stack"
         final = final_stage(final, seed) if isinstance(final, str) else clone(final)
+        if groups is not None and isinstance(final, StackedFinalStage) and final.groups is None:
+            final.set_params(groups=groups)  # the stack's folds and standard errors by query
         params = econml_params(self.learner, model_y=model_y, model_t=model_t, model_final=final,
                                min_propensity=self.min_propensity_, cv=self.cv, random_state=seed)
         return LEARNERS[self.learner].econml_class()(use_ray=bool(self.use_ray), **params)
@@ -503,19 +515,55 @@ def fitted_final_stage(econml_estimator):
     return models[0] if models else econml_estimator.model_final_
 
 
-def _stack_summary(stack) -> pd.DataFrame:
-    """The default final stage's candidates with their out-of-fold R-loss and stacking weight."""
-    return pd.DataFrame({"r_loss": stack.cv_loss_, "weight": stack.weights_},
-                        index=pd.Index(stack.candidates, name="final_stage"))
+def _stack_summary(stack: StackedFinalStage) -> tuple[pd.DataFrame, pd.Series]:
+    """The stacked final stage's candidates and its evidence: (selection, heterogeneity).
+
+    selection: one row per candidate and one for the nested stack ("stack"), with the out-of-fold
+    R-loss (mean per row), the stacking weight beta (``stack_weight``) and the weight in the bias
+    model (``weight``: share * beta, plus 1 - share on the constant; on the "stack" row the share).
+    heterogeneity: the evidence behind the share (:class:`~causal_router.models.StackedFinalStage`).
+    """
+    names = list(stack.candidates)
+    selection = pd.DataFrame(
+        {"r_loss": [*stack.cv_loss_, stack.stacked_cv_loss_],
+         "weight": [*stack.effective_weights_, stack.share_],
+         "stack_weight": [*stack.weights_, np.nan]},
+        index=pd.Index([*names, "stack"], name="final_stage"))
+    z = stack.slope_ / stack.slope_std_error_ if stack.slope_std_error_ > 0 else np.nan
+    evidence = pd.Series({
+        "share": stack.share_, "slope": stack.slope_, "slope_std_error": stack.slope_std_error_, "z": z,
+        "threshold": float(stack.threshold), "r_loss_constant": stack.constant_cv_loss_,
+        "r_loss_stack": stack.stacked_cv_loss_, "r_loss_gain": stack.loss_gain_,
+        "r_loss_gain_std_error": stack.loss_gain_std_error_, "n_clusters": float(stack.n_clusters_),
+        "n_repeats": float(stack.n_repeats)})
+    return selection, evidence
 
 
-def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
+def describe_correction(evidence: pd.Series | dict) -> str:
+    """One sentence on the correction a stacked bias model uses and why, from its evidence
+    (``BiasEstimator.heterogeneity_``: share, calibration slope, its standard error, threshold)."""
+    e = dict(evidence)
+    share, slope, se, z, k = (e.get(key) for key in ("share", "slope", "slope_std_error", "z", "threshold"))
+    if slope is None or not np.isfinite(slope):
+        return ("constant correction only: every candidate's weight went to the constant, so there is no "
+                "heterogeneous part to weigh")
+    facts = (f"its held-out calibration slope is {slope:.2f} (standard error {se:.2f}, "
+             f"{z:.1f} standard errors; 1 = the stack's variation is right, 0 = it is noise)")
+    if share > 0:
+        return (f"heterogeneous correction used at {share:.0%} of the stacked fit's departure from the "
+                f"constant: {facts}, beyond the threshold of {k:g}")
+    return (f"constant correction only: the stacked fit's heterogeneity is within noise on held-out rows: "
+            f"{facts}, not beyond the threshold of {k:g}")
+
+
+def _select_final_stage(X, y_res, t_res, t, cv, seed) -> tuple[pd.DataFrame, np.ndarray]:
     """Out-of-fold R-loss of each final stage in :data:`STACK_CANDIDATES`; the lowest wins.
 
     Each candidate is fitted on K-1 folds of the cross-fitted residuals (target y_res / t_res,
     weight t_res^2) and scored on the held-out fold by the R-loss (y_res - t_res * tau(s))^2.
     Returns a DataFrame indexed by candidate (simplest first) with ``r_loss`` (mean per row),
-    ``excess`` (over the best), ``std_error`` (of the paired per-row excess) and ``chosen``.
+    ``excess`` (over the best), ``std_error`` (of the paired per-row excess) and ``chosen``;
+    and the chosen candidate's out-of-fold predictions (n,).
     """
     folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(X, t))
     tau = out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed)
@@ -526,11 +574,12 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed) -> pd.DataFrame:
     se = diff.std(axis=1, ddof=1) / np.sqrt(losses.shape[1])
     excess = mean - mean[best]
     chosen = best
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {"r_loss": mean, "excess": excess, "std_error": se,
          "chosen": np.arange(len(STACK_CANDIDATES)) == chosen},
         index=pd.Index(STACK_CANDIDATES, name="final_stage"),
     )
+    return table, tau[:, chosen]
 
 
 

@@ -21,8 +21,11 @@ E[o | z] and P(gold | z) cross-fitted), with a per-model final stage:
 beta_k the judge's bias for model k (gold minus preference, gold scale: how much it under-rates
 k) and c0 its preference for the answer listed first. The final stage is chosen by out-of-fold
 R-loss (:class:`~causal_router.pairwise.PairwiseSelect`) among no bias, per-model constants and
-per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`): where the
-gold rows cannot support a bias model the router makes no correction and equals
+per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`), over two
+fold draws, and used only as far as held-out evidence supports it: the chosen model's
+out-of-fold calibration slope, shrunk by the non-negative garrote at one standard error
+(clustered by query; the rule of the two-model stack, :class:`~causal_router.models.StackedFinalStage`).
+Where the gold rows cannot support a bias model the router makes no correction and equals
 :class:`PooledMulti`. Per model rather than per pair: K - 1 functions instead of K (K - 1) / 2,
 each learned from every gold comparison of its model, and defined for pairs no gold row covers
 (measured against a per-pair final stage with ``benchmarks/bench_multi.py --design``, 20 splits:
@@ -54,6 +57,7 @@ from ._validation import DataError, check_features
 from .bias import BiasEstimator
 from .data import EvalData, pooled_outcome
 from .io import RouterFileError, read_router_file, write_router_file
+from .models import EVIDENCE_THRESHOLD, STACK_REPEATS
 from .pairwise import (BIAS_CANDIDATES, PairwiseBoosting, PairwiseData, PairwiseRegressor, PairwiseRidge, PairwiseSelect,
                        contrast_codes, cost_matrix)
 
@@ -271,7 +275,8 @@ class MultiRouter(_MultiBase):
                             "(use GoldOnlyMulti or PooledMulti)")
         bias = clone(self.bias) if self.bias is not None else BiasEstimator("r")
         final = bias.model_final if bias.model_final is not None else PairwiseSelect(
-            candidates=BIAS_CANDIDATES, order_effect=True, random_state=self.random_state)
+            candidates=BIAS_CANDIDATES, order_effect=True, threshold=EVIDENCE_THRESHOLD, n_repeats=STACK_REPEATS,
+            random_state=self.random_state)
         if isinstance(final, PairwiseRegressor):
             bias.set_params(model_final=clone(final).set_params(n_contrasts=len(self._contrasts)))
         # the order column goes to every bias model except a pairwise final stage without it
@@ -289,8 +294,8 @@ class MultiRouter(_MultiBase):
         self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, labels)
         self.corrected_gain_ = labels / self.scale_
         final_ = self._bias_final()
-        self.order_effect_ = (float(final_.order_) / self.scale_ if isinstance(final_, PairwiseRidge)
-                              and final_.order_effect else None)
+        self.order_effect_ = (float(final_.order_) / self.scale_ if self._bias_is_ridge() and final_.order_effect
+                              else None)
 
     def bias_data(self, data: PairwiseData) -> EvalData:
         """The rows as the bias model sees them: an EvalData of the rows turned to sorted model
@@ -318,23 +323,37 @@ class MultiRouter(_MultiBase):
         check_is_fitted(self, "bias_")
         S = self._check_X(X)
         final = self._bias_final()
-        if not isinstance(final, PairwiseRidge):
+        if not self._bias_is_ridge():
             raise DataError("bias_per_model needs a PairwiseRidge final stage of the bias model")
         B = np.zeros((len(S), len(self.models_)))
         B[:, [self.models_.index(m) for m in self._contrasts]] = final.utilities(S) / self.scale_
         return pd.DataFrame(B, columns=list(self.models_), index=X.index if isinstance(X, pd.DataFrame) else None)
 
     def _bias_final(self):
-        """The fitted final stage of the bias model (the chosen candidate of a PairwiseSelect)."""
-        final = self.bias_.estimator_.model_final_
-        return getattr(final, "estimator_", final)
+        """The fitted final stage of the bias model (a PairwiseSelect predicts its chosen
+        candidate times its share)."""
+        return self.bias_.estimator_.model_final_
+
+    def _bias_is_ridge(self) -> bool:
+        """Whether the bias model is per-model linear (a PairwiseRidge, or a PairwiseSelect that chose one)."""
+        final = self._bias_final()
+        return isinstance(getattr(final, "estimator_", final), PairwiseRidge)
 
     @property
     def bias_model_(self) -> str:
         """Name of the bias model in use: the chosen candidate (e.g. "PairwiseRidge(none)": no
-        correction), or the final stage's class name."""
-        final = self.bias_.estimator_.model_final_
+        correction, also where the evidence rule left none of the chosen one, ``bias_share_`` = 0),
+        or the final stage's class name."""
+        final = self._bias_final()
+        if getattr(final, "share_", 1.0) == 0:
+            return "PairwiseRidge(none)"
         return getattr(final, "chosen_", type(final).__name__)
+
+    @property
+    def bias_share_(self) -> float:
+        """The share of the chosen bias model in use (the evidence rule of
+        :class:`~causal_router.pairwise.PairwiseSelect`; 1 for a final stage without one)."""
+        return float(getattr(self._bias_final(), "share_", 1.0))
 
     def bias_summary(self) -> dict | None:
         """The judge's estimated bias in brief (gold scale): the chosen bias ``model``, the
@@ -342,9 +361,9 @@ class MultiRouter(_MultiBase):
         ``average`` bias over the training rows; None for a final stage that is not a PairwiseRidge."""
         check_is_fitted(self, "bias_")
         final = self._bias_final()
-        if not isinstance(final, PairwiseRidge):
+        if not self._bias_is_ridge():
             return None
-        return {"model": self.bias_model_,
+        return {"model": self.bias_model_, "share": self.bias_share_,
                 "per_model_constant": {m: float(v) / self.scale_ for m, v in zip(self._contrasts, final.const_)},
                 "order_effect": self.order_effect_, "average": float(self.bias_.ate()["estimate"])}
 

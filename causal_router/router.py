@@ -27,10 +27,12 @@ from .bias import BiasEstimator
 from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import oracle_share
 from ._compiled import compiled_model
-from .models import fit_gain_model
+from ._utils import as_seed
+from .models import EVIDENCE_THRESHOLD, clustered_std_error, fit_gain_model
 from .text import TextFeaturizer, embed_extra_installed
 
-__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share"]
+__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share", "correct_labels",
+           "judge_evidence"]
 
 #: Router classes a router file may name, filled as subclasses are defined.
 _ROUTER_CLASSES: dict[str, type] = {}
@@ -203,12 +205,18 @@ class MetaRouter(BaseRouter):
     Parameters
     ----------
     bias : BiasEstimator, optional
-        The bias model (default ``BiasEstimator("r")``, the R-learner with a ridge final
-        stage: best measured across the generator and the real data); cloned at fit.
+        The bias model (default ``BiasEstimator()``: the R-learner with the stacked final stage,
+        whose heterogeneous part is used as far as held-out evidence supports it); cloned at fit.
     outcome_model : regressor, optional
         Gain model fitted on gold plus corrected preference rows (default LightGBM).
-    preference_weight : float
-        Weight lambda >= 0 of each corrected preference row relative to a gold row.
+    preference_weight : "auto" or float
+        ``"auto"`` (default): the corrected preference labels are trusted as far as held-out gold
+        labels show that they add to the gold rows alone (:func:`judge_evidence`): each is the
+        blend w (y + Delta(s)) + (1 - w) g(s), g the gain model fitted on the gold rows alone and
+        w the judge's weight (1 for a judge that clearly adds, 0 for one within noise of
+        uninformative: the router then learns the gold rows' model). A number lambda >= 0: every
+        corrected preference row carries weight lambda relative to a gold row, with no evidence
+        rule (lambda = 1 is the paper's method).
     scale : {"variance", "amplitude", "wasserstein", None}
         How the gold-to-preference scale constant is fitted on the training rows
         (:func:`causal_router.data.scale_constant`); it is given to the bias model (whose own
@@ -223,10 +231,14 @@ class MetaRouter(BaseRouter):
     bias_ : the fitted BiasEstimator.
     gain_model_ : the fitted gain model (preference scale; predictions are divided by ``scale_``).
     corrected_gain_ : ndarray (n,), training labels on the gold scale after correction.
+    judge_weight_ : float, the weight w of the corrected judge in the preference labels (1 with a
+        numeric ``preference_weight``).
+    judge_ : Series or None, the evidence behind it (:func:`judge_evidence`; None with a numeric
+        ``preference_weight``).
     """
 
     def __init__(self, bias: BiasEstimator | None = None, outcome_model=None,
-                 preference_weight: float = 1.0, scale: str | None = "variance",
+                 preference_weight: float | str = "auto", scale: str | None = "variance",
                  featurizer: TextFeaturizer | None = None, random_state=None):
         self.bias = bias
         self.outcome_model = outcome_model
@@ -237,9 +249,7 @@ class MetaRouter(BaseRouter):
 
     def _fit_data(self, data: EvalData) -> None:
         """Fit the bias, correct the preference labels, fit the gain model."""
-        weight = _finite_scalar(self.preference_weight, "preference_weight")
-        if weight < 0:
-            raise DataError(f"preference_weight must be a finite number >= 0, got {self.preference_weight!r}")
+        _check_preference_weight(self.preference_weight)
         data.require_both_sources("MetaRouter")
         bias = clone(self.bias) if self.bias is not None else BiasEstimator()
         bias.set_params(scale=self.scale)
@@ -247,17 +257,149 @@ class MetaRouter(BaseRouter):
             bias.set_params(random_state=self.random_state)
         self.bias_ = bias.fit(data)
         self.scale_ = self.bias_.scale_
-        pref = ~data.is_gold
-        labels = pooled_outcome(data.gain, data.is_gold, self.scale_)
-        labels[pref] += self.bias_.effect(data.X)[pref] * self.scale_  # no copy of X[pref]
-        self.gain_model_ = fit_gain_model(self.outcome_model, data.X, labels,
-                                           np.where(data.is_gold, 1.0, weight), self.random_state)
+        labels, weight, self.judge_ = correct_labels(data, self.bias_, self.preference_weight, self.outcome_model,
+                                                     random_state=self.random_state)
+        self.judge_weight_ = 1.0 if self.judge_ is None else float(self.judge_["weight"])
+        self.gain_model_ = fit_gain_model(self.outcome_model, data.X, labels, weight, self.random_state)
         self.corrected_gain_ = labels / self.scale_
 
     def _routing_header(self) -> dict:
         ate = self.bias_.ate()
         return {"bias": {"learner": self.bias_.learner, "final_stage": self.bias_.final_stage_,
-                         "ate": {k: float(v) for k, v in ate.items()}}}
+                         "ate": {k: float(v) for k, v in ate.items()},
+                         "heterogeneous_share": (None if self.bias_.heterogeneity_ is None
+                                                 else float(self.bias_.heterogeneity_["share"]))},
+                "judge_weight": self.judge_weight_}
+
+
+def correct_labels(data: EvalData, bias: BiasEstimator, preference_weight: float | str = "auto", outcome_model=None,
+                   *, random_state=None) -> tuple[np.ndarray, np.ndarray, pd.Series | None]:
+    """The gain model's training labels and weights: where the preference labels are corrected.
+
+    Parameters
+    ----------
+    data : EvalData, the training rows (n).
+    bias : BiasEstimator fitted on ``data``.
+    preference_weight : "auto" or float, as :class:`MetaRouter`'s.
+    outcome_model : regressor, optional, the gain model (default LightGBM) whose gold-rows-only fit
+        the preference labels are shrunk toward under ``"auto"``.
+    random_state : int or None
+
+    Returns
+    -------
+    labels : ndarray (n,), preference scale: c r on gold rows; y + c Delta(s) on preference rows,
+        blended under ``"auto"`` as w (y + c Delta(s)) + (1 - w) c g(s), with w the judge's weight
+        and g the gain model fitted on the gold rows alone.
+    weight : ndarray (n,), 1 on gold rows, the preference weight on preference rows (1 under "auto").
+    judge : Series or None, :func:`judge_evidence` under ``"auto"``.
+    """
+    auto = _check_preference_weight(preference_weight)
+    c = bias.scale_
+    pref = ~data.is_gold
+    labels = pooled_outcome(data.gain, data.is_gold, c)
+    labels[pref] += bias.effect(data.X)[pref] * c  # no copy of X[pref]
+    if not auto:
+        return labels, np.where(data.is_gold, 1.0, float(preference_weight)), None
+    judge = judge_evidence(data, bias, outcome_model, random_state=random_state)
+    w = float(judge["weight"])
+    if w < 1:  # the preference labels shrunk toward the gold rows' model
+        gold_model = fit_gain_model(outcome_model, data.X[data.is_gold], data.gain[data.is_gold], None, random_state)
+        gold_pred = np.asarray(gold_model.predict(data.X), dtype=float).reshape(-1)  # no copy of X[pref]
+        labels[pref] = w * labels[pref] + (1 - w) * c * gold_pred[pref]
+    return labels, np.ones(len(labels)), judge
+
+
+def _check_preference_weight(value) -> bool:
+    """True for "auto"; a DataError unless it is "auto" or a finite number >= 0."""
+    if isinstance(value, str):
+        if value == "auto":
+            return True
+        raise DataError(f"preference_weight must be 'auto' or a finite number >= 0, got {value!r}")
+    if _finite_scalar(value, "preference_weight") < 0:
+        raise DataError(f"preference_weight must be 'auto' or a finite number >= 0, got {value!r}")
+    return False
+
+
+def judge_evidence(data: EvalData, bias: BiasEstimator, outcome_model=None, *, threshold: float = EVIDENCE_THRESHOLD,
+                   cv: int = 5, random_state=None) -> pd.Series:
+    """How far the corrected judge is worth trusting against the gold rows alone, from out-of-fold
+    predictions of the gold labels.
+
+    On the gold rows (n of them, gold scale): r the gold gain; J the corrected judge's
+    out-of-fold prediction, ``bias.judge_oof_`` (the preference outcome model cross-fitted on
+    preference rows, plus the bias model's out-of-fold estimate: what a gain model fitted on the
+    corrected preference rows learns, without the row's own gold label); G the out-of-fold
+    prediction of a gain model fitted on the other folds' gold rows alone (``outcome_model``,
+    default LightGBM; folds keep a query's rows together). The weight b of J in the blend
+    G + b (J - G) that predicts r best (least squares) is the judge's worth beyond the gold rows:
+    b = 0, the judge adds nothing; b = 1, the gold rows add nothing to it. Its standard error is
+    clustered by query; z = b / se. The weight used is the non-negative garrote at ``threshold``
+    standard errors, min(max(b, 0), 1) * max(0, 1 - (threshold / z)^2) (0 for z <= threshold):
+    the judge is used only as far as the held-out gold labels show it adds to them, the same rule
+    as the bias model's heterogeneity (:class:`~causal_router.models.StackedFinalStage`).
+
+    Parameters
+    ----------
+    data : EvalData, the rows ``bias`` was fitted on.
+    bias : fitted BiasEstimator whose final stage gives out-of-fold estimates (the default stack,
+        or ``learner="auto"``).
+    outcome_model : regressor, optional
+    threshold : float
+    cv : int, folds of the gold rows (at most n_gold // 2).
+    random_state : int or None
+
+    Returns
+    -------
+    Series: ``weight`` (in [0, 1]), ``slope`` (b), ``std_error``, ``z``, ``threshold``,
+    ``judge_correlation`` (of J with r; prediction-powered inference's rule of thumb: a judge whose
+    correlation with the gold labels is below about 1 / sqrt(n - 2), ``ppi_threshold``, buys
+    nothing), ``mse_gold_only``, ``mse_judge`` and ``mse_blend`` (out-of-fold mean squared error
+    of G, J and G + weight (J - G), gold scale), ``n_gold``, ``n_clusters``. All NaN but
+    ``weight`` = 1 where the bias model gives no out-of-fold estimates (a custom final stage):
+    then there is no evidence to weigh and the judge is used as given.
+    """
+    check_is_fitted(bias, "judge_oof_")
+    rows = bias.sample_index_
+    gold = rows[data.is_gold[rows]]
+    J = bias.judge_oof_[data.is_gold[rows]]
+    n = len(gold)
+    nan = float("nan")
+    out = {"weight": 1.0, "slope": nan, "std_error": nan, "z": nan, "threshold": float(threshold),
+           "judge_correlation": nan, "ppi_threshold": 1 / np.sqrt(n - 2) if n > 2 else nan,
+           "mse_gold_only": nan, "mse_judge": nan, "mse_blend": nan, "n_gold": float(n), "n_clusters": nan}
+    if not np.all(np.isfinite(J)) or n < 4:
+        return pd.Series(out)
+    r = data.gain[gold]
+    groups = None if data.query_id is None else data.query_id[gold]
+    G = _gold_only_out_of_fold(outcome_model, data.X[gold], r, groups, min(cv, n // 2), random_state)
+    d, e = J - G, r - G
+    A = float(d @ d)
+    b = float(d @ e) / A if A > 0 else 0.0
+    se = clustered_std_error(d * (e - b * d), groups) / A if A > 0 else nan
+    z = b / se if se > 0 else (np.inf if b > 0 else 0.0)
+    weight = min(max(b, 0.0), 1.0) * max(0.0, 1.0 - (threshold / z) ** 2) if z > 0 else 0.0
+    out.update(weight=float(weight), slope=b, std_error=se, z=float(z),
+               judge_correlation=float(np.corrcoef(J, r)[0, 1]) if np.std(J) > 0 else nan,
+               mse_gold_only=float(np.mean(e ** 2)), mse_judge=float(np.mean((r - J) ** 2)),
+               mse_blend=float(np.mean((e - weight * d) ** 2)),
+               n_clusters=float(len(np.unique(groups)) if groups is not None else n))
+    return pd.Series(out)
+
+
+def _gold_only_out_of_fold(model, X, y, groups, cv: int, random_state) -> np.ndarray:
+    """Out-of-fold predictions (n,) of the gain model fitted on the other folds' rows (a query's
+    rows in one fold where ``groups`` are given)."""
+    from sklearn.model_selection import GroupKFold, KFold
+
+    seed = as_seed(random_state)
+    if groups is not None and len(np.unique(groups)) >= cv:
+        splits = GroupKFold(cv, shuffle=True, random_state=seed).split(X, y, groups)
+    else:
+        splits = KFold(cv, shuffle=True, random_state=seed).split(X)
+    pred = np.empty(len(y))
+    for train, test in splits:
+        pred[test] = fit_gain_model(model, X[train], y[train], None, seed).predict(X[test])
+    return pred
 
 
 def decide(gain, cost_weight: float = 0.0, cost_primary=None, cost_alternative=None) -> np.ndarray:

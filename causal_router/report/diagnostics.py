@@ -293,6 +293,11 @@ def _read_heldout(key: str, numbers: dict, alpha: float):
 
 def _read_bias(b: dict, alpha: float):
     a, e = b["average"], b["estimated"]
+    correction = b.get("correction")
+    used = ""
+    if correction:
+        text = correction["reading"]
+        used = "Correction: " + text[0].upper() + text[1:] + ". "
     level = f"{100 * (1 - alpha):.0f}%"
     if a["lower"] > 0:
         sign = ("positive: on average the judge under-rates the primary model's gain relative to the gold "
@@ -302,7 +307,7 @@ def _read_bias(b: dict, alpha: float):
                 "standard, so uncorrected preference labels overvalue the primary model")
     else:
         sign = "not distinguishable from zero on average"
-    return (f"Average bias {a['estimate']:.3g} ({level} CI [{a['lower']:.3g}, {a['upper']:.3g}], gold scale): "
+    return (f"{used}Average bias {a['estimate']:.3g} ({level} CI [{a['lower']:.3g}, {a['upper']:.3g}], gold scale): "
             f"{sign}. Per query the estimated bias ranges from {e['quantiles']['q5']:.3g} to "
             f"{e['quantiles']['q95']:.3g} (5th to 95th percentile, sd {e['sd']:.3g}); "
             f"{100 * e['share_positive']:.0f}% of queries have a positive estimate. Trust the spread only as "
@@ -396,6 +401,17 @@ def _section_table(key: str, n: dict) -> str:
             h = s["heldout_average"]
             pairs.append(("average bias on held-out rows (DRTester)", f"{h['estimate']:.4g} [{h['lower']:.4g}, "
                                                                       f"{h['upper']:.4g}]"))
+        c = s.get("correction")
+        if c:
+            slope = ("n/a (the stack is the constant)" if c["slope"] is None
+                     else f"{c['slope']:.3g} (se {c['slope_std_error']:.3g}, z "
+                          f"{'n/a' if c['z'] is None else format(c['z'], '.2f')})")
+            pairs += [("heterogeneous part used (share of the stack's departure from the constant)",
+                       f"{100 * c['share']:.0f}%"),
+                      ("held-out calibration slope of that departure", slope),
+                      ("out-of-fold R-loss: constant / stack (gain, se)",
+                       f"{c['r_loss_constant']:.4g} / {c['r_loss_stack']:.4g} ({c['r_loss_gain']:.3g}, "
+                       f"{c['r_loss_gain_std_error']:.2g})")]
         pairs += [("estimated bias: sd across queries", e["sd"]),
                   ("estimated bias: 5% / 50% / 95%", f"{e['quantiles']['q5']:.3g} / {e['quantiles']['q50']:.3g} / "
                                                      f"{e['quantiles']['q95']:.3g}"),

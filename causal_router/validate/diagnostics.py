@@ -131,6 +131,7 @@ class Diagnostics:
             f"{meta['learner']!r} (final stage {meta['final_stage']}), scale constant {meta['scale_constant']:.4g}",
             f"  average bias (gold minus preference, gold scale): {bias['average']['estimate']:.4f} "
             f"[{bias['average']['lower']:.4f}, {bias['average']['upper']:.4f}]",
+            *([f"  correction: {bias['correction']['reading']}"] if bias.get("correction") else []),
             f"  overlap: two-sample AUC {ov['classifier_auc']:.3f} (p = {ov['classifier_p_value']:.3g}), "
             f"gold ESS {ov['gold_ess']:.0f} of {ov['n_gold']} ({100 * ov['gold_ess_share']:.0f}%), "
             f"clipped {100 * ov['clipped_share']:.1f}%",
@@ -513,6 +514,7 @@ def _bias_numbers(est: BiasEstimator, effect: np.ndarray, alpha: float, numbers:
             "share_positive": float(np.mean(effect > 0)),
         },
         "final_stage": est.final_stage_,
+        "correction": _correction_numbers(est),
     }
     cal = numbers.get("calibration", {})
     if cal.get("available"):
@@ -520,6 +522,17 @@ def _bias_numbers(est: BiasEstimator, effect: np.ndarray, alpha: float, numbers:
         m, se = cal["heldout_average"], cal["heldout_average_std_error"]
         out["heldout_average"] = {"estimate": m, "std_error": se, "lower": m - z * se, "upper": m + z * se}
     return out
+
+
+def _correction_numbers(est: BiasEstimator) -> dict | None:
+    """What the stacked final stage used and why (``BiasEstimator.heterogeneity_`` and
+    ``correction_``); None for a final stage without an evidence rule."""
+    if est.heterogeneity_ is None:
+        return None
+    return {**{k: float(v) for k, v in est.heterogeneity_.items()}, "reading": est.correction_,
+            "rule": "share = min(max(b, 0), 1) * max(0, 1 - (threshold / z)^2): the calibration slope b of the "
+                    "stacked fit's departure from the constant on nested out-of-fold rows, shrunk by the "
+                    "non-negative garrote at threshold standard errors (z = b / se, clustered by query)"}
 
 
 def _group_table(phi, effect, is_gold, labels, alpha, order=None):
