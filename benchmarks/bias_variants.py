@@ -104,15 +104,16 @@ class Stages(RegressorMixin, BaseEstimator):
     """Fits every named final stage (name -> unfitted estimator) on the same residuals;
     ``predict`` uses the one named by ``use``; ``oof_`` is the two-draw stack's."""
 
-    def __init__(self, stages=None):
+    def __init__(self, stages=None, oof_of="stack_r2"):
         self.stages = stages
+        self.oof_of = oof_of
 
     def fit(self, X, y, sample_weight=None):
         from sklearn.base import clone
 
         self.models_ = {n: clone(m).fit(X, y, sample_weight=sample_weight) for n, m in self.stages.items()}
-        self.oof_ = self.models_["stack_r2"].oof_
-        self.use = "stack_r2"
+        self.oof_ = self.models_[self.oof_of].oof_
+        self.use = self.oof_of
         return self
 
     def predict(self, X):
@@ -129,14 +130,14 @@ def _share(stack, threshold, hard=False, cap=1.0):
     return min(b, cap) * max(0.0, 1 - (threshold / z) ** 2)
 
 
-def run_split(name: str, split_no: int, seed: int) -> pd.DataFrame:
+def run_split(name: str, split_no: int, seed: int, round_no: int = 2) -> pd.DataFrame:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # econml warns on every fit that the final stage has a nonzero intercept (it predicts the
         # constant bias at zero features); nothing else is filtered
         warnings.filterwarnings("ignore", message="The final model has a nonzero intercept")
-        return _run_split(name, split_no, seed)
+        return {1: _run_split, 2: _run_split_round2, 3: _run_split_round3}[round_no](name, split_no, seed)
 
 
 def _run_split(name, split_no, seed):
@@ -219,6 +220,176 @@ def _run_split(name, split_no, seed):
     return pd.DataFrame(rows)
 
 
+#: Round 2: share rules on the three-draw stack's nested evidence (b, its se, z = b / se).
+SHARE_RULES = {
+    "none": lambda b, z: 1.0,
+    "b": lambda b, z: min(max(b, 0.0), 1.0),
+    "garrote_b_k1": lambda b, z: min(max(b, 0.0), 1.0) * max(0.0, 1 - (1 / z) ** 2) if z > 0 else 0.0,
+    "gate_soft_k0.5": lambda b, z: max(0.0, 1 - (0.5 / z) ** 2) if z > 0 else 0.0,
+    "gate_soft_k1": lambda b, z: max(0.0, 1 - (1 / z) ** 2) if z > 0 else 0.0,
+    "gate_hard_0": lambda b, z: 1.0 if z > 0 else 0.0,
+    "gate_hard_1": lambda b, z: 1.0 if z > 1 else 0.0,
+}
+
+
+def _run_split_round2(name, split_no, seed):
+    """Round 2: the share rules of SHARE_RULES on a three-draw stack, each with the preference
+    labels corrected as they are (``<rule>``) and blended toward the gold rows' model by the
+    judge's weight at one standard error (``<rule>+judge``; at two for two rules, ``+judge_k2``)."""
+    from causal_router import BiasEstimator
+    from causal_router._utils import as_seed
+    from causal_router.baselines import GoldOnly, MeanShift, Pooled
+    from causal_router.data import pooled_outcome
+    from causal_router.datasets import reveal_split
+    from causal_router.evaluate import oracle_share
+    from causal_router.models import default_regressor, final_stage
+    from causal_router.router import judge_evidence
+
+    setting = SETTINGS[name]
+    frame = setting.make(seed)
+    features = [c for c in frame.columns if c[:1] == "x" and c[1:].isdigit()]
+    split = reveal_split(frame, features, n_gold=setting.n_gold, n_test=setting.n_test, random_state=seed)
+    data, test_X, gold = split.train, split.test_X, split.test_gold
+    rows = []
+
+    def add(method, pred, **extra):
+        rows.append({"setting": name, "split": split_no, "seed": seed, "method": method,
+                     "oracle_share": oracle_share(pred, gold), **extra})
+
+    stages = {c: final_stage(c, seed) for c in CANDIDATES}
+    stages["old_stack"] = OldStack(random_state=seed)
+    stages["stack_r3"] = dev_stack(n_repeats=3, random_state=seed)
+    bias = BiasEstimator(model_final=Stages(stages, oof_of="stack_r3"), random_state=seed).fit(data)
+    model = bias.estimator_.model_final_
+    pref, c = ~data.is_gold, bias.scale_
+    for m in (*CANDIDATES, "old_stack"):
+        model.use = m
+        add(m, _gain_predictions(data, c, bias.effect(data.X)[pref] * c, test_X, seed))
+    st = model.models_["stack_r3"]
+    cv_rows, S, C = st._nested
+    oof_ref = bias.judge_oof_ * c  # mu0 + the stack's own oof, preference scale
+    mu0 = oof_ref[cv_rows] - st.oof_[cv_rows]
+    b, se = st.slope_, st.slope_std_error_
+    z = (b / se if se > 0 else np.inf) if np.isfinite(b) else 0.0
+    b = b if np.isfinite(b) else 0.0
+    departure = st.departure(data.X)
+    labels0 = pooled_outcome(data.gain, data.is_gold, c)
+    g_model = default_regressor(as_seed(seed)).fit(data.X[data.is_gold], data.gain[data.is_gold])
+    g_pref = g_model.predict(data.X[pref]) * c
+    for rule, fn in SHARE_RULES.items():
+        share = fn(b, z)
+        corrected = labels0.copy()
+        corrected[pref] += (st.constant_ + share * departure)[pref]
+        extra = {"share": share, "slope": b, "slope_se": se}
+        add(rule, default_regressor(as_seed(seed)).fit(data.X, corrected).predict(test_X) / c, **extra)
+        judge_oof = np.full(len(bias.judge_oof_), np.nan)
+        judge_oof[cv_rows] = (mu0 + C + share * (S - C)) / c
+        saved, bias.judge_oof_ = bias.judge_oof_, judge_oof
+        for k in ((1, 2) if rule in ("gate_soft_k1", "gate_hard_0") else (1,)):
+            ev = judge_evidence(data, bias, threshold=k, random_state=seed)
+            w = ev["weight"]
+            blended = corrected.copy()
+            blended[pref] = w * corrected[pref] + (1 - w) * g_pref
+            add(f"{rule}+judge" + ("" if k == 1 else "_k2"),
+                default_regressor(as_seed(seed)).fit(data.X, blended).predict(test_X) / c,
+                judge_w=w, judge_b=ev["slope"], judge_se=ev["std_error"], **extra)
+        bias.judge_oof_ = saved
+    add("pooled", Pooled(random_state=seed).fit(data).predict_gain(test_X))
+    add("mean_shift", MeanShift(random_state=seed).fit(data).predict_gain(test_X))
+    add("gold_only", GoldOnly(random_state=seed).fit(data).predict_gain(test_X))
+    add("all_golden", GoldOnly(random_state=seed).fit(split.oracle).predict_gain(test_X))
+    return pd.DataFrame(rows)
+
+
+def _semi_nested_evidence(st):
+    """Evidence from the candidates' out-of-fold predictions without nested refits: per draw,
+    fold k's stack weights fitted on the other folds' out-of-fold predictions (whose candidates
+    saw fold k: cheaper, slightly optimistic), averaged over the draws; slope, se, z as the stack's."""
+    from scipy.optimize import nnls
+
+    from causal_router.models import clustered_std_error
+
+    rows, _, C, y, w, g = st._nested
+    S = np.zeros(len(y))
+    root = np.sqrt(w)
+    for fold, F in st._draws:
+        for k in range(int(fold.max()) + 1):
+            out = fold != k
+            beta, _ = nnls(F[out] * root[out, None], y[out] * root[out])
+            S[fold == k] += F[fold == k] @ beta / len(st._draws)
+    h, e = S - C, y - C
+    A = float(w @ h ** 2)
+    if A <= 0:
+        return 0.0, float("nan"), 0.0
+    b = float(w @ (h * e)) / A
+    se = clustered_std_error(w * h * (e - b * h), g) / A
+    return b, se, (b / se if se > 0 else np.inf)
+
+
+def _run_split_round3(name, split_no, seed):
+    """Round 3, the finalists: the three-draw stack used in full (``none``), or gated by the soft
+    rule on its nested evidence (``gate_soft_k0.5``, ``gate_soft_k1``) or on the cheaper
+    semi-nested evidence (``semi_soft_k0.5``, ``semi_soft_k1``), each with the judge's blend at
+    one (``+judge``) or two (``+judge_k2``) standard errors."""
+    from causal_router import BiasEstimator
+    from causal_router._utils import as_seed
+    from causal_router.baselines import GoldOnly, MeanShift, Pooled
+    from causal_router.data import pooled_outcome
+    from causal_router.datasets import reveal_split
+    from causal_router.evaluate import oracle_share
+    from causal_router.models import default_regressor
+    from causal_router.router import judge_evidence
+
+    setting = SETTINGS[name]
+    frame = setting.make(seed)
+    features = [c for c in frame.columns if c[:1] == "x" and c[1:].isdigit()]
+    split = reveal_split(frame, features, n_gold=setting.n_gold, n_test=setting.n_test, random_state=seed)
+    data, test_X, gold = split.train, split.test_X, split.test_gold
+    rows = []
+
+    def add(method, pred, **extra):
+        rows.append({"setting": name, "split": split_no, "seed": seed, "method": method,
+                     "oracle_share": oracle_share(pred, gold), **extra})
+
+    bias = BiasEstimator(model_final=Stages({"stack_r3": dev_stack(n_repeats=3, random_state=seed)},
+                                            oof_of="stack_r3"), random_state=seed).fit(data)
+    st = bias.estimator_.model_final_.models_["stack_r3"]
+    pref, c = ~data.is_gold, bias.scale_
+    cv_rows, S, C = st._nested[:3]
+    mu0 = bias.judge_oof_[cv_rows] * c - st.oof_[cv_rows]
+    b, se = st.slope_, st.slope_std_error_
+    z = (b / se if se > 0 else np.inf) if np.isfinite(b) else 0.0
+    sb, sse, sz = _semi_nested_evidence(st)
+    departure = st.departure(data.X)
+    labels0 = pooled_outcome(data.gain, data.is_gold, c)
+    g_model = default_regressor(as_seed(seed)).fit(data.X[data.is_gold], data.gain[data.is_gold])
+    g_pref = g_model.predict(data.X[pref]) * c
+    rules = {"none": 1.0, "gate_soft_k0.5": SHARE_RULES["gate_soft_k0.5"](b, z),
+             "gate_soft_k1": SHARE_RULES["gate_soft_k1"](b, z),
+             "semi_soft_k0.5": SHARE_RULES["gate_soft_k0.5"](sb, sz), "semi_soft_k1": SHARE_RULES["gate_soft_k1"](sb, sz)}
+    for rule, share in rules.items():
+        corrected = labels0.copy()
+        corrected[pref] += (st.constant_ + share * departure)[pref]
+        extra = {"share": share, "z": z, "semi_z": sz}
+        add(rule, default_regressor(as_seed(seed)).fit(data.X, corrected).predict(test_X) / c, **extra)
+        judge_oof = np.full(len(bias.judge_oof_), np.nan)
+        judge_oof[cv_rows] = (mu0 + C + share * (S - C)) / c
+        saved, bias.judge_oof_ = bias.judge_oof_, judge_oof
+        for k in (1, 2):
+            ev = judge_evidence(data, bias, threshold=k, random_state=seed)
+            w = ev["weight"]
+            blended = corrected.copy()
+            blended[pref] = w * corrected[pref] + (1 - w) * g_pref
+            add(f"{rule}+judge" + ("" if k == 1 else "_k2"),
+                default_regressor(as_seed(seed)).fit(data.X, blended).predict(test_X) / c, judge_w=w, **extra)
+        bias.judge_oof_ = saved
+    add("pooled", Pooled(random_state=seed).fit(data).predict_gain(test_X))
+    add("mean_shift", MeanShift(random_state=seed).fit(data).predict_gain(test_X))
+    add("gold_only", GoldOnly(random_state=seed).fit(data).predict_gain(test_X))
+    add("all_golden", GoldOnly(random_state=seed).fit(split.oracle).predict_gain(test_X))
+    return pd.DataFrame(rows)
+
+
 def report(runs: pd.DataFrame) -> str:
     means = runs.groupby(["setting", "method"])["oracle_share"].mean().unstack()
     order = [s for s in SETTINGS if s in means.index]
@@ -248,8 +419,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", nargs="+", default=synthetic, choices=synthetic)
     parser.add_argument("--splits", type=int, default=4)
+    parser.add_argument("--first-split", type=int, default=0, help="splits first-split .. splits - 1 (seed = split)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--out", default="bias_variants_out")
+    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=2, help="which round of variants")
     parser.add_argument("--from-csv")
     args = parser.parse_args(argv)
     if args.from_csv:
@@ -257,10 +430,10 @@ def main(argv=None) -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "variants.csv"
+    path = out / f"variants_round{args.round}.csv"
     earlier = pd.read_csv(path) if path.exists() else None
     done = set() if earlier is None else set(zip(earlier["setting"], earlier["split"]))
-    tasks = [delayed(run_split)(s, i, i) for i in range(args.splits) for s in args.settings if (s, i) not in done]
+    tasks = [delayed(run_split)(s, i, i, args.round) for i in range(args.first_split, args.splits) for s in args.settings if (s, i) not in done]
     runs = run_parallel(tasks, n_jobs=args.n_jobs, desc="splits", unit="split") if tasks else []
     allruns = pd.concat(([earlier] if earlier is not None else []) + runs, ignore_index=True)
     allruns.to_csv(path, index=False)

@@ -574,9 +574,11 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         heavy = weight[rows] > 0.25
         R = int(self.n_repeats)
         level1, S, C = np.zeros((len(rows), len(names))), np.zeros(len(rows)), np.zeros(len(rows))
+        self._draws = []  # for development measurements of other evidence rules
         for r in range(R):
             fold = fold_ids(heavy, gc, int(self.cv), None if seed is None else seed + r)
             F, s, c = _nested_out_of_fold(names, Xc, yc, w, fold, seed)
+            self._draws.append((fold, F))
             level1 += F / R
             S += s / R
             C += c / R
@@ -602,6 +604,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         self.stacked_cv_loss_ = float(w @ (yc - S) ** 2) / n
         self.oof_ = np.full(n, np.nan)
         self.oof_[rows] = C + self.share_ * h
+        self._nested = (rows, S, C, yc, w, gc)  # for development measurements of other share rules
 
         self.constant_ = float(weight @ y / weight.sum())
         used = self.weights_ * (self.share_ > 0)

@@ -35,7 +35,7 @@ from .._validation import DataError
 from ..active import STRATEGIES
 from ..active.suggest import AUTO_MIN_GOLD
 from . import commands
-from .options import add_data_options, add_model_options, add_text_options
+from .options import add_data_options, add_model_options, add_text_options, preference_weight_arg
 
 __all__ = ["main", "build_parser"]
 
@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(p)
     add_model_options(p)
     p.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default: 5)")
-    p.add_argument("--preference-weight", type=float, default=1.0)
+    p.add_argument("--preference-weight", type=preference_weight_arg, default="auto",
+                   help="'auto' (default): trust the corrected judge as far as held-out gold labels show it adds "
+                        "to the gold rows alone; or a fixed weight >= 0 of each preference row")
     p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
     p.set_defaults(func=commands.fit)
 

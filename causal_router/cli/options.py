@@ -12,7 +12,8 @@ from .._validation import DataError
 from ..data import SCALE_METHODS, EvalData
 from ..io import check_output_path, read_table
 
-__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "scale_arg",
+__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "preference_weight_arg",
+           "scale_arg",
            "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
            "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS"]
 
@@ -72,6 +73,19 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="variance", choices=[str(m).lower() for m in SCALE_METHODS],
                    help="gold-to-preference scale constant (default: variance; none: 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def preference_weight_arg(value: str) -> float | str:
+    """``--preference-weight``: "auto" or a number >= 0 (argparse type)."""
+    if value == "auto":
+        return value
+    try:
+        weight = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {value!r}") from None
+    if not weight >= 0 or weight == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a finite number >= 0, got {value!r}")
+    return weight
 
 
 def scale_arg(args) -> str | None:
