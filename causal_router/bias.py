@@ -541,19 +541,19 @@ def _stack_summary(stack: StackedFinalStage) -> tuple[pd.DataFrame, pd.Series]:
 
 def describe_correction(evidence: pd.Series | dict) -> str:
     """One sentence on the correction a stacked bias model uses and why, from its evidence
-    (``BiasEstimator.heterogeneity_``: share, calibration slope, its standard error, threshold)."""
+    (``BiasEstimator.heterogeneity_``: share, calibration slope, its standard error, z, threshold)."""
     e = dict(evidence)
     share, slope, se, z, k = (e.get(key) for key in ("share", "slope", "slope_std_error", "z", "threshold"))
     if slope is None or not np.isfinite(slope):
-        return ("constant correction only: every candidate's weight went to the constant, so there is no "
+        return ("constant correction only: the stacked fit put all its weight on the constant, so there is no "
                 "heterogeneous part to weigh")
-    facts = (f"its held-out calibration slope is {slope:.2f} (standard error {se:.2f}, "
-             f"{z:.1f} standard errors; 1 = the stack's variation is right, 0 = it is noise)")
+    facts = (f"its departure from the constant predicts held-out rows with calibration slope {slope:.2f} "
+             f"(standard error {se:.2f}: {z:.1f} standard errors; 1 = the variation is right, 0 = it is noise)")
     if share > 0:
-        return (f"heterogeneous correction used at {share:.0%} of the stacked fit's departure from the "
-                f"constant: {facts}, beyond the threshold of {k:g}")
-    return (f"constant correction only: the stacked fit's heterogeneity is within noise on held-out rows: "
-            f"{facts}, not beyond the threshold of {k:g}")
+        return (f"heterogeneous correction used at {share:.0%} of the stacked fit, because {facts}, beyond the "
+                f"threshold of {k:g}")
+    return (f"constant correction only, because the stacked fit's heterogeneity is within noise: {facts}, "
+            f"not beyond the threshold of {k:g}")
 
 
 def _select_final_stage(X, y_res, t_res, t, cv, seed) -> tuple[pd.DataFrame, np.ndarray]:
