@@ -116,7 +116,7 @@ def make_pandalm(seed: int) -> pd.DataFrame:
         if root is None:
             raise SystemExit("the pandalm setting needs CAUSAL_ROUTER_DATA (a folder holding pandalm/)")
         frame = load_pandalm(root / "pandalm").reset_index(drop=True)
-        X, _, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=50))
+        X, _, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=50), random_state=0)
         feats = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
         _PANDALM["frame"] = pd.concat([frame, feats], axis=1)
     return _PANDALM["frame"]

@@ -185,10 +185,10 @@ def cmd_fittime(args) -> None:
     for seed in range(args.splits):
         data = reveal_split(frame, n_gold=100, n_test=500, random_state=seed).train
         t0, c0 = time.perf_counter(), time.process_time()
-        MetaRouter(random_state=seed).fit(data)
+        MetaRouter(n_jobs=args.n_jobs, random_state=seed).fit(data)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    print(json.dumps({"fits": args.splits, "wall_median_s": round(float(np.median(wall)), 2),
+    print(json.dumps({"fits": args.splits, "n_jobs": args.n_jobs, "wall_median_s": round(float(np.median(wall)), 2),
                       "wall_min_s": round(min(wall), 2), "wall_max_s": round(max(wall), 2),
                       "cpu_median_s": round(float(np.median(cpu)), 2),
                       "load_average_1min": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}))
@@ -267,6 +267,7 @@ def main() -> None:
     p.set_defaults(func=cmd_subsample)
     p = sub.add_parser("fittime")
     p.add_argument("--splits", type=int, default=10)
+    p.add_argument("--n-jobs", type=int, default=None, help="MetaRouter(n_jobs=...): threads of the fit (default 1)")
     p.set_defaults(func=cmd_fittime)
     p = sub.add_parser("routing")
     p.set_defaults(func=cmd_routing)

@@ -150,7 +150,7 @@ def main(argv=None) -> None:
     from causal_router.text import TextFeaturizer
 
     frame, name = _frame(100, args.seed)
-    featurizer = TextFeaturizer(n_components=50, text_column="query_text", pair_column="pair")
+    featurizer = TextFeaturizer(n_components=50, text_column="query_text", pair_column="pair", random_state=0)
     t0 = time.perf_counter()
     router = MetaRouter(featurizer=featurizer, random_state=args.seed).fit(
         frame[["query_text", "pair"]], frame["gain"], source=frame["source"])

@@ -225,7 +225,7 @@ def _real(data_set: str, judge: str):
             else:
                 frame = load_prd_vicuna80(root / "prd_vicuna80", judge=judge)
             frame = frame[frame["pref_gain"].notna()].reset_index(drop=True)
-            X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=50))
+            X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=50), random_state=0)
             feats = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])], index=frame.index)
             _cache[key] = pd.concat([frame, feats], axis=1)
         return _cache[key]

@@ -75,15 +75,21 @@ class AllStages(RegressorMixin, BaseEstimator):
     ``use``. Lets the suite score each candidate on one set of cross-fitted nuisances (the
     nuisances do not depend on the final stage, so this equals separate fits, faster)."""
 
-    def __init__(self, names=CANDIDATES, random_state=None):
+    def __init__(self, names=CANDIDATES, random_state=None, groups=None):
         self.names = names
         self.random_state = random_state
+        self.groups = groups
 
     def fit(self, X, y, sample_weight=None):
         from causal_router.models import final_stage
 
-        self.models_ = {n: final_stage(n, self.random_state).fit(X, y, sample_weight=sample_weight)
-                        for n in self.names}
+        def stage(name):
+            model = final_stage(name, self.random_state)
+            if self.groups is not None and "groups" in model.get_params():
+                model.set_params(groups=self.groups)  # the query ids BiasEstimator gives the default stack
+            return model
+
+        self.models_ = {n: stage(n).fit(X, y, sample_weight=sample_weight) for n in self.names}
         self.use = self.names[0]
         if "stack" in self.models_:  # the default's out-of-fold estimates, behind the judge's weight
             self.oof_ = self.models_["stack"].oof_
@@ -128,7 +134,7 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
     from causal_router.baselines import GoldOnly, MeanShift, Pooled
     from causal_router.evaluate import oracle_share
     from causal_router.models import fit_gain_model
-    from causal_router.router import correct_labels
+    from causal_router.router import correct_labels, weigh_judge
 
     setting = SETTINGS[name]
     frame = setting.make(seed)
@@ -153,8 +159,10 @@ def _run_split(name: str, split_no: int, seed: int, check_default: bool = False)
     stack = stages.models_["stack"]
     best = stack.candidates[int(np.argmin(stack.cv_loss_))]
     add("pick_best", preds[best], final_stage=best)
-    labels, weight, judge = correct_labels(data, bias, "auto", random_state=seed)
-    default = fit_gain_model(None, data.X, labels, weight, seed).predict(test_X) / bias.scale_
+    stages.use = "stack"
+    judge, gold_model = weigh_judge(data, bias, random_state=seed)
+    labels = correct_labels(bias, data.X, data.gain, data.is_gold, judge_weight=judge["weight"], gold_model=gold_model)
+    default = fit_gain_model(None, data.X, labels, None, seed).predict(test_X) / bias.scale_
     add("default", default, share=stack.share_, slope=stack.slope_, slope_se=stack.slope_std_error_,
         judge_weight=judge["weight"], judge_slope=judge["slope"], judge_se=judge["std_error"],
         **{f"w_{k}": float(v) for k, v in zip(stack.candidates, stack.effective_weights_)})

@@ -81,8 +81,12 @@ class OldStack(RegressorMixin, BaseEstimator):
 
 def dev_stack(**params):
     """A StackedFinalStage that also refits the candidates it does not use (share 0), so that
-    other share rules can be applied to its evidence afterwards (``departure``)."""
-    from causal_router.models import StackedFinalStage, final_stage
+    other share rules can be applied to its evidence afterwards (``departure``), and keeps what
+    round 3's semi-nested evidence needs (``dev_draws_``: each fold draw's folds and out-of-fold
+    candidate predictions, recomputed with the stack's own seeds and rows; ``dev_cv_``: the
+    cross-validation rows, their targets, weights and groups)."""
+    from causal_router._utils import as_seed
+    from causal_router.models import StackedFinalStage, final_stage, fold_ids, out_of_fold_predictions
 
     class DevStack(StackedFinalStage):
         def fit(self, X, y, sample_weight=None):
@@ -91,6 +95,21 @@ def dev_stack(**params):
             w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
             self.estimators_ = [m if m is not None or b == 0 else final_stage(n, self.random_state).fit(
                 X, y, sample_weight=w) for n, b, m in zip(self.candidates, self.weights_, self.estimators_)]
+            rows = np.flatnonzero(np.isfinite(self.oof_stack_))
+            heavy = w > 0.25
+            wc = w[rows].copy()
+            light_kept = int((~heavy[rows]).sum())
+            if light_kept < int((~heavy).sum()):  # the stack's reweighting of the light rows it kept
+                wc[~heavy[rows]] *= (~heavy).sum() / light_kept
+            g = None if self.groups is None else np.asarray(self.groups)[rows]
+            seed = as_seed(self.random_state)
+            self.dev_draws_ = []
+            for r in range(self.n_repeats):
+                fold = fold_ids(heavy[rows], g, int(self.cv), None if seed is None else seed + r)
+                folds = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(int(self.cv))]
+                self.dev_draws_.append((fold, out_of_fold_predictions(tuple(self.candidates), X[rows], y[rows], wc,
+                                                                      folds, seed)))
+            self.dev_cv_ = (rows, y[rows], wc, g)
             return self
 
         def departure(self, X):
@@ -266,7 +285,8 @@ def _run_split_round2(name, split_no, seed):
         model.use = m
         add(m, _gain_predictions(data, c, bias.effect(data.X)[pref] * c, test_X, seed))
     st = model.models_["stack_r3"]
-    cv_rows, S, C = st._nested
+    cv_rows = st.dev_cv_[0]
+    S, C = st.oof_stack_[cv_rows], st.oof_constant_[cv_rows]
     oof_ref = bias.judge_oof_ * c  # mu0 + the stack's own oof, preference scale
     mu0 = oof_ref[cv_rows] - st.oof_[cv_rows]
     b, se = st.slope_, st.slope_std_error_
@@ -309,14 +329,15 @@ def _semi_nested_evidence(st):
 
     from causal_router.models import clustered_std_error
 
-    rows, _, C, y, w, g = st._nested
+    rows, y, w, g = st.dev_cv_
+    C = st.oof_constant_[rows]
     S = np.zeros(len(y))
     root = np.sqrt(w)
-    for fold, F in st._draws:
+    for fold, F in st.dev_draws_:
         for k in range(int(fold.max()) + 1):
             out = fold != k
             beta, _ = nnls(F[out] * root[out, None], y[out] * root[out])
-            S[fold == k] += F[fold == k] @ beta / len(st._draws)
+            S[fold == k] += F[fold == k] @ beta / len(st.dev_draws_)
     h, e = S - C, y - C
     A = float(w @ h ** 2)
     if A <= 0:
@@ -355,7 +376,8 @@ def _run_split_round3(name, split_no, seed):
                                             oof_of="stack_r3"), random_state=seed).fit(data)
     st = bias.estimator_.model_final_.models_["stack_r3"]
     pref, c = ~data.is_gold, bias.scale_
-    cv_rows, S, C = st._nested[:3]
+    cv_rows = st.dev_cv_[0]
+    S, C = st.oof_stack_[cv_rows], st.oof_constant_[cv_rows][:3]
     mu0 = bias.judge_oof_[cv_rows] * c - st.oof_[cv_rows]
     b, se = st.slope_, st.slope_std_error_
     z = (b / se if se > 0 else np.inf) if np.isfinite(b) else 0.0

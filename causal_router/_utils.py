@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_seed", "seeded_global_random", "to_jsonable"]
+__all__ = ["as_seed", "resolve_seed", "seeded_global_random", "to_jsonable"]
 
 
 def as_seed(random_state) -> int | None:
@@ -12,6 +12,23 @@ def as_seed(random_state) -> int | None:
     if random_state is None or isinstance(random_state, (int, np.integer)):
         return None if random_state is None else int(random_state)
     return int(np.random.default_rng(random_state).integers(2**31 - 1))
+
+
+def resolve_seed(random_state) -> int:
+    """An int seed for one fit, as scikit-learn reads ``random_state``: an int is itself, a numpy
+    Generator or RandomState draws one, and None draws one from fresh operating-system entropy
+    (a different fit each time). Everything a fit seeds is derived from this one int."""
+    if isinstance(random_state, (bool, np.bool_)):
+        raise TypeError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    raise TypeError(f"random_state must be None, an int or a numpy Generator, got {type(random_state).__name__}")
 
 
 class seeded_global_random:

@@ -22,6 +22,7 @@ __all__ = [
     "check_unique_names",
     "check_features",
     "check_same_index",
+    "check_no_label_copy",
     "MAX_ABS_VALUE",
 ]
 
@@ -158,17 +159,25 @@ def check_same_index(what: str, **objects) -> None:
                 "numpy arrays / reset_index(drop=True)) so that rows are not paired by position by mistake")
 
 
-def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
+def check_features(X, feature_names: Sequence[str] | None, who: str, *, n_features: int | None = None,
+                   warn_names: bool = False) -> np.ndarray:
     """Features at prediction time as a float array (n, d) in the order they were fitted in.
 
-    ``who`` names the fitted model in messages (its class name).
+    ``who`` names the fitted model in messages (its class name). ``feature_names``: the names the
+    model was fitted with, or None for a model fitted without names (then ``n_features`` gives d).
 
-    A DataFrame is matched by column name, as scikit-learn does: the same names in another order
-    are reordered; missing or unexpected names raise :class:`DataError` naming them. An array is
-    taken by position and must have ``len(feature_names)`` columns.
+    A DataFrame is matched by column name when the model has names: the same names in another
+    order are reordered; missing or unexpected names raise :class:`DataError` naming them. An
+    array, or any input to a model fitted without names, is taken by position and must have d
+    columns. With ``warn_names`` (the routers), scikit-learn's two warnings apply: a DataFrame
+    given to a model fitted without names ("X has feature names, but ... was fitted without
+    feature names"), and an array given to a model fitted with names ("X does not have valid
+    feature names, but ... was fitted with feature names").
     """
-    names = [str(n) for n in feature_names]
-    if isinstance(X, pd.DataFrame):
+    names = None if feature_names is None else [str(n) for n in feature_names]
+    expected = len(names) if names is not None else n_features
+    named = isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
+    if names is not None and isinstance(X, pd.DataFrame) and (named or not warn_names):
         columns = [str(c) for c in X.columns]
         check_unique_names(columns, "X columns")
         if columns != names:
@@ -181,10 +190,52 @@ def check_features(X, feature_names: Sequence[str], who: str) -> np.ndarray:
                     " (pass a DataFrame with the fitted column names, or an array in the fitted order)")
             X = X[[X.columns[columns.index(n)] for n in names]]
         return as_float_matrix(X, "X")
+    if warn_names:
+        import warnings
+
+        if names is None and named:
+            warnings.warn(f"X has feature names, but {who} was fitted without feature names", UserWarning,
+                          stacklevel=3)
+        elif names is not None and not named:
+            warnings.warn(f"X does not have valid feature names, but {who} was fitted with feature names",
+                          UserWarning, stacklevel=3)
     X = as_float_matrix(X, "X")
-    if X.shape[1] != len(names):
-        raise DataError(f"X has {X.shape[1]} features, but {who} is expecting {len(names)} features as input")
+    if expected is not None and X.shape[1] != expected:
+        raise DataError(f"X has {X.shape[1]} features, but {who} is expecting {expected} features as input")
     return X
+
+
+#: Rows of each group compared on every column before the candidates are compared in full.
+_SCREEN_ROWS = 64
+
+
+def check_no_label_copy(X: np.ndarray, gain: np.ndarray, is_gold: np.ndarray, feature_names: Sequence[str],
+                        label: str) -> None:
+    """Refuse a feature column that repeats the label.
+
+    A column of ``X`` (n, d) is a copy of the label when it equals ``gain`` (n,) on every gold
+    row or on every preference row (``is_gold`` (n,) bool) where the gains of those rows are not
+    all equal (a constant label carries nothing to leak; a binary feature matching it is then a
+    coincidence). The typical case is the label itself, or a ``gold_gain`` column, left among the
+    features: the model would learn from the answer. ``label`` names the label in the message.
+
+    Cost: every column is compared on the first 64 rows of each group, and only the columns
+    that match there are compared in full, one column at a time: no (n, d) temporary is made.
+    """
+    for rows, group in ((is_gold, "gold"), (~is_gold, "preference")):
+        idx = np.flatnonzero(rows)
+        if len(idx) < 2:
+            continue
+        y = gain[idx]
+        if y.min() == y.max():
+            continue
+        head = idx[:_SCREEN_ROWS]
+        candidates = np.flatnonzero(np.all(X[head] == gain[head, None], axis=0))
+        for col in candidates:
+            if np.array_equal(X[idx, col], y):
+                name = feature_names[col] if col < len(feature_names) else f"column {col}"
+                raise DataError(f"feature {name!r} equals the label {label!r} on every {group} row: a label cannot be "
+                                "a feature; drop it from the features")
 
 
 def check_consistent_length(**arrays) -> int:
@@ -196,13 +247,33 @@ def check_consistent_length(**arrays) -> int:
     return next(iter(lengths.values()))
 
 
+#: Most names a message lists (of missing columns, of available columns).
+_SHOWN_NAMES = 20
+
+
+def _names(names: Sequence, limit: int = _SHOWN_NAMES) -> str:
+    """``names`` as a list for a message: at most ``limit`` of them, then how many more."""
+    names = list(names)
+    shown = repr(names[:limit])
+    return shown if len(names) <= limit else f"{shown[:-1]}, ... ({len(names) - limit} more)]"
+
+
 def check_columns(frame: pd.DataFrame, required: Iterable[str], what: str = "data") -> None:
-    """Raise naming every column of ``required`` that ``frame`` lacks."""
+    """Raise naming the columns of ``required`` that ``frame`` lacks (the first 20 of them, each
+    with the closest available names) and the available columns (the first 20 and their count):
+    a message stays one readable line for a file of 20,000 columns."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(f"{what} is missing column(s) {missing}; available columns: {list(frame.columns)}")
+        import difflib
+
+        available = [str(c) for c in frame.columns]
+        close = {str(m): difflib.get_close_matches(str(m), available, n=3) for m in missing[:3]}
+        hint = "; ".join(f"for {m!r} did you mean {c}?" for m, c in close.items() if c)
+        raise DataError(f"{what} is missing column(s) {_names(missing)}"
+                        + (f" ({hint})" if hint else "")
+                        + f"; available columns ({len(available)}): {_names(available)}")
 
 
 def check_random_state(random_state) -> np.random.Generator:

@@ -1,4 +1,4 @@
-"""Baseline routers with the MetaRouter interface (fit / predict_gain / route).
+"""Baseline routers with the router contract of :class:`~causal_router.router.BaseRouter`.
 
 - :class:`GoldOnly`: the gain model on the gold rows alone. Fitted on data whose every row is
   gold, it is the paper's All-Golden oracle.
@@ -34,6 +34,7 @@ class _LabelRouter(BaseRouter):
     featurizer : TextFeaturizer, optional
         Fit from text (see :class:`~causal_router.router.BaseRouter`).
     random_state : int or None
+        Seeds the gain model (and the featurizer, where its own is None); None: fresh entropy.
     """
 
     def __init__(self, outcome_model=None, scale: str | None = "variance", featurizer=None, random_state=None):
@@ -42,64 +43,67 @@ class _LabelRouter(BaseRouter):
         self.featurizer = featurizer
         self.random_state = random_state
 
-    def _fit_data(self, data: EvalData) -> None:
-        self.scale_ = fitted_scale(data, self.scale)
-        rows, labels = self._training_rows(data, pooled_outcome(data.gain, data.is_gold, self.scale_))
-        self.gain_model_ = fit_gain_model(self.outcome_model, data.X[rows], labels, None, self.random_state)
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        scale = fitted_scale(data, self.scale)
+        rows, labels, extra = self._training_rows(data, pooled_outcome(data.gain, data.is_gold, scale), scale)
+        gain_model = fit_gain_model(self.outcome_model, data.X[rows], labels, None, seed)
+        return {"scale_": scale, "gain_model_": gain_model, **extra}
 
-    def _training_rows(self, data: EvalData, outcome: np.ndarray):
+    def _training_rows(self, data: EvalData, outcome: np.ndarray, scale: float):
+        """(rows, their labels, further fitted attributes) of the gain model."""
         raise NotImplementedError
 
 
 class GoldOnly(_LabelRouter):
     """Gain model on the gold rows only (the All-Golden oracle on all-gold data)."""
 
-    def _training_rows(self, data, outcome):
+    def _training_rows(self, data, outcome, scale):
         if data.n_gold == 0:
             raise DataError("GoldOnly needs gold rows: the data have no row with source 'gold'")
-        return data.is_gold, outcome[data.is_gold]
+        return data.is_gold, outcome[data.is_gold], {}
 
 
 class PreferenceOnly(_LabelRouter):
     """Gain model on the preference rows only."""
 
-    def _training_rows(self, data, outcome):
+    def _training_rows(self, data, outcome, scale):
         if data.n_preference == 0:
             raise DataError("PreferenceOnly needs preference rows: every row is gold")
-        return ~data.is_gold, outcome[~data.is_gold]
+        return ~data.is_gold, outcome[~data.is_gold], {}
 
 
 class Pooled(_LabelRouter):
     """Gain model on gold and preference rows pooled without correction."""
 
-    def _training_rows(self, data, outcome):
-        return np.ones(len(data), dtype=bool), outcome
+    def _training_rows(self, data, outcome, scale):
+        return np.ones(len(data), dtype=bool), outcome, {}
 
 
 class MeanShift(_LabelRouter):
     """Pooled after adding one global bias (mean gold minus mean preference outcome) to the
     preference rows. ``shift_`` is that bias on the gold scale."""
 
-    def _training_rows(self, data, outcome):
+    def _training_rows(self, data, outcome, scale):
         data.require_both_sources("MeanShift")
         shift = outcome[data.is_gold].mean() - outcome[~data.is_gold].mean()
-        self.shift_ = float(shift / self.scale_)
-        return np.ones(len(data), dtype=bool), np.where(data.is_gold, outcome, outcome + shift)
+        return (np.ones(len(data), dtype=bool), np.where(data.is_gold, outcome, outcome + shift),
+                {"shift_": float(shift / scale)})
 
 
 class RandomRouter(BaseRouter):
     """Predicts independent uniform(0, 1) gains: a random ordering that routes everything at
-    w = 0. Deterministic given ``random_state`` (the same draws on every call)."""
+    w = 0. The same draws on every call of one fit (``seed_``, from ``random_state``; None:
+    fresh entropy at each fit)."""
 
     def __init__(self, random_state=None):
         self.random_state = random_state
 
-    def _fit_data(self, data: EvalData) -> None:
-        self.scale_ = 1.0
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        return {"scale_": 1.0, "seed_": seed}
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
-        return np.random.default_rng(self.random_state).uniform(size=len(X))
+        return np.random.default_rng(self.seed_).uniform(size=len(X))
 
-    def save(self, path):
+    def to_state(self):
         """Not available: a random router has no model to save."""
         raise DataError("RandomRouter has no model to save")

@@ -58,8 +58,10 @@ sample for the bias is about N p (1 - p) = n_gold r / (1 + r) with r preference 
 row: r = 20 keeps 95% of it. 10 million preference rows with 100 gold rows (d = 50) fit in 394 s
 on 2 cores with a peak of 6.3 GiB, most of it the gain model's (``bench_pipeline.py scale``).
 
-Wall time on 2 cores. The outcome models of :meth:`ate` are fitted in a second thread while
-econml fits the learner, the stack's folds run on threads, and BLAS runs one thread per task
+Wall time on 2 cores. With ``n_jobs`` of 2 or more the outcome models of :meth:`ate` are fitted
+in a second thread while econml fits the learner and the stack's folds run on up to ``n_jobs``
+threads (``n_jobs=None`` is one thread, as in scikit-learn, unless a
+``joblib.parallel_config(n_jobs=...)`` context says otherwise); BLAS runs one thread per task
 (its n x d matrices are too small to share: a two-thread BLAS spent more time synchronising).
 ``bench_pipeline.py fittime --splits 10`` (n = 5000, d = 50, 100 gold rows): median 2.05 s wall
 (1.89-2.77 s), 3.3 s CPU, against 3.77 s wall (3.21-3.96 s), 6.1 s CPU, all in one thread with
@@ -94,7 +96,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._utils import as_seed
+from ._parallel import thread_count
+from ._utils import resolve_seed
 from ._validation import DataError, check_features
 from .data import EvalData, as_eval_data, fitted_scale, pooled_outcome
 from .models import (
@@ -191,9 +194,10 @@ class BiasEstimator(BaseEstimator):
         Final stage for ``"r"`` and ``"dr"`` (default ``"stack"``: the non-negative stack of
         the candidates, module docstring); for ``"auto"`` a fixed final stage skips the
         selection. Ignored by ``"forest"`` and ``"linear"``.
-    scale : {"variance", "amplitude", "wasserstein", None}
+    scale : {"variance", "amplitude", "wasserstein", None} or float
         How the gold-to-preference scale constant ``scale_`` is fitted on the training rows
-        (:func:`causal_router.data.scale_constant`; None: 1).
+        (:func:`causal_router.data.scale_constant`; None: 1), or the constant itself (a positive
+        number fitted elsewhere: the distributed fit passes the constant of every row).
     cv : int
         Cross-fitting folds (stratified by source); also the folds of the auto selection.
     min_propensity : float, optional
@@ -206,15 +210,37 @@ class BiasEstimator(BaseEstimator):
     use_ray : bool
         Fit the cross-fitting folds as Ray tasks (econml's ``use_ray``; extra ``[ray]``) on the
         cluster ``ray.init(address=...)`` connected to, or a local one. Same result as without.
+    n_jobs : int or None
+        Most threads ``fit`` starts (the outcome models of :meth:`ate` beside the learner, the
+        folds of the stacked final stage), read as scikit-learn reads it: None is 1 unless a
+        ``joblib.parallel_config(n_jobs=...)`` context says otherwise, -1 is every core. The
+        estimates do not depend on it (module docstring, "Wall time").
     random_state : int or None
+        Seeds every random step of the fit (folds, nuisance models, the final stage); None draws
+        fresh entropy, as in scikit-learn.
 
     Attributes
     ----------
     estimator_ : the fitted econml estimator (for experts).
     final_stage_ : str, name of the final stage in use (one of ``FINAL_STAGES``, "custom", or
         the learner's own: "forest" / "linear").
-    selection_ : DataFrame or None, the candidates with their out-of-fold R-loss (mean per row)
-        and, for the default stack, their weight (for ``"auto"``: which was chosen).
+    selection_ : DataFrame or None, what the final stage chose: the candidates with their
+        out-of-fold R-loss (mean per row); for the default stack, their stacking weight
+        (``stack_weight``) and their weight in the bias model in use (``weight``: the share of
+        the stack's heterogeneity times the stacking weight, plus 1 - share on the constant),
+        and a row ``stack`` with the nested stack's R-loss and the share; for ``"auto"``, which
+        was chosen.
+    heterogeneity_ : Series or None, why (default stack only): the evidence behind the share of
+        its heterogeneous part in use (``share``, the held-out calibration ``slope`` of its
+        departure from the constant, ``slope_std_error``, ``z``, ``threshold``, the
+        out-of-fold R-losses of the constant and the stack and their paired difference with its
+        standard error, ``n_clusters``, ``n_repeats``; :class:`~causal_router.models.StackedFinalStage`).
+    correction_ : str or None, the same in one sentence (:func:`describe_correction`); the
+        diagnostics report prints it.
+    judge_oof_ : ndarray (len(sample_index_),), the corrected judge's out-of-fold prediction of
+        the gold gain, gold scale (the preference outcome model, cross-fitted, plus the final
+        stage's out-of-fold bias estimate; NaN for a final stage without one): the input of the
+        weak-judge fallback (:func:`causal_router.router.judge_evidence`).
     sample_index_ : ndarray, the training rows the bias model used (all of them unless the
         preference rows exceed the cap in the module docstring, "Cost"); ``propensity_`` and
         ``pseudo_outcomes_`` refer to these rows.
@@ -243,6 +269,7 @@ class BiasEstimator(BaseEstimator):
         min_propensity: float | None = None,
         inference: str | None = None,
         use_ray: bool = False,
+        n_jobs: int | None = None,
         random_state=None,
     ):
         self.learner = learner
@@ -254,6 +281,7 @@ class BiasEstimator(BaseEstimator):
         self.min_propensity = min_propensity
         self.inference = inference
         self.use_ray = use_ray
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
@@ -283,9 +311,11 @@ class BiasEstimator(BaseEstimator):
                     f"{need} {name} rows, got {count}; lower cv or add {name} rows"
                 )
         self.scale_ = fitted_scale(data, self.scale)
+        seed = resolve_seed(self.random_state)
+        threads = thread_count(self.n_jobs)
         # The bias model's cost follows the gold rows: above a cap, a seeded random subset of
         # the preference rows (every gold row kept) trains it (module docstring, "Cost").
-        self.sample_index_ = _bias_rows(data.is_gold, as_seed(self.random_state))
+        self.sample_index_ = _bias_rows(data.is_gold, seed)
         if len(self.sample_index_) < len(data):
             logger.info("bias model fitted on %d of %d preference rows (all %d gold rows)",
                         len(self.sample_index_) - data.n_gold, data.n_preference, data.n_gold)
@@ -296,7 +326,6 @@ class BiasEstimator(BaseEstimator):
                 data.gold_probability = p / (p + (1 - p) * kept)
         X, o, t = data.X, pooled_outcome(data.gain, data.is_gold, self.scale_), data.treatment
         self.min_propensity_ = self.propensity_clip(data)
-        seed = as_seed(self.random_state)
         known = data.gold_probability is not None
         W = data.gold_probability.reshape(-1, 1) if known else None
         est = self._make_estimator(seed, known_propensity=known, groups=data.query_id)
@@ -311,10 +340,15 @@ class BiasEstimator(BaseEstimator):
         # BLAS spent more time synchronising than computing (module docstring, "Wall time").
         folds = list(StratifiedKFold(self.cv, shuffle=True, random_state=seed).split(X, t))
         outcomes = MechanismOutcomes(self.model_y, random_state=seed)
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as pool:
-            means = pool.submit(_cross_fitted_mechanism_means, X, o, t, folds, outcomes)
-            est.fit(o, t, X=X, W=W, cache_values=True, **fit_kwargs)
-            mu0, mu1 = means.result()
+        with threadpool_limits(limits=1, user_api="blas"):
+            if threads > 1:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    means = pool.submit(_cross_fitted_mechanism_means, X, o, t, folds, outcomes)
+                    est.fit(o, t, X=X, W=W, cache_values=True, **fit_kwargs)
+                    mu0, mu1 = means.result()
+            else:
+                est.fit(o, t, X=X, W=W, cache_values=True, **fit_kwargs)
+                mu0, mu1 = _cross_fitted_mechanism_means(X, o, t, folds, outcomes)
         self.estimator_ = est
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
@@ -345,9 +379,9 @@ class BiasEstimator(BaseEstimator):
         self.selection_, self.heterogeneity_, self.correction_ = None, None, None
         oof = np.full(len(o), np.nan)  # honest out-of-fold bias estimate (preference scale), where known
         if selecting:
-            self.selection_, oof = _select_final_stage(X, y_res, t_res, t, self.cv, seed)
+            self.selection_, oof = _select_final_stage(X, y_res, t_res, t, self.cv, seed, self.n_jobs)
             chosen = str(self.selection_.index[self.selection_["chosen"]][0])
-            est.model_final = final_stage(chosen, seed)
+            est.model_final = final_stage(chosen, seed, self.n_jobs)
             if inference:
                 est.fit(o, t, X=X, W=W, inference=inference)
             else:
@@ -416,9 +450,9 @@ class BiasEstimator(BaseEstimator):
         # model selection, which would otherwise replace their tuning
         model_t = ClippedClassifier(model_t, self.min_propensity_)
         final = self.model_final if self.model_final is not None else "stack"
-        final = final_stage(final, seed) if isinstance(final, str) else clone(final)
-        if groups is not None and isinstance(final, StackedFinalStage) and final.groups is None:
-            final.set_params(groups=groups)  # the stack's folds and standard errors by query
+        final = final_stage(final, seed, self.n_jobs) if isinstance(final, str) else clone(final)
+        if groups is not None and final.get_params().get("groups", False) is None:
+            final.set_params(groups=groups)  # e.g. the stack's folds and standard errors by query
         params = econml_params(self.learner, model_y=model_y, model_t=model_t, model_final=final,
                                min_propensity=self.min_propensity_, cv=self.cv, random_state=seed)
         return LEARNERS[self.learner].econml_class()(use_ray=bool(self.use_ray), **params)
@@ -556,7 +590,7 @@ def describe_correction(evidence: pd.Series | dict) -> str:
             f"not beyond the threshold of {k:g}")
 
 
-def _select_final_stage(X, y_res, t_res, t, cv, seed) -> tuple[pd.DataFrame, np.ndarray]:
+def _select_final_stage(X, y_res, t_res, t, cv, seed, n_jobs=None) -> tuple[pd.DataFrame, np.ndarray]:
     """Out-of-fold R-loss of each final stage in :data:`STACK_CANDIDATES`; the lowest wins.
 
     Each candidate is fitted on K-1 folds of the cross-fitted residuals (target y_res / t_res,
@@ -566,7 +600,7 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed) -> tuple[pd.DataFrame, np.
     and the chosen candidate's out-of-fold predictions (n,).
     """
     folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(X, t))
-    tau = out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed)
+    tau = out_of_fold_predictions(STACK_CANDIDATES, X, y_res / t_res, t_res ** 2, folds, seed, n_jobs=n_jobs)
     losses = ((y_res[:, None] - t_res[:, None] * tau) ** 2).T
     mean = losses.mean(axis=1)
     best = int(np.argmin(mean))

@@ -29,6 +29,8 @@ Metrics
 * :func:`pgr_curve`, :func:`apgr`, :func:`cpt` -- RouteLLM's performance gap recovered, its
   area and the call-performance threshold.
 * :func:`routing_value` -- value of a concrete routing decision with a bootstrap interval.
+* :func:`choice_share` -- for pairwise comparisons (K-model routers' ``score``): the share of the
+  oracle's gain over a random choice between the two models of each comparison.
 * :func:`summarise` -- the scalar metrics in one dict.
 
 K-model routers (:mod:`causal_router.multi`) choose one of K models per query; they are scored
@@ -47,6 +49,7 @@ import pandas as pd
 
 from ._validation import DataError, as_float_vector, check_consistent_length, check_random_state
 from .quality_cost import aiq, frontier, frontier_hull
+from .routing import check_cost_weight, per_query
 
 __all__ = [
     "efficiency_curve",
@@ -58,6 +61,7 @@ __all__ = [
     "apgr",
     "cpt",
     "routing_value",
+    "choice_share",
     "summarise",
     "frontier",
     "frontier_hull",
@@ -468,17 +472,6 @@ def _check_route(route) -> np.ndarray:
     return values.astype(bool)
 
 
-def _check_cost(cost, default: float, n: int, name: str) -> np.ndarray:
-    if cost is None:
-        return np.full(n, default)
-    if np.ndim(cost) == 0 and not isinstance(cost, (str, bytes)):
-        cost = [cost]
-    arr = as_float_vector(cost, name)
-    if arr.size == 1:
-        arr = np.full(n, arr[0])
-    return arr
-
-
 def routing_value(route, gold_gain, *, cost_weight: float = 0.0, cost_primary=None,
                   cost_alternative=None, n_bootstrap: int = 1000, alpha: float = 0.05,
                   random_state=None) -> dict:
@@ -496,7 +489,7 @@ def routing_value(route, gold_gain, *, cost_weight: float = 0.0, cost_primary=No
     gold_gain : array-like of shape (n,)
         Gold-standard gain of the primary over the alternative.
     cost_weight : float, default 0
-        Non-negative weight converting cost into quality units.
+        Weight >= 0 converting cost into quality units (:func:`causal_router.routing.check_cost_weight`).
     cost_primary, cost_alternative : float or array-like of shape (n,), optional
         Per-query costs; default 1 and 0.
     n_bootstrap : int, default 1000
@@ -514,14 +507,13 @@ def routing_value(route, gold_gain, *, cost_weight: float = 0.0, cost_primary=No
     route_arr = _check_route(route)
     gold = as_float_vector(gold_gain, "gold_gain")
     n = check_consistent_length(route=route_arr, gold_gain=gold)
-    cost_weight = _check_scalar(cost_weight, "cost_weight", 0.0)
+    cost_weight = check_cost_weight(cost_weight)
     alpha = _check_scalar(alpha, "alpha", 0.0, 1.0, lo_open=True, hi_open=True)
     if isinstance(n_bootstrap, (bool, np.bool_)) or not isinstance(n_bootstrap, numbers.Integral) \
             or n_bootstrap < 1:
         raise DataError(f"n_bootstrap must be a positive integer, got {n_bootstrap!r}")
-    cp = _check_cost(cost_primary, 1.0, n, "cost_primary")
-    ca = _check_cost(cost_alternative, 0.0, n, "cost_alternative")
-    check_consistent_length(gold_gain=gold, cost_primary=cp, cost_alternative=ca)
+    cp = np.ones(n) if cost_primary is None else per_query(cost_primary, n, "cost_primary")
+    ca = np.zeros(n) if cost_alternative is None else per_query(cost_alternative, n, "cost_alternative")
 
     v = np.where(route_arr, gold - cost_weight * (cp - ca), 0.0)
     rng = check_random_state(random_state)
@@ -539,6 +531,42 @@ def routing_value(route, gold_gain, *, cost_weight: float = 0.0, cost_primary=No
         "share_primary": float(route_arr.mean()),
         "n": int(n),
     }
+
+
+def choice_share(pred_gain, gold_gain) -> float:
+    """Share of the oracle's gold gain over a random choice that choosing by ``pred_gain`` recovers,
+    on pairwise comparisons: the score of the K-model routers.
+
+    Each row compares two models a and b: ``gold_gain`` is the gold gain of a over b and
+    ``pred_gain`` the predicted one. Choosing a where the prediction is positive (b where it is
+    negative; either at random where it is 0) earns sign(pred) * gold over a random choice
+    between the two, and the oracle earns abs(gold)::
+
+        choice_share = sum_i sign(pred_i) * gold_i / sum_i abs(gold_i)
+
+    1 = always the better model of the pair, 0 = a random (or constant) choice, -1 = always the
+    worse. Like :func:`oracle_share` for two models it counts each comparison by what is at
+    stake on it (``abs(gold)``), so that near-ties matter little.
+
+    Parameters
+    ----------
+    pred_gain, gold_gain : array-like of shape (n,)
+        Predicted and gold-standard gains of each row's first model over its second.
+
+    Returns
+    -------
+    float in [-1, 1].
+
+    Raises
+    ------
+    DataError
+        Bad inputs, or every gold gain 0 (nothing to choose between).
+    """
+    pred, gold = _check_pair(pred_gain, gold_gain)
+    stake = float(np.abs(gold).sum())
+    if stake == 0:
+        raise DataError("every gold gain is 0: the comparisons do not tell the models apart")
+    return float(np.sum(np.sign(pred) * gold) / stake)
 
 
 # ----------------------------------------------------------------------------- summary

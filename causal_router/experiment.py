@@ -25,6 +25,7 @@ from ._validation import DataError
 from .baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly, RandomRouter
 from .bias import BiasEstimator
 from .datasets import RevealedSplit, reveal_split
+from .io import atomic_write
 from .router import MetaRouter
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "fit_methods", "run_experiment", "ExperimentResult"]
@@ -57,15 +58,18 @@ DEFAULT_METHODS = ("meta_r", "meta_auto", "meta_dr", "pooled", "gold_only", "pre
 
 
 def fit_methods(split: RevealedSplit, methods: Sequence[str] = DEFAULT_METHODS, *, scale: str | None = "variance",
-                random_state=None) -> dict:
+                n_jobs: int | None = None, random_state=None) -> dict:
     """Fit each method on one split; returns {method: (fitted router, predicted test gains)}.
-    ``scale``: how every router fits its gold-to-preference scale constant."""
+    ``scale``: how every router fits its gold-to-preference scale constant; ``n_jobs``: the
+    threads of every router that takes them (None: each router's own default)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise DataError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     out = {}
     for name in methods:
         router = METHODS[name](random_state, scale)
+        if n_jobs is not None and "n_jobs" in router.get_params():
+            router.set_params(n_jobs=n_jobs)
         router.fit(split.oracle if name == "all_golden" else split.train)
         out[name] = (router, router.predict_gain(split.test_X))
     return out
@@ -75,12 +79,12 @@ def _one_run(run: int, seed: int, frame, features, methods, n_gold, n_test, pair
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
-        return _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale)
+        return _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale, threads)
 
 
-def _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale):
+def _score_run(run, seed, frame, features, methods, n_gold, n_test, pair, scale, threads):
     split = reveal_split(frame, features, n_gold=n_gold, n_test=n_test, pair=pair, random_state=seed)
-    fitted = fit_methods(split, methods, scale=scale, random_state=seed)
+    fitted = fit_methods(split, methods, scale=scale, n_jobs=threads, random_state=seed)
     rows, curves = [], []
     for name, (router, pred) in fitted.items():
         metrics = evaluate.summarise(pred, split.test_gold)
@@ -109,15 +113,17 @@ class ExperimentResult:
 
     def save(self, folder) -> Path:
         """Write runs.csv, curves.csv, summary.csv and summary.json (no NaN: missing numbers are
-        null) to ``folder`` (created if missing); returns it as a Path. The figures:
+        null) to ``folder`` (created if missing), each file atomically
+        (:func:`causal_router.io.atomic_write`); returns it as a Path. The figures:
         :func:`causal_router.report.save_experiment`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.runs.to_csv(folder / "runs.csv", index=False)
-        self.curves.to_csv(folder / "curves.csv", index=False)
-        self.summary.to_csv(folder / "summary.csv")
-        (folder / "summary.json").write_text(json.dumps(
-            to_jsonable(self.summary.to_dict(orient="index")), indent=2, allow_nan=False))
+        for name, table, index in (("runs.csv", self.runs, False), ("curves.csv", self.curves, False),
+                                   ("summary.csv", self.summary, True)):
+            with atomic_write(folder / name) as tmp:
+                table.to_csv(tmp, index=index)
+        with atomic_write(folder / "summary.json") as tmp:
+            tmp.write_text(json.dumps(to_jsonable(self.summary.to_dict(orient="index")), indent=2, allow_nan=False))
         return folder
 
 

@@ -32,7 +32,6 @@ propensity clipper, and the column and fold helpers that feed them.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -45,6 +44,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from ._parallel import thread_count
 from ._utils import as_seed
 from ._validation import DataError
 
@@ -62,6 +62,8 @@ __all__ = [
     "out_of_fold_predictions",
     "fold_ids",
     "clustered_std_error",
+    "calibration_slope",
+    "evidence_share",
     "STACK_REPEATS",
     "EVIDENCE_THRESHOLD",
     "STACK_CANDIDATES",
@@ -122,8 +124,9 @@ def neg_log_loss(estimator, X, y) -> float:
     return float(np.mean(np.where(positive, np.log(proba), np.log1p(-proba))))
 
 
-def final_stage(kind: str, random_state=None):
-    """A final-stage regressor of the bias, by name (one of :data:`FINAL_STAGES`)."""
+def final_stage(kind: str, random_state=None, n_jobs: int | None = None):
+    """A final-stage regressor of the bias, by name (one of :data:`FINAL_STAGES`); ``n_jobs``
+    limits the threads of the stack (:class:`StackedFinalStage`)."""
     if kind == "constant":
         return DummyRegressor(strategy="mean")
     if kind == "linear":
@@ -135,7 +138,7 @@ def final_stage(kind: str, random_state=None):
     if kind == "additive":  # stumps: an additive model, sparse by the features it splits on
         return WeightedBoosting(n_estimators=100, learning_rate=0.1, num_leaves=2, random_state=as_seed(random_state))
     if kind == "stack":
-        return StackedFinalStage(random_state=as_seed(random_state))
+        return StackedFinalStage(random_state=as_seed(random_state), n_jobs=n_jobs)
     raise DataError(f"unknown final stage {kind!r}; choose one of {FINAL_STAGES}")
 
 
@@ -424,9 +427,9 @@ class WeightedRidgeLOO(RegressorMixin, BaseEstimator):
         return np.asarray(X, dtype=float) @ self.coef_ + self.intercept_
 
 
-#: The stacked final stage's defaults: fold draws averaged, and the evidence rule's threshold in
-#: standard errors (:class:`StackedFinalStage`). Chosen on the bias-learner suite's development
-#: seeds (README, "The bias learner on a suite of settings").
+#: The evidence rule's defaults (:func:`evidence_share`, :class:`StackedFinalStage`): fold draws
+#: averaged, and the threshold in standard errors. Chosen on the bias-learner suite's development
+#: seeds (``benchmarks/bias_variants.py``; README, "The bias learner on a suite of settings").
 STACK_REPEATS = 3
 EVIDENCE_THRESHOLD = 1.0
 #: Rows of the lighter-weighted source kept in the stack's cross-validation: at most
@@ -475,6 +478,51 @@ def clustered_std_error(scores: np.ndarray, groups: np.ndarray | None) -> float:
     return float(np.sqrt(g / max(g - 1, 1) * np.sum(scores ** 2)))
 
 
+def calibration_slope(h: np.ndarray, e: np.ndarray, weight: np.ndarray | None = None,
+                      groups: np.ndarray | None = None) -> tuple[float, float]:
+    """How much of a held-out prediction's signal is real: the weighted least-squares slope b of
+    ``e`` on ``h`` through the origin and its cluster-robust standard error.
+
+    ``h`` (n,) is an out-of-fold prediction's departure from a reference (the stack minus the
+    constant; the corrected judge minus the gold rows' model; a bias model minus "no bias"), ``e``
+    (n,) the target's departure from the same reference, ``weight`` (n,) the rows' weights (default
+    1), ``groups`` (n,) their query ids (default: every row its own cluster).
+
+        b = sum w h e / sum w h^2,   se = sqrt(G / (G - 1) sum_g (sum_{i in g} w h (e - b h))^2) / sum w h^2.
+
+    b = 1: the departure is right in size; b = 0: it is noise (econml's best-linear-predictor test,
+    in R-loss form for the bias model). Returns (b, se); (NaN, NaN) where h is 0 on every row
+    (nothing to calibrate).
+    """
+    h, e = np.asarray(h, dtype=float), np.asarray(e, dtype=float)
+    w = np.ones(len(h)) if weight is None else np.asarray(weight, dtype=float)
+    A = float(w @ h ** 2)
+    if not A > 1e-12 * max(float(w @ e ** 2), 1e-300):
+        return float("nan"), float("nan")
+    b = float(w @ (h * e)) / A
+    return b, clustered_std_error(w * h * (e - b * h), groups) / A
+
+
+def evidence_share(slope: float, std_error: float, threshold: float = EVIDENCE_THRESHOLD) -> float:
+    """The share of a departure in use given its calibration slope and standard error
+    (:func:`calibration_slope`): the non-negative garrote (Breiman 1995) at ``threshold``
+    standard errors of z = slope / std_error,
+
+        share = max(0, 1 - (threshold / z)^2) for z > 0, else 0,
+
+    so within noise (z <= threshold) nothing of it is used and beyond it the share fades in
+    (threshold 1: z = 2 gives 0.75, z = 4 0.94). 0 for a NaN slope; 1 for a positive slope with a
+    zero standard error. The one evidence rule of the package: the bias model's heterogeneity
+    (:class:`StackedFinalStage`), the judge's weight (:func:`causal_router.router.judge_evidence`)
+    and the K-model bias model (:class:`~causal_router.pairwise.PairwiseSelect`)."""
+    if not np.isfinite(slope) or slope <= 0:
+        return 0.0
+    if not std_error > 0:
+        return 1.0
+    z = slope / std_error
+    return float(max(0.0, 1.0 - (threshold / z) ** 2))
+
+
 class StackedFinalStage(RegressorMixin, BaseEstimator):
     """Non-negative stacking of final stages by out-of-fold R-loss, used beyond the constant only as
     far as nested out-of-fold evidence supports it.
@@ -499,29 +547,31 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
        (their candidates fitted without both folds), and the constant fitted without the fold:
        honest out-of-fold predictions of the stack, S, and of the constant, C (the weights beta
        are in-sample in step 1; S is not).
-    3. Evidence: the calibration slope b of S - C for the target, weighted least squares of
-       y - C on S - C (econml's best-linear-predictor test in R-loss form: b = 1 says the stack's
-       heterogeneity is right, b = 0 that it is noise), with its cluster-robust standard error
-       (clusters: ``groups``, else rows) and z = b / se.
-    4. share = max(0, 1 - (threshold / z)^2) for z > 0, else 0: the non-negative garrote
-       (Breiman 1995) at ``threshold`` standard errors. Within noise (z <= threshold) the fit
-       is the constant; beyond it the heterogeneous part fades in (threshold 1: z = 2 gives 75%,
-       z = 4 94%). b itself measures the evidence, not the size: the nested fits see 3/5 of the
-       rows and their slope is attenuated against the refit on all of them.
+    3. Evidence: the calibration slope b of S - C for the target (:func:`calibration_slope`:
+       weighted least squares of y - C on S - C, with its standard error clustered by
+       ``groups``, else by row).
+    4. share = :func:`evidence_share` (b, se, ``threshold``): the non-negative garrote at
+       ``threshold`` standard errors. Within noise the fit is the constant; beyond it the
+       heterogeneous part fades in. b measures the evidence, not the size: the nested fits see
+       3/5 of the rows and their slope is attenuated against the refit on all of them, so the
+       share is not multiplied by b.
 
     Measured on the bias-learner suite's development seeds (``benchmarks/bias_variants.py``,
-    README "The bias learner on a suite of settings"): against the stack used in full, this rule
-    keeps a constant correction on the constant-bias settings and costs 0.002-0.007 oracle share
-    on heterogeneous ones; shrinking by b as well (share = min(b, 1) times the garrote) cost
-    3-6 points of the gap closed; a hard gate (share 1 beyond one standard error) and a soft one at
-    half a standard error measured within noise of it; a soft rule is the one REFERENCE section 6
-    asks for (a hard gate on the mean R-loss cost 0.04 oracle share on a heterogeneous setting).
+    splits seeded 0-11; README, "The bias learner on a suite of settings"): against the stack
+    used in full, this rule kept a constant correction on the constant-bias settings (share 0 on
+    every split of ``constant`` and ``near_constant``) and cost 0.002-0.03 oracle share on
+    heterogeneous ones; multiplying the share by b as well cost 3-6 points of the gap closed; a
+    hard gate (all of the stack beyond one standard error) and the garrote at half a standard
+    error measured within noise of it. A soft rule: a hard gate on the mean R-loss cost 0.04
+    oracle share on a heterogeneous setting (REFERENCE, section 6).
 
     Cost. In the R-learner's final stage with a few percent of gold rows, the rows of the rarer
     source carry weight about 1 and the others about p^2; the cross-validation keeps every row
     of weight above 1/4 and at most max(CV_LIGHT_ROWS_MIN, CV_LIGHT_ROWS_PER_HEAVY * n_heavy) of
     the others (seeded, their weights scaled by the inverse of the share kept, so that sums
-    over rows are unchanged in expectation); the refits use every row.
+    over rows are unchanged in expectation); the refits use every row. Each draw fits every
+    candidate K + K (K - 1) / 2 times (15 for K = 5), on at most ``n_jobs`` threads (None: 1
+    outside a ``joblib.parallel_config`` context, as in scikit-learn).
 
     Parameters
     ----------
@@ -531,38 +581,43 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
     n_repeats : int
         Fold draws averaged (seeds random_state, random_state + 1, ...).
     threshold : float
-        Standard errors below which the stack's heterogeneity is not used (0: the calibrated
-        stack, no evidence rule).
+        Standard errors of the evidence rule (0: the stack without it).
     groups : array-like (n,), optional
-        Query id of each row passed to ``fit``: folds keep a query's rows together and standard
-        errors are clustered by query.
+        Query id of each row passed to ``fit``, in that order (econml calls a final stage's
+        ``fit`` without groups; :class:`~causal_router.BiasEstimator` sets this from the data's
+        ``query_id``): folds keep a query's rows together and standard errors are clustered by
+        query. A ``fit`` on a different number of rows is an error.
     random_state : int or None
+    n_jobs : int or None
 
     Attributes
     ----------
     weights_ : ndarray (n_candidates,), the stacking weights beta (non-negative, not normalised).
     share_ : float, the share of the stack's departure from the constant in use.
     constant_ : float, c.
+    slope_, slope_std_error_ : float, b and its standard error (NaN where S = C: the nested stack
+        is the constant).
     cv_loss_ : ndarray (n_candidates,), each candidate's out-of-fold weighted squared error
         (mean per row, averaged over the draws); ``constant_cv_loss_`` and ``stacked_cv_loss_``
         the same for the nested predictions C and S.
-    slope_, slope_std_error_ : float, b and its standard error (NaN where S = C).
     loss_gain_, loss_gain_std_error_ : float, the constant's out-of-fold loss minus the stack's
         (mean per row; paired row by row, clustered).
     n_clusters_ : int, clusters behind the standard errors.
     oof_ : ndarray (n,), the honest out-of-fold prediction C + share (S - C) of each row (NaN
         for rows left out of the cross-validation, see "Cost").
-    estimators_ : list, the refitted candidates (None where beta = 0).
+    oof_stack_, oof_constant_ : ndarray (n,), S and C (NaN likewise).
+    estimators_ : list, the refitted candidates (None where beta = 0 or share = 0).
     """
 
     def __init__(self, candidates=STACK_CANDIDATES, cv: int = 5, n_repeats: int = STACK_REPEATS,
-                 threshold: float = EVIDENCE_THRESHOLD, groups=None, random_state=None):
+                 threshold: float = EVIDENCE_THRESHOLD, groups=None, random_state=None, n_jobs: int | None = None):
         self.candidates = candidates
         self.cv = cv
         self.n_repeats = n_repeats
         self.threshold = threshold
         self.groups = groups
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def fit(self, X, y, sample_weight=None):
         from scipy.optimize import nnls
@@ -571,11 +626,13 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         n = len(y)
         if not isinstance(self.n_repeats, (int, np.integer)) or self.n_repeats < 1:
             raise DataError(f"n_repeats must be an integer >= 1, got {self.n_repeats!r}")
+        if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise DataError(f"cv must be an integer >= 2, got {self.cv!r}")
         if not np.isfinite(self.threshold) or self.threshold < 0:
             raise DataError(f"threshold must be a finite number >= 0, got {self.threshold!r}")
         groups = None if self.groups is None else np.asarray(self.groups)
         if groups is not None and len(groups) != n:
-            raise DataError(f"groups has {len(groups)} entries for {n} rows")
+            raise DataError(f"StackedFinalStage: groups has {len(groups)} entries for the {n} rows it is fitted on")
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
         rows, w = _cross_validation_rows(weight, seed)
@@ -583,41 +640,33 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         heavy = weight[rows] > 0.25
         R = int(self.n_repeats)
         level1, S, C = np.zeros((len(rows), len(names))), np.zeros(len(rows)), np.zeros(len(rows))
-        self._draws = []  # for development measurements of other evidence rules
         for r in range(R):
             fold = fold_ids(heavy, gc, int(self.cv), None if seed is None else seed + r)
-            F, s, c = _nested_out_of_fold(names, Xc, yc, w, fold, seed)
-            self._draws.append((fold, F))
+            F, s, c = _nested_out_of_fold(names, Xc, yc, w, fold, seed, self.n_jobs)
             level1 += F / R
             S += s / R
             C += c / R
         root = np.sqrt(w)
         self.weights_, _ = nnls(level1 * root[:, None], yc * root)
 
-        # evidence: calibration slope of the nested stack's departure from the constant
+        # the evidence: calibration slope of the nested stack's departure from the constant
         h, e = S - C, yc - C
-        A = float(w @ h ** 2)
+        self.slope_, self.slope_std_error_ = calibration_slope(h, e, w, gc)
+        self.share_ = evidence_share(self.slope_, self.slope_std_error_, self.threshold)
         self.n_clusters_ = len(np.unique(gc)) if gc is not None else len(yc)
-        if A > 1e-12 * max(float(w @ e ** 2), 1e-300):
-            self.slope_ = float(w @ (h * e)) / A
-            self.slope_std_error_ = clustered_std_error(w * h * (e - self.slope_ * h), gc) / A
-            z = self.slope_ / self.slope_std_error_ if self.slope_std_error_ > 0 else np.inf
-        else:
-            self.slope_, self.slope_std_error_, z = float("nan"), float("nan"), 0.0
-        self.share_ = float(max(0.0, 1.0 - (self.threshold / z) ** 2)) if z > 0 else 0.0
         d = w * (e ** 2 - (yc - S) ** 2)
         self.loss_gain_ = float(d.sum() / n)
         self.loss_gain_std_error_ = clustered_std_error(d - d.mean(), gc) / n
         self.cv_loss_ = (w[:, None] * (yc[:, None] - level1) ** 2).sum(axis=0) / n
         self.constant_cv_loss_ = float(w @ e ** 2) / n
         self.stacked_cv_loss_ = float(w @ (yc - S) ** 2) / n
-        self.oof_ = np.full(n, np.nan)
-        self.oof_[rows] = C + self.share_ * h
-        self._nested = (rows, S, C, yc, w, gc)  # for development measurements of other share rules
+        self.oof_stack_, self.oof_constant_ = np.full(n, np.nan), np.full(n, np.nan)
+        self.oof_stack_[rows], self.oof_constant_[rows] = S, C
+        self.oof_ = self.oof_constant_ + self.share_ * (self.oof_stack_ - self.oof_constant_)
 
         self.constant_ = float(weight @ y / weight.sum())
         used = self.weights_ * (self.share_ > 0)
-        with ThreadPoolExecutor(max_workers=_threads(len(names))) as pool:  # refits on every row, no copy
+        with ThreadPoolExecutor(max_workers=thread_count(self.n_jobs, len(names))) as pool:  # refits, no copy
             self.estimators_ = list(pool.map(
                 lambda nb: final_stage(nb[0], seed).fit(X, y, sample_weight=weight) if nb[1] > 0 else None,
                 zip(names, used)))
@@ -636,6 +685,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         return eff
 
     def predict(self, X):
+        check_is_fitted(self, "share_")
         X = np.asarray(X, dtype=float)
         out = np.zeros(len(X))
         for b, model in zip(self.weights_, self.estimators_):
@@ -660,12 +710,12 @@ def _cross_validation_rows(weight: np.ndarray, seed) -> tuple[np.ndarray, np.nda
     return rows, w
 
 
-def _nested_out_of_fold(names, X, y, w, fold, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _nested_out_of_fold(names, X, y, w, fold, seed, n_jobs=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Out-of-fold predictions of the candidates ``names`` (n, n_names), and the nested
     out-of-fold predictions of their non-negative stack (n,) and of the constant (n,), for the
     folds ``fold`` (n,). Fold k's stack weights are fitted on the other folds' predictions by
-    candidates fitted without fold k and that fold: K + K (K - 1) / 2 fits of each candidate,
-    on threads."""
+    candidates fitted without fold k and that fold: K + K (K - 1) / 2 fits of each candidate, on
+    at most ``n_jobs`` threads."""
     from scipy.optimize import nnls
 
     K = int(fold.max()) + 1
@@ -680,7 +730,7 @@ def _nested_out_of_fold(names, X, y, w, fold, seed) -> tuple[np.ndarray, np.ndar
 
     F = np.zeros((len(y), len(names)))
     inner = np.zeros((len(y), K, len(names)))  # inner[i, k]: row i predicted without its fold and fold k
-    with ThreadPoolExecutor(max_workers=_threads(len(tasks))) as pool:
+    with ThreadPoolExecutor(max_workers=thread_count(n_jobs, len(tasks))) as pool:
         for task, pred in pool.map(run, tasks):
             rows = np.flatnonzero(np.isin(fold, task))
             if len(task) == 1:
@@ -700,26 +750,24 @@ def _nested_out_of_fold(names, X, y, w, fold, seed) -> tuple[np.ndarray, np.ndar
     return F, S, C
 
 
-def out_of_fold_predictions(names, X: np.ndarray, y: np.ndarray, weight: np.ndarray, folds, seed: int) -> np.ndarray:
+def out_of_fold_predictions(names, X: np.ndarray, y: np.ndarray, weight: np.ndarray, folds, seed: int,
+                            n_jobs: int | None = None) -> np.ndarray:
     """Out-of-fold predictions (n, len(names)) of the final stages ``names`` (of
     :func:`final_stage`), each fitted on the other folds with ``sample_weight=weight``; ``folds``
-    are (train, test) index pairs covering every row once. The folds run on threads (LightGBM
-    and BLAS release the GIL); each fit is seeded, so the result does not depend on their order."""
+    are (train, test) index pairs covering every row once. The folds run on at most ``n_jobs``
+    threads (scikit-learn's reading of ``n_jobs``: None is 1 outside a ``joblib.parallel_config``
+    context; LightGBM and BLAS release the GIL); each fit is seeded, so the result does not
+    depend on their order or number."""
     def held_out(fold):
         train, test = fold
         return test, np.column_stack([final_stage(name, seed).fit(X[train], y[train], sample_weight=weight[train])
                                       .predict(X[test]) for name in names])
 
     oof = np.zeros((len(y), len(names)))
-    with ThreadPoolExecutor(max_workers=_threads(len(folds))) as pool:
+    with ThreadPoolExecutor(max_workers=thread_count(n_jobs, len(folds))) as pool:
         for test, pred in pool.map(held_out, folds):
             oof[test] = pred
     return oof
-
-
-def _threads(tasks: int) -> int:
-    """Threads for ``tasks`` independent fits: one per task, at most one per core."""
-    return max(1, min(tasks, os.cpu_count() or 1))
 
 
 def _weighted_xy(X, y, sample_weight):

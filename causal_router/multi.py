@@ -21,11 +21,12 @@ E[o | z] and P(gold | z) cross-fitted), with a per-model final stage:
 beta_k the judge's bias for model k (gold minus preference, gold scale: how much it under-rates
 k) and c0 its preference for the answer listed first. The final stage is chosen by out-of-fold
 R-loss (:class:`~causal_router.pairwise.PairwiseSelect`) among no bias, per-model constants and
-per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`), over two
-fold draws, and used only as far as held-out evidence supports it: the chosen model's
-out-of-fold calibration slope, shrunk by the non-negative garrote at one standard error
-(clustered by query; the rule of the two-model stack, :class:`~causal_router.models.StackedFinalStage`).
-Where the gold rows cannot support a bias model the router makes no correction and equals
+per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`), over three
+fold draws, and used only as far as held-out evidence supports it: the share of the chosen
+model in use is the non-negative garrote at one standard error of its out-of-fold calibration
+slope (clustered by query), the rule of the two-model bias model
+(:func:`~causal_router.models.evidence_share`). Where the gold rows cannot support a bias model
+(the chosen model is "no bias", or its slope is within noise) the router makes no correction and equals
 :class:`PooledMulti`. Per model rather than per pair: K - 1 functions instead of K (K - 1) / 2,
 each learned from every gold comparison of its model, and defined for pairs no gold row covers
 (measured against a per-pair final stage with ``benchmarks/bench_multi.py --design``, 20 splits:
@@ -41,152 +42,227 @@ preference rows pooled, no correction), :class:`GoldOnlyMulti` (gold rows only; 
 whose every row is gold it is the All-Golden oracle), :class:`BestSingle` (always the model with
 the best gold mean, net of cost).
 
-Router files: :meth:`save` writes the safe router file of :mod:`causal_router.io` (JSON header,
-LightGBM text model, ``.npy`` arrays); :func:`load_multi_router` reads it back. The bias model is
-not stored (routing does not need it); its per-model averages are, in the header.
+Every router here keeps the contract of :class:`~causal_router.router.BaseRouter`: ``fit(X, y, *,
+source, groups, model_a, model_b)`` (y the observed gain of ``model_a`` over ``model_b``; the
+old ``gain=`` still works and warns), ``predict`` / ``predict_gain`` (the predicted gold-scale
+gain of ``model_a`` over ``model_b``, shape (n,)), :meth:`~_MultiBase.predict_utility` (every
+model's utility), ``score`` (:func:`causal_router.evaluate.choice_share` on the gold
+comparisons: higher is better, usable by ``GridSearchCV``), ``route(X, *, costs, cost_weight)``
+(the chosen model's name per query) and ``save`` / ``load``: the safe router file of
+:mod:`causal_router.io` (JSON, LightGBM text, ``.npy``). The bias model is not stored (routing does
+not need it); its per-model averages are, as :meth:`bias_summary`.
+
+Deprecated (one release, with a DeprecationWarning): ``load_multi_router(path)`` (use
+``BaseRouter.load`` or :func:`causal_router.io.load_router`), ``multi_router_from_file``,
+``is_multi_router_header`` and ``MULTI_ROUTER_KIND``.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import DataError, check_features
+from ._validation import DataError, as_float_matrix, check_same_index
 from .bias import BiasEstimator
 from .data import EvalData, pooled_outcome
-from .io import RouterFileError, read_router_file, write_router_file
+from .evaluate import choice_share
 from .models import EVIDENCE_THRESHOLD, STACK_REPEATS
 from .pairwise import (BIAS_CANDIDATES, PairwiseBoosting, PairwiseData, PairwiseRegressor, PairwiseRidge, PairwiseSelect,
-                       contrast_codes, cost_matrix)
+                       contrast_codes)
+from .router import BaseRouter
+from .routing import choose, cost_matrix
 
-__all__ = ["MultiRouter", "PooledMulti", "GoldOnlyMulti", "BestSingle", "load_multi_router",
-           "multi_router_from_file", "is_multi_router_header", "cost_matrix", "MULTI_ROUTER_KIND"]
-
-#: ``kind`` of a K-model router file's header.
-MULTI_ROUTER_KIND = "multi"
+__all__ = ["MultiRouter", "PooledMulti", "GoldOnlyMulti", "BestSingle", "cost_matrix"]
 
 
-class _MultiBase(BaseEstimator):
+class _MultiBase(BaseRouter):
     """Shared parts of the K-model routers: input checks, the contrast design, utilities, routes,
-    the frontier and router files. Subclasses implement :meth:`_fit`."""
+    the frontier and the router-file state. Subclasses implement :meth:`_fit_models`."""
 
+    family = "k-model"
     _gold_rows_only = False
 
-    def fit(self, X, gain=None, *, source=None, model_a=None, model_b=None):
+    def fit(self, X, y=None, *, source=None, groups=None, model_a=None, model_b=None, gain=None):
         """Fit on pairwise evaluations; returns self.
 
         Parameters
         ----------
-        X : array-like or DataFrame (n, d), query features of each row; or a
-            :class:`~causal_router.pairwise.PairwiseData` (then pass nothing else).
-        gain : array-like (n,), observed gain of ``model_a`` over ``model_b``, on the scale of
-            the row's evaluation mechanism.
-        source : array-like (n,), ``"gold"`` / ``"preference"`` (or booleans, True = gold).
+        X : array-like or DataFrame (n, d), query features of each row (or texts, for a router
+            with a featurizer); or a :class:`~causal_router.pairwise.PairwiseData` (then pass
+            nothing else).
+        y : array-like (n,), observed gain of ``model_a`` over ``model_b``, on the scale of the
+            row's evaluation mechanism.
+        source : array-like (n,), ``"gold"`` / ``"preference"`` (or booleans, True = gold);
+            None: every row gold.
+        groups : array-like (n,), optional, the query of each row (the data's ``query_id``).
         model_a, model_b : array-like (n,), model names.
+        gain : deprecated alias of ``y`` (a DeprecationWarning; removed in the next release).
         """
-        if isinstance(X, PairwiseData):
-            if any(v is not None for v in (gain, source, model_a, model_b)):
-                raise DataError("pass either a PairwiseData or X, gain, source, model_a and model_b, not both")
-            data = X
-        else:
-            absent = [k for k, v in (("gain", gain), ("source", source), ("model_a", model_a),
-                                     ("model_b", model_b)) if v is None]
-            if absent:
-                raise DataError(f"fit needs {absent} besides X (or a PairwiseData)")
-            data = PairwiseData(X, gain, source, model_a, model_b)
-        self.models_ = data.models
-        reference = self.models_[0] if getattr(self, "reference", None) is None else str(self.reference)
-        if reference not in self.models_:
-            raise DataError(f"reference {reference!r} is not among the models {self.models_}")
-        self.reference_ = reference
-        self.n_features_in_ = data.X.shape[1]
-        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
-        rows = data.is_gold if self._gold_rows_only else None
-        self._check_connected(data, rows)
-        self._fit(data)
-        return self
+        if gain is not None:
+            warnings.warn(f"{type(self).__name__}.fit(X, gain=...) is deprecated and will be removed in the next "
+                          "release: pass the gains as y, fit(X, y, source=..., model_a=..., model_b=...)",
+                          DeprecationWarning, stacklevel=2)
+            if y is not None:
+                raise TypeError("fit() got both y and the deprecated gain; pass y only")
+            y = gain
+        return self._fit(X, y, source=source, groups=groups, model_a=model_a, model_b=model_b)
 
-    def _check_connected(self, data: PairwiseData, rows) -> None:
+    def _make_data(self, X, y, *, source=None, groups=None, model_a=None, model_b=None) -> PairwiseData:
+        name = type(self).__name__
+        if isinstance(X, PairwiseData):
+            if any(v is not None for v in (y, source, groups, model_a, model_b)):
+                raise DataError(f"{name}.fit: pass either a PairwiseData or X, y, source, model_a and model_b, "
+                                "not both")
+            return X
+        # the features are checked first (NaN, complex, sparse, empty input: the same messages as the
+        # two-model routers), then the pairwise columns
+        check_same_index(f"{name}.fit", X=X, y=y, source=source, groups=groups, model_a=model_a, model_b=model_b)
+        named = isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
+        names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+        features = as_float_matrix(X, "X")
+        absent = [k for k, v in (("y", y), ("model_a", model_a), ("model_b", model_b)) if v is None]
+        if absent:
+            raise DataError(f"{name}.fit needs {absent} besides X (or a PairwiseData)")
+        values = [v.to_numpy() if isinstance(v, (pd.Series, pd.Index)) else v for v in (y, source, groups)]
+        if values[1] is None:
+            values[1] = np.ones(len(features), dtype=bool)
+        data = PairwiseData(features, values[0], values[1], model_a, model_b, query_id=values[2], feature_names=names)
+        data.named_features = named
+        return data
+
+    def _fit_data(self, data: PairwiseData, *, seed: int, n_jobs) -> dict:
+        models = data.models
+        reference = models[0] if getattr(self, "reference", None) is None else str(self.reference)
+        if reference not in models:
+            raise DataError(f"reference {reference!r} is not among the models {models}")
+        self._check_connected(data, data.is_gold if self._gold_rows_only else None, models)
+        design = _Design(models, reference)
+        return {"models_": models, "reference_": reference,
+                **self._fit_models(data, design, seed=seed, n_jobs=n_jobs)}
+
+    def _fit_models(self, data: PairwiseData, design: "_Design", *, seed: int, n_jobs) -> dict:
+        raise NotImplementedError
+
+    def _check_connected(self, data: PairwiseData, rows, models) -> None:
+        name = type(self).__name__
         if rows is not None and not rows.any():
-            raise DataError(f"{type(self).__name__} needs gold rows: the data have no row with source 'gold'")
+            raise DataError(f"{name} needs gold rows: the data have no row with source 'gold'")
         parts = data.components(rows)
         seen = set().union(*parts)
-        absent = [m for m in self.models_ if m not in seen]
+        absent = [m for m in models if m not in seen]
         which = "gold comparisons" if rows is not None else "comparisons"
         if absent:
-            raise DataError(f"{type(self).__name__}: model(s) {absent} have no {which}; their utility cannot be "
-                            "estimated")
+            raise DataError(f"{name}: model(s) {absent} have no {which}; their utility cannot be estimated")
         if len(parts) > 1:
-            raise DataError(f"{type(self).__name__}: the {which} split the models into unconnected groups "
+            raise DataError(f"{name}: the {which} split the models into unconnected groups "
                             f"{[sorted(p) for p in parts]}; utilities of models never compared, directly or "
                             "through others, are not comparable")
 
-    def _fit(self, data: PairwiseData) -> None:
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ design and models
-    @property
-    def _contrasts(self) -> list[str]:
-        return [m for m in self.models_ if m != self.reference_]
-
-    def _design(self, data: PairwiseData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(Z = [S, D], gains, listed_first) of the rows turned to sorted model order
-        (:meth:`PairwiseData.oriented`), so that nothing fitted depends on how rows are oriented."""
-        gain, a, b, first = data.oriented()
-        D = contrast_codes(a, b, self.models_, self.reference_)
-        return np.hstack([data.X, D]), gain, first
-
-    def _utility_model(self, template=None):
-        model = clone(template) if template is not None else PairwiseSelect(random_state=self.random_state)
+    def _utility_model(self, template, design: "_Design", seed: int):
+        model = clone(template) if template is not None else PairwiseSelect(random_state=seed)
         if not isinstance(model, PairwiseRegressor):
             raise DataError("outcome_model must be a pairwise regressor (PairwiseSelect, PairwiseBoosting or "
                             f"PairwiseRidge), got {type(model).__name__}")
-        return model.set_params(n_contrasts=len(self._contrasts))
+        if "random_state" in model.get_params() and model.get_params()["random_state"] is None:
+            model.set_params(random_state=seed)
+        return model.set_params(n_contrasts=len(design.contrasts))
 
-    def _check_X(self, X) -> np.ndarray:
-        """X as floats (n, d) in the fitted feature order (a DataFrame is matched by column name)."""
-        check_is_fitted(self, "utility_model_")
-        return check_features(X, self.feature_names_in_, "the router")
+    @property
+    def _contrasts(self) -> list[str]:
+        return [m for m in self.models_ if m != self.reference_]
 
     # ------------------------------------------------------------------ prediction and routing
     def predict_utility(self, X) -> pd.DataFrame:
         """Gold-scale utility of each model for each query, relative to ``reference_`` (whose
         column is 0): DataFrame (n, K), columns ``models_``, X's index when X is a DataFrame."""
-        S = self._check_X(X)
+        S = self._validate_X(X)
         U = np.zeros((len(S), len(self.models_)))
         others = [self.models_.index(m) for m in self._contrasts]
         U[:, others] = self.utility_model_.utilities(S) / self.scale_
-        index = X.index if isinstance(X, pd.DataFrame) else None
+        index = X.index if isinstance(X, pd.DataFrame) and len(X) == len(U) else None
         return pd.DataFrame(U, columns=list(self.models_), index=index)
 
     def predict_gain(self, X, model_a, model_b) -> np.ndarray:
         """Predicted gold-scale gain of ``model_a`` over ``model_b`` (names, scalars or (n,)), shape (n,)."""
         U = self.predict_utility(X)
         n = len(U)
-        a = np.broadcast_to(np.asarray(model_a, dtype=object), (n,))
-        b = np.broadcast_to(np.asarray(model_b, dtype=object), (n,))
-        unknown = sorted((set(a) | set(b)) - set(self.models_))
+        try:
+            a = np.broadcast_to(np.asarray(model_a, dtype=object), (n,))
+            b = np.broadcast_to(np.asarray(model_b, dtype=object), (n,))
+        except ValueError:
+            raise DataError(f"model_a and model_b must be one model name or one per query ({n})") from None
+        unknown = sorted({str(m) for m in (set(a) | set(b))} - set(self.models_))
         if unknown:
             raise DataError(f"unknown model name(s) {unknown[:5]}; the router knows {self.models_}")
         col = {m: j for j, m in enumerate(self.models_)}
         rows = np.arange(n)
         V = U.to_numpy()
-        return V[rows, [col[m] for m in a]] - V[rows, [col[m] for m in b]]
+        return V[rows, [col[str(m)] for m in a]] - V[rows, [col[str(m)] for m in b]]
+
+    def predict(self, X, model_a=None, model_b=None) -> np.ndarray:
+        """The predicted gain of each row's ``model_a`` over its ``model_b`` (:meth:`predict_gain`):
+        the label ``y`` of :meth:`fit`, for pipelines and model selection (route them with
+        ``set_predict_request(model_a=True, model_b=True)`` under metadata routing)."""
+        check_is_fitted(self, "n_features_in_")
+        if model_a is None or model_b is None:
+            raise DataError(f"{type(self).__name__}.predict needs model_a and model_b (the models each row "
+                            "compares); route(X) gives the chosen model, predict_utility(X) every model's utility")
+        return self.predict_gain(X, model_a, model_b)
+
+    def score(self, X, y, *, source=None, model_a=None, model_b=None) -> float:
+        """Choice share on the gold comparisons (:func:`causal_router.evaluate.choice_share`): of
+        the gold gain that always choosing the better model of each compared pair earns over a
+        random choice, the share that choosing by the predicted gain earns; 1 = always the better
+        model, 0 = a random choice, -1 = always the worse; higher is better, so that
+        ``GridSearchCV`` can select K-model routers with it. X, y, ``source`` (None: all gold),
+        ``model_a``, ``model_b`` as in :meth:`fit` (held-out comparisons), or one PairwiseData."""
+        check_is_fitted(self, "n_features_in_")
+        name = type(self).__name__
+        if isinstance(X, PairwiseData):
+            if any(v is not None for v in (y, source, model_a, model_b)):
+                raise DataError(f"{name}.score: pass either a PairwiseData or X, y, source, model_a and model_b")
+            data = X
+            features = self._validate_X(pd.DataFrame(data.X, columns=data.feature_names)
+                                        if data.named_features else data.X)
+        else:
+            check_same_index(f"{name}.score", X=X, y=y, source=source, model_a=model_a, model_b=model_b)
+            if model_a is None or model_b is None or y is None:
+                raise DataError(f"{name}.score needs y, model_a and model_b (held-out comparisons)")
+            features = self._validate_X(X)
+            values = [v.to_numpy() if isinstance(v, (pd.Series, pd.Index)) else v for v in (y, source, model_a, model_b)]
+            src = values[1] if values[1] is not None else np.ones(len(features), dtype=bool)
+            data = PairwiseData(features, values[0], src, values[2], values[3])
+        gold = data.is_gold
+        if gold.sum() < 1:
+            raise DataError(f"{name}.score needs gold comparisons: no row has source 'gold'")
+        pred = self._gain_of_rows(features[gold], data.model_a[gold], data.model_b[gold])
+        return choice_share(pred, data.gain[gold])
+
+    def _gain_of_rows(self, S: np.ndarray, model_a, model_b) -> np.ndarray:
+        U = np.zeros((len(S), len(self.models_)))
+        U[:, [self.models_.index(m) for m in self._contrasts]] = self.utility_model_.utilities(S) / self.scale_
+        unknown = sorted((set(model_a) | set(model_b)) - set(self.models_))
+        if unknown:
+            raise DataError(f"unknown model name(s) {unknown[:5]}; the router knows {self.models_}")
+        col = {m: j for j, m in enumerate(self.models_)}
+        rows = np.arange(len(S))
+        return U[rows, [col[m] for m in model_a]] - U[rows, [col[m] for m in model_b]]
 
     def route(self, X, *, costs=None, cost_weight: float = 0.0) -> np.ndarray:
-        """The chosen model per query, argmax_k u_k(s) - cost_weight * C_k: array (n,) of names.
+        """The chosen model per query, argmax_k u_k(s) - cost_weight * C_k(s): object array (n,)
+        of model names (:func:`causal_router.routing.choose`).
 
-        ``costs``: see :func:`cost_matrix` (default: no costs, the model of highest utility).
-        Ties go to the model listed first in ``models_``.
+        ``costs``: see :func:`causal_router.routing.cost_matrix` ({model: scalar or per-query
+        array}, K costs, or (n, K); default: no costs, the model of highest utility).
+        ``cost_weight``: a finite number >= 0. Ties go to the model listed first in ``models_``.
         """
-        if isinstance(cost_weight, (bool, np.bool_)) or not isinstance(cost_weight, (int, float, np.number)) \
-                or not np.isfinite(cost_weight) or cost_weight < 0:
-            raise DataError(f"cost_weight must be a finite number >= 0, got {cost_weight!r}")
-        U = self.predict_utility(X).to_numpy()
+        U = self.predict_utility(X)
         C = cost_matrix(costs, self.models_, len(U))
-        return np.asarray(self.models_, dtype=object)[np.argmax(U - cost_weight * C, axis=1)]
+        return np.asarray(self.models_, dtype=object)[choose(U.to_numpy(), cost_weight, C)]
 
     def frontier(self, X, quality, costs, *, cost_weights=None) -> pd.DataFrame:
         """The quality-versus-cost frontier of routing ``X`` over cost weights, with ``quality``
@@ -196,32 +272,76 @@ class _MultiBase(BaseEstimator):
 
         return frontier(self.predict_utility(X), quality, costs, cost_weights=cost_weights)
 
+    def threshold_for_share(self, X_ref, primary_share, *args, **kwargs):
+        """Not defined for K models (a budget over K models is not one number): route with
+        ``costs`` and ``cost_weight``, and trace budgets with :meth:`frontier`."""
+        raise DataError(f"{type(self).__name__} routes among {len(self.models_) if hasattr(self, 'models_') else 'K'} "
+                        "models: a primary share does not apply; route with costs= and cost_weight=")
+
     # ------------------------------------------------------------------ router files
-    def save(self, path):
-        """Write the fitted router to a safe router file (:mod:`causal_router.io`: JSON header,
-        the utility model as LightGBM text or ``.npy`` arrays; no pickle). Returns the path."""
+    def to_state(self) -> tuple[dict, dict]:
+        """The fitted router as (JSON-able state, members) for its router file: features, scale,
+        model names, reference, the utility model (PairwiseRidge or PairwiseBoosting state), the
+        bias summary and the featurizer."""
         check_is_fitted(self, "utility_model_")
         um = getattr(self.utility_model_, "estimator_", self.utility_model_)  # PairwiseSelect: the chosen model
-        models = {"const": np.asarray(um.const_, dtype=float)}
-        if isinstance(um, PairwiseBoosting):
-            kind, models["booster"] = "boosting", um.booster_
-        elif isinstance(um, PairwiseRidge):
-            kind, models["coef"] = "ridge", np.asarray(um.coef_, dtype=float)
-        else:
+        if not isinstance(um, (PairwiseRidge, PairwiseBoosting)):
+            from .io import RouterFileError
+
             raise RouterFileError(f"a router file stores PairwiseBoosting or PairwiseRidge utility models, not "
                                   f"{type(um).__name__}; use causal_router.io.save_pickle")
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if v is None or isinstance(v, (bool, int, float, str))}
-        header = {"router": type(self).__name__, "kind": MULTI_ROUTER_KIND, "params": params,
-                  "scale": float(self.scale_), "feature_names": [str(c) for c in self.feature_names_in_],
-                  "model_names": list(self.models_), "reference": self.reference_,
-                  "utility_model": {"kind": kind, "n_contrasts": len(self._contrasts)},
-                  "bias": self.bias_summary()}
-        return write_router_file(path, header, models)
+        ustate, arrays = um.to_state()
+        state, members = self._common_state()
+        state.update(models=[str(m) for m in self.models_], reference=str(self.reference_), utility_model=ustate)
+        members.update({f"utility_{k}": v for k, v in arrays.items()})
+        return state, members
 
-    def bias_summary(self) -> dict | None:
-        """The judge's estimated bias in brief; None for a router without a bias model."""
-        return None
+    @classmethod
+    def from_state(cls, params: dict, state: dict, members: dict, *, path="router file") -> "_MultiBase":
+        """A fitted K-model router from its parameters and :meth:`to_state`'s output (checked by
+        :func:`causal_router.io.read_router_file`)."""
+        router = cls(**params)
+        router.models_ = [str(m) for m in state["models"]]
+        router.reference_ = str(state["reference"])
+        arrays = {k.removeprefix("utility_"): v for k, v in members.items() if k.startswith("utility_")}
+        kind = state["utility_model"]["kind"]
+        um_class = PairwiseBoosting if kind == "boosting" else PairwiseRidge
+        router.utility_model_ = um_class.from_state(state["utility_model"], arrays, n_features=state["n_features_in"])
+        router._restore_common(state, members, path)
+        return router
+
+
+class _Design:
+    """The contrast design of one fit: model names, the reference, the non-reference models."""
+
+    def __init__(self, models, reference):
+        self.models, self.reference = list(models), reference
+        self.contrasts = [m for m in self.models if m != reference]
+
+    def __call__(self, data: PairwiseData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Z = [S, D], gains, listed_first) of the rows turned to sorted model order
+        (:meth:`PairwiseData.oriented`), so that nothing fitted depends on how rows are oriented."""
+        gain, a, b, first = data.oriented()
+        D = contrast_codes(a, b, self.models, self.reference)
+        return np.hstack([data.X, D]), gain, first
+
+    def bias_data(self, data: PairwiseData, order_column: bool) -> EvalData:
+        """The rows as the bias model sees them (:meth:`MultiRouter.bias_data`)."""
+        Z, gain, first = self(data)
+        d = data.X.shape[1]
+        names = list(data.feature_names)
+        if order_column:
+            Z = np.hstack([Z[:, :d], first[:, None], Z[:, d:]])
+            names.append("listed_first")
+        names += [f"D[{m}]" for m in self.contrasts]
+        a, b = np.where(first > 0, data.model_a, data.model_b), np.where(first > 0, data.model_b, data.model_a)
+        pairs = np.array([f"{x}|{y}" for x, y in zip(a, b)], dtype=object)
+        rows = EvalData(data.X, gain, data.is_gold, pair=pairs, query_id=data.query_id,
+                        feature_names=data.feature_names)
+        # the design's own columns may equal a judge's +-1 labels (a judge that always prefers the
+        # answer listed first): they are not label copies, so they join after EvalData's checks
+        rows.X, rows.feature_names = Z, names
+        return rows
 
 
 class MultiRouter(_MultiBase):
@@ -231,7 +351,8 @@ class MultiRouter(_MultiBase):
     ----------
     bias : BiasEstimator, optional
         The bias model over the pairwise design (cloned at fit; its ``scale`` is replaced by
-        this router's). Default ``BiasEstimator("r")`` with the final stage
+        this router's, its ``random_state`` and ``n_jobs`` set from this router's where None).
+        Default ``BiasEstimator("r")`` with the final stage
         ``PairwiseSelect(candidates=BIAS_CANDIDATES, order_effect=True)`` (module docstring). A
         BiasEstimator whose ``model_final`` is None gets that final stage; a pairwise final
         stage is sized to the models; any other learner sees the design as features.
@@ -243,7 +364,13 @@ class MultiRouter(_MultiBase):
     scale : {"variance", "amplitude", "wasserstein", None}
         How the gold-to-preference scale constant is fitted (on the turned gains; see
         :func:`causal_router.data.scale_constant`).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    n_jobs : int or None
+        Most threads the fit starts (given to the bias model).
     random_state : int or None
+        Seeds the bias model, the utility model and the featurizer (where theirs are None);
+        None: fresh entropy for each fit.
 
     Attributes
     ----------
@@ -261,14 +388,16 @@ class MultiRouter(_MultiBase):
     """
 
     def __init__(self, bias: BiasEstimator | None = None, outcome_model=None, reference: str | None = None,
-                 scale: str | None = "variance", random_state=None):
+                 scale: str | None = "variance", featurizer=None, n_jobs: int | None = None, random_state=None):
         self.bias = bias
         self.outcome_model = outcome_model
         self.reference = reference
         self.scale = scale
+        self.featurizer = featurizer
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _fit(self, data: PairwiseData) -> None:
+    def _fit_models(self, data: PairwiseData, design: _Design, *, seed: int, n_jobs) -> dict:
         if data.n_gold == 0 or data.n_preference == 0:
             which = "gold" if data.n_gold == 0 else "preference"
             raise DataError(f"MultiRouter needs gold and preference rows: the data have no {which} row "
@@ -276,26 +405,28 @@ class MultiRouter(_MultiBase):
         bias = clone(self.bias) if self.bias is not None else BiasEstimator("r")
         final = bias.model_final if bias.model_final is not None else PairwiseSelect(
             candidates=BIAS_CANDIDATES, order_effect=True, threshold=EVIDENCE_THRESHOLD, n_repeats=STACK_REPEATS,
-            random_state=self.random_state)
+            random_state=seed)
         if isinstance(final, PairwiseRegressor):
-            bias.set_params(model_final=clone(final).set_params(n_contrasts=len(self._contrasts)))
+            bias.set_params(model_final=clone(final).set_params(n_contrasts=len(design.contrasts)))
         # the order column goes to every bias model except a pairwise final stage without it
-        self.bias_order_column_ = not (isinstance(final, PairwiseRegressor) and not final.order_effect)
+        order_column = not (isinstance(final, PairwiseRegressor) and not final.order_effect)
         bias.set_params(scale=self.scale)
         if bias.random_state is None:
-            bias.set_params(random_state=self.random_state)
-        bias_data = self.bias_data(data)
-        self.bias_ = bias.fit(bias_data)
-        self.scale_ = self.bias_.scale_
-        Z, gain, _ = self._design(data)
-        labels = pooled_outcome(gain, data.is_gold, self.scale_)
+            bias.set_params(random_state=seed)
+        if bias.n_jobs is None:
+            bias.set_params(n_jobs=n_jobs)
+        bias_data = design.bias_data(data, order_column)
+        bias.fit(bias_data)
+        scale = bias.scale_
+        Z, gain, _ = design(data)
+        labels = pooled_outcome(gain, data.is_gold, scale)
         pref = ~data.is_gold
-        labels[pref] += self.bias_.effect(bias_data.X[pref]) * self.scale_
-        self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, labels)
-        self.corrected_gain_ = labels / self.scale_
-        final_ = self._bias_final()
-        self.order_effect_ = (float(final_.order_) / self.scale_ if self._bias_is_ridge() and final_.order_effect
-                              else None)
+        labels[pref] += bias.effect(bias_data.X[pref]) * scale
+        utility = self._utility_model(self.outcome_model, design, seed).fit(Z, labels)
+        final_ = bias.estimator_.model_final_
+        order = (float(final_.order_) / scale if _per_model_linear(final_) and final_.order_effect else None)
+        return {"bias_": bias, "bias_order_column_": order_column, "scale_": scale, "utility_model_": utility,
+                "corrected_gain_": labels / scale, "order_effect_": order}
 
     def bias_data(self, data: PairwiseData) -> EvalData:
         """The rows as the bias model sees them: an EvalData of the rows turned to sorted model
@@ -305,46 +436,27 @@ class MultiRouter(_MultiBase):
         and ``D[<model>]``; ``pair`` holds "model_a|model_b". The CATE diagnostics run on it:
         ``causal_router.validate.diagnose(router.bias_data(data), router.bias_)``."""
         check_is_fitted(self, "bias_order_column_")
-        Z, gain, first = self._design(data)
-        d = data.X.shape[1]
-        names = list(data.feature_names)
-        if self.bias_order_column_:
-            Z = np.hstack([Z[:, :d], first[:, None], Z[:, d:]])
-            names.append("listed_first")
-        names += [f"D[{m}]" for m in self._contrasts]
-        a, b = np.where(first > 0, data.model_a, data.model_b), np.where(first > 0, data.model_b, data.model_a)
-        pairs = np.array([f"{x}|{y}" for x, y in zip(a, b)], dtype=object)
-        return EvalData(Z, gain, data.is_gold, pair=pairs, query_id=data.query_id, feature_names=names)
+        return _Design(self.models_, self.reference_).bias_data(data, self.bias_order_column_)
 
     def bias_per_model(self, X) -> pd.DataFrame:
         """The judge's estimated bias per model, beta_k(s) (gold scale, beta_reference = 0):
         DataFrame (n, K). Defined when the bias final stage is a PairwiseRidge; the common order
         effect is ``order_effect_``."""
         check_is_fitted(self, "bias_")
-        S = self._check_X(X)
-        final = self._bias_final()
-        if not self._bias_is_ridge():
+        S = self._validate_X(X)
+        final = self.bias_.estimator_.model_final_
+        if not _per_model_linear(final):
             raise DataError("bias_per_model needs a PairwiseRidge final stage of the bias model")
         B = np.zeros((len(S), len(self.models_)))
         B[:, [self.models_.index(m) for m in self._contrasts]] = final.utilities(S) / self.scale_
         return pd.DataFrame(B, columns=list(self.models_), index=X.index if isinstance(X, pd.DataFrame) else None)
-
-    def _bias_final(self):
-        """The fitted final stage of the bias model (a PairwiseSelect predicts its chosen
-        candidate times its share)."""
-        return self.bias_.estimator_.model_final_
-
-    def _bias_is_ridge(self) -> bool:
-        """Whether the bias model is per-model linear (a PairwiseRidge, or a PairwiseSelect that chose one)."""
-        final = self._bias_final()
-        return isinstance(getattr(final, "estimator_", final), PairwiseRidge)
 
     @property
     def bias_model_(self) -> str:
         """Name of the bias model in use: the chosen candidate (e.g. "PairwiseRidge(none)": no
         correction, also where the evidence rule left none of the chosen one, ``bias_share_`` = 0),
         or the final stage's class name."""
-        final = self._bias_final()
+        final = self.bias_.estimator_.model_final_
         if getattr(final, "share_", 1.0) == 0:
             return "PairwiseRidge(none)"
         return getattr(final, "chosen_", type(final).__name__)
@@ -353,122 +465,117 @@ class MultiRouter(_MultiBase):
     def bias_share_(self) -> float:
         """The share of the chosen bias model in use (the evidence rule of
         :class:`~causal_router.pairwise.PairwiseSelect`; 1 for a final stage without one)."""
-        return float(getattr(self._bias_final(), "share_", 1.0))
+        return float(getattr(self.bias_.estimator_.model_final_, "share_", 1.0))
 
-    def bias_summary(self) -> dict | None:
+    def _bias_summary(self) -> dict | None:
         """The judge's estimated bias in brief (gold scale): the chosen bias ``model``, the
         ``per_model_constant`` beta_k at s = 0 (vs the reference), the ``order_effect`` and the
         ``average`` bias over the training rows; None for a final stage that is not a PairwiseRidge."""
-        check_is_fitted(self, "bias_")
-        final = self._bias_final()
-        if not self._bias_is_ridge():
+        final = self.bias_.estimator_.model_final_
+        if not _per_model_linear(final):
             return None
         return {"model": self.bias_model_, "share": self.bias_share_,
                 "per_model_constant": {m: float(v) / self.scale_ for m, v in zip(self._contrasts, final.const_)},
                 "order_effect": self.order_effect_, "average": float(self.bias_.ate()["estimate"])}
 
 
+def _per_model_linear(final) -> bool:
+    """Whether a fitted bias final stage is per-model linear: a PairwiseRidge, or a PairwiseSelect
+    that chose one (whose ``utilities``, ``const_`` and ``order_`` are the chosen candidate's
+    times its share)."""
+    return isinstance(getattr(final, "estimator_", final), PairwiseRidge)
+
+
 class PooledMulti(_MultiBase):
     """The utility model on gold and preference rows pooled, no bias correction (gold rows put
     on the preference scale by the same constant as :class:`MultiRouter`, which makes this
-    baseline stronger, not weaker)."""
+    baseline stronger, not weaker). Parameters as :class:`MultiRouter`'s."""
 
     def __init__(self, outcome_model=None, reference: str | None = None, scale: str | None = "variance",
-                 random_state=None):
+                 featurizer=None, random_state=None):
         self.outcome_model = outcome_model
         self.reference = reference
         self.scale = scale
+        self.featurizer = featurizer
         self.random_state = random_state
 
-    def _fit(self, data: PairwiseData) -> None:
-        self.scale_ = data.scale_constant(self.scale)
-        Z, gain, _ = self._design(data)
-        labels = pooled_outcome(gain, data.is_gold, self.scale_)
-        self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, labels)
+    def _fit_models(self, data: PairwiseData, design: _Design, *, seed: int, n_jobs) -> dict:
+        scale = data.scale_constant(self.scale)
+        Z, gain, _ = design(data)
+        labels = pooled_outcome(gain, data.is_gold, scale)
+        return {"scale_": scale, "utility_model_": self._utility_model(self.outcome_model, design, seed).fit(Z, labels)}
 
 
 class GoldOnlyMulti(_MultiBase):
     """The utility model on the gold rows alone. Fitted on data whose every row is gold (the
-    gold labels of every training query), it is the All-Golden oracle."""
+    gold labels of every training query), it is the All-Golden oracle. Parameters as
+    :class:`MultiRouter`'s."""
 
     _gold_rows_only = True
 
-    def __init__(self, outcome_model=None, reference: str | None = None, random_state=None):
+    def __init__(self, outcome_model=None, reference: str | None = None, featurizer=None, random_state=None):
         self.outcome_model = outcome_model
         self.reference = reference
+        self.featurizer = featurizer
         self.random_state = random_state
 
-    def _fit(self, data: PairwiseData) -> None:
-        self.scale_ = 1.0
-        Z, gain, _ = self._design(data.subset(data.is_gold))
-        self.utility_model_ = self._utility_model(self.outcome_model).fit(Z, gain)
+    def _fit_models(self, data: PairwiseData, design: _Design, *, seed: int, n_jobs) -> dict:
+        Z, gain, _ = design(data.subset(data.is_gold))
+        return {"scale_": 1.0, "utility_model_": self._utility_model(self.outcome_model, design, seed).fit(Z, gain)}
 
 
 class BestSingle(_MultiBase):
     """One utility per model, the same for every query: the gold mean gain over the reference,
     by least squares on the gold comparisons. Routes every query to the model with the best
-    gold mean (net of ``cost_weight`` times its cost)."""
+    gold mean (net of ``cost_weight`` times its cost). ``featurizer``: to route texts."""
 
     _gold_rows_only = True
 
-    def __init__(self, reference: str | None = None):
+    def __init__(self, reference: str | None = None, featurizer=None):
         self.reference = reference
+        self.featurizer = featurizer
 
-    def _fit(self, data: PairwiseData) -> None:
-        self.scale_ = 1.0
-        Z, gain, _ = self._design(data.subset(data.is_gold))
-        self.utility_model_ = PairwiseRidge(len(self._contrasts), terms="constant").fit(Z, gain)
-
-
-ROUTER_CLASSES = {cls.__name__: cls for cls in (MultiRouter, PooledMulti, GoldOnlyMulti, BestSingle)}
+    def _fit_models(self, data: PairwiseData, design: _Design, *, seed: int, n_jobs) -> dict:
+        Z, gain, _ = design(data.subset(data.is_gold))
+        return {"scale_": 1.0, "utility_model_": PairwiseRidge(len(design.contrasts), terms="constant").fit(Z, gain)}
 
 
+# ---------------------------------------------------------------------------- deprecated names
 def load_multi_router(path) -> _MultiBase:
-    """Read a K-model router written by ``save``, for routing: it predicts utilities and routes
-    exactly as the saved one; it holds no bias model (the header's per-model bias averages are in
-    ``file_info_["bias"]``). Refuses files that are not K-model router files."""
-    return multi_router_from_file(*read_router_file(path), path=path)
+    """Deprecated: use ``BaseRouter.load(path)`` or :func:`causal_router.io.load_router`."""
+    warnings.warn("load_multi_router is deprecated and will be removed in the next release; use "
+                  "BaseRouter.load(path) or causal_router.io.load_router(path), which read any router file",
+                  DeprecationWarning, stacklevel=2)
+    from .io import RouterFileError, load_router
 
-
-def is_multi_router_header(header: dict) -> bool:
-    """Whether a router file's header (:func:`causal_router.io.read_router_file`) is a K-model router's."""
-    return header.get("kind") == MULTI_ROUTER_KIND
+    router = load_router(path)
+    if not isinstance(router, _MultiBase):
+        raise RouterFileError(f"{path} is not a K-model router file (it holds a {type(router).__name__})")
+    return router
 
 
 def multi_router_from_file(header: dict, models: dict, *, path="router file") -> _MultiBase:
-    """The K-model router of a router file already read (``read_router_file(path)``)."""
-    name = header.get("router")
-    if header.get("kind") != MULTI_ROUTER_KIND or name not in ROUTER_CLASSES:
-        raise RouterFileError(f"{path} is not a K-model router file (router {name!r}); a two-model router is "
-                              "read with BaseRouter.load")
-    cls = ROUTER_CLASSES[name]
-    valid = cls._get_param_names()
-    router = cls(**{k: v for k, v in header.get("params", {}).items() if k in valid})
-    try:
-        router.models_ = [str(m) for m in header["model_names"]]
-        router.reference_ = str(header["reference"])
-        router.scale_ = float(header["scale"])
-        names = [str(f) for f in header["feature_names"]]
-        spec = header["utility_model"]
-        n_contrasts = int(spec["n_contrasts"])
-        if spec["kind"] == "boosting":
-            um = PairwiseBoosting(n_contrasts)
-            um.booster_ = models["booster"]
-        elif spec["kind"] == "ridge":
-            um = PairwiseRidge(n_contrasts)
-            um.coef_ = np.asarray(models["coef"], dtype=float)
-        else:
-            raise RouterFileError(f"{path}: unknown utility model kind {spec['kind']!r}")
-        um.const_ = np.asarray(models["const"], dtype=float)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RouterFileError(f"{path} is a damaged K-model router file (missing or invalid {exc})") from None
-    if n_contrasts != len(router.models_) - 1 or um.const_.shape != (n_contrasts,):
-        raise RouterFileError(f"{path} is a damaged K-model router file (utility model for {n_contrasts + 1} models, "
-                              f"header names {len(router.models_)})")
-    um.order_ = 0.0
-    um.n_features_in_ = len(names) + n_contrasts
-    router.utility_model_ = um
-    router.feature_names_in_ = np.asarray(names, dtype=object)
-    router.n_features_in_ = len(names)
-    router.file_info_ = {k: v for k, v in header.items() if k != "models"}
+    """Deprecated: use :func:`causal_router.io.router_from_file`."""
+    warnings.warn("multi_router_from_file is deprecated and will be removed in the next release; use "
+                  "causal_router.io.router_from_file", DeprecationWarning, stacklevel=2)
+    from .io import RouterFileError, router_from_file
+
+    router = router_from_file(header, models, path=path)
+    if not isinstance(router, _MultiBase):
+        raise RouterFileError(f"{path} is not a K-model router file (it holds a {type(router).__name__})")
     return router
+
+
+def is_multi_router_header(header: dict) -> bool:
+    """Deprecated: a router file's class says its family (``router.family``)."""
+    warnings.warn("is_multi_router_header is deprecated and will be removed in the next release; load the file "
+                  "(causal_router.io.load_router) and read router.family", DeprecationWarning, stacklevel=2)
+    return header.get("router") in ("MultiRouter", "PooledMulti", "GoldOnlyMulti", "BestSingle")
+
+
+def __getattr__(name):
+    if name == "MULTI_ROUTER_KIND":
+        warnings.warn("MULTI_ROUTER_KIND is deprecated and will be removed in the next release: router files no "
+                      "longer carry a kind; a router's family is router.family", DeprecationWarning, stacklevel=2)
+        return "multi"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,11 +37,12 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import RidgeCV
 from sklearn.utils.validation import check_is_fitted
 
-from ._utils import as_seed
+from ._utils import resolve_seed
 from ._validation import (DataError, as_float_matrix, as_float_vector, check_columns, check_consistent_length,
                           check_same_index)
 from .data import GOLD, PREFERENCE, EvalData, scale_constant
-from .models import clustered_std_error
+from .models import calibration_slope, evidence_share
+from .routing import cost_matrix  # noqa: F401  (re-exported: the one cost broadcast lives in routing)
 
 __all__ = ["PairwiseData", "PairwiseRegressor", "PairwiseRidge", "PairwiseBoosting", "PairwiseSelect", "BIAS_CANDIDATES", "contrast_codes", "contrast_design", "cost_matrix"]
 
@@ -116,6 +117,7 @@ class PairwiseData:
         rows = EvalData(X, gain, source, query_id=query_id, feature_names=feature_names)
         self.X, self.gain, self.is_gold = rows.X, rows.gain, rows.is_gold
         self.query_id, self.feature_names = rows.query_id, rows.feature_names
+        self.named_features = rows.named_features
         self.model_a = _labels(model_a, "model_a")
         self.model_b = _labels(model_b, "model_b")
         check_consistent_length(X=self.X, model_a=self.model_a, model_b=self.model_b)
@@ -139,8 +141,10 @@ class PairwiseData:
             raise DataError(f"column(s) {clash} name the models and cannot also be features")
         rows = EvalData.from_frame(df, features, gain, source, gold_value=gold_value,
                                    preference_value=preference_value, query_id=query_id)
-        return cls(rows.X, rows.gain, rows.is_gold, df[model_a].to_numpy(), df[model_b].to_numpy(),
+        data = cls(rows.X, rows.gain, rows.is_gold, df[model_a].to_numpy(), df[model_b].to_numpy(),
                    query_id=rows.query_id, feature_names=rows.feature_names)
+        data.named_features = rows.named_features
+        return data
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -223,40 +227,6 @@ class PairwiseData:
         return scale_constant(gain[self.is_gold], gain[~self.is_gold], method)
 
 
-def cost_matrix(costs, models, n: int) -> np.ndarray:
-    """Costs as an (n, K) array in ``models`` order.
-
-    ``costs``: None (all zero), a mapping or Series {model: cost}, an array of K costs in
-    ``models`` order, or per-query costs of shape (n, K) (a DataFrame's columns are matched by
-    model name). Costs must be finite.
-    """
-    models = list(models)
-    K = len(models)
-    if costs is None:
-        return np.zeros((n, K))
-    if isinstance(costs, pd.DataFrame):
-        missing = [m for m in models if m not in costs.columns]
-        if missing:
-            raise DataError(f"costs has no column for model(s) {missing}")
-        arr = as_float_matrix(costs[models], "costs")
-    elif isinstance(costs, (Mapping, pd.Series)):
-        costs = dict(costs)
-        missing = [m for m in models if m not in costs]
-        if missing:
-            raise DataError(f"costs has no entry for model(s) {missing}; give a cost for each of {models}")
-        arr = np.array([[float(costs[m]) for m in models]])
-    else:
-        arr = np.array(costs, dtype=float)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != K or arr.shape[0] not in (1, n):
-        raise DataError(f"costs must give K={K} costs (one per model) or an ({n}, {K}) array, got shape "
-                        f"{np.shape(arr)}")
-    if not np.all(np.isfinite(arr)):
-        raise DataError("costs contain NaN or infinite values")
-    return np.broadcast_to(arr, (n, K)).astype(float)
-
-
 # ---------------------------------------------------------------------------- regressors
 class PairwiseRegressor(RegressorMixin, BaseEstimator):
     """Base of the regressors on the contrast design: splitting Z into its blocks, the per-model
@@ -335,7 +305,7 @@ class PairwiseRidge(PairwiseRegressor):
     """
 
     def __init__(self, n_contrasts: int = 1, *, terms: str = "linear", order_effect: bool = False,
-                 alphas=tuple(np.logspace(-2, 4, 25))):
+                 alphas=tuple(float(a) for a in np.logspace(-2, 4, 25))):
         self.n_contrasts = n_contrasts
         self.terms = terms
         self.order_effect = order_effect
@@ -376,6 +346,30 @@ class PairwiseRidge(PairwiseRegressor):
         S = as_float_matrix(S, "X")
         return self.const_[None, :] + S @ self.coef_.T
 
+    def to_state(self) -> tuple[dict, dict]:
+        """The fitted utilities as (JSON-able dict, arrays) for a router file: ``kind`` "ridge",
+        ``n_contrasts``, ``terms``; arrays ``const`` (K - 1,) and ``coef`` (K - 1, d). A model with
+        an order effect is not a utility model and is refused."""
+        check_is_fitted(self, "const_")
+        if self.order_effect:
+            raise DataError("a PairwiseRidge with an order effect is a bias model, not a utility model")
+        return ({"kind": "ridge", "n_contrasts": int(self.n_contrasts), "terms": str(self.terms)},
+                {"const": np.asarray(self.const_, dtype=float), "coef": np.asarray(self.coef_, dtype=float)})
+
+    @classmethod
+    def from_state(cls, state: dict, arrays: dict, *, n_features: int) -> "PairwiseRidge":
+        """A fitted PairwiseRidge from :meth:`to_state`'s output (shapes checked by the caller,
+        :func:`causal_router.io.read_router_file`)."""
+        self = cls(int(state["n_contrasts"]), terms=state.get("terms", "linear"))
+        self.const_ = np.asarray(arrays["const"], dtype=float)
+        self.coef_ = np.asarray(arrays["coef"], dtype=float)
+        if self.const_.shape != (self.n_contrasts,) or self.coef_.shape != (self.n_contrasts, n_features):
+            raise DataError(f"PairwiseRidge state: const of shape {self.const_.shape} and coef of shape "
+                            f"{self.coef_.shape} for {self.n_contrasts} contrasts and {n_features} features")
+        self.order_, self.alpha_ = 0.0, None
+        self.n_features_in_ = n_features + self.n_contrasts
+        return self
+
 
 class PairwiseBoosting(PairwiseRegressor):
     """u_k(s) = gamma_k + f_k(s), the f_k boosted jointly on the contrast's squared loss.
@@ -409,7 +403,7 @@ class PairwiseBoosting(PairwiseRegressor):
                 "num_leaves": self.num_leaves, "min_data_in_leaf": 1,
                 "min_sum_hessian_in_leaf": self.min_leaf_weight, "bagging_fraction": 0.8, "bagging_freq": 1,
                 "feature_fraction": 0.5, "max_bin": 63, "boost_from_average": False,
-                "seed": as_seed(self.random_state) or 0, "deterministic": True, "num_threads": 1,
+                "seed": resolve_seed(self.random_state), "deterministic": True, "num_threads": 1,
                 "verbose": -1}
 
     def fit(self, Z, y, sample_weight=None) -> "PairwiseBoosting":
@@ -444,6 +438,28 @@ class PairwiseBoosting(PairwiseRegressor):
         raw = np.asarray(self.booster_.predict(S, raw_score=True), dtype=float).reshape(len(S), -1)
         return self.const_[None, :] + raw
 
+    def to_state(self) -> tuple[dict, dict]:
+        """The fitted utilities as (JSON-able dict, members) for a router file: ``kind``
+        "boosting", ``n_contrasts``; members ``const`` (K - 1,) and ``booster`` (the LightGBM
+        Booster, stored as LightGBM's text model)."""
+        check_is_fitted(self, "const_")
+        return ({"kind": "boosting", "n_contrasts": int(self.n_contrasts)},
+                {"const": np.asarray(self.const_, dtype=float), "booster": self.booster_})
+
+    @classmethod
+    def from_state(cls, state: dict, arrays: dict, *, n_features: int) -> "PairwiseBoosting":
+        """A fitted PairwiseBoosting from :meth:`to_state`'s output (the booster's outputs and
+        features checked by :func:`causal_router.io.read_router_file`)."""
+        self = cls(int(state["n_contrasts"]))
+        self.const_ = np.asarray(arrays["const"], dtype=float)
+        if self.const_.shape != (self.n_contrasts,):
+            raise DataError(f"PairwiseBoosting state: const of shape {self.const_.shape} for {self.n_contrasts} "
+                            "contrasts")
+        self.booster_ = arrays["booster"]
+        self.order_ = 0.0
+        self.n_features_in_ = n_features + self.n_contrasts
+        return self
+
 
 class PairwiseSelect(PairwiseRegressor):
     """The candidate of lowest cross-validated (weighted) squared error, refitted on all rows;
@@ -460,11 +476,12 @@ class PairwiseSelect(PairwiseRegressor):
 
     With ``threshold`` set (the bias model's rule, as in
     :class:`~causal_router.models.StackedFinalStage`): the chosen candidate's out-of-fold
-    predictions f give a calibration slope b of the target on f (weighted least squares through
-    0, the prediction "no bias"), with its standard error clustered by query and z = b / se; the
-    prediction is share * f(s), share = min(max(b, 0), 1) * max(0, 1 - (threshold / z)^2) for
-    z > 0, else 0 (non-negative garrote). Within noise the model predicts 0: for the bias, no
-    correction, so that :class:`~causal_router.MultiRouter` falls back to
+    predictions f, averaged over ``n_repeats`` fold draws, give a calibration slope b of the
+    target on f (:func:`~causal_router.models.calibration_slope`: weighted least squares through
+    0, the prediction "no bias", with its standard error clustered by query); the prediction is
+    share * f(s), share = :func:`~causal_router.models.evidence_share` (b, se, ``threshold``), the
+    non-negative garrote of the two-model bias model. Within noise the model predicts 0: for the
+    bias, no correction, so that :class:`~causal_router.MultiRouter` falls back to
     :class:`~causal_router.multi.PooledMulti`.
 
     Parameters
@@ -480,7 +497,8 @@ class PairwiseSelect(PairwiseRegressor):
     n_repeats : int
         Fold draws averaged (seeds random_state, random_state + 1, ...).
     random_state : int or None
-        Seeds the folds and the candidates that have a ``random_state``.
+        Seeds the folds and the candidates that have a ``random_state`` (and none of their own);
+        None: fresh entropy for each fit, as in scikit-learn.
 
     Attributes
     ----------
@@ -503,14 +521,15 @@ class PairwiseSelect(PairwiseRegressor):
         self.n_repeats = n_repeats
         self.random_state = random_state
 
-    def _candidates(self) -> dict:
+    def _candidates(self, seed: int) -> dict:
         from sklearn.base import clone
 
-        cands = self.candidates if self.candidates is not None else (
-            PairwiseRidge(), PairwiseBoosting(random_state=self.random_state))
+        cands = self.candidates if self.candidates is not None else (PairwiseRidge(), PairwiseBoosting())
         out = {}
         for c in cands:
             c = clone(c).set_params(n_contrasts=self.n_contrasts)
+            if c.get_params().get("random_state", False) is None:
+                c.set_params(random_state=seed)
             if self.order_effect:
                 if "order_effect" not in c.get_params():
                     raise ValueError(f"candidate {type(c).__name__} has no order effect; the design has an order column")
@@ -528,7 +547,8 @@ class PairwiseSelect(PairwiseRegressor):
         y = as_float_vector(y, "y")
         check_consistent_length(Z=S, y=y)
         w = _check_weight(sample_weight, len(y))
-        cands = self._candidates()
+        seed = resolve_seed(self.random_state)
+        cands = self._candidates(seed)
         _, groups = np.unique(S, axis=0, return_inverse=True)
         groups = groups.reshape(-1)
         n_groups = int(groups.max()) + 1
@@ -540,7 +560,6 @@ class PairwiseSelect(PairwiseRegressor):
             raise DataError(f"PairwiseSelect needs at least cv={self.cv} distinct queries, got {n_groups}")
         losses = np.zeros((len(cands), len(y)))
         oof = np.zeros((len(cands), len(y)))
-        seed = as_seed(self.random_state) or 0
         for r in range(int(self.n_repeats)):
             folds = GroupKFold(int(self.cv), shuffle=True, random_state=seed + r)
             for train, test in folds.split(Z, y, groups):
@@ -555,16 +574,9 @@ class PairwiseSelect(PairwiseRegressor):
         self.chosen_ = list(cands)[best]
         self.estimator_ = list(cands.values())[best].fit(Z, y, sample_weight=w)
         self.share_, self.slope_, self.slope_std_error_ = 1.0, float("nan"), float("nan")
-        if self.threshold is not None:
-            f = oof[best]
-            A = float(w @ f ** 2)
-            self.share_ = 0.0
-            if A > 0:
-                self.slope_ = float(w @ (f * y)) / A
-                self.slope_std_error_ = clustered_std_error(w * f * (y - self.slope_ * f), groups) / A
-                z = self.slope_ / self.slope_std_error_ if self.slope_std_error_ > 0 else np.inf
-                if z > 0:
-                    self.share_ = min(max(self.slope_, 0.0), 1.0) * max(0.0, 1.0 - (self.threshold / z) ** 2)
+        if self.threshold is not None:  # the evidence rule: the chosen candidate's departure from "no bias"
+            self.slope_, self.slope_std_error_ = calibration_slope(oof[best], y, w, groups)
+            self.share_ = evidence_share(self.slope_, self.slope_std_error_, self.threshold)
         self.const_ = self.share_ * self.estimator_.const_
         self.order_ = self.share_ * self.estimator_.order_
         self.n_features_in_ = Z.shape[1]

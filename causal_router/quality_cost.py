@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import DataError, as_float_vector, check_consistent_length, check_same_index
+from .routing import check_cost_weight, choose, cost_matrix
 
 __all__ = ["frontier", "frontier_hull", "aiq"]
 
@@ -35,7 +36,7 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
     """Quality-versus-cost frontier of a K-model router over cost weights w.
 
     At each w every query goes to argmax_k pred_utility[i, k] - w * C[i, k] (ties to the first
-    column); the point is (mean cost of the chosen models, mean quality of the chosen models).
+    column: :func:`causal_router.routing.choose`); the point is (mean cost of the chosen models, mean quality of the chosen models).
     The frontier always ends with w = inf: every query to its cheapest model (ties broken by
     predicted utility).
 
@@ -60,8 +61,6 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
     ``share:<model>`` (share of queries sent to each model). ``attrs["cost_range"]``: the mean
     over queries of the cheapest and of the dearest model's cost (the range of :func:`aiq`).
     """
-    from .pairwise import cost_matrix
-
     if not isinstance(pred_utility, pd.DataFrame) or not isinstance(quality, pd.DataFrame):
         raise DataError("pred_utility and quality must be DataFrames with one column per model")
     models = [str(c) for c in pred_utility.columns]
@@ -80,14 +79,9 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
     if cost_weights is None:
         weights = _frontier_weights(U, C, int(max_points))
     else:
-        weights = np.sort(as_float_vector(cost_weights, "cost_weights"))
-        if np.any(weights < 0):
-            raise DataError("cost_weights must be >= 0")
+        weights = np.sort([check_cost_weight(w) for w in as_float_vector(cost_weights, "cost_weights")])
     rows = np.arange(n)
-    records = []
-    for w in weights:
-        choice = np.argmax(U - w * C, axis=1)
-        records.append((w, choice))
+    records = [(w, choose(U, w, C)) for w in weights]  # the K-model rule of causal_router.routing
     cheapest = C.min(axis=1, keepdims=True)
     records.append((np.inf, np.argmax(np.where(C == cheapest, U, -np.inf), axis=1)))
     out = []

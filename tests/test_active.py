@@ -315,7 +315,7 @@ def test_suggest_gold_command_from_query_text(tmp_path, capsys):
     (["suggest-gold", "{data}", "--budget", "5000"], "more than 90%"),
     (["suggest-gold", "{data}", "--budget", "10", "--gold-probability", "nope"], "missing column(s) ['nope']"),
     (["plan-gold", "{data}"], "give a target"),
-    (["plan-gold", "{data}", "--target-ci-width", "-1"], "target_ci_width must be a positive number"),
+    (["plan-gold", "{data}", "--target-ci-width", "-1"], "argument --target-ci-width: must be a finite number > 0"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(files, capsys, argv, message):
     argv = [a.format(pool=files / "pool.csv", data=files / "data.csv") for a in argv]

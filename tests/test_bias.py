@@ -51,8 +51,11 @@ def test_fitted_attributes_and_sklearn_contract(split, r_fit):
     forced = BiasEstimator("r", min_propensity=0.1, random_state=0).fit(split.train)
     assert forced.n_clipped_ == len(split.train) and np.all(forced.propensity_ == pytest.approx(0.1))
     assert r_fit.final_stage_ == "stack"
-    assert list(r_fit.selection_.columns) == ["r_loss", "weight"]
+    assert list(r_fit.selection_.columns) == ["r_loss", "weight", "stack_weight"]
+    assert list(r_fit.selection_.index) == ["constant", "linear", "ridge", "boosting", "additive", "stack"]
     assert (r_fit.selection_["weight"] >= 0).all() and r_fit.selection_["weight"].sum() > 0
+    assert r_fit.selection_.loc["stack", "weight"] == r_fit.heterogeneity_["share"]
+    assert isinstance(r_fit.correction_, str) and r_fit.judge_oof_.shape == (len(split.train),)
     np.testing.assert_array_equal(r_fit.sample_index_, np.arange(len(split.train)))
     with pytest.raises(ValueError, match="not available for learner='r'"):
         r_fit.effect_interval(split.test_X)
@@ -187,16 +190,15 @@ def test_stacked_final_stage_puts_its_weight_on_the_constant_for_pure_noise():
     np.testing.assert_array_equal(again.predict(X), stack.predict(X))
 
 
-def test_stacked_final_stage_is_the_same_on_one_thread(monkeypatch):
-    """The stack fits its folds on threads: a fit on one gives the same weights and predictions."""
+def test_stacked_final_stage_is_the_same_on_one_thread():
+    """The stack fits its folds on up to n_jobs threads: a fit on one gives the same weights and predictions."""
     import causal_router.models as models
 
     rng = np.random.default_rng(2)
     X = rng.standard_normal((600, 6))
     y = 0.3 + np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] + rng.standard_normal(600)
-    threaded = models.StackedFinalStage(random_state=0).fit(X, y)
-    monkeypatch.setattr(models.os, "cpu_count", lambda: 1)
-    single = models.StackedFinalStage(random_state=0).fit(X, y)
+    threaded = models.StackedFinalStage(random_state=0, n_jobs=2).fit(X, y)
+    single = models.StackedFinalStage(random_state=0, n_jobs=1).fit(X, y)
     np.testing.assert_array_equal(single.weights_, threaded.weights_)
     np.testing.assert_array_equal(single.predict(X), threaded.predict(X))
     assert np.count_nonzero(threaded.weights_) >= 2  # a mixture, so that every refit is compared

@@ -49,13 +49,14 @@ def test_scale_constant_orders_methods_sensibly():
 def test_one_source_is_valid_data_but_refused_by_bias_and_router():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 2))
-    gold = EvalData(X, X[:, 0], np.ones(50, dtype=bool))
+    y = X[:, 0] + 0.1 * rng.standard_normal(50)  # not X[:, 0] itself: a feature equal to the label is refused
+    gold = EvalData(X, y, np.ones(50, dtype=bool))
     assert GoldOnly().fit(gold).scale_ == 1.0
     with pytest.raises(DataError, match="preference rows"):
         BiasEstimator().fit(gold)
     with pytest.raises(DataError, match="preference rows"):
         MetaRouter().fit(gold)
-    pref = EvalData(X, X[:, 0], np.zeros(50, dtype=bool))
+    pref = EvalData(X, y, np.zeros(50, dtype=bool))
     PreferenceOnly().fit(pref)
     with pytest.raises(DataError, match="no row with source 'gold'"):
         BiasEstimator().fit(pref)

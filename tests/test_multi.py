@@ -1,6 +1,8 @@
 """K-model routing: pairwise data and regressors, MultiRouter and its baselines, the frontier and
 its AIQ, router files, the K-model generator and split, the Monte Carlo runner."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from causal_router.datasets import (MULTI_COSTS, heldout_quality, make_multi_mod
 from causal_router.evaluate import aiq, frontier, frontier_hull
 from causal_router.io import RouterFileError, write_router_file
 from causal_router.multi import BestSingle, GoldOnlyMulti, PooledMulti, load_multi_router
+from causal_router.router import BaseRouter
 from causal_router.pairwise import (PairwiseBoosting, PairwiseData, PairwiseRidge, PairwiseSelect,
                                     contrast_codes, contrast_design, cost_matrix)
 
@@ -251,6 +254,8 @@ def test_fit_rejects_bad_data(small_split):
         PooledMulti(reference="zz").fit(data)
     with pytest.raises(DataError, match="besides X"):
         MultiRouter().fit(data.X, data.gain)
+    with pytest.warns(DeprecationWarning, match="gain=.*deprecated"), pytest.raises(DataError, match="besides X"):
+        MultiRouter().fit(data.X, gain=data.gain)
 
 
 def test_fit_does_not_modify_the_frame(multi_frame):
@@ -343,7 +348,7 @@ def test_save_load_round_trip(tmp_path, small_split, quick, name):
     router = quick[name]
     path = tmp_path / f"{name}.zip"
     router.save(path)
-    loaded = load_multi_router(path)
+    loaded = BaseRouter.load(path)
     assert type(loaded) is type(router)
     np.testing.assert_array_equal(loaded.predict_utility(small_split.test_X), router.predict_utility(small_split.test_X))
     np.testing.assert_array_equal(loaded.route(small_split.test_X, costs=MULTI_COSTS, cost_weight=0.3),
@@ -353,11 +358,19 @@ def test_save_load_round_trip(tmp_path, small_split, quick, name):
 
 
 def test_load_refuses_other_files(tmp_path):
-    path = write_router_file(tmp_path / "two.zip", {"router_class": "MetaRouter"}, {})
-    with pytest.raises(RouterFileError, match="not a K-model router file"):
-        load_multi_router(path)
+    from causal_router.baselines import Pooled
+
+    with pytest.raises(RouterFileError, match="field router: is missing"):  # a header outside the schema is not written
+        write_router_file(tmp_path / "bad.zip", {"router_class": "MetaRouter"}, {})
+    rng = np.random.default_rng(0)
+    two = Pooled(random_state=0).fit(rng.normal(size=(60, 3)), rng.normal(size=60)).save(tmp_path / "two.zip")
+    with pytest.warns(DeprecationWarning, match="load_multi_router is deprecated"):
+        with pytest.raises(RouterFileError, match="not a K-model router file"):
+            load_multi_router(two)
+    with pytest.raises(RouterFileError, match="holds a Pooled, not a MultiRouter"):
+        MultiRouter.load(two)
     (tmp_path / "junk.zip").write_text("junk")
-    with pytest.raises(RouterFileError):
+    with pytest.raises(RouterFileError), pytest.warns(DeprecationWarning):
         load_multi_router(tmp_path / "junk.zip")
 
 
@@ -505,10 +518,25 @@ def test_cli_fit_multi_and_route(tmp_path, small_split, capsys):
                  "--out", str(routes)]) == 0
     out = pd.read_csv(routes)
     assert list(out.columns[:2]) == ["query_id", "chosen_model"] and len(out) == len(test)
-    loaded = load_multi_router(router)
+    loaded = BaseRouter.load(router)
     expected = loaded.route(small_split.test_X, costs=MULTI_COSTS, cost_weight=0.3)
     np.testing.assert_array_equal(out["chosen_model"], expected)
     np.testing.assert_allclose(out["utility[xlarge]"], loaded.predict_utility(small_split.test_X)["xlarge"])
+    # evaluate: the K-model router's score on held-out gold comparisons (the train file's gold rows here)
+    capsys.readouterr()
+    gold = train[train["source"] == "gold"]
+    gold.to_csv(tmp_path / "gold.csv", index=False)
+    assert main(["evaluate", str(tmp_path / "gold.csv"), "--router", str(router), "--gold-gain", "gain",
+                 "--costs", "small=0.1,medium=0.25,large=0.5,xlarge=1", "--cost-weight", "0.3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    features = gold[[c for c in gold.columns if c.startswith("x")]]
+    assert result["choice_share"] == pytest.approx(loaded.score(features, gold["gain"], model_a=gold["model_a"],
+                                                                model_b=gold["model_b"]))
+    assert result["n_comparisons"] == len(gold) and set(result["routing"]["share"]) == set(loaded.models_)
+    # commands that need a two-model router say so in one line
+    code = main(["suggest-gold", str(tmp_path / "queries.csv"), "--router", str(router), "--budget", "5",
+                 "--out", str(tmp_path / "s.csv")])
+    assert code == 2 and "holds a K-model MultiRouter" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -9,6 +9,7 @@ from causal_router.datasets import reveal_split
 from causal_router._validation import DataError
 from causal_router.evaluate import oracle_share
 from causal_router.io import load_pickle, save_pickle
+from causal_router.router import RoutingWarning
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,35 @@ def test_route_rule_and_costs(split, meta):
     np.testing.assert_array_equal(meta.route(X), gain > 0)
     np.testing.assert_array_equal(meta.route(X, cost_weight=0.3), gain > 0.3)
     cp, ca = np.full(len(X), 2.0), np.full(len(X), 0.5)
-    np.testing.assert_array_equal(meta.route(X, 0.2, cp, ca), gain - 0.2 * 1.5 > 0)
+    expected = gain - 0.2 * 1.5 > 0
+    np.testing.assert_array_equal(meta.route(X, cost_weight=0.2, costs={"primary": cp, "alternative": ca}), expected)
+    # scalar and per-query costs mix; the old positional call still works, with a DeprecationWarning
+    np.testing.assert_array_equal(meta.route(X, cost_weight=0.2, costs={"primary": 2.0, "alternative": ca}), expected)
+    with pytest.warns(DeprecationWarning, match="costs="):
+        np.testing.assert_array_equal(meta.route(X, 0.2, cp, ca), expected)
+    with pytest.warns(DeprecationWarning):  # the call the issue found failing: scalar costs by keyword
+        np.testing.assert_array_equal(meta.route(X, 0.1, cost_primary=2.0, cost_alternative=1.0), gain > 0.1)
+    for bad in (-0.1, float("nan"), "0.1", True):
+        with pytest.raises(DataError, match="cost_weight must be a finite number >= 0"):
+            meta.route(X, cost_weight=bad)
+    with pytest.raises(DataError, match="has 3 values for 500 queries"):
+        meta.route(X, costs={"primary": [1.0, 2.0, 3.0], "alternative": 0.0})
+    with pytest.raises(DataError, match="unknown model"):
+        meta.route(X, costs={"primary": 1.0, "alternative": 0.0, "other": 1.0})
 
 
-@pytest.mark.parametrize("share", [0.0, 0.1, 0.37, 0.5, 1.0])
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.37, 0.5, 0.88, 1.0])
 def test_threshold_for_share_hits_the_budget(split, meta, share):
     X = split.test_X
-    w = meta.threshold_for_share(X, share)
-    assert meta.route(X, w).sum() == int(np.floor(share * len(X)))
+    positive = int(np.sum(meta.predict_gain(X) > 0))  # 442 of the 500 test queries on this fit
+    asked = int(np.floor(share * len(X)))
+    if asked > positive:  # never a negative cost weight: past the positive gains, fewer are sent, and it says so
+        with pytest.warns(RoutingWarning, match=f"only {positive} have a positive predicted gain"):
+            w = meta.threshold_for_share(X, share)
+        assert w == 0.0 and meta.route(X, cost_weight=w).sum() == positive
+    else:
+        w = meta.threshold_for_share(X, share)
+        assert w >= 0 and meta.route(X, cost_weight=w).sum() == asked
 
 
 def test_threshold_for_share_between_adjacent_floats():
@@ -50,18 +72,39 @@ def test_predictions_are_on_the_gold_scale(split, meta):
 
 
 def test_corrected_labels(split, meta):
+    """y + c Delta(s) on preference rows, blended toward the gold rows' model by the judge's
+    weight (preference_weight="auto"); exactly y + c Delta(s) with a numeric preference weight."""
+    from causal_router.router import correct_labels, weigh_judge
+
     data = split.train
     pref = ~data.is_gold
-    expected = data.gain[pref] + meta.bias_.effect(data.X[pref]) * meta.scale_
+    corrected = data.gain[pref] + meta.bias_.effect(data.X[pref]) * meta.scale_
+    judge, gold_model = weigh_judge(data, meta.bias_, random_state=0)
+    w = meta.judge_weight_
+    assert w == judge["weight"] and 0 < w < 1  # 0.971 on this split (a good judge; its worth is measured, not 1)
+    expected = w * corrected + (1 - w) * meta.scale_ * gold_model.predict(data.X[pref])
     np.testing.assert_allclose(meta.corrected_gain_[pref] * meta.scale_, expected)
     np.testing.assert_allclose(meta.corrected_gain_[~pref], data.gain[~pref])
+    plain = MetaRouter(BiasEstimator("r"), preference_weight=1.0, random_state=0).fit(data)
+    np.testing.assert_allclose(plain.corrected_gain_[pref] * plain.scale_, corrected)
+    assert plain.judge_ is None and plain.judge_weight_ == 1.0
+    # the one correction, row by row: a block of rows gets the labels it gets among all rows
+    block = np.arange(100, 400)
+    np.testing.assert_allclose(
+        correct_labels(meta.bias_, data.X[block], data.gain[block], data.is_gold[block], judge_weight=w,
+                       gold_model=gold_model), meta.corrected_gain_[block] * meta.scale_)
+    with pytest.raises(DataError, match="needs the gold rows' model"):
+        correct_labels(meta.bias_, data.X, data.gain, data.is_gold, judge_weight=0.5)
+    with pytest.raises(DataError, match=r"judge_weight must be in \[0, 1\]"):
+        correct_labels(meta.bias_, data.X, data.gain, data.is_gold, judge_weight=1.5, gold_model=gold_model)
 
 
 def test_save_load_round_trip(tmp_path, split, meta):
     path = meta.save(tmp_path / "router.cr")
     loaded = MetaRouter.load(path)
     np.testing.assert_array_equal(loaded.predict_gain(split.test_X), meta.predict_gain(split.test_X))
-    assert loaded.scale_ == meta.scale_ and list(loaded.feature_names_in_) == list(meta.feature_names_in_)
+    assert loaded.scale_ == meta.scale_ and loaded.n_features_in_ == meta.n_features_in_ == 50
+    assert not hasattr(loaded, "feature_names_in_") and not hasattr(meta, "feature_names_in_")  # fitted on arrays
     assert loaded.file_info_["bias"]["ate"]["estimate"] == pytest.approx(meta.bias_.ate()["estimate"])
     assert not hasattr(loaded, "bias_")  # the econml model is not in a safe file: a trusted pickle keeps it
 
@@ -97,6 +140,7 @@ def test_load_refuses_incompatible_files(tmp_path, meta):
         MetaRouter.load(tmp_path / "missing.cr")
     with pytest.raises(DataError, match="holds a MetaRouter, not a Pooled"):
         Pooled.load(path)
+    assert "refit the router" in str(pytest.raises(DataError, MetaRouter.load, old).value)
 
 
 def test_baselines_share_the_interface(split):

@@ -3,6 +3,7 @@
 import json
 import math
 import threading
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ httpx = pytest.importorskip("httpx", reason="httpx (test extra) is not installed
 from causal_router import MetaRouter  # noqa: E402
 from causal_router.bias import BiasEstimator  # noqa: E402
 from causal_router.datasets import make_semi_synthetic, reveal_split  # noqa: E402
+from causal_router.routing import RoutingWarning  # noqa: E402
 from causal_router.serve import background_server, create_app, file_version  # noqa: E402
 
 
@@ -54,7 +56,7 @@ def test_health(numeric_url):
 
 def test_route_features_matches_the_router(numeric, numeric_url):
     router, X = numeric
-    for weight in (None, 0.0, 0.25, -0.5):
+    for weight in (None, 0.0, 0.25, 1.5):
         body = {"features": X.tolist()} | ({} if weight is None else {"cost_weight": weight})
         r = _post(numeric_url, body)
         assert r.status_code == 200, r.text
@@ -63,7 +65,7 @@ def test_route_features_matches_the_router(numeric, numeric_url):
         gains = np.array([d["predicted_gain"] for d in out["routes"]])
         np.testing.assert_array_equal(gains, router.predict_gain(X))  # JSON floats round-trip exactly
         primary = np.array([d["decision"] == "primary" for d in out["routes"]])
-        np.testing.assert_array_equal(primary, router.route(X, weight or 0.0))
+        np.testing.assert_array_equal(primary, router.route(X, cost_weight=weight or 0.0))
         assert out["n_primary"] == primary.sum()
 
 
@@ -71,8 +73,11 @@ def test_route_features_matches_the_router(numeric, numeric_url):
 def test_primary_share_is_a_share_of_the_request(numeric, numeric_url, share):
     router, X = numeric
     out = _post(numeric_url, {"features": X[:40].tolist(), "primary_share": share}).json()
-    assert out["primary_share"] == share and out["n_primary"] == math.floor(share * 40)
-    assert out["cost_weight"] == router.threshold_for_share(X[:40], share)
+    positive = int(np.sum(router.predict_gain(X[:40]) > 0))  # 36 of 40 on this fit: a share of 1.0 sends those
+    assert out["primary_share"] == share and out["n_primary"] == min(math.floor(share * 40), positive)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RoutingWarning)  # share 1.0: fewer than asked, as the server's answer says
+        assert out["cost_weight"] == router.threshold_for_share(X[:40], share)
     gains = np.array([d["predicted_gain"] for d in out["routes"]])
     primary = np.array([d["decision"] == "primary" for d in out["routes"]])
     if 0 < share < 1:  # the primary gets the highest predicted gains
@@ -142,6 +147,8 @@ BAD = [
     ('{"features": [%s], "primary_share": 1.5}' % ROW, "primary_share"),
     ('{"features": [%s], "cost_weight": "high"}' % ROW, "cost_weight"),
     ('{"features": [%s], "cost_weight": NaN}' % ROW, "cost_weight"),
+    ('{"features": [%s], "cost_weight": -0.5}' % ROW, "cost_weight"),  # one sign rule: w >= 0
+    ('{"features": [%s], "costs": {"a": 1}}' % ROW, "costs"),          # costs are for K-model routers
     ('{"features": [%s], "budget": 3}' % ROW, "budget"),                # unknown field
     ("{}", "texts"),                                                    # neither input
     ('{"texts": ["a"], "features": [%s]}' % ROW, "texts"),             # both inputs
@@ -209,3 +216,62 @@ def test_create_app_needs_a_fitted_router(tmp_path):
     path = tmp_path / "r.bin"
     path.write_bytes(b"router bytes")
     assert file_version(path) == "sha256:" + __import__("hashlib").sha256(b"router bytes").hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- a K-model router over HTTP
+@pytest.fixture(scope="module")
+def kmodel(tmp_path_factory):
+    """(K-model router loaded from its file, test features, the file): PooledMulti with ridge
+    utilities on the K = 4 generator, served by serve()'s own loader."""
+    from causal_router.datasets import make_multi_model, reveal_multi_split
+    from causal_router.io import load_router
+    from causal_router.multi import PooledMulti
+    from causal_router.pairwise import PairwiseRidge
+
+    split = reveal_multi_split(make_multi_model(300, 12, pairs_per_query=3, random_state=0), n_gold_queries=40,
+                               n_test_queries=60, random_state=1)
+    path = PooledMulti(PairwiseRidge(), reference="small", random_state=0).fit(split.train).save(
+        tmp_path_factory.mktemp("k") / "multi.cr")
+    return load_router(path), split.test_X, path
+
+
+@pytest.fixture(scope="module")
+def kmodel_url(kmodel):
+    router, _, path = kmodel
+    with background_server(create_app(router, version=file_version(path))) as url:
+        yield url
+
+
+def test_k_model_router_over_http(kmodel, kmodel_url):
+    from causal_router.datasets import MULTI_COSTS
+
+    router, X, path = kmodel
+    health = httpx.get(f"{kmodel_url}/health").json()
+    assert health["family"] == "k-model" and health["models"] == ["large", "medium", "small", "xlarge"]
+    assert health["router_version"] == file_version(path)
+    for body, (costs, weight) in (({}, (None, 0.0)), ({"costs": MULTI_COSTS, "cost_weight": 0.3}, (MULTI_COSTS, 0.3))):
+        out = _post(kmodel_url, {"features": X.to_numpy().tolist(), **body}).json()
+        chosen = [r["model"] for r in out["routes"]]
+        np.testing.assert_array_equal(chosen, router.route(X, costs=costs, cost_weight=weight))
+        utilities = pd.DataFrame([r["utilities"] for r in out["routes"]])[router.models_]
+        np.testing.assert_array_equal(utilities.to_numpy(), router.predict_utility(X).to_numpy())
+        assert out["cost_weight"] == weight and sum(out["counts"].values()) == len(X)
+    # per-query costs: the dearest model gets free on the first query only
+    per_query = {m: [c] * len(X) for m, c in MULTI_COSTS.items()} | {"xlarge": [0.0] + [1.0] * (len(X) - 1)}
+    out = _post(kmodel_url, {"features": X.to_numpy().tolist(), "costs": per_query, "cost_weight": 5.0}).json()
+    expected = router.route(X, costs={m: np.asarray(v) for m, v in per_query.items()}, cost_weight=5.0)
+    assert [r["model"] for r in out["routes"]] == list(expected) and expected[0] == "xlarge"
+
+
+@pytest.mark.parametrize("body, field, fragment", [
+    ({"cost_weight": -1, "costs": {"small": 1}}, "cost_weight", "greater than or equal to 0"),
+    ({"costs": {"small": 0.1}}, "costs", "no entry for model(s)"),
+    ({"costs": {"small": 0.1, "medium": 1, "large": 1, "xlarge": 1, "gpt9": 2}}, "costs", "unknown model"),
+    ({"costs": {"small": [0.1, 0.2], "medium": 1, "large": 1, "xlarge": 1}}, "costs", "has 2 values for 3 queries"),
+    ({"cost_weight": 0.5}, "cost_weight", "needs 'costs'"),
+    ({"primary_share": 0.5}, "primary_share", "Extra inputs are not permitted"),
+])
+def test_bad_k_model_requests_get_422(kmodel_url, body, field, fragment):
+    r = _post(kmodel_url, {"features": [[0.0] * 12] * 3, **body})
+    assert r.status_code == 422, r.text
+    assert r.json()["message"].startswith(f"{field}") and fragment in r.json()["message"], r.json()["message"]

@@ -86,11 +86,12 @@ def test_saved_router_file_holds_the_featurizer_without_pickles(fitted, text_fra
         header = json.loads(zf.read("router.json"))
     assert names == ["models/featurizer_components.npy", "models/featurizer_idf.npy", "models/gain_model.txt",
                      "router.json"]
-    state = header["featurizer"]
+    state = header["fitted"]["featurizer"]
     assert state["params"]["text_column"] == "query_text" and state["pairs_"] == ["model0|small", "model1|small"]
     assert len(state["tfidf"]["vocabulary"]) == len(fitted.featurizer_.vectorizer_.vocabulary_)
     loaded = BaseRouter.load(path)
-    assert loaded.featurizer.get_params() == {**fitted.featurizer.get_params()}
+    assert loaded.featurizer.get_params() == fitted.featurizer.get_params()  # the parameter, as it was given
+    assert loaded.featurizer_.get_params() == fitted.featurizer_.get_params()  # the fitted one, seeded by the router
     new = pd.DataFrame({"query_text": ["write a poem about tax law", "explain chemistry, question 99", "?"],
                         "pair": ["model0|small", "model1|small", "model0|small"]})
     for X in (new, text_frame):
@@ -99,7 +100,7 @@ def test_saved_router_file_holds_the_featurizer_without_pickles(fitted, text_fra
 
 
 def test_pipeline_of_featurizer_and_router(fitted, text_frame):
-    pipe = make_pipeline(_featurizer(), MetaRouter(BiasEstimator(cv=2), random_state=0))
+    pipe = make_pipeline(_featurizer(random_state=0), MetaRouter(BiasEstimator(cv=2), random_state=0))
     pipe.fit(text_frame[COLUMNS], text_frame["gain"], metarouter__source=text_frame["source"])
     # the same features and seeds as the router that holds its featurizer: the same predictions
     np.testing.assert_allclose(pipe.predict(text_frame), fitted.predict_gain(text_frame), rtol=0, atol=1e-12)

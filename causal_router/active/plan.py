@@ -231,7 +231,8 @@ def _fold_fit(template, data: EvalData, train_gold, test_gold, fraction_sizes, s
         if "random_state" in router.get_params():
             router.set_params(random_state=seed)
         router.fit(part)
-        out.append(router.predict_gain(data.X[test_gold]))
+        test = data.X[test_gold]
+        out.append(router.predict_gain(pd.DataFrame(test, columns=data.feature_names) if data.named_features else test))
     return np.array(out)
 
 

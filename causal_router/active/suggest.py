@@ -167,7 +167,8 @@ def suggest_gold(router, X_pool, budget: int, *, strategy: str = "auto", random_
         score = bias_uncertainty(data, final=_final_stage_of(router), n_boot=N_BOOT,
                                  scale=getattr(router, "scale_", None), random_state=int(seeds[1].generate_state(1)[0]))
         if resolved == "decision":
-            gain = router.predict_gain(X)
+            names = getattr(router, "feature_names_in_", None)  # X is in the router's order already
+            gain = router.predict_gain(X if names is None else pd.DataFrame(X, columns=list(names)))
             score = decision_value(gain, score, gain[pool])
     elif resolved == "diverse":
         strata = coverage_strata(X[pool], budget, random_state=int(seeds[1].generate_state(1)[0]))
@@ -227,10 +228,13 @@ def _pool(router, X_pool) -> tuple[EvalData | None, np.ndarray]:
             raise DataError("the EvalData has no preference rows: there is no candidate left to suggest")
         X = data.X
         if router is not None:
-            X = check_features(pd.DataFrame(X, columns=data.feature_names), router.feature_names_in_, "the router")
+            names = getattr(router, "feature_names_in_", None)
+            X = check_features(pd.DataFrame(X, columns=data.feature_names) if names is not None else X, names,
+                               "the router", n_features=router.n_features_in_)
         return data, X
     if router is not None:
-        return None, check_features(X_pool, router.feature_names_in_, "the router")
+        return None, check_features(X_pool, getattr(router, "feature_names_in_", None), "the router",
+                                    n_features=router.n_features_in_, warn_names=True)
     return None, check_features(X_pool, _names(X_pool), "X_pool")
 
 

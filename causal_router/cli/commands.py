@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ import pandas as pd
 from .._utils import to_jsonable
 from .._validation import check_columns
 from ..data import numeric_column
-from ..io import TABLE_FORMATS, write_table
-from ..router import decide, threshold_for_share
+from ..io import TABLE_FORMATS, atomic_write, write_table
+from ..routing import cost_matrix, decide, threshold_for_share
 from .options import (
     LARGE_FILE_ROWS,
     Steps,
@@ -82,11 +83,12 @@ def demo(args) -> int:
     preds = {k: v[1] for k, v in fitted.items()}
     for metric in ("efficiency_gain", "oracle_share"):
         fig = plot_split_curves(preds, split.test_gold, metric)
-        fig.savefig(out / f"{metric}.png", dpi=150, bbox_inches="tight")
+        with atomic_write(out / f"{metric}.png") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     config = {k: v for k, v in vars(args).items() if k != "func"}
-    (out / "metrics.json").write_text(json.dumps(to_jsonable(
-        {"config": config, "true_average_bias": true_ate, "methods": json.loads(table.to_json(orient="index"))}),
-        indent=2, allow_nan=False))
+    with atomic_write(out / "metrics.json") as tmp:  # exact floats (to_json would round to 10 digits)
+        tmp.write_text(json.dumps(to_jsonable({"config": config, "true_average_bias": true_ate,
+                                               "methods": table.to_dict(orient="index")}), indent=2, allow_nan=False))
     print(f"report written to {out}/ (efficiency_gain.png, oracle_share.png, metrics.json)")
     return 0
 
@@ -98,6 +100,11 @@ def fit(args) -> int:
     from ..router import MetaRouter
 
     out = check_out_file(args.out, inputs=(args.data,))
+    if args.engine == "dask":
+        return _fit_dask(args, out)
+    if args.address:
+        raise UsageError("--address names a Dask cluster: pass --engine dask too")
+    featurizer = text_featurizer(args) if args.text else None  # a missing [embed] extra: before reading
     frame = read_data(args.data)
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
     steps(f"read {len(frame)} rows from {args.data}")
@@ -105,7 +112,7 @@ def fit(args) -> int:
                         scale=scale_arg(args), random_state=args.seed)
     if args.text:  # the router fits its featurizer and keeps it
         X, gain, data = text_fit_input(frame, args)
-        router.set_params(featurizer=text_featurizer(args))
+        router.set_params(featurizer=featurizer)
     else:
         data = eval_data(frame, args)
         X, gain = data, None
@@ -128,14 +135,51 @@ def fit(args) -> int:
     return 0
 
 
-def _load_router(path: str, *, text: bool = True, contents=None):
-    """A router file; one fitted from MiniLM text is checked for the ``[embed]`` extra here, so
-    that a missing extra is one line, not a traceback (``text=False``: features only).
-    ``contents``: the file's (header, models) where it has been read already."""
-    from ..router import BaseRouter
+def _fit_dask(args, out: Path) -> int:
+    """``fit --engine dask``: the distributed fit (:func:`causal_router.distributed.fit_distributed`)."""
+    from ..bias import BiasEstimator
+    from ..distributed import fit_distributed, read_partitions
+    from ..router import MetaRouter
 
-    router = (BaseRouter.load(path) if contents is None
-              else BaseRouter.from_router_file(*contents, path=path))
+    if args.text or args.pair:
+        raise UsageError("--engine dask takes numeric feature columns (--features / --feature-prefix): featurize "
+                         "the text first, or fit from text with --engine local")
+    try:
+        ddf = read_partitions(args.data)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    schema = pd.DataFrame({c: pd.Series(dtype=t) for c, t in ddf.dtypes.items()})
+    features = select_features(schema, args)
+    router = MetaRouter(BiasEstimator(args.learner, cv=args.cv), preference_weight=args.preference_weight,
+                        scale=scale_arg(args), random_state=args.seed)
+    where = args.address or f"a local cluster of {args.workers} workers"
+    print(f"distributed fit on {where}: {ddf.npartitions} partitions of {args.data}", file=sys.stderr, flush=True)
+    router = fit_distributed(ddf, features=features, gain=args.gain, source=args.source, gold_value=args.gold_value,
+                             preference_value=args.preference_value, query_id=args.query_id, router=router,
+                             address=args.address, n_workers=args.workers, memory_limit=args.memory_limit)
+    router.save(out)
+    info, ate = router.distributed_summary_, router.bias_.ate()
+    print(f"fitted on {info['n_gold']} gold and {info['n_preference']} preference rows "
+          f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_} "
+          f"(bias model on {info['bias_rows']} rows)")
+    print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
+          f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in info["seconds"].items()))
+    print(f"router saved to {out}")
+    return 0
+
+
+def _load_router(path: str, *, text: bool = True, two_model_for: str | None = None):
+    """Any router file (two-model or K-model, :func:`causal_router.io.load_router`); one fitted
+    from MiniLM text is checked for the ``[embed]`` extra here, so that a missing extra is one
+    line, not a traceback (``text=False``: features only). ``two_model_for``: the command that
+    needs a two-model router (a K-model file is then one clear error)."""
+    from ..io import load_router
+
+    router = load_router(path)
+    if two_model_for is not None and router.family != "two-model":
+        raise UsageError(f"{path} holds a K-model {type(router).__name__} (models {list(router.models_)}); "
+                         f"{two_model_for} works with a two-model router (primary vs alternative)")
     featurizer = getattr(router, "featurizer_", None)
     if text and featurizer is not None:
         try:
@@ -156,7 +200,14 @@ def _router_features(frame: pd.DataFrame, router, args, *, reserved: tuple = ())
     if args.text or args.pair:
         raise UsageError(f"the router {args.router} was fitted on numeric features, not text: drop --text / --pair "
                          "(or fit a router from text: causal-router fit DATA --text COLUMN)")
-    names = [str(n) for n in router.feature_names_in_]
+    X = _named_features(frame, router, args, reserved)
+    if getattr(router, "feature_names_in_", None) is None:  # fitted without names: by position, as scikit-learn
+        X = X.set_axis(range(X.shape[1]), axis=1)
+    return X
+
+
+def _named_features(frame: pd.DataFrame, router, args, reserved: tuple) -> pd.DataFrame:
+    names = [str(n) for n in getattr(router, "feature_names_in_", [f"x{j}" for j in range(router.n_features_in_)])]
     if not args.features:
         check_columns(frame, names, f"data file {args.data}")
         return frame[names]
@@ -223,30 +274,12 @@ def fit_multi(args) -> int:
     return 0
 
 
-def _parse_costs(text: str | None) -> dict | None:
-    """``--costs a=0.1,b=0.5`` as {model: cost}."""
-    if not text:
-        return None
-    costs = {}
-    for item in text.split(","):
-        name, sep, value = item.strip().rpartition("=")
-        try:
-            costs[name.strip()] = float(value)
-        except ValueError:
-            name = ""
-        if not sep or not name.strip():
-            raise UsageError(f"--costs: {item.strip()!r} is not MODEL=COST (e.g. --costs small=0.1,large=1)")
-    return costs
-
-
 def _route_multi(args, router, frame, out) -> int:
     """Route with a K-model router: the chosen model and every model's predicted utility per query."""
-    from ..pairwise import cost_matrix
-
     if args.primary_share is not None:
         raise UsageError("--primary-share applies to two-model routers; a K-model router takes --costs and "
                          "--cost-weight")
-    costs = _parse_costs(args.costs)
+    costs = args.costs  # {model: cost}, parsed and checked by the parser (options.costs)
     if args.cost_weight and costs is None:
         raise UsageError("--cost-weight needs --costs (the cost of each model)")
     X = _router_features(frame, router, args, reserved=(args.id_column,))
@@ -272,13 +305,9 @@ def _route_multi(args, router, frame, out) -> int:
 def route(args) -> int:
     """Route the queries of a file with a saved router; write one decision per query (two-model
     router: the decision and the predicted gain; K-model router: the chosen model)."""
-    from ..io import read_router_file
-    from ..multi import is_multi_router_header, multi_router_from_file
-
     out = check_out_file(args.out, formats=TABLE_FORMATS, inputs=(args.data, args.router))
-    header, models = read_router_file(args.router)
-    if is_multi_router_header(header):
-        router = multi_router_from_file(header, models, path=args.router)
+    router = _load_router(args.router, text=not args.features)
+    if router.family == "k-model":
         frame = read_data(args.data)
         if args.id_column:
             check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
@@ -286,7 +315,6 @@ def route(args) -> int:
     if args.costs:
         raise UsageError("--costs applies to K-model routers; a two-model router takes --cost-weight or "
                          "--primary-share")
-    router = _load_router(args.router, text=not args.features, contents=(header, models))
     frame = read_data(args.data)
     if args.id_column:
         check_columns(frame, [args.id_column], f"data file {args.data} (--id-column)")
@@ -306,14 +334,44 @@ def route(args) -> int:
     return 0
 
 
+def _evaluate_multi(args, router, frame, gold) -> int:
+    """Score a K-model router on held-out gold comparisons (``--model-a`` / ``--model-b``)."""
+    from .. import evaluate as ev
+
+    check_columns(frame, [args.model_a, args.model_b], f"data file {args.data} (--model-a / --model-b)")
+    X = _router_features(frame, router, args, reserved=(args.gold_gain, args.model_a, args.model_b))
+    a, b = frame[args.model_a].astype(str).to_numpy(), frame[args.model_b].astype(str).to_numpy()
+    pred = router.predict_gain(X.reset_index(drop=True), a, b)
+    chosen = np.where(pred > 0, a, np.where(pred < 0, b, "tie"))
+    result = {"choice_share": ev.choice_share(pred, gold), "n_comparisons": int(len(gold)),
+              "rmse": float(np.sqrt(np.mean((pred - gold) ** 2))),
+              "mean_gold_gain_of_choice": float(np.mean(np.sign(pred) * gold)),
+              "chosen": {m: int(np.sum(chosen == m)) for m in router.models_}}
+    if args.costs:
+        costs = args.costs  # {model: cost}, parsed and checked by the parser (options.costs)
+        routed = router.route(X.reset_index(drop=True), costs=costs, cost_weight=args.cost_weight)
+        C = cost_matrix(costs, router.models_, len(routed))
+        result["routing"] = {"cost_weight": args.cost_weight,
+                             "mean_cost": float(C[np.arange(len(routed)), [router.models_.index(m) for m in routed]].mean()),
+                             "share": {m: float(np.mean(routed == m)) for m in router.models_}}
+    print(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
+    return 0
+
+
 def evaluate(args) -> int:
-    """Score a saved router on held-out rows with gold gains; print the metrics as JSON."""
+    """Score a saved router on held-out rows with gold gains; print the metrics as JSON. A
+    two-model router: the ranking metrics and the routing value at ``--cost-weight``; a K-model
+    router: its score on the gold comparisons (choice share) and, with ``--costs``, its routes."""
     from .. import evaluate as ev
 
     router = _load_router(args.router, text=not args.features)
     frame = read_data(args.data)
     check_columns(frame, [args.gold_gain], f"data file {args.data} (--gold-gain)")
     gold = numeric_column(frame, args.gold_gain)
+    if router.family == "k-model":
+        return _evaluate_multi(args, router, frame, gold)
+    if args.costs:
+        raise UsageError("--costs applies to K-model routers; a two-model router takes --cost-weight")
     steps = Steps(args.verbose or len(frame) >= LARGE_FILE_ROWS)
     X = _router_features(frame, router, args, reserved=(args.gold_gain,))
     pred = _predict_chunked(router, X, steps)
@@ -329,7 +387,8 @@ def serve(args) -> int:
     try:
         from ..serve import serve as run_server
 
-        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level)
+        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level,
+                   max_body_bytes=args.max_body_bytes)
     except ImportError as exc:  # the [serve] or [embed] extra is missing
         raise UsageError(str(exc)) from None
     return 0
@@ -339,12 +398,20 @@ def serve(args) -> int:
 def experiment(args) -> int:
     """The paper's Monte Carlo experiment on the generator or a real data set."""
     from .._parallel import connect_ray
-    from ..experiment import DEFAULT_METHODS, run_experiment
+    from ..datasets import reveal_split
+    from ..experiment import DEFAULT_METHODS, METHODS, run_experiment
     from ..report import save_experiment
 
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else DEFAULT_METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UsageError(f"--methods: unknown method(s) {unknown[:10]}; choose from {sorted(METHODS)}" if unknown
+                         else "--methods is empty: name at least one method")
+    _check_backend(args)
     out = check_out_dir(args.out)
     frame, features, pair = _experiment_data(args)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
+    # the sizes against the data, before the runs start: one split drawn as every run draws its own
+    reveal_split(frame, features, n_gold=args.n_gold, n_test=args.n_test, pair=pair, random_state=args.seed)
     if args.backend == "ray":
         connect_ray(args.ray_address)
     result = run_experiment(frame, features, methods=methods, n_runs=args.runs, n_gold=args.n_gold,
@@ -356,6 +423,12 @@ def experiment(args) -> int:
     _print_table(result.summary[[c for c in cols if c in result.summary]])
     print(f"results written to {out}/")
     return 0
+
+
+def _check_backend(args) -> None:
+    """``--ray-address`` goes with ``--backend ray`` (whose availability the parser checked)."""
+    if args.ray_address and args.backend != "ray":
+        raise UsageError("--ray-address applies to --backend ray; add --backend ray or drop --ray-address")
 
 
 def _experiment_data(args):
@@ -372,16 +445,29 @@ def _experiment_data(args):
         frame = load_pandalm(None if root is None else root / "pandalm")
     else:
         frame = load_prd_vicuna80(None if root is None else root / "prd_vicuna80")
-    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components))
+    X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=args.text_components),
+                                    random_state=args.seed)
     features = pd.DataFrame(X, columns=names, index=frame.index)
     return pd.concat([frame, features], axis=1), names, "pair"
 
 
 # ---------------------------------------------------------------------------- validation
 def _bias_model(args):
+    """The bias model to diagnose or refute: ``--learner`` / ``--scale``, or the bias settings kept in
+    the router file of ``--router`` (its nested ``bias`` parameters; one clear error for a router
+    without a bias model or a K-model router, whose data are pairwise)."""
     from ..bias import BiasEstimator
 
-    return BiasEstimator(args.learner, scale=scale_arg(args), random_state=args.seed)
+    path = getattr(args, "router", None)
+    if not path:
+        return BiasEstimator(args.learner, scale=scale_arg(args), random_state=args.seed)
+    router = _load_router(path, text=False, two_model_for=args.command)
+    if "bias" not in router.get_params(deep=False):
+        raise UsageError(f"{path} holds a {type(router).__name__}, which has no bias model to diagnose (a MetaRouter "
+                         "has one)")
+    bias = router.get_params(deep=False)["bias"]
+    bias = BiasEstimator() if bias is None else bias
+    return bias.set_params(scale=router.get_params()["scale"], random_state=args.seed)
 
 
 def _groups(args, data, frame):
@@ -441,6 +527,7 @@ def refute(args) -> int:
     from ..report import RefutationReport
     from ..validate import refute as run_refute
 
+    _check_backend(args)
     out = check_out_dir(args.out)
     data, _ = load_input(args)
     if args.backend == "ray":
@@ -515,9 +602,8 @@ def suggest_gold(args) -> int:
                   if args.design_out else None)
     if design_out is not None and design_out == out:
         raise UsageError("--design-out and --out name the same file")
-    if args.budget < 1:
-        raise UsageError(f"--budget must be a positive integer, got {args.budget}")
-    router = _load_router(args.router, text=not args.features) if args.router else None
+    router = (_load_router(args.router, text=not args.features, two_model_for="suggest-gold")
+              if args.router else None)
     frame = read_data(args.data)
     if args.query_id:
         check_columns(frame, [args.query_id], f"data file {args.data} (--query-id)")
@@ -559,7 +645,7 @@ def plan_gold(args) -> int:
     if args.target_ci_width is None and args.target_oracle_share is None:
         raise UsageError("give a target: --target-ci-width and/or --target-oracle-share")
     folder = check_out_dir(args.out) if args.out else None
-    router = _load_router(args.router, text=not args.features) if args.router else None
+    router = _load_router(args.router, text=not args.features, two_model_for="plan-gold") if args.router else None
     frame = read_data(args.data)
     data = _gold_data(frame, args, router)
     result = plan(data, target_oracle_share=args.target_oracle_share, target_ci_width=args.target_ci_width,
@@ -574,9 +660,11 @@ def plan_gold(args) -> int:
                    "share_law": result.share_law,
                    "learning_curve": None if result.learning_curve is None else result.learning_curve.to_dict(orient="list"),
                    "ci_width_curve": result.ci_width_curve.to_dict(orient="list")}
-        (folder / "plan.json").write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
+        with atomic_write(folder / "plan.json") as tmp:
+            tmp.write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False))
         fig = plot_gold_plan(result)
-        fig.savefig(folder / "plan.png", dpi=150, bbox_inches="tight")
+        with atomic_write(folder / "plan.png") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
         plt.close(fig)
         print(f"plan written to {folder}/ (plan.json, plan.png)")
     return 0

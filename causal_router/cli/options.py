@@ -1,10 +1,15 @@
-"""Command-line options shared by the commands: one data-option group, feature selection, outputs."""
+"""Command-line options shared by the commands: one data-option group, feature selection, outputs,
+and the validators (argparse ``type=``) of every number, range and list an option takes."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
+import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -13,25 +18,120 @@ from ..data import SCALE_METHODS, EvalData
 from ..io import check_output_path, read_table
 
 __all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "preference_weight_arg",
-           "scale_arg",
-           "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
-           "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS"]
+           "scale_arg", "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
+           "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS", "integer", "number", "seed",
+           "n_jobs", "port", "costs", "backend", "MAX_SEED"]
 
 #: Files with at least this many rows get a progress display on stderr.
 LARGE_FILE_ROWS = 20_000
+#: Largest ``--seed``: seeds reach numpy, scikit-learn and LightGBM, whose seeds are 32-bit signed.
+MAX_SEED = 2**31 - 1
 
 
 class UsageError(DataError):
     """A bad command-line argument: printed as one line, exit code 2."""
 
 
-def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False) -> None:
+# ---------------------------------------------------------------------------- argument validators
+def _bounds(minimum, maximum) -> str:
+    def show(v):
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    if minimum is not None and maximum is not None:
+        return f" from {show(minimum)} to {show(maximum)}"
+    if minimum is not None:
+        return f" >= {show(minimum)}"
+    return f" <= {show(maximum)}" if maximum is not None else ""
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [minimum, maximum] (either bound optional)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be an integer{_bounds(minimum, maximum)}, got {text[:40]!r}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(minimum: float | None = None, maximum: float | None = None, *,
+           above: float | None = None) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in [minimum, maximum], or > ``above``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        bad = (not math.isfinite(value) or (minimum is not None and value < minimum)
+               or (maximum is not None and value > maximum) or (above is not None and value <= above))
+        if bad:
+            rule = f" > {above:g}" if above is not None else _bounds(minimum, maximum)
+            raise argparse.ArgumentTypeError(f"must be a finite number{rule}, got {text[:40]!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def seed(text: str) -> int:
+    """``--seed``: an integer from 0 to :data:`MAX_SEED`."""
+    return integer(0, MAX_SEED)(text)
+
+
+def n_jobs(text: str) -> int:
+    """``--n-jobs``: a nonzero integer, as joblib reads it (-1: every core, -2: all but one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a nonzero integer (1: one process, -1: every core), got {text[:40]!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """``--port``: a TCP port from 1 to 65535."""
+    return integer(1, 65535)(text)
+
+
+def costs(text: str) -> dict[str, float]:
+    """``--costs MODEL=COST,...``: one finite cost per model, each model named once."""
+    parsed: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().rpartition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"{item.strip()[:40]!r} is not MODEL=COST (e.g. --costs small=0.1,large=1)")
+        if name in parsed:
+            raise argparse.ArgumentTypeError(f"model {name[:40]!r} is given twice; give one cost per model")
+        try:
+            parsed[name] = number()(value)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"the cost of {name[:40]!r} {exc}") from None
+    return parsed
+
+
+def backend(text: str) -> str:
+    """``--backend``: loky, or ray where Ray is installed."""
+    if text == "ray" and importlib.util.find_spec("ray") is None:
+        raise argparse.ArgumentTypeError("ray needs Ray, which is not installed: pip install 'causal_router[ray]', "
+                                         "or use --backend loky")
+    return text
+
+
+def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False,
+                     data_help: str = "CSV, TSV, Parquet or JSON(L) file") -> None:
     """The data file and the options naming its columns. ``builtin``: the file is optional and the
     built-in generator is used without one (``--n``, ``--n-gold``, ``--seed``)."""
     if builtin:
-        p.add_argument("data", nargs="?", help="CSV, TSV, Parquet or JSON(L) file (default: built-in generator)")
+        p.add_argument("data", nargs="?", help=f"{data_help} (default: built-in generator)")
     else:
-        p.add_argument("data", help="CSV, TSV, Parquet or JSON(L) file")
+        p.add_argument("data", help=data_help)
     g = p.add_argument_group("columns of the data file")
     g.add_argument("--features", help="comma-separated feature columns")
     g.add_argument("--feature-prefix", default="x",
@@ -45,8 +145,8 @@ def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False) -> No
     add_text_options(p)
     if builtin:
         b = p.add_argument_group("built-in data (without a file)")
-        b.add_argument("--n", type=int, default=5000, help="queries (default: 5000)")
-        b.add_argument("--n-gold", type=int, default=250, help="gold rows (default: 250)")
+        b.add_argument("--n", type=integer(2), default=5000, help="queries (default: 5000)")
+        b.add_argument("--n-gold", type=integer(1), default=250, help="gold rows (default: 250)")
 
 
 def add_text_options(p: argparse.ArgumentParser, *, fitting: bool = True) -> None:
@@ -59,7 +159,7 @@ def add_text_options(p: argparse.ArgumentParser, *, fitting: bool = True) -> Non
         g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels: one indicator feature per pair")
         g.add_argument("--text-method", default="tfidf-svd", choices=["tfidf-svd", "minilm"],
                        help="TF-IDF + truncated SVD (default), or MiniLM embeddings + PCA (extra [embed])")
-        g.add_argument("--text-components", type=int, default=50, help="text feature dimension (default: 50)")
+        g.add_argument("--text-components", type=integer(1), default=50, help="text feature dimension (default: 50)")
     else:
         g.add_argument("--text", metavar="COLUMN", help="column of query texts (default: the router's)")
         g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels (default: the router's)")
@@ -72,20 +172,17 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learner", default="r", choices=list(LEARNERS), help="CATE learner of the bias (default: r)")
     p.add_argument("--scale", default="variance", choices=[str(m).lower() for m in SCALE_METHODS],
                    help="gold-to-preference scale constant (default: variance; none: 1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
 
 
-def preference_weight_arg(value: str) -> float | str:
-    """``--preference-weight``: "auto" or a number >= 0 (argparse type)."""
-    if value == "auto":
-        return value
+def preference_weight_arg(text: str) -> float | str:
+    """``--preference-weight``: "auto" or a finite number >= 0."""
+    if text == "auto":
+        return text
     try:
-        weight = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {value!r}") from None
-    if not weight >= 0 or weight == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a finite number >= 0, got {value!r}")
-    return weight
+        return number(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a finite number >= 0, got {text[:40]!r}") from None
 
 
 def scale_arg(args) -> str | None:
@@ -128,10 +225,17 @@ def select_features(frame: pd.DataFrame, args, *, reserved: tuple = ()) -> list[
 
 
 def text_featurizer(args):
-    """The TextFeaturizer of ``--text``, ``--pair``, ``--text-method`` and ``--text-components``."""
+    """The TextFeaturizer of ``--text``, ``--pair``, ``--text-method`` and ``--text-components``;
+    a missing ``[embed]`` extra for ``--text-method minilm`` is a UsageError."""
     from ..text import TextFeaturizer
 
-    return TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair)
+    featurizer = TextFeaturizer(args.text_method, args.text_components, text_column=args.text, pair_column=args.pair,
+                                random_state=getattr(args, "seed", 0))
+    try:
+        featurizer.check_available()
+    except ImportError as exc:
+        raise UsageError(f"--text-method {args.text_method}: {exc}") from None
+    return featurizer
 
 
 def _with_text_features(frame: pd.DataFrame, args) -> tuple[pd.DataFrame, list[str]]:
@@ -198,11 +302,14 @@ def load_input(args) -> tuple[EvalData, pd.DataFrame | None]:
 
 
 def check_out_dir(path: str) -> Path:
-    """A report folder: created if missing; an existing file of that name is an error."""
+    """A report folder: created if missing; an existing file of that name, or a folder that cannot
+    be written, is an error."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file; name a folder for the report")
     folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--out {folder} is not writable")
     return folder
 
 

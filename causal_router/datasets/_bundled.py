@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import DataError
+from ..io import atomic_write
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -80,7 +81,8 @@ def write_table(frame: pd.DataFrame, folder: str | os.PathLike, name: str) -> di
         fh.write(text.encode("utf-8"))
     payload = buffer.getvalue()
     file = TABLE_FILES[name]
-    Path(folder, file).write_bytes(payload)
+    with atomic_write(Path(folder, file)) as tmp:
+        tmp.write_bytes(payload)
     return {"file": file, "rows": len(frame), "sha256": hashlib.sha256(payload).hexdigest(),
             "dtypes": dtypes}
 

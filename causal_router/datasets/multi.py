@@ -241,7 +241,7 @@ def reveal_multi_split(
         is_gold = is_gold & in_pairs
     gold, pref = train[gold_gain].to_numpy(dtype=float), train[pref_gain].to_numpy(dtype=float)
     args = dict(model_a=train[model_a], model_b=train[model_b], query_id=train[query_id], feature_names=features)
-    X = train[features].to_numpy(dtype=float)
+    X = train[features]  # named features: the routers match test_X's columns by name
     test_rows = frame[is_test].drop_duplicates(query_id).set_index(query_id).loc[test]
     return MultiSplit(
         train=PairwiseData(X, np.where(is_gold, gold, pref), is_gold, **args),

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from .._validation import DataError
+from ..io import atomic_write
 from ..validate.diagnostics import (
     OVERLAP_MAX_AUC,
     OVERLAP_MAX_CLIPPED_SHARE,
@@ -95,16 +96,19 @@ class DiagnosticsReport:
 
     def save(self, folder, extra_sections: Sequence[tuple[str, str]] | None = None, *, dpi: int = 120) -> Path:
         """Write ``<name>.png`` per figure, ``diagnostics.json`` and ``report.html`` (see :meth:`html`)
-        into ``folder`` (created if missing); returns the folder as a Path."""
+        into ``folder`` (created if missing), each file atomically
+        (:func:`causal_router.io.atomic_write`); returns the folder as a Path."""
         sections = _check_sections(extra_sections)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         images = {}
         for name, fig in self.figures.items():
             images[name] = png_bytes(fig, dpi)
-            (folder / f"{name}.png").write_bytes(images[name])
+            with atomic_write(folder / f"{name}.png") as tmp:
+                tmp.write_bytes(images[name])
         self.diagnostics.to_json(folder / "diagnostics.json")
-        (folder / "report.html").write_text(self._page(images, sections), encoding="utf-8")
+        with atomic_write(folder / "report.html") as tmp:
+            tmp.write_text(self._page(images, sections), encoding="utf-8")
         return folder
 
     def _page(self, images: dict, extra_sections: list) -> str:
@@ -298,6 +302,10 @@ def _read_bias(b: dict, alpha: float):
     if correction:
         text = correction["reading"]
         used = "Correction: " + text[0].upper() + text[1:] + ". "
+    judge = b.get("judge")
+    if judge:
+        text = judge["reading"]
+        used += "Judge: " + text[0].upper() + text[1:] + ". "
     level = f"{100 * (1 - alpha):.0f}%"
     if a["lower"] > 0:
         sign = ("positive: on average the judge under-rates the primary model's gain relative to the gold "
@@ -412,6 +420,15 @@ def _section_table(key: str, n: dict) -> str:
                       ("out-of-fold R-loss: constant / stack (gain, se)",
                        f"{c['r_loss_constant']:.4g} / {c['r_loss_stack']:.4g} ({c['r_loss_gain']:.3g}, "
                        f"{c['r_loss_gain_std_error']:.2g})")]
+        j = s.get("judge")
+        if j:
+            pairs += [("judge weight (MetaRouter's preference_weight='auto')", f"{j['weight']:.2f}"),
+                      ("judge's best weight beside the gold rows' model, held out",
+                       f"{j['slope']:.3g} (se {_num(j['std_error'])}, z {_num(j['z'])})"),
+                      ("judge's correlation with gold labels (PPI's 1/sqrt(n-2))",
+                       f"{_num(j['judge_correlation'])} ({_num(j['ppi_threshold'])})"),
+                      ("held-out MSE: gold rows' model / judge / blend",
+                       f"{_num(j['mse_gold_only'])} / {_num(j['mse_judge'])} / {_num(j['mse_blend'])}")]
         pairs += [("estimated bias: sd across queries", e["sd"]),
                   ("estimated bias: 5% / 50% / 95%", f"{e['quantiles']['q5']:.3g} / {e['quantiles']['q50']:.3g} / "
                                                      f"{e['quantiles']['q95']:.3g}"),
@@ -432,3 +449,8 @@ def _section_table(key: str, n: dict) -> str:
                 html_parts.append(f"<h3>{escape(title)}</h3>" + grid_table(s["top_queries"][k], cols))
         return "".join(html_parts)
     return ""
+
+
+def _num(value, fmt: str = ".3g") -> str:
+    """A number of the saved numbers (None where it was NaN) as text."""
+    return "n/a" if value is None else format(value, fmt)

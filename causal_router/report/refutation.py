@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._validation import DataError
+from ..io import atomic_write
 from ..validate.refute import MODERATE_R2, MODERATE_STRENGTH, RULES, SUBSET_FRACTION, Refutation
 from .html import escape, figure_html, number, page, png_bytes
 
@@ -114,13 +115,16 @@ class RefutationReport:
 
     def save(self, folder) -> Path:
         """Write ``refutations.csv``, ``refutations.json``, ``refutations.png`` and a standalone
-        ``refutations.html`` into ``folder`` (created if missing); returns the folder as a Path."""
+        ``refutations.html`` into ``folder`` (created if missing), each file atomically
+        (:func:`causal_router.io.atomic_write`); returns the folder as a Path."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.refutation.table.to_csv(folder / "refutations.csv", index=False)
+        with atomic_write(folder / "refutations.csv") as tmp:
+            self.refutation.table.to_csv(tmp, index=False)
         self.refutation.to_json(folder / "refutations.json")
-        (folder / "refutations.png").write_bytes(png_bytes(self.figure(), 110))
-        (folder / "refutations.html").write_text(
-            page("causal-router: refutations of the bias estimate", self.html(),
-                 heading="Refutation tests of the preference bias"), encoding="utf-8")
+        with atomic_write(folder / "refutations.png") as tmp:
+            tmp.write_bytes(png_bytes(self.figure(), 110))
+        with atomic_write(folder / "refutations.html") as tmp:
+            tmp.write_text(page("causal-router: refutations of the bias estimate", self.html(),
+                                heading="Refutation tests of the preference bias"), encoding="utf-8")
         return folder

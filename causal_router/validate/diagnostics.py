@@ -38,7 +38,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,9 +49,11 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 
 from .._utils import as_seed, to_jsonable
 from .._validation import DataError
+from ..io import atomic_write
 from ..bias import BiasEstimator
 from ..data import EvalData
 from ..models import default_classifier
+from ..router import describe_judge, judge_evidence
 from ._heldout import heldout_numbers, heldout_warnings
 from ._interpret import interpretation_numbers
 
@@ -132,6 +133,7 @@ class Diagnostics:
             f"  average bias (gold minus preference, gold scale): {bias['average']['estimate']:.4f} "
             f"[{bias['average']['lower']:.4f}, {bias['average']['upper']:.4f}]",
             *([f"  correction: {bias['correction']['reading']}"] if bias.get("correction") else []),
+            *([f"  judge: {bias['judge']['reading']}"] if bias.get("judge") else []),
             f"  overlap: two-sample AUC {ov['classifier_auc']:.3f} (p = {ov['classifier_p_value']:.3g}), "
             f"gold ESS {ov['gold_ess']:.0f} of {ov['n_gold']} ({100 * ov['gold_ess_share']:.0f}%), "
             f"clipped {100 * ov['clipped_share']:.1f}%",
@@ -154,10 +156,11 @@ class Diagnostics:
 
     def to_json(self, path=None, indent: int = 2) -> str:
         """:attr:`numbers` as a JSON string (no NaN: missing numbers are null); also written to
-        ``path`` when given."""
+        ``path`` when given (atomically: :func:`causal_router.io.atomic_write`)."""
         text = json.dumps(self.numbers, indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            with atomic_write(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
         return text
 
 
@@ -285,6 +288,7 @@ def diagnose(
     steps.next("average and distribution of the bias")
     effect = est_all.effect(X)
     numbers["bias"] = _bias_numbers(est_all, effect, alpha, numbers)
+    numbers["bias"]["judge"] = _judge_numbers(data, est_all, seed)
 
     steps.next("group averages")
     if group_labels is None:
@@ -530,9 +534,22 @@ def _correction_numbers(est: BiasEstimator) -> dict | None:
     if est.heterogeneity_ is None:
         return None
     return {**{k: float(v) for k, v in est.heterogeneity_.items()}, "reading": est.correction_,
-            "rule": "share = min(max(b, 0), 1) * max(0, 1 - (threshold / z)^2): the calibration slope b of the "
-                    "stacked fit's departure from the constant on nested out-of-fold rows, shrunk by the "
-                    "non-negative garrote at threshold standard errors (z = b / se, clustered by query)"}
+            "rule": "share = max(0, 1 - (threshold / z)^2) for z = b / se > 0, else 0: the non-negative garrote "
+                    "at threshold standard errors of b, the calibration slope of the stacked fit's departure "
+                    "from the constant on nested out-of-fold rows (se clustered by query)"}
+
+
+def _judge_numbers(data: EvalData, est: BiasEstimator, seed: int) -> dict | None:
+    """The judge's weight against the gold rows alone and its evidence
+    (:func:`causal_router.router.judge_evidence`, the weak-judge fallback of
+    ``MetaRouter(preference_weight="auto")``), with a one-sentence ``reading``; None where the
+    bias model gives no out-of-fold estimates (a fixed final stage other than the stack)."""
+    judge = judge_evidence(data, est, random_state=seed)
+    if not np.isfinite(judge["slope"]):
+        return None
+    out = {k: float(v) for k, v in judge.items()}
+    out["reading"] = describe_judge(judge)
+    return out
 
 
 def _group_table(phi, effect, is_gold, labels, alpha, order=None):

@@ -70,7 +70,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -82,6 +81,7 @@ from scipy import stats
 from .._parallel import run_parallel
 from .._utils import to_jsonable
 from .._validation import DataError
+from ..io import atomic_write
 from ..bias import BiasEstimator
 from ..data import EvalData
 from ._refuters import OUTCOME, TREATMENT, DowhySetup, simulate
@@ -216,10 +216,11 @@ class Refutation:
 
     def to_json(self, path=None, indent: int = 2) -> str:
         """The result as a JSON string (no NaN: missing numbers are null); also written to ``path``
-        when given."""
+        when given (atomically: :func:`causal_router.io.atomic_write`)."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            with atomic_write(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
         return text
 
 
