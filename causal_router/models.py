@@ -61,6 +61,7 @@ __all__ = [
     "StackedFinalStage",
     "out_of_fold_predictions",
     "fold_ids",
+    "repeated_groups",
     "clustered_std_error",
     "calibration_slope",
     "evidence_share",
@@ -438,6 +439,15 @@ CV_LIGHT_ROWS_MIN = 500
 CV_LIGHT_ROWS_PER_HEAVY = 4
 
 
+def repeated_groups(groups) -> np.ndarray | None:
+    """``groups`` (n,) where some group holds two or more rows, else None: with one row per
+    query the rows are the units and folds are drawn over rows."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    return groups if len(np.unique(groups)) < len(groups) else None
+
+
 def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, random_state) -> np.ndarray:
     """Fold number (0 .. n_splits - 1) of every row, shape (n,): shuffled K folds stratified by
     ``strata`` (0/1) and, where ``groups`` are given, keeping each group's rows in one fold
@@ -633,6 +643,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         groups = None if self.groups is None else np.asarray(self.groups)
         if groups is not None and len(groups) != n:
             raise DataError(f"StackedFinalStage: groups has {len(groups)} entries for the {n} rows it is fitted on")
+        groups = repeated_groups(groups)  # one row per query: the rows are the units
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
         rows, w = _cross_validation_rows(weight, seed)

@@ -37,7 +37,7 @@ from ._validation import DataError, check_features, check_same_index
 from .bias import BiasEstimator
 from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import oracle_share
-from .models import EVIDENCE_THRESHOLD, calibration_slope, evidence_share, fit_gain_model
+from .models import EVIDENCE_THRESHOLD, calibration_slope, evidence_share, fit_gain_model, repeated_groups
 from .routing import RoutingWarning, decide, threshold_for_share, two_model_costs
 from .text import TextFeaturizer, embed_extra_installed
 
@@ -528,7 +528,7 @@ def judge_evidence(data: EvalData, bias: BiasEstimator, outcome_model=None, *, t
     if n < 4 or not np.all(np.isfinite(J)):
         return pd.Series(out)
     r = data.gain[gold]
-    groups = None if data.query_id is None else data.query_id[gold]
+    groups = repeated_groups(None if data.query_id is None else data.query_id[gold])
     G = _gold_only_out_of_fold(outcome_model, data.X[gold], r, groups, min(cv, n // 2), random_state)
     b, se = calibration_slope(J - G, r - G, None, groups)
     if not np.isfinite(b):  # J = G on every gold row: the judge adds nothing the gold rows lack
