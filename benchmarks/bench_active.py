@@ -25,8 +25,9 @@ Settings (heterogeneous judge biases; ``bias`` = the true Delta(s), gold scale):
   40 Gaussian features plus the one-hot group; each group has its own judge bias (drawn once per
   repeat, N(0.1, 0.35)) and its own gain offset: bias by a categorical group.
 - ``pandalm``: PandaLM (human verdicts are the gold labels, GPT-3.5's the preference labels);
-  TF-IDF + SVD text features (50 components) plus model-pair indicators; 200 test queries. Needs
-  ``CAUSAL_ROUTER_DATA``.
+  TF-IDF + SVD text features (50 components) plus model-pair indicators; 35 test queries held out
+  whole (about 200 rows; a query carries one row per model pair), the routers cross-fitted by
+  query. Needs ``CAUSAL_ROUTER_DATA``.
 
 ``coverage``: the average bias's 95% interval (``BiasEstimator.ate()``) under active selection.
 Per seed: the generator at n = 1,500, d = 12 (all rows are training rows; the size of
@@ -51,14 +52,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from joblib import delayed
-
-warnings.filterwarnings("ignore")
 
 CHECKPOINTS = (25, 50, 100, 150, 200, 250, 300, 400)
 STRATEGIES = ("random", "uncertainty", "decision", "diverse")
@@ -122,8 +120,9 @@ def make_pandalm(seed: int) -> pd.DataFrame:
     return _PANDALM["frame"]
 
 
+#: setting -> (frame maker, test rows; test queries where queries repeat)
 SETTINGS = {"generator": (make_generator, 1000), "pocket": (make_pocket, 1000), "groups": (make_groups, 1000),
-            "pandalm": (make_pandalm, 200)}
+            "pandalm": (make_pandalm, 35)}
 
 
 # ---------------------------------------------------------------------------- one run
@@ -150,8 +149,14 @@ def _run(setting, repeat, strategy, seed, checkpoints):
     frame = make(seed)
     features = [c for c in frame.columns if c[:1] == "x" and c[1:].isdigit()]
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(frame))
-    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    queries = frame["query_id"].to_numpy() if "query_id" in frame and frame["query_id"].duplicated().any() else None
+    if queries is None:  # one row per query: n_test rows
+        order = rng.permutation(len(frame))
+        test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    else:  # whole queries held out: n_test queries
+        codes = pd.factorize(pd.Series(queries))[0]
+        held = np.isin(codes, rng.permutation(codes.max() + 1)[:n_test])
+        test, train = np.flatnonzero(held), np.flatnonzero(~held)
     X, X_test = frame[features].to_numpy()[train], frame[features].to_numpy()[test]
     gold, pref = frame["gold_gain"].to_numpy()[train], frame["pref_gain"].to_numpy()[train]
     test_gold = frame["gold_gain"].to_numpy()[test]
@@ -159,7 +164,7 @@ def _run(setting, repeat, strategy, seed, checkpoints):
     is_gold = np.zeros(n, dtype=bool)
     is_gold[rng.choice(n, checkpoints[0], replace=False)] = True
     data = EvalData(X, np.where(is_gold, gold, pref), is_gold, gold_probability=np.full(n, checkpoints[0] / n),
-                    feature_names=features)
+                    query_id=None if queries is None else queries[train], feature_names=features)
     draws = np.random.SeedSequence([seed, STRATEGIES.index(strategy) if strategy in STRATEGIES else 99]).spawn(
         len(checkpoints))
     rows = []

@@ -25,7 +25,10 @@ the bias model sees at most ``cap`` preference rows of 100k (the gain model sees
 and 2,000 gold rows: the measurement behind the cap in ``causal_router.bias``.
 
 ``fittime``: wall and CPU seconds of ``MetaRouter().fit`` at n=5000, d=50, 100 gold rows, with
-the machine's load average (the wall time depends on what else runs).
+the machine's load average (the wall time depends on what else runs). ``--rows-per-query r``
+(r > 1): the data of ``make_repeated_queries(5000 // r, r, d=49)`` with their query ids, so that
+every fold is ``StratifiedGroupKFold`` by query (the cost of cross-fitting by query); without it,
+the generator's one row per query (``StratifiedKFold``).
 
 ``routing``: ``route`` on 100k queries (median and best of 7 batches, after the first calls
 that compile or load the numba kernels), LightGBM's own ``predict`` for comparison, and the
@@ -177,18 +180,24 @@ def cmd_subsample(args) -> None:
 def cmd_fittime(args) -> None:
     """Wall and CPU time of the default MetaRouter().fit at n=5000, d=50 (100 gold), per split."""
     from causal_router import MetaRouter
-    from causal_router.datasets import make_semi_synthetic, reveal_split
+    from causal_router.datasets import make_repeated_queries, make_semi_synthetic, reveal_split
 
-    frame = make_semi_synthetic(5000, 50, random_state=0)
-    MetaRouter(random_state=0).fit(reveal_split(frame, random_state=0).train)  # warm-up: imports, numba cache
+    r = args.rows_per_query
+    if r > 1:
+        frame = make_repeated_queries(5000 // r, r, d=49, random_state=0)
+        n_test = 500 // r  # test queries: about 500 rows, as below
+    else:
+        frame, n_test = make_semi_synthetic(5000, 50, random_state=0), 500
+    MetaRouter(random_state=0).fit(reveal_split(frame, n_test=n_test, random_state=0).train)  # warm-up: imports
     wall, cpu = [], []
     for seed in range(args.splits):
-        data = reveal_split(frame, n_gold=100, n_test=500, random_state=seed).train
+        data = reveal_split(frame, n_gold=100, n_test=n_test, random_state=seed).train
         t0, c0 = time.perf_counter(), time.process_time()
         MetaRouter(n_jobs=args.n_jobs, random_state=seed).fit(data)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    print(json.dumps({"fits": args.splits, "n_jobs": args.n_jobs, "wall_median_s": round(float(np.median(wall)), 2),
+    print(json.dumps({"fits": args.splits, "n_jobs": args.n_jobs, "rows_per_query": r, "rows": len(data),
+                      "d": data.X.shape[1], "wall_median_s": round(float(np.median(wall)), 2),
                       "wall_min_s": round(min(wall), 2), "wall_max_s": round(max(wall), 2),
                       "cpu_median_s": round(float(np.median(cpu)), 2),
                       "load_average_1min": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}))
@@ -267,6 +276,7 @@ def main() -> None:
     p.set_defaults(func=cmd_subsample)
     p = sub.add_parser("fittime")
     p.add_argument("--splits", type=int, default=10)
+    p.add_argument("--rows-per-query", type=int, default=1, help="rows per query (> 1: folds by query)")
     p.add_argument("--n-jobs", type=int, default=None, help="MetaRouter(n_jobs=...): threads of the fit (default 1)")
     p.set_defaults(func=cmd_fittime)
     p = sub.add_parser("routing")

@@ -192,7 +192,8 @@ class Setting:
     """A frame generator (seed -> frame) and the reveal sizes. ``heterogeneous``: the true
     bias varies with the query (counted in the gap-closed target); ``weak_judge``: the judge
     carries little information about the gold gain (the Gold-only target); ``real``: the frame is
-    fixed and the truth unknown (splits hold out whole queries)."""
+    fixed and the truth unknown. ``n_test`` counts test queries where the frame's queries repeat (the real
+    sets: ``reveal_split`` holds out whole queries there), test rows otherwise."""
 
     name: str
     make: Callable[[int], pd.DataFrame]
@@ -255,11 +256,13 @@ SETTINGS = {s.name: s for s in [
     Setting("d10", gaussian_setting("sparse_nonlinear", d=10)),
     Setting("d300", gaussian_setting("sparse_nonlinear", d=300)),
     Setting("other_shape", other_shape, n_gold=150),
-    Setting("pandalm_gpt35", _real("pandalm", "gpt35"), n_gold=100, n_test=200, heterogeneous=False, real=True,
+    # whole queries held out (one row per model pair: 974 rows over 169 PandaLM queries, 800 over 80 PRD
+    # questions): 35 and 20 test queries, about 200 test rows
+    Setting("pandalm_gpt35", _real("pandalm", "gpt35"), n_gold=100, n_test=35, heterogeneous=False, real=True,
             pair="pair"),
-    Setting("pandalm_7b", _real("pandalm", "pandalm7b"), n_gold=100, n_test=200, heterogeneous=False, real=True,
+    Setting("pandalm_7b", _real("pandalm", "pandalm7b"), n_gold=100, n_test=35, heterogeneous=False, real=True,
             pair="pair"),
-    Setting("prd_gpt4", _real("prd", "gpt4"), n_gold=100, n_test=200, heterogeneous=False, real=True, pair="pair"),
-    Setting("prd_gpt35", _real("prd", "gpt35"), n_gold=100, n_test=200, heterogeneous=False, real=True, pair="pair"),
-    Setting("prd_claude", _real("prd", "claude"), n_gold=100, n_test=200, heterogeneous=False, real=True, pair="pair"),
+    Setting("prd_gpt4", _real("prd", "gpt4"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
+    Setting("prd_gpt35", _real("prd", "gpt35"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
+    Setting("prd_claude", _real("prd", "claude"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
 ]}

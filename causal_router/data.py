@@ -29,8 +29,8 @@ from ._validation import (
     check_unique_names,
 )
 
-__all__ = ["EvalData", "as_eval_data", "numeric_column", "fitted_scale", "pooled_outcome", "scale_constant", "SCALE_METHODS",
-           "MAX_ROW_INFLUENCE", "GOLD", "PREFERENCE"]
+__all__ = ["EvalData", "as_eval_data", "numeric_column", "fitted_scale", "pooled_outcome", "scale_constant",
+           "query_codes", "SCALE_METHODS", "MAX_ROW_INFLUENCE", "GOLD", "PREFERENCE"]
 
 GOLD = "gold"
 PREFERENCE = "preference"
@@ -204,8 +204,15 @@ class EvalData:
         mechanism that evaluated it.
     source : array-like of shape (n,)
         ``"gold"`` / ``"preference"`` labels, or booleans / 0-1 (True = gold). The treatment t.
-    query_id, text, pair : array-like of shape (n,), optional
-        Query identifiers, query text and model-pair labels, carried along for reports.
+    query_id : array-like of shape (n,), optional
+        The query each row evaluates. Rows of one query are not independent (one instruction
+        answered by several model pairs, several votes on one question): where a query id repeats,
+        the query is the unit of the data. Estimators cross-fit with each query's rows in one fold,
+        and averages of the bias get standard errors clustered by query
+        (:mod:`causal_router.clusters`); splits hold out whole queries
+        (:func:`causal_router.datasets.reveal_split`). Without it every row is its own query.
+    text, pair : array-like of shape (n,), optional
+        Query text and model-pair labels, carried along for reports.
     cost_primary, cost_alternative : array-like of shape (n,), optional
         Per-query costs; routing uses 1 / 0 when absent.
     gold_probability : array-like of shape (n,), optional
@@ -349,6 +356,12 @@ class EvalData:
         return int((~self.is_gold).sum())
 
     @property
+    def query_groups(self) -> np.ndarray | None:
+        """Integer code (n,) of each row's query (:func:`query_codes` of ``query_id``), or None
+        without query ids."""
+        return None if self.query_id is None else query_codes(self.query_id)
+
+    @property
     def treatment(self) -> np.ndarray:
         """t of shape (n,): 1 for gold rows, 0 for preference rows (int)."""
         return self.is_gold.astype(int)
@@ -418,22 +431,55 @@ def pooled_outcome(gain: np.ndarray, is_gold: np.ndarray, scale: float) -> np.nd
     return np.where(is_gold, gain * scale, gain)
 
 
-def as_eval_data(X, y=None, source=None, who: str = "fit", **optional) -> EvalData:
-    """The :class:`EvalData` behind an estimator's ``fit(X, y, source=...)``.
+def query_codes(query_id) -> np.ndarray:
+    """Integer codes 0, 1, ... of query ids (any hashable labels), numbered in order of first
+    appearance; shape (n,). Two rows share a code iff they share a query id."""
+    labels = np.asarray(query_id.to_numpy() if isinstance(query_id, (pd.Series, pd.Index)) else query_id,
+                        dtype=object)
+    if labels.ndim != 1:
+        raise DataError(f"query ids must be one-dimensional, got shape {labels.shape}")
+    codes, _ = pd.factorize(pd.Series(labels, dtype=object), sort=False, use_na_sentinel=True)
+    if (codes < 0).any():
+        raise DataError(f"query ids have {int((codes < 0).sum())} missing values")
+    return codes.astype(np.int64)
+
+
+def as_eval_data(X, y=None, source=None, who: str = "fit", groups=None, **optional) -> EvalData:
+    """The :class:`EvalData` behind an estimator's ``fit(X, y, source=..., groups=...)``.
 
     ``X`` is either an :class:`EvalData` (then ``y`` and ``source`` must be None) or the
     features (array or DataFrame, shape (n, d)) with ``y`` the gains (n,) and ``source`` the
-    mechanisms (n,); ``source=None`` means every row is gold. ``optional`` are further
+    mechanisms (n,); ``source=None`` means every row is gold. ``groups`` (n,) are query ids (the
+    ``query_id`` of the EvalData built; scikit-learn's name, so that ``GridSearchCV(...).fit(X,
+    y, source=..., groups=...)`` routes them). With an EvalData, ``groups`` may label the queries
+    of one without ``query_id``, or repeat those it has (the same partition of the rows, under
+    any labels); groups that disagree with its ``query_id`` are an error. ``optional`` are further
     EvalData fields (``gold_probability``, ...) given as arrays.
     """
     if isinstance(X, EvalData):
         if y is not None or source is not None or any(v is not None for v in optional.values()):
             raise DataError(f"{who}: pass either an EvalData or X, y and source, not both")
-        return X
+        if groups is None:
+            return X
+        labels = _optional_labels(groups, "groups")
+        if len(labels) != len(X):
+            raise DataError(f"{who}: groups has {len(labels)} labels for {len(X)} rows")
+        if X.query_id is not None:
+            if not np.array_equal(query_codes(labels), query_codes(X.query_id)):
+                raise DataError(f"{who}: groups and the EvalData's query_id disagree (they group the rows "
+                                "differently); pass one of them")
+            return X
+        data = X.subset(np.arange(len(X)))
+        data.query_id = labels
+        return data
     if y is None:
         raise DataError(f"{who}: y (the observed gains) is required with array or DataFrame input")
     if source is None:
         source = np.ones(len(y), dtype=bool)
+    if groups is not None:
+        if optional.get("query_id") is not None:
+            raise DataError(f"{who}: pass the query ids once, as groups")
+        optional["query_id"] = groups
     data = EvalData.__new__(EvalData)
     fields = {k: optional.get(k) for k in _ROW_FIELDS[3:]}
     unknown = sorted(set(optional) - set(fields))

@@ -346,6 +346,8 @@ def _bias_rows(frame: pd.DataFrame, cols: _Columns, keep: int, seed) -> pd.DataF
     out["__gain"] = frame[cols.gain].to_numpy(dtype=float)[rows]
     out["__is_gold"] = is_gold[rows]
     out["__row"] = rows
+    if cols.query_id:  # the bias model cross-fits by query where queries repeat
+        out["__query"] = frame[cols.query_id].to_numpy()[rows]
     return out
 
 
@@ -496,7 +498,8 @@ def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source
         persisted on a cluster: each worker reads its partitions itself).
     features, gain, source, gold_value, preference_value, query_id
         The columns, as :meth:`causal_router.EvalData.from_frame` takes them (``query_id`` is
-        checked, as there, and not used by the fit).
+        checked, as there; where a query repeats, the bias model cross-fits by query and its
+        average is clustered by query, as in a single-machine fit).
     router : MetaRouter, optional
         The unfitted router whose settings to fit (default ``MetaRouter()``): its bias model,
         preference weight, scale method, random state, and a gain model that is None (LightGBM
@@ -631,6 +634,7 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
         g = sample["__gain"].to_numpy()
         scale = scale_constant(g[is_gold], g[~is_gold], template.scale)
     bias_data = EvalData(sample[list(cols.features)].to_numpy(), sample["__gain"].to_numpy(), is_gold,
+                         query_id=sample["__query"].to_numpy() if cols.query_id else None,
                          feature_names=[str(f) for f in cols.features])
     del sample
     bias.set_params(scale=scale)

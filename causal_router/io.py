@@ -397,6 +397,7 @@ ROUTER_CLASSES = {
     "PreferenceOnly": ("causal_router.baselines", "two-model"),
     "Pooled": ("causal_router.baselines", "two-model"),
     "MeanShift": ("causal_router.baselines", "two-model"),
+    "KNNRouter": ("causal_router.baselines", "two-model"),
     "MultiRouter": ("causal_router.multi", "k-model"),
     "PooledMulti": ("causal_router.multi", "k-model"),
     "GoldOnlyMulti": ("causal_router.multi", "k-model"),

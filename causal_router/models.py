@@ -6,7 +6,8 @@ propensity clipper, and the column and fold helpers that feed them.
   0.1 s per fit at 4,000 x 50; as accurate as a 100-tree random forest on the generator and
   ten times faster. Leaves of 5 rather than LightGBM's 20 rows: with model-pair indicators
   among the features and a hundred gold rows, a pair has about ten rows and could never be
-  split off (measured, oracle share of Gold-only on PRD Vicuna80: 0.34 against -0.01; on the
+  split off (measured, ``benchmarks/leaf_size.py``: oracle share of Gold-only on PRD Vicuna80
+  with whole questions held out, 100 gold rows, 20 splits, 0.506 against 0.008; on the
   generator 0.34 against 0.40, Pooled, meta-router and All-Golden unchanged). One thread:
   LightGBM's OpenMP threads in parallel Monte Carlo workers slowed runs thirtyfold.
 - Propensity P(t=1 | s): L2-regularised logistic regression on standardised features, the
@@ -25,6 +26,11 @@ propensity clipper, and the column and fold helpers that feed them.
   rows); ``additive`` (boosted stumps: an additive model that uses few features); and
   ``stack`` (the default: :class:`StackedFinalStage`, non-negative stacking of the five by
   out-of-fold R-loss).
+- Cross-fitting folds (:func:`fold_splitter`, :func:`cross_fitting_folds`): K folds stratified by
+  source, shuffled; where a query carries several rows, scikit-learn's
+  :class:`~sklearn.model_selection.StratifiedGroupKFold`, which keeps each query's rows in one
+  fold (a model never predicts a row from another row of the same query). Measured
+  (``bench_pipeline.py fittime --rows-per-query``): see the README, "Speed".
 - Outcome model of the average bias (:class:`MechanismOutcomes`): E[o | s, t] as one model per
   evaluation mechanism, the gold one starting from the preference one; it feeds the AIPW scores
   of ``BiasEstimator.ate`` and, inside econml's DRLearner, the refutations.
@@ -39,7 +45,7 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -73,11 +79,40 @@ __all__ = [
     "RidgeThenBoosting",
     "UniqueColumns",
     "DuplicateAwareKFold",
+    "fold_splitter",
+    "cross_fitting_folds",
 ]
 
 FINAL_STAGES = ("constant", "linear", "ridge", "boosting", "additive", "stack")
 #: The final stages :class:`StackedFinalStage` combines (the default), simplest first.
 STACK_CANDIDATES = ("constant", "linear", "ridge", "boosting", "additive")
+
+
+def repeated_groups(groups) -> np.ndarray | None:
+    """``groups`` (n,) where some group holds two or more rows, else None: with one row per
+    query the rows are the units and folds are drawn over rows."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    return groups if len(np.unique(groups)) < len(groups) else None
+
+
+def fold_splitter(n_splits: int, random_state, grouped: bool = False):
+    """The cross-fitting splitter: ``StratifiedKFold(n_splits, shuffle=True, random_state)``, or with
+    ``grouped`` ``StratifiedGroupKFold`` with the same settings, whose ``split(X, y, groups)`` keeps
+    each group's rows in one fold while balancing y (the source) across folds."""
+    cls = StratifiedGroupKFold if grouped else StratifiedKFold
+    return cls(n_splits, shuffle=True, random_state=random_state)
+
+
+def cross_fitting_folds(X, strata, n_splits: int, random_state, groups=None) -> list:
+    """(train, test) index pairs of :func:`fold_splitter` over the rows of X (n, d), stratified by
+    ``strata`` (n,); with ``groups`` (n,, e.g. query codes) no group has rows on both sides."""
+    if groups is None:
+        return list(fold_splitter(n_splits, random_state).split(X, strata))
+    if len(groups) != len(strata):
+        raise DataError(f"groups has {len(groups)} labels for {len(strata)} rows")
+    return list(fold_splitter(n_splits, random_state, grouped=True).split(X, strata, groups))
 
 
 def default_regressor(random_state=None) -> LGBMRegressor:
@@ -339,24 +374,54 @@ class UniqueColumns(TransformerMixin, BaseEstimator):
 
 
 class DuplicateAwareKFold:
-    """Stratified K-fold cross-fitting splitter that keeps identical rows in one fold.
+    """Stratified K-fold cross-fitting splitter that keeps identical rows, and optionally each
+    query's rows, in one fold.
 
     A bootstrap sample repeats rows; with ordinary folds a row's copy trains the outcome model
     that predicts it, its residual shrinks and so does the estimated bias. Without duplicates
     (or when one group of identical rows would exceed half a fold) this is
     ``StratifiedKFold(n_splits, shuffle=True, random_state)``.
+
+    ``queries``: (features (m, d), query codes (m,)) of the original rows, for callers that cannot
+    pass ``groups`` to ``split`` (dowhy's refuters hand econml resampled frames). The rows given to
+    ``split`` are matched to them by their last d columns (econml puts the effect modifiers X last)
+    and split with ``StratifiedGroupKFold`` by query, so a query's rows, and copies of them, share
+    a fold; a row that matches none is its own query (identical such rows share one). ``groups``
+    given to ``split`` take precedence.
     """
 
-    def __init__(self, n_splits: int = 3, random_state=None):
+    def __init__(self, n_splits: int = 3, random_state=None, queries=None):
         self.n_splits = n_splits
         self.random_state = random_state
+        self.queries = queries
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
         return self.n_splits
 
+    def _query_of(self, X: np.ndarray) -> np.ndarray:
+        features, codes = self.queries
+        features = np.ascontiguousarray(features, dtype=float)
+        table = {row.tobytes(): int(c) for row, c in zip(features, codes)}
+        keys = np.ascontiguousarray(X[:, -features.shape[1]:])
+        out = np.empty(len(X), dtype=np.int64)
+        unknown: dict = {}
+        top = int(np.max(codes)) + 1 if len(codes) else 0
+        for i, row in enumerate(keys):
+            key = row.tobytes()
+            code = table.get(key)
+            if code is None:
+                code = unknown.setdefault(key, top + len(unknown))
+            out[i] = code
+        return out
+
     def split(self, X, y, groups=None):
         X = np.asarray(X, dtype=float)
         y = np.asarray(y).reshape(len(X), -1)[:, 0]
+        if groups is None and self.queries is not None:
+            groups = self._query_of(X)
+        if groups is not None:
+            yield from fold_splitter(self.n_splits, self.random_state, grouped=True).split(X, y, groups)
+            return
         plain = StratifiedKFold(self.n_splits, shuffle=True, random_state=self.random_state)
         _, first, inverse, counts = np.unique(X, axis=0, return_index=True, return_inverse=True,
                                               return_counts=True)
@@ -439,21 +504,12 @@ CV_LIGHT_ROWS_MIN = 500
 CV_LIGHT_ROWS_PER_HEAVY = 4
 
 
-def repeated_groups(groups) -> np.ndarray | None:
-    """``groups`` (n,) where some group holds two or more rows, else None: with one row per
-    query the rows are the units and folds are drawn over rows."""
-    if groups is None:
-        return None
-    groups = np.asarray(groups)
-    return groups if len(np.unique(groups)) < len(groups) else None
-
-
-def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, random_state) -> np.ndarray:
+def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, random_state, X=None) -> np.ndarray:
     """Fold number (0 .. n_splits - 1) of every row, shape (n,): shuffled K folds stratified by
     ``strata`` (0/1) and, where ``groups`` are given, keeping each group's rows in one fold
     (:class:`~sklearn.model_selection.StratifiedGroupKFold`). Plain shuffled (group) K folds where a
-    stratum has fewer than ``n_splits`` rows or groups."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold
+    stratum has fewer than ``n_splits`` rows or groups. ``X`` (n, d), optional: the rows handed to
+    the splitter (the folds do not depend on them)."""
 
     strata = np.asarray(strata).astype(int)
     n = len(strata)
@@ -464,12 +520,12 @@ def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, rando
         counts = [len(np.unique(groups[strata == v])) for v in (0, 1)]
         splitter = (StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state) if min(counts) >= n_splits
                     else GroupKFold(n_splits, shuffle=True, random_state=random_state))
-        splits = splitter.split(np.zeros(n), strata, groups)
+        splits = splitter.split(np.zeros((n, 1)) if X is None else X, strata, groups)
     else:
         counts = np.bincount(strata, minlength=2)
         splitter = (StratifiedKFold(n_splits, shuffle=True, random_state=random_state) if counts.min() >= n_splits
                     else KFold(n_splits, shuffle=True, random_state=random_state))
-        splits = splitter.split(np.zeros(n), strata)
+        splits = splitter.split(np.zeros((n, 1)) if X is None else X, strata)
     fold = np.empty(n, dtype=int)
     for k, (_, test) in enumerate(splits):
         fold[test] = k
@@ -652,7 +708,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         R = int(self.n_repeats)
         level1, S, C = np.zeros((len(rows), len(names))), np.zeros(len(rows)), np.zeros(len(rows))
         for r in range(R):
-            fold = fold_ids(heavy, gc, int(self.cv), None if seed is None else seed + r)
+            fold = fold_ids(heavy, gc, int(self.cv), None if seed is None else seed + r, X=Xc)
             F, s, c = _nested_out_of_fold(names, Xc, yc, w, fold, seed, self.n_jobs)
             level1 += F / R
             S += s / R

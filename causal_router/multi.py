@@ -68,7 +68,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import DataError, as_float_matrix, check_same_index
 from .bias import BiasEstimator
-from .data import EvalData, pooled_outcome
+from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import choice_share
 from .models import EVIDENCE_THRESHOLD, STACK_REPEATS
 from .pairwise import (BIAS_CANDIDATES, PairwiseBoosting, PairwiseData, PairwiseRegressor, PairwiseRidge, PairwiseSelect,
@@ -98,7 +98,9 @@ class _MultiBase(BaseRouter):
             row's evaluation mechanism.
         source : array-like (n,), ``"gold"`` / ``"preference"`` (or booleans, True = gold);
             None: every row gold.
-        groups : array-like (n,), optional, the query of each row (the data's ``query_id``).
+        groups : array-like (n,), optional, the query of each row (the data's ``query_id``; with a
+            PairwiseData, labels that group its rows as its ``query_id`` does, or label them where it
+            has none): the bias model cross-fits by query.
         model_a, model_b : array-like (n,), model names.
         gain : deprecated alias of ``y`` (a DeprecationWarning; removed in the next release).
         """
@@ -114,10 +116,17 @@ class _MultiBase(BaseRouter):
     def _make_data(self, X, y, *, source=None, groups=None, model_a=None, model_b=None) -> PairwiseData:
         name = type(self).__name__
         if isinstance(X, PairwiseData):
-            if any(v is not None for v in (y, source, groups, model_a, model_b)):
+            if any(v is not None for v in (y, source, model_a, model_b)):
                 raise DataError(f"{name}.fit: pass either a PairwiseData or X, y, source, model_a and model_b, "
                                 "not both")
-            return X
+            if groups is None:
+                return X
+            # groups label the queries of a PairwiseData without query ids, or repeat its own (the same
+            # partition of the rows); checked as an EvalData's are: groups that disagree are an error
+            rows = EvalData(X.X, X.gain, X.is_gold, query_id=X.query_id, feature_names=X.feature_names)
+            data = X.subset(np.arange(len(X)))
+            data.query_id = as_eval_data(rows, groups=groups, who=f"{name}.fit").query_id
+            return data
         # the features are checked first (NaN, complex, sparse, empty input: the same messages as the
         # two-model routers), then the pairwise columns
         check_same_index(f"{name}.fit", X=X, y=y, source=source, groups=groups, model_a=model_a, model_b=model_b)

@@ -86,7 +86,13 @@ class BaseRouter(BaseEstimator):
 
     def fit(self, X, y=None, *, source=None, groups=None) -> "BaseRouter":
         """Fit on features X (n, d), gains y (n,), ``source`` (n,) and ``groups`` (n,), or on one
-        EvalData; returns self."""
+        EvalData; returns self.
+
+        ``groups`` (n,): the query of each row (as ``EvalData.query_id``; both given, they must
+        group the rows alike). Where queries repeat, the bias model cross-fits by query and its
+        averages are clustered by query. Routed by scikit-learn's metadata routing
+        (``set_fit_request(source=True, groups=True)``), e.g. ``GridSearchCV(router, grid,
+        cv=GroupKFold(5)).fit(X, y, source=source, groups=queries)``."""
         return self._fit(X, y, source=source, groups=groups)
 
     # ------------------------------------------------------------------ the one fit flow
@@ -142,7 +148,7 @@ class BaseRouter(BaseEstimator):
         return pd.DataFrame(features, columns=names), y, positional, fitted
 
     def _make_data(self, X, y, *, source=None, groups=None) -> EvalData:
-        return as_eval_data(X, y, source, who=f"{type(self).__name__}.fit", query_id=groups)
+        return as_eval_data(X, y, source, who=f"{type(self).__name__}.fit", groups=groups)
 
     def _fit_data(self, data: EvalData, *, seed: int, n_jobs) -> dict:
         """The fitted attributes of this router on ``data`` (``scale_``, ``gain_model_``, ...)."""

@@ -5,13 +5,17 @@ silent or swollen worker instead of taking the test run down.
 Reads one path per line on stdin; for each, loads it (causal_router.io.load_router), predicts on
 fixed inputs and prints one JSON line: ``status`` ("ok", "RouterFileError", "nonfinite" or
 "other" with the exception's type and message) and ``maxrss_mb``, the process's peak resident
-memory so far.
+memory so far: Linux's VmHWM, the high-water mark of this process's own memory since it started
+(``getrusage``'s ru_maxrss would not do: Linux carries it over from the parent across fork and
+exec, so a worker started from a test run that had reached 1.1 GB reported 1.1 GB at its first
+load).
 """
 
 import json
 import resource
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,6 +45,18 @@ def _predict(router) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+def peak_memory_mb() -> float:
+    """The process's peak resident memory in MB: VmHWM from /proc/self/status where there is one
+    (Linux), else ru_maxrss (kilobytes on Linux, bytes on macOS)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
+
+
 def main() -> None:
     for line in sys.stdin:
         path = line.strip()
@@ -54,7 +70,7 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
             status = {"status": "other", "type": type(exc).__name__, "message": str(exc)[:300],
                       "traceback": traceback.format_exc()[-2000:]}
-        status["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        status["maxrss_mb"] = peak_memory_mb()
         print(json.dumps(status), flush=True)
 
 

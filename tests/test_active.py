@@ -122,7 +122,9 @@ def test_suggestions_are_candidates_drawn_with_known_probabilities(small, strate
     # earlier rows were a random draw of 60 of 1,200: 1 - (1 - 0.05)(1 - p)
     assert np.allclose(q, 1 - (1 - 60 / 1200) * (1 - suggestion.design_probability))
     frame = suggestion.to_frame()
-    assert list(frame.columns) == ["row", "probability", "gold_probability", "score"] and len(frame) == 40
+    # the generator's split carries its query ids: the table names each suggested query
+    assert list(frame.columns) == ["row", "query_id", "probability", "gold_probability", "score"] and len(frame) == 40
+    assert np.array_equal(frame["query_id"], data.query_id[suggestion.index])
     again = suggest_gold(None, data, 40, strategy=strategy, random_state=0)
     assert np.array_equal(again.index, suggestion.index)                   # deterministic given the seed
 

@@ -153,10 +153,16 @@ def test_experiment_sizes_are_checked_against_the_data_before_the_runs(tmp_path,
         raise AssertionError("the runs started before the sizes were checked")
 
     monkeypatch.setattr(experiment, "run_experiment", no_runs)
-    # PRD Vicuna80 (bundled): 800 rows with the default judge
-    _fails(["experiment", "--dataset", "prd", "--n-gold", "700", "--n-test", "200", "--text-components", "5",
-            "--out", tmp_path / "e"], "n_test=200 and n_gold=700 must be positive and leave preference rows among "
-                                     "the 800 rows", capsys)
+    # PRD Vicuna80 (bundled): 800 rows over 80 questions with the default judge; whole questions held out
+    # by default, rows with --split-by row
+    _fails(["experiment", "--dataset", "prd", "--n-gold", "100", "--n-test", "200", "--text-components", "5",
+            "--out", tmp_path / "e"], "n_test=200 must be a positive number of test queries below the 80 queries",
+           capsys)
+    _fails(["experiment", "--dataset", "prd", "--split-by", "queries", "--out", tmp_path / "e"],
+           "argument --split-by: invalid choice: 'queries' (choose from 'query', 'row')", capsys)
+    _fails(["experiment", "--dataset", "prd", "--n-gold", "700", "--n-test", "200", "--split-by", "row",
+            "--text-components", "5", "--out", tmp_path / "e"],
+           "n_test=200 and n_gold=700 must be positive and leave preference rows among the 800 rows", capsys)
 
 
 # ---------------------------------------------------------------------------- files
@@ -177,7 +183,8 @@ def test_a_wrong_column_in_a_wide_file_gives_a_short_line(tmp_path, files, capsy
     # before: a 1 MB line listing every column
     err = _fails(["fit", tmp_path / "wide.csv", "--features", "x0,x1,w1234o", "--out", tmp_path / "r.cr"],
                  "missing column(s) ['w1234o'] (for 'w1234o' did you mean ['w1234'", capsys)
-    assert len(err) < 600 and "available columns (20014): ['x0', 'x1'" in err and "(19994 more)]" in err
+    # 20,015 columns: x0-x11, gain, source, query_id (the split's rows keep their query ids) and w0-w19999
+    assert len(err) < 600 and "available columns (20015): ['x0', 'x1'" in err and "(19995 more)]" in err
 
 
 def test_every_error_line_is_capped(monkeypatch, capsys):

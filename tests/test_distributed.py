@@ -96,6 +96,24 @@ def test_bias_model_and_scale_are_the_local_ones_below_the_cap(fits, test_querie
     assert dist.bias_.get_params()["scale"] == "variance"
 
 
+def test_query_ids_reach_the_bias_model_as_in_the_local_fit(dataset, client, test_queries, tmp_path):
+    """With a query_id column whose queries repeat (here 6 rows per query), the distributed bias model
+    cross-fits by query and clusters its average by query, as the single-machine fit does: below the
+    cap its estimate and interval equal the local fit's with the same query ids."""
+    frame, _ = dataset
+    frame = frame.assign(query_id=np.repeat(np.arange(N // 6), 6))
+    folder = write_parquet(frame, tmp_path / "queries")
+    dist = fit_distributed(folder, features=FEATURES, query_id="query_id", router=MetaRouter(random_state=0),
+                           client=client, progress=False)
+    local = MetaRouter(random_state=0).fit(EvalData.from_frame(frame, FEATURES, query_id="query_id"))
+    ate = dist.bias_.ate()
+    assert ate["n_clusters"] == N // 6 and local.bias_.ate()["n_clusters"] == N // 6
+    X, _ = test_queries
+    np.testing.assert_array_equal(dist.bias_.effect(X), local.bias_.effect(X))
+    assert ate[["estimate", "std_error", "lower", "upper"]].tolist() == pytest.approx(
+        local.bias_.ate()[["estimate", "std_error", "lower", "upper"]].tolist(), rel=1e-12)
+
+
 def test_agrees_with_the_local_fit(fits, test_queries):
     # Measured with `python benchmarks/bench_distributed.py agree --n 3000 --n-gold 300 --d 20 --seeds
     # 0 1 2 3 4 5 6 7 8 9` (this size and generator; 2,000 test queries): the distributed fit and

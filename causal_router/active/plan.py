@@ -9,7 +9,13 @@ Two targets, two laws.
   1 / (N - n) (fewer rows, each weighted by 1 / P(preference)): width(n) = 2 z sqrt(S_gold n_now /
   n + S_pref (N - n_now) / (N - n)) / N, with S_gold and S_pref the sums over the current gold and
   preference rows. Solved for the target (a quadratic in n); the interval is the bootstrap (over
-  rows) of S_gold and S_pref.
+  rows) of S_gold and S_pref. Where queries repeat, ``ate()``'s standard error is clustered by
+  query: its variance is G / (G - 1) (S_gold + S_pref + S_cross) / N^2, S_cross the sum over
+  queries of the products of different rows' centred terms; more gold labels on the same queries
+  shrink the row terms as above but not S_cross (what the queries share: the bias varying between
+  queries, their common noise), which is held fixed: width(n) = 2 z sqrt(G / (G - 1) (S_gold n_now
+  / n + S_pref (N - n_now) / (N - n) + S_cross)) / N, a floor no number of labels on these queries
+  goes below. The bootstrap then resamples whole queries.
 - The oracle share (``target_oracle_share``). A learning curve: the gold rows are split into K
   folds; for each fold the router is refitted on nested subsamples (20%, 40%, ..., 100%) of the
   other folds' gold rows plus every preference row and predicts the held-out gold rows; the
@@ -17,7 +23,9 @@ Two targets, two laws.
   inverse power law share(n) = a - b n^-c (c in [0.1, 2]) is fitted to the points and solved for
   the target; the interval is the bootstrap over gold rows of the whole curve. Held-out rows
   chosen by a design (``gold_probability``) are weighted by 1 / gold_probability, so the share is
-  the population's. Extrapolation assumes further gold labels come from the same design.
+  the population's. Extrapolation assumes further gold labels come from the same design. Where
+  queries repeat, the folds hold out whole queries (their gold rows are predicted by routers
+  trained without any row of those queries) and the bootstrap resamples queries.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ import pandas as pd
 from joblib import delayed
 from scipy import optimize, stats
 from sklearn.base import clone
+from sklearn.model_selection import GroupKFold
 
 from .._parallel import run_parallel
 from .._utils import as_seed
 from .._validation import DataError
 from ..data import EvalData
 from ..evaluate import oracle_share
+from ..models import repeated_groups
 
 __all__ = ["plan_gold", "GoldPlan", "CURVE_FRACTIONS"]
 
@@ -163,23 +173,38 @@ def plan_gold(data: EvalData, *, target_oracle_share: float | None = None, targe
 
 
 # ---------------------------------------------------------------------------- CI width
-def _width_parts(phi: np.ndarray, is_gold: np.ndarray) -> tuple[float, float]:
-    """(S_gold, S_pref): the sums of squared centred doubly robust terms over gold and preference rows."""
-    centred = (phi - phi.mean()) ** 2
-    return float(centred[is_gold].sum()), float(centred[~is_gold].sum())
+def _width_parts(phi: np.ndarray, is_gold: np.ndarray, groups=None) -> tuple[float, float, float]:
+    """(S_gold, S_pref, S_cross): the sums of squared centred doubly robust terms over gold and
+    preference rows, and (with query codes ``groups``) the sum over queries of the products of
+    different rows' centred terms, (sum_g c)^2 - sum_g c^2 summed over queries (0 without groups)."""
+    centred = phi - phi.mean()
+    squared = centred ** 2
+    cross = 0.0
+    if groups is not None:
+        totals = np.bincount(groups, weights=centred)
+        cross = float(np.sum(totals ** 2) - squared.sum())
+    return float(squared[is_gold].sum()), float(squared[~is_gold].sum()), cross
 
 
-def _width_at(n, s_gold, s_pref, n_gold, n_rows):
+def _width_at(n, s_gold, s_pref, n_gold, n_rows, s_cross=0.0, factor=1.0):
     """CI width with n of the n_rows rows gold (the law):
-    2 z sqrt(S_gold n_gold / n + S_pref (n_rows - n_gold) / (n_rows - n)) / n_rows."""
+    2 z sqrt(factor (S_gold n_gold / n + S_pref (n_rows - n_gold) / (n_rows - n) + S_cross)) / n_rows."""
     n = np.asarray(n, dtype=float)
-    return 2 * _Z * np.sqrt(s_gold * n_gold / n + s_pref * (n_rows - n_gold) / (n_rows - n)) / n_rows
+    inner = s_gold * n_gold / n + s_pref * (n_rows - n_gold) / (n_rows - n)
+    if s_cross or factor != 1.0:
+        inner = factor * np.maximum(inner + s_cross, 0.0)
+    return 2 * _Z * np.sqrt(inner) / n_rows
 
 
-def _n_for_width(target, s_gold, s_pref, n_gold, n_rows) -> float:
+def _n_for_width(target, s_gold, s_pref, n_gold, n_rows, s_cross=0.0, factor=1.0) -> float:
     """Smallest n with width(n) <= target: the smaller root of C n^2 + (B - A - C N) n + A N = 0,
-    A = S_gold n_gold, B = S_pref (N - n_gold), C = (target N / 2z)^2; inf where there is none."""
+    A = S_gold n_gold, B = S_pref (N - n_gold), C = (target N / 2z)^2 / factor - S_cross; inf where
+    there is none (also where the queries' shared part S_cross alone reaches the target)."""
     a, b, c = s_gold * n_gold, s_pref * (n_rows - n_gold), (target * n_rows / (2 * _Z)) ** 2
+    if s_cross or factor != 1.0:
+        c = c / factor - s_cross
+    if c <= 0:
+        return np.inf
     disc = (b - a - c * n_rows) ** 2 - 4 * c * a * n_rows
     if disc < 0:
         return np.inf
@@ -190,21 +215,36 @@ def _n_for_width(target, s_gold, s_pref, n_gold, n_rows) -> float:
 def _width_plan(bias, data: EvalData, target, rng, rows: dict) -> pd.DataFrame:
     phi, gold = bias.pseudo_outcomes_, data.is_gold
     n_rows, n_gold = len(phi), data.n_gold
-    s_gold, s_pref = _width_parts(phi, gold)
-    boot = []
+    groups = repeated_groups(bias.query_groups_)
     idx_gold, idx_pref = np.flatnonzero(gold), np.flatnonzero(~gold)
-    for _ in range(N_BOOTSTRAP):
-        take = np.concatenate([rng.choice(idx_gold, len(idx_gold)), rng.choice(idx_pref, len(idx_pref))])
-        boot.append(_width_parts(phi[take], gold[take]))
-    boot = np.array(boot)
+    boot = []
+    if groups is None:
+        factor = 1.0
+        parts = _width_parts(phi, gold)
+        for _ in range(N_BOOTSTRAP):
+            take = np.concatenate([rng.choice(idx_gold, len(idx_gold)), rng.choice(idx_pref, len(idx_pref))])
+            boot.append(_width_parts(phi[take], gold[take]))
+    else:  # clustered: the law with the queries' shared part, the bootstrap over whole queries
+        n_groups = int(groups.max()) + 1
+        factor = n_groups / (n_groups - 1)
+        parts = _width_parts(phi, gold, groups)
+        order = np.argsort(groups, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(groups, minlength=n_groups))[:-1])
+        for _ in range(N_BOOTSTRAP):
+            drawn = rng.integers(0, n_groups, n_groups)
+            take = np.concatenate([members[g] for g in drawn])
+            codes = np.repeat(np.arange(n_groups), [len(members[g]) for g in drawn])
+            boot.append(_width_parts(phi[take], gold[take], codes))
+    s_gold, s_pref, s_cross = parts
     grid = _grid(n_gold, n_rows)
-    widths = np.array([_width_at(grid, g, p, n_gold, n_rows) for g, p in boot])
-    curve = pd.DataFrame({"n_gold": grid, "ci_width": _width_at(grid, s_gold, s_pref, n_gold, n_rows),
+    widths = np.array([_width_at(grid, g, p, n_gold, n_rows, x, factor) for g, p, x in boot])
+    curve = pd.DataFrame({"n_gold": grid, "ci_width": _width_at(grid, s_gold, s_pref, n_gold, n_rows, s_cross, factor),
                           "lower": np.quantile(widths, 0.025, axis=0), "upper": np.quantile(widths, 0.975, axis=0)})
     if target is not None:
-        needed = np.array([_n_for_width(target, g, p, n_gold, n_rows) for g, p in boot])
-        rows["ci_width"] = {"target": float(target), "current": float(_width_at(n_gold, s_gold, s_pref, n_gold, n_rows)),
-                            "n_gold_needed": _n_for_width(target, s_gold, s_pref, n_gold, n_rows),
+        needed = np.array([_n_for_width(target, g, p, n_gold, n_rows, x, factor) for g, p, x in boot])
+        rows["ci_width"] = {"target": float(target),
+                            "current": float(_width_at(n_gold, s_gold, s_pref, n_gold, n_rows, s_cross, factor)),
+                            "n_gold_needed": _n_for_width(target, s_gold, s_pref, n_gold, n_rows, s_cross, factor),
                             "lower": _quantile(needed, 0.025), "upper": _quantile(needed, 0.975)}
     return curve
 
@@ -219,8 +259,11 @@ def _grid(n_gold: int, n_rows: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- learning curve
 def _fold_fit(template, data: EvalData, train_gold, test_gold, fraction_sizes, seed):
     """Predictions at the held-out gold rows of routers refitted on nested subsamples of the
-    training gold rows (prefixes of ``train_gold``) plus every preference row; shape (n_sizes, n_test)."""
+    training gold rows (prefixes of ``train_gold``) plus every preference row (of the other queries
+    only, where queries repeat: no row of a held-out query trains its router); shape (n_sizes, n_test)."""
     pref = np.flatnonzero(~data.is_gold)
+    if repeated_groups(data.query_groups) is not None:
+        pref = pref[~np.isin(data.query_groups[pref], data.query_groups[test_gold])]
     out = []
     for size in fraction_sizes:
         keep = np.sort(np.concatenate([train_gold[:size], pref]))
@@ -264,7 +307,15 @@ def _share_plan(template, data: EvalData, target, n_folds, rng, n_jobs, progress
     gold = np.flatnonzero(data.is_gold)
     if len(gold) < 5 * n_folds:
         raise DataError(f"a learning curve over {n_folds} folds needs at least {5 * n_folds} gold rows, got {len(gold)}")
-    folds = np.array_split(rng.permutation(gold), n_folds)
+    groups = repeated_groups(data.query_groups)
+    if groups is None:
+        folds = np.array_split(rng.permutation(gold), n_folds)
+    else:  # whole queries held out: a query's gold rows share a fold
+        if len(np.unique(groups[gold])) < n_folds:
+            raise DataError(f"a learning curve over {n_folds} folds by query needs gold rows on at least {n_folds} "
+                            f"queries, got {len(np.unique(groups[gold]))}")
+        split = GroupKFold(n_folds, shuffle=True, random_state=int(rng.integers(2**31 - 1)))
+        folds = [gold[test] for _, test in split.split(data.X[gold], groups=groups[gold])]
     min_gold = 2 * getattr(getattr(template, "bias", None), "cv", 5)  # cross-fitting needs 2 gold rows per fold
     tasks, sizes_per_fold = [], []
     for k in range(n_folds):
@@ -284,7 +335,14 @@ def _share_plan(template, data: EvalData, target, n_folds, rng, n_jobs, progress
         return np.array([oracle_share(p[take], truth[take]) for p in pred])
 
     prob = weight / weight.sum()
-    boot = np.array([shares(rng.choice(len(order), len(order), p=prob)) for _ in range(N_BOOTSTRAP // 4)])
+    if groups is None:
+        boot = np.array([shares(rng.choice(len(order), len(order), p=prob)) for _ in range(N_BOOTSTRAP // 4)])
+    else:  # whole queries, drawn with the probability of their gold rows' total weight
+        codes = pd.factorize(groups[order])[0]
+        members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+        q_prob = np.bincount(codes, weights=prob)
+        boot = np.array([shares(np.concatenate([members[g] for g in rng.choice(len(members), len(members), p=q_prob)]))
+                         for _ in range(N_BOOTSTRAP // 4)])
     point = boot.mean(axis=0) if data.gold_probability is not None else shares(np.arange(len(order)))
     learning = pd.DataFrame({"n_gold": n_axis, "oracle_share": point, "std_error": boot.std(axis=0, ddof=1)})
     a, b, c = _fit_law(n_axis, point)

@@ -25,7 +25,7 @@ from .._utils import as_seed
 from .._validation import DataError
 from ..data import EvalData, fitted_scale, pooled_outcome
 from ..evaluate import DEFAULT_RATIOS
-from ..models import KnownPropensity, default_regressor, final_stage
+from ..models import KnownPropensity, default_regressor, final_stage, fold_splitter, repeated_groups
 
 __all__ = ["BootstrapFinalStage", "bias_uncertainty", "decision_value", "coverage_strata"]
 
@@ -39,12 +39,18 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
     ``predict`` uses the fit on all rows; :meth:`spread` is the standard deviation over the refits
     at new rows, shape (n,); :meth:`spread_out_of_bag` the same at training rows over the refits
     that did not see them.
+
+    ``groups`` (n,): query codes of the rows ``fit`` will see, in order (set before fitting, as
+    :class:`~causal_router.models.StackedFinalStage`'s): the Poisson weights are then drawn per
+    query, every row of a query sharing its query's weight (a cluster bootstrap), and a row is out
+    of bag where its query is.
     """
 
-    def __init__(self, estimator=None, n_boot: int = 20, random_state=None):
+    def __init__(self, estimator=None, n_boot: int = 20, random_state=None, groups=None):
         self.estimator = estimator
         self.n_boot = n_boot
         self.random_state = random_state
+        self.groups = groups
 
     def fit(self, X, y, sample_weight=None):
         X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float).reshape(-1)
@@ -55,7 +61,13 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
         member = clone(base)
         if hasattr(self.full_, "alpha_") and "alphas" in member.get_params():
             member.set_params(alphas=np.array([float(self.full_.alpha_)]))  # refits keep the penalty chosen on all rows
-        self.counts_ = rng.poisson(1.0, (self.n_boot, len(y)))
+        if self.groups is None:
+            self.counts_ = rng.poisson(1.0, (self.n_boot, len(y)))
+        else:
+            codes = np.asarray(self.groups)
+            if len(codes) != len(y):
+                raise DataError(f"BootstrapFinalStage: groups has {len(codes)} codes for the {len(y)} rows it is fitted on")
+            self.counts_ = rng.poisson(1.0, (self.n_boot, int(codes.max()) + 1))[:, codes]
         self.members_ = [clone(member).fit(X, y, sample_weight=weight * c) for c in self.counts_]
         self.n_features_in_ = X.shape[1]
         return self
@@ -88,7 +100,8 @@ def bias_uncertainty(data: EvalData, *, final: str = "linear", n_boot: int = 20,
     the share of gold rows on every row, i.e. the gold rows taken as a uniform random draw), its
     final stage ``final`` (a name of :func:`causal_router.models.final_stage`) refitted on
     ``n_boot`` Poisson-bootstrap weights of the cross-fitted residuals. Gold rows get their
-    out-of-bag spread. The spread of a constant final stage is the same on every row. ``scale``:
+    out-of-bag spread. Where the data's queries repeat, the folds and the bootstrap weights are
+    drawn by query. The spread of a constant final stage is the same on every row. ``scale``:
     the gold-to-preference constant (a router's ``scale_``; default: fitted by variance matching).
     """
     from econml.dml import NonParamDML
@@ -102,10 +115,13 @@ def bias_uncertainty(data: EvalData, *, final: str = "linear", n_boot: int = 20,
         if count < 2 * cv:
             raise DataError(f"bias_uncertainty needs at least {2 * cv} {name} rows for {cv}-fold cross-fitting, "
                             f"got {count}")
+    groups = repeated_groups(data.query_groups)  # where queries repeat: folds and bootstrap weights by query
     est = NonParamDML(model_y=default_regressor(seed), model_t=KnownPropensity(),
-                      model_final=BootstrapFinalStage(final_stage(final, seed), n_boot, seed),
-                      discrete_treatment=True, cv=cv, random_state=seed)
-    est.fit(outcome, data.treatment, X=data.X, W=propensity.reshape(-1, 1))
+                      model_final=BootstrapFinalStage(final_stage(final, seed), n_boot, seed, groups=groups),
+                      discrete_treatment=True, cv=cv if groups is None else fold_splitter(cv, seed, grouped=True),
+                      random_state=seed)
+    est.fit(outcome, data.treatment, X=data.X, W=propensity.reshape(-1, 1),
+            **({} if groups is None else {"groups": groups}))
     model = est.model_final_
     spread = model.spread(data.X)
     gold = np.flatnonzero(data.is_gold)

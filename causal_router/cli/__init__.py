@@ -158,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the raw upstream pandalm/ and prd_vicuna80/ "
                    "(default: $CAUSAL_ROUTER_DATA if set, else the copy bundled with the package)")
     p.add_argument("--runs", type=integer(1), default=50)
-    p.add_argument("--n-gold", type=integer(1), default=100)
-    p.add_argument("--n-test", type=integer(1), default=500)
+    p.add_argument("--n-gold", type=integer(1), default=100, help="gold-labelled training rows per run (default: 100)")
+    p.add_argument("--n-test", type=integer(1), help="test queries per run (test rows with --split-by row); default: "
+                   "500 on the generator, a fifth of the queries (rows) of a real data set")
+    p.add_argument("--split-by", choices=["query", "row"],
+                   help="hold out whole queries or single rows (default: query where a query carries several rows, "
+                        "as on the real data sets; the generator has one row per query)")
     p.add_argument("--n", type=integer(2), default=5000, help="synthetic queries")
     p.add_argument("--d", type=integer(1), default=50, help="synthetic features")
     p.add_argument("--text-components", type=integer(1), default=50)

@@ -118,7 +118,7 @@ def fit(args) -> int:
         X, gain = data, None
     steps(f"fitting the bias model ({args.learner}) and the gain model on {data.n_gold} gold and "
           f"{data.n_preference} preference rows")
-    router.fit(X, gain, source=None if gain is None else data.is_gold)
+    router.fit(X, gain, source=None if gain is None else data.is_gold, groups=None if gain is None else data.query_id)
     steps("saving the router")
     router.save(out)
     ate = router.bias_.ate()
@@ -130,7 +130,8 @@ def fit(args) -> int:
     print(f"fitted on {data.n_gold} gold and {data.n_preference} preference rows "
           f"(scale constant {router.scale_:.4g}); bias final stage: {router.bias_.final_stage_}")
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
-          f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+          f"[{ate['lower']:.4f}, {ate['upper']:.4f}]"
+          + (f", clustered over {int(ate['n_clusters'])} queries" if data.query_id is not None else ""))
     _print_choices(router)
     print(f"router saved to {out}")
     return 0
@@ -422,16 +423,25 @@ def experiment(args) -> int:
     _check_backend(args)
     out = check_out_dir(args.out)
     frame, features, pair = _experiment_data(args)
+    n_test = args.n_test
+    if n_test is None:  # a fifth of the units the split holds out, 500 on the generator
+        by_query = args.split_by == "query" or (args.split_by is None and frame["query_id"].duplicated().any())
+        n_test = 500 if args.dataset == "synthetic" else round(
+            (frame["query_id"].nunique() if by_query else len(frame)) / 5)
     # the sizes against the data, before the runs start: one split drawn as every run draws its own
-    reveal_split(frame, features, n_gold=args.n_gold, n_test=args.n_test, pair=pair, random_state=args.seed)
+    reveal_split(frame, features, n_gold=args.n_gold, n_test=n_test, pair=pair, by=args.split_by,
+                 random_state=args.seed)
     if args.backend == "ray":
         connect_ray(args.ray_address)
     result = run_experiment(frame, features, methods=methods, n_runs=args.runs, n_gold=args.n_gold,
-                            n_test=args.n_test, pair=pair, n_jobs=args.n_jobs, backend=args.backend,
-                            random_state=args.seed)
+                            n_test=n_test, pair=pair, split_by=args.split_by, n_jobs=args.n_jobs,
+                            backend=args.backend, random_state=args.seed)
     save_experiment(result, out)
     cols = ["n_runs", "oracle_share", "oracle_share_se", "peak_efficiency_gain", "efficiency_auc", "apgr",
             "gap_closed_oracle_share", "gap_closed_peak_efficiency_gain"]
+    by = result.runs["split_by"].iloc[0]
+    print(f"{args.runs} runs; each holds out {n_test} test {'queries (every row of each)' if by == 'query' else 'rows'} "
+          f"and reveals {args.n_gold} gold rows")
     _print_table(result.summary[[c for c in cols if c in result.summary]])
     print(f"results written to {out}/")
     return 0

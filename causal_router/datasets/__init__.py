@@ -6,9 +6,10 @@ K-model generator with its query-level split (:mod:`.multi`)."""
 from .multi import (MULTI_COSTS, MULTI_MODELS, PANDALM_COSTS, MultiSplit, heldout_quality, load_pandalm_multi,
                     make_multi_model, reveal_multi_split)
 from .real import ENV_VAR, default_data_dir, load_pandalm, load_prd_vicuna80
-from .synthetic import RevealedSplit, feature_columns, make_semi_synthetic, reveal_split
+from .synthetic import SPLIT_BY, RevealedSplit, feature_columns, make_repeated_queries, make_semi_synthetic, reveal_split
 
-__all__ = ["make_semi_synthetic", "reveal_split", "RevealedSplit", "feature_columns",
+__all__ = ["make_semi_synthetic", "make_repeated_queries", "reveal_split", "RevealedSplit", "feature_columns",
+           "SPLIT_BY",
            "load_pandalm", "load_prd_vicuna80", "default_data_dir", "ENV_VAR",
            "make_multi_model", "reveal_multi_split", "MultiSplit", "heldout_quality", "load_pandalm_multi",
            "MULTI_MODELS", "MULTI_COSTS", "PANDALM_COSTS"]

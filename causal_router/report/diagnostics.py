@@ -370,6 +370,7 @@ def _section_table(key: str, n: dict) -> str:
             ("two-sample p-value (Mann-Whitney, one-sided)", s["classifier_p_value"]),
             ("propensity model AUC (out-of-fold)", s["propensity_auc"]),
             ("gold ESS under 1/p weights", f"{s['gold_ess']:.1f} of {s['n_gold']} ({100 * s['gold_ess_share']:.0f}%)"),
+            ("queries (clusters of the averages)", f"{s['n_clusters']} from {s['n_rows']} rows"),
             ("preference ESS under 1/(1-p) weights",
              f"{s['preference_ess']:.1f} of {s['n_preference']} ({100 * s['preference_ess_share']:.0f}%)"),
             ("clipped propensities",
@@ -404,7 +405,8 @@ def _section_table(key: str, n: dict) -> str:
     if key == "bias":
         a, e = s["average"], s["estimated"]
         pairs = [("average bias (all rows, doubly robust)", a["estimate"]), ("std. error", a["std_error"]),
-                 ("interval", f"[{a['lower']:.4g}, {a['upper']:.4g}]")]
+                 ("interval", f"[{a['lower']:.4g}, {a['upper']:.4g}]"),
+                 ("queries behind it (clusters)", f"{int(s['n_clusters'])}")]
         if "heldout_average" in s:
             h = s["heldout_average"]
             pairs.append(("average bias on held-out rows (DRTester)", f"{h['estimate']:.4g} [{h['lower']:.4g}, "

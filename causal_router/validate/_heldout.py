@@ -8,8 +8,9 @@ from sklearn.base import clone
 
 from .._utils import seeded_global_random
 from ..bias import BiasEstimator
+from ..clusters import cluster_std_error
 from ..data import EvalData, pooled_outcome
-from ..models import default_propensity, default_regressor
+from ..models import cross_fitting_folds, default_propensity, default_regressor, repeated_groups
 
 __all__ = ["heldout_numbers", "heldout_warnings", "blp_test"]
 
@@ -39,14 +40,18 @@ def heldout_numbers(data: EvalData, est_train: BiasEstimator, train: np.ndarray,
     # check's bookkeeping needs (held-out outcomes use nuisances fitted on the whole training part)
     model_y = clone(est_train.model_y) if est_train.model_y is not None else default_regressor(seed)
     model_t = clone(est_train.model_t) if est_train.model_t is not None else default_propensity(seed)
-    tester = DRTester(model_regression=model_y, model_propensity=model_t, cate=est_train.estimator_, cv=2)
+    groups = repeated_groups(data.query_groups)
+    # where queries repeat, DRTester's folds on the training part keep a query's rows together
+    cv = 2 if groups is None else cross_fitting_folds(X[train], T[train], 2, seed, groups[train])
+    tester = DRTester(model_regression=model_y, model_propensity=model_t, cate=est_train.estimator_, cv=cv)
     tester.get_cv_splitter(random_state=seed if seed is not None else 123)
     tester.fit_nuisance(X[held], T[held], Y[held], X[train], T[train], Y[train])
     tester.get_cate_preds(X[held], X[train])
     dr = np.asarray(tester.dr_val_, dtype=float).reshape(-1)
     cate = np.asarray(tester.cate_preds_val_, dtype=float).reshape(-1)
+    held_groups = None if groups is None else groups[held]
     heldout_average = float(np.mean(dr)) / scale
-    heldout_se = float(np.std(dr, ddof=1) / np.sqrt(len(dr))) / scale
+    heldout_se = cluster_std_error(dr, held_groups) / scale
 
     cal = tester.evaluate_cal(n_groups=n_groups)
     cal_df = cal.plot_data_dict[cal.treatments[1]]
@@ -75,15 +80,15 @@ def heldout_numbers(data: EvalData, est_train: BiasEstimator, train: np.ndarray,
     }
 
     econml_blp = tester.evaluate_blp()
-    blp = blp_test(dr / scale, cate / scale, alpha)
+    blp = blp_test(dr / scale, cate / scale, alpha, held_groups)
     blp.update({
         "available": True,
         "slope_econml": float(econml_blp.params[0]),
         "slope_std_error_econml": float(econml_blp.errs[0]),
         "p_value_econml": float(econml_blp.pvals[0]),
         "method": "OLS of held-out doubly robust outcomes on 1 and the centred estimated bias, HC1 standard "
-                  "errors; p_value one-sided (H1: slope > 0); *_econml: DRTester.evaluate_blp "
-                  "(classical standard errors, two-sided)",
+                  "errors (clustered by query where queries repeat); p_value one-sided (H1: slope > 0); "
+                  "*_econml: DRTester.evaluate_blp (classical standard errors, two-sided)",
     })
 
     uplift = {"available": True}
@@ -110,14 +115,18 @@ def heldout_numbers(data: EvalData, est_train: BiasEstimator, train: np.ndarray,
     return tester, {"calibration": calibration, "blp": blp, "uplift": uplift}
 
 
-def blp_test(dr: np.ndarray, cate: np.ndarray, alpha: float) -> dict:
+def blp_test(dr: np.ndarray, cate: np.ndarray, alpha: float, groups=None) -> dict:
     """Best linear predictor test: OLS of ``dr`` on 1 and ``cate - mean(cate)`` (both shape (n,))
-    with HC1 standard errors; heterogeneity is detected when the slope is positive with one-sided
+    with HC1 standard errors, or with ``groups`` (n,, query codes) cluster-robust ones (statsmodels'
+    ``cov_type="cluster"``); heterogeneity is detected when the slope is positive with one-sided
     p < ``alpha``."""
     import statsmodels.api as sm
 
     design = np.column_stack([np.ones_like(cate), cate - cate.mean()])
-    fit = sm.OLS(dr, design).fit(cov_type="HC1")
+    if groups is None:
+        fit = sm.OLS(dr, design).fit(cov_type="HC1")
+    else:
+        fit = sm.OLS(dr, design).fit(cov_type="cluster", cov_kwds={"groups": np.asarray(groups)})
     intercept, slope = (float(v) for v in fit.params)
     se_int, se = (float(v) for v in fit.bse)
     p = float(stats.norm.sf(slope / se)) if se > 0 else float("nan")

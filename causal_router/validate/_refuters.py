@@ -23,6 +23,7 @@ from ..models import (
     default_propensity,
     default_regressor,
     final_stage,
+    repeated_groups,
 )
 
 __all__ = ["DowhySetup", "simulate", "SIMULATION_ERRORS", "TREATMENT", "OUTCOME"]
@@ -81,7 +82,7 @@ class DowhySetup:
     The estimate is the AIPW average of :meth:`causal_router.BiasEstimator.ate`, made by econml's
     ``DRLearner`` through dowhy: outcome model :class:`~causal_router.models.MechanismOutcomes`
     (one per mechanism), the bias model's propensity, a constant final stage (the mean of the
-    doubly robust scores), ``cv`` duplicate-aware folds. ``thorough`` keeps the cross-validated
+    doubly robust scores), ``cv`` duplicate-aware folds (by query where queries repeat). ``thorough`` keeps the cross-validated
     propensity penalty in every refit (otherwise it is chosen once on all rows and frozen).
     ``scale`` is the gold-to-preference constant fitted on all rows with the bias model's method;
     ``original_raw`` the estimate on the preference scale.
@@ -156,7 +157,13 @@ class DowhySetup:
         return {"model_propensity": model_t,
                 "model_regression": make_pipeline(UniqueColumns(), MechanismOutcomes(model_y)),
                 "model_final": final_stage("constant"), "min_propensity": self.min_propensity,
-                "cv": DuplicateAwareKFold(self.cv, self.seed), "random_state": self.seed}
+                "cv": DuplicateAwareKFold(self.cv, self.seed, queries=self._queries()), "random_state": self.seed}
+
+    def _queries(self):
+        """(features, query codes) of the rows where queries repeat, else None: every refit's folds then
+        keep a query's rows (and their bootstrap copies) together, matched by their features."""
+        groups = repeated_groups(self.data.query_groups)
+        return None if groups is None else (self.data.X, groups)
 
     def econml_sensitivity(self, alpha: float, level: float) -> dict:
         """econml's omitted-variable-bias sensitivity (Chernozhukov et al. 2022) of the estimate

@@ -45,14 +45,15 @@ import pandas as pd
 from scipy import stats
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+from sklearn.model_selection import GroupShuffleSplit, cross_val_predict, train_test_split
 
 from .._utils import as_seed, to_jsonable
 from .._validation import DataError
 from ..io import atomic_write
 from ..bias import BiasEstimator
+from ..clusters import MIN_CLUSTERS, clustered_mean
 from ..data import EvalData
-from ..models import default_classifier
+from ..models import cross_fitting_folds, default_classifier, repeated_groups
 from ..router import describe_judge, judge_evidence
 from ._heldout import heldout_numbers, heldout_warnings
 from ._interpret import interpretation_numbers
@@ -131,7 +132,8 @@ class Diagnostics:
             f"CATE diagnostics of the preference bias: {meta['n']} rows ({meta['n_gold']} gold), learner "
             f"{meta['learner']!r} (final stage {meta['final_stage']}), scale constant {meta['scale_constant']:.4g}",
             f"  average bias (gold minus preference, gold scale): {bias['average']['estimate']:.4f} "
-            f"[{bias['average']['lower']:.4f}, {bias['average']['upper']:.4f}]",
+            f"[{bias['average']['lower']:.4f}, {bias['average']['upper']:.4f}]"
+            + (f", clustered over {ov['n_clusters']} queries" if ov["n_clusters"] < ov["n_rows"] else ""),
             *([f"  correction: {bias['correction']['reading']}"] if bias.get("correction") else []),
             *([f"  judge: {bias['judge']['reading']}"] if bias.get("judge") else []),
             f"  overlap: two-sample AUC {ov['classifier_auc']:.3f} (p = {ov['classifier_p_value']:.3g}), "
@@ -296,13 +298,17 @@ def diagnose(
     else:
         rows = est_all.sample_index_  # the pseudo-outcomes are those of the rows the bias model used
         table, test = _group_table(est_all.pseudo_outcomes_, effect[rows], data.is_gold[rows], group_labels[rows],
-                                   alpha, group_order)
+                                   alpha, group_order, est_all.query_groups_, seed)
         numbers["groups"] = {"by": group_name, "table": _records(table, index_name="group"), "equality_test": test,
                              "n_groups": int(len(table))}
         few = table.index[table["n_gold"] < MIN_GOLD_PER_GROUP].tolist()
         if few:
             warn_list.append(f"{len(few)} of {len(table)} groups by {group_name} have fewer than "
                              f"{MIN_GOLD_PER_GROUP} gold rows: their averages rest on the model, not on gold labels")
+        if est_all.query_groups_ is not None and (table["n_clusters"] < MIN_CLUSTERS).any():
+            thin = int((table["n_clusters"] < MIN_CLUSTERS).sum())
+            warn_list.append(f"{thin} of {len(table)} groups by {group_name} hold fewer than {MIN_CLUSTERS} queries: "
+                             "their intervals are percentile cluster bootstraps over those queries")
 
     steps.next("interpretation")
     numbers["interpretation"], interpreter = interpretation_numbers(
@@ -387,9 +393,14 @@ def _fit(est: BiasEstimator, data: EvalData) -> BiasEstimator:
 
 
 def _split(data: EvalData, test_size: float, seed) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (training, held-out) row indices, stratified by source."""
+    """Sorted (training, held-out) row indices, stratified by source; where queries repeat, whole
+    queries are held out (``GroupShuffleSplit``: ``test_size`` is then the share of queries)."""
     t = data.treatment
-    train, held = train_test_split(np.arange(len(data)), test_size=test_size, stratify=t, random_state=seed)
+    groups = repeated_groups(data.query_groups)
+    if groups is None:
+        train, held = train_test_split(np.arange(len(data)), test_size=test_size, stratify=t, random_state=seed)
+    else:
+        train, held = next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(data.X, t, groups))
     train, held = np.sort(train), np.sort(held)
     for name, rows in (("training", train), ("held-out", held)):
         k = int(t[rows].sum())
@@ -468,7 +479,7 @@ def _overlap(data: EvalData, est: BiasEstimator, seed, n_jobs) -> dict:
     p = np.asarray(est.propensity_, dtype=float)
     gold = data.is_gold
     t = data.treatment
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    folds = cross_fitting_folds(data.X, t, 5, seed, repeated_groups(data.query_groups))  # a query in one fold
     scores = cross_val_predict(default_classifier(seed), data.X, t, cv=folds, method="predict_proba",
                                n_jobs=n_jobs)[:, 1]
     auc = float(roc_auc_score(t, scores))
@@ -479,7 +490,9 @@ def _overlap(data: EvalData, est: BiasEstimator, seed, n_jobs) -> dict:
     return {
         "n_rows": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
         "gold_share": data.n_gold / len(data),
-        "classifier": "LightGBM (models.default_classifier), 5-fold out-of-fold scores",
+        "classifier": "LightGBM (models.default_classifier), 5-fold out-of-fold scores (folds by query where "
+                      "queries repeat)",
+        "n_clusters": int(len(data) if data.query_id is None else len(np.unique(data.query_groups))),
         "classifier_auc": auc,
         "classifier_p_value": float(mw.pvalue),
         "classifier_test": "one-sided Mann-Whitney U test of the out-of-fold scores of gold vs preference rows "
@@ -509,7 +522,9 @@ def _bias_numbers(est: BiasEstimator, effect: np.ndarray, alpha: float, numbers:
     out = {
         "average": {k: float(ate[k]) for k in ("estimate", "std_error", "lower", "upper")},
         "average_method": "mean of the doubly robust pseudo-outcomes of the model fitted on all rows "
-                          "(BiasEstimator.ate); normal interval; scale-constant uncertainty not included",
+                          "(BiasEstimator.ate); normal interval, clustered by query where queries repeat (the "
+                          "percentile cluster bootstrap under 30 queries); scale-constant uncertainty not included",
+        "n_clusters": float(ate["n_clusters"]),
         "confidence_level": 1 - alpha,
         "estimated": {
             "mean": float(np.mean(effect)), "sd": float(np.std(effect)),
@@ -552,9 +567,12 @@ def _judge_numbers(data: EvalData, est: BiasEstimator, seed: int) -> dict | None
     return out
 
 
-def _group_table(phi, effect, is_gold, labels, alpha, order=None):
-    """Per group: rows, gold rows, mean pseudo-outcome with normal CI, model's mean; and a Wald test.
-    Rows in category order when ``order`` is given, else largest group first."""
+def _group_table(phi, effect, is_gold, labels, alpha, order=None, queries=None, seed=None):
+    """Per group: rows, gold rows, queries, mean pseudo-outcome with its interval, model's mean; and
+    a Wald test. With query codes (``queries``) each group's standard error is clustered by query
+    and a group of fewer than 30 queries gets the percentile cluster bootstrap interval
+    (:func:`causal_router.clusters.clustered_mean`); without them, rows are the units. Rows in
+    category order when ``order`` is given, else largest group first."""
     z = stats.norm.ppf(1 - alpha / 2)
     frame = pd.DataFrame({"group": labels, "phi": phi, "effect": effect, "gold": is_gold.astype(int)})
     g = frame.groupby("group", sort=False)
@@ -567,6 +585,18 @@ def _group_table(phi, effect, is_gold, labels, alpha, order=None):
     })
     table["lower"] = table["estimate"] - z * table["std_error"]
     table["upper"] = table["estimate"] + z * table["std_error"]
+    if queries is None:
+        table["n_clusters"] = table["n"]
+    else:
+        stats_by_group = {}
+        for name, idx in g.indices.items():
+            if len(idx) < 2:
+                continue
+            stats_by_group[name] = clustered_mean(phi[idx], queries[idx], alpha=alpha, random_state=seed, warn=False)
+        clustered = pd.DataFrame(stats_by_group).T.reindex(table.index)
+        for col in ("std_error", "lower", "upper"):
+            table[col] = clustered[col]
+        table["n_clusters"] = frame.assign(q=queries).groupby("group", sort=False)["q"].nunique()
     if order is not None:  # categorical groups keep their category order
         table = table.reindex([c for c in order if c in table.index] + [c for c in table.index if c not in order])
     else:

@@ -45,7 +45,12 @@ Nuisances of the refits:
 - folds: 3 in the default suite, the estimator's ``cv`` (5) with ``thorough=True``; stratified by
   source, and identical rows (bootstrap duplicates) are kept in one fold, otherwise a row's copy
   trains the nuisance model that predicts it and the bias shrinks (measured on the generator:
-  -8% on average).
+  -8% on average). Where the data's queries repeat (``EvalData.query_id``), each query's rows, and
+  their copies, share a fold in every refit (:class:`~causal_router.models.DuplicateAwareKFold`
+  with the queries, matched by features, since dowhy hands econml resampled frames without ids).
+  dowhy's own resampling (its bootstrap and data-subset refuters, the permuted placebo) draws
+  rows, not queries: with repeated queries the spread of its bootstrap refits, the standard error
+  the verdicts use as a yardstick, is a row-level one.
 
 Refuters (one row each in :attr:`Refutation.table`; rules in :data:`RULES`):
 placebo treatment (permuted), random common cause, data subset (80%), bootstrap, dummy outcome
