@@ -596,7 +596,6 @@ def _gather(client, futures, desc: str, progress: bool) -> list:
 def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params: dict, weight: float, auto: bool,
          router_seed: int, client, progress: bool) -> MetaRouter:
     import dask
-    from lightgbm.dask import DaskLGBMRegressor
 
     seconds, t0 = {}, time.perf_counter()
     parts = ddf.to_delayed()

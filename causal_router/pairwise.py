@@ -29,7 +29,7 @@ A model of the judge's bias may add an order effect: the design then carries a c
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -21,6 +21,7 @@ rows plus the corrected preference rows. The baselines (:mod:`causal_router.base
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -75,6 +76,13 @@ class BaseRouter(BaseEstimator):
     to every method (numeric features named by ``feature_names_in_`` are still accepted) and
     saves it in its router file.
 
+    A two-model router's ``fit`` also records ``training_gains_``, the sorted predicted gains of
+    the training queries (one per distinct query where ``groups`` name them; all of them up to
+    :data:`~causal_router.io.MAX_TRAINING_GAINS` queries, that many quantiles beyond), kept in its
+    router file: ``threshold_for_share(None, r)`` turns a primary share into a cost weight from
+    them, for routing a stream of single queries (``causal-router serve --primary-share``). They
+    are in-sample predictions, so a share set from them is approximate on new queries.
+
     Attributes
     ----------
     family : str
@@ -121,6 +129,10 @@ class BaseRouter(BaseEstimator):
             X, y, metadata, fitted["featurizer_"] = self._featurize_for_fit(featurizer, X, y, metadata, seed)
         data = self._make_data(X, y, **metadata)
         fitted.update(self._fit_data(data, seed=seed, n_jobs=n_jobs))
+        if self.family == "two-model":
+            trial = copy.copy(self)  # the fitted router, not yet set on self
+            trial.__dict__.update(fitted)
+            fitted["training_gains_"] = _training_gains(trial._predict_raw, fitted["scale_"], data)
         fitted["n_features_in_"] = int(data.X.shape[1])
         if data.named_features:
             fitted["feature_names_in_"] = np.asarray(data.feature_names, dtype=object)
@@ -224,6 +236,14 @@ class BaseRouter(BaseEstimator):
         primary (:func:`causal_router.routing.threshold_for_share` of their predicted gains;
         ``costs`` as in :meth:`route`). The old positional costs still work and warn."""
         _, costs = _old_cost_arguments("threshold_for_share", (None, *args), deprecated, 0.0, costs)
+        if X_ref is None:
+            check_is_fitted(self, "n_features_in_")
+            if "training_gains_" not in self.__dict__:
+                raise DataError(f"this {type(self).__name__} records no training gains: pass reference queries X_ref, "
+                                "or set a cost weight")
+            if costs is not None:
+                raise DataError("the training queries' threshold is for costs 1 and 0; pass X_ref for other costs")
+            return threshold_for_share(self.training_gains_, primary_share)
         gain = self.predict_gain(X_ref)
         cost_primary, cost_alternative = two_model_costs(costs, len(gain)) if costs is not None else (None, None)
         return threshold_for_share(gain, primary_share, cost_primary, cost_alternative)
@@ -247,6 +267,8 @@ class BaseRouter(BaseEstimator):
         featurizer's arrays)."""
         state, members = self._common_state()
         members["gain_model"] = self.gain_model_
+        gains = self.__dict__.get("training_gains_")
+        state["training_gains"] = None if gains is None else [float(g) for g in gains]
         return state, members
 
     def _common_state(self) -> tuple[dict, dict]:
@@ -288,6 +310,8 @@ class BaseRouter(BaseEstimator):
         router = cls(**params)
         router.gain_model_ = members["gain_model"]
         router._restore_common(state, members, path)
+        if state.get("training_gains") is not None:
+            router.training_gains_ = np.asarray(state["training_gains"], dtype=float)
         return router
 
     def save(self, path) -> Path:
@@ -582,6 +606,20 @@ def _gold_only_out_of_fold(model, X, y, groups, cv: int, random_state) -> np.nda
 
 
 # ---------------------------------------------------------------------------- shared helpers
+def _training_gains(predict_raw, scale: float, data: EvalData) -> np.ndarray:
+    """Sorted predicted gold-scale gains of the distinct training queries (the first row of each
+    ``query_id``; every row without ids): at most MAX_TRAINING_GAINS points, midpoint quantiles
+    beyond, predicted on at most 100,000 queries (a fixed random subset beyond)."""
+    rows = (np.arange(len(data)) if data.query_id is None
+            else np.sort(np.unique(data.query_id, return_index=True)[1]))
+    if len(rows) > 100_000:
+        rows = np.sort(np.random.default_rng(0).choice(rows, 100_000, replace=False))
+    gain = np.sort(np.asarray(predict_raw(data.X[rows]), dtype=float) / scale)
+    if len(gain) > io.MAX_TRAINING_GAINS:
+        gain = np.quantile(gain, (np.arange(io.MAX_TRAINING_GAINS) + 0.5) / io.MAX_TRAINING_GAINS)
+    return gain
+
+
 def _values(v):
     """A pandas object's values (rows already aligned by index), anything else as is."""
     return v.to_numpy() if isinstance(v, (pd.Series, pd.Index, pd.DataFrame)) else v

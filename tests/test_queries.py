@@ -17,7 +17,7 @@ from sklearn.model_selection import _split as sk_split
 import causal_router.bias as bias_module
 from causal_router import BiasEstimator, EvalData, MetaRouter
 from causal_router._validation import DataError
-from causal_router.baselines import GoldOnly, KNNRouter, MeanShift, Pooled
+from causal_router.baselines import GoldOnly, KNNRouter, MeanShift
 from causal_router.clusters import FewClustersWarning, cluster_std_error, clustered_mean
 from causal_router.data import query_codes
 from causal_router.datasets import make_repeated_queries, make_semi_synthetic, reveal_split

@@ -225,3 +225,55 @@ def test_meta_router_beats_pooled_and_gold_only_on_the_generator(synthetic):
     mean = {k: np.mean(v) for k, v in scores.items()}
     assert mean["meta"] > mean["pooled"] + 0.02, mean
     assert mean["meta"] > mean["gold"] + 0.05, mean
+
+
+def test_training_gains_set_a_share_for_single_queries(tmp_path, split, meta):
+    import json
+    import zipfile
+
+    from causal_router.data import EvalData
+    from causal_router.io import RouterFileError
+    from causal_router.io import MAX_TRAINING_GAINS
+
+    # 4,500 training queries are summarised by 1,000 quantiles of their in-sample predicted gains ...
+    assert meta.training_gains_.shape == (MAX_TRAINING_GAINS,) and np.all(np.diff(meta.training_gains_) >= 0)
+    train_gain = meta.predict_gain(split.train.X)
+    test_gain = meta.predict_gain(split.test_X)
+    loaded = MetaRouter.load(meta.save(tmp_path / "r.cr"))
+    np.testing.assert_array_equal(loaded.training_gains_, meta.training_gains_)
+    for share in (0.1, 0.3, 0.5):
+        w = loaded.threshold_for_share(None, share)
+        # ... which send the share of the training queries to within 1 / 1,000
+        assert abs(np.mean(train_gain > w) - share) <= 1 / MAX_TRAINING_GAINS
+        # and about that share of new queries: measured on the 500 test queries of reveal splits 1-4 of
+        # make_semi_synthetic(5000, 50, random_state=0): 0.072-0.100 (0.1), 0.266-0.300 (0.3), 0.486-0.506 (0.5)
+        # (in-sample predictions spread a little wider than new ones); binomial s.e. at n = 500: 0.013-0.022
+        assert abs(np.mean(test_gain > w) - share) < 0.05
+    with pytest.raises(DataError, match="costs 1 and 0"):
+        loaded.threshold_for_share(None, 0.3, costs={"primary": 2.0, "alternative": 0.0})
+    # one gain per distinct query where the data name queries; every gain where they are few
+    X = np.repeat(split.train.X[:300], 2, axis=0)
+    data = EvalData(X, np.repeat(split.train.gain[:300], 2), np.tile([True, False], 300),
+                    query_id=np.repeat(np.arange(300), 2))
+    pooled = Pooled(random_state=0).fit(data)
+    np.testing.assert_array_equal(pooled.training_gains_, np.sort(pooled.predict_gain(split.train.X[:300])))
+
+    def rewrite(name, change):
+        path = tmp_path / name
+        with zipfile.ZipFile(tmp_path / "r.cr") as src, zipfile.ZipFile(path, "w") as dst:
+            for member in src.namelist():
+                data = src.read(member)
+                if member == "router.json":
+                    header = json.loads(data)
+                    change(header)
+                    data = json.dumps(header)
+                dst.writestr(member, data)
+        return path
+
+    for change in (lambda h: h["fitted"].pop("training_gains"), lambda h: h["fitted"].update(training_gains=None)):
+        older = MetaRouter.load(rewrite("older.cr", change))  # a file without them
+        with pytest.raises(DataError, match="records no training gains"):
+            older.threshold_for_share(None, 0.3)
+    for bad in ([3.0, 1.0], [1.0, float("nan")], "1,2", [], [0.0] * (MAX_TRAINING_GAINS + 1), [True]):
+        with pytest.raises(RouterFileError, match="training_gains"):
+            MetaRouter.load(rewrite("bad.cr", lambda h: h["fitted"].update(training_gains=bad)))

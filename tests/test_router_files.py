@@ -18,14 +18,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression, Ridge
 
 import causal_router
-from causal_router import BiasEstimator, EvalData, MetaRouter
+from causal_router import BiasEstimator, MetaRouter
 from causal_router import io as crio
 from causal_router.baselines import Pooled
 from causal_router.datasets import make_multi_model, make_semi_synthetic, reveal_multi_split, reveal_split

@@ -396,12 +396,29 @@ def evaluate(args) -> int:
 
 
 def serve(args) -> int:
-    """Serve a router file over HTTP until interrupted (``POST /route``, ``GET /health``)."""
+    """Serve a router file over HTTP until interrupted (``POST /route``, ``GET /health``; with
+    ``--upstream`` also the routing proxy of :mod:`causal_router.proxy`)."""
+    proxy_options = {"--upstream-model": args.upstream_model, "--upstream-key": args.upstream_key,
+                     "--primary-share": args.primary_share, "--cost-weight": args.cost_weight, "--costs": args.costs,
+                     "--fallback": args.fallback, "--route-pair": args.route_pair}
     try:
-        from ..serve import serve as run_server
+        if not args.upstream:
+            given = [k for k, v in proxy_options.items() if v not in (None, False, [])]
+            if given:
+                raise UsageError(f"{', '.join(given)} configure the routing proxy: give an --upstream NAME=URL for "
+                                 "each routed name")
+            from ..serve import serve as run_server
 
-        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level,
-                   max_body_bytes=args.max_body_bytes)
+            run_server(args.router, host=args.host, port=args.port, log_level=args.log_level,
+                       max_body_bytes=args.max_body_bytes)
+            return 0
+        from ..proxy import parse_upstreams, serve_proxy
+
+        upstreams = parse_upstreams(args.upstream, args.upstream_model, args.upstream_key)  # names checked together
+        serve_proxy(args.router, upstreams, host=args.host, port=args.port, log_level=args.log_level,
+                    max_body_bytes=args.max_body_bytes, cost_weight=args.cost_weight,
+                    primary_share=args.primary_share, costs=args.costs, pair=args.route_pair, fallback=args.fallback,
+                    timeout=args.timeout, max_concurrency=args.max_concurrency, route_on=args.route_on)
     except ImportError as exc:  # the [serve] or [embed] extra is missing
         raise UsageError(str(exc)) from None
     return 0
