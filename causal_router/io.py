@@ -581,9 +581,11 @@ _FEATURIZER = _Obj(
                     "vocabulary": _List(_Str(max_len=10_000), 1, 10_000_000, unique=True)}),
      "embedding_model": _NAME})
 _NULLABLE_NUMBER = _Nullable(_Float(-math.inf, math.inf))
-_TWO_MODEL_BIAS = _Nullable(_Obj({"learner": _NAME, "final_stage": _NAME, "ate": _Map(_NULLABLE_NUMBER, max_len=100)}))
+_SHARE = _Nullable(_Float(0.0, 1.0))
+_TWO_MODEL_BIAS = _Nullable(_Obj({"learner": _NAME, "final_stage": _NAME, "ate": _Map(_NULLABLE_NUMBER, max_len=100)},
+                                 {"heterogeneous_share": _SHARE, "judge_weight": _SHARE}))
 _K_MODEL_BIAS = _Nullable(_Obj({"model": _NAME, "per_model_constant": _Map(_NULLABLE_NUMBER, max_len=10_000),
-                                "order_effect": _NULLABLE_NUMBER, "average": _NULLABLE_NUMBER}))
+                                "order_effect": _NULLABLE_NUMBER, "average": _NULLABLE_NUMBER}, {"share": _SHARE}))
 _COMMON_FITTED = {
     "n_features_in": _Int(1, 10_000_000),
     "feature_names_in": _Nullable(_List(_NAME, 1, 10_000_000, unique=True)),

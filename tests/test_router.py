@@ -11,7 +11,7 @@ from causal_router._validation import DataError
 from causal_router.data import scale_constant
 from causal_router.evaluate import oracle_share
 from causal_router.io import load_pickle, save_pickle
-from causal_router.router import RoutingWarning
+from causal_router.router import RoutingWarning, describe_judge
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +74,87 @@ def test_predictions_are_on_the_gold_scale(split, meta):
 
 
 def test_corrected_labels(split, meta):
+    """y + c Delta(s) on preference rows, blended toward the gold rows' model by the judge's
+    weight (preference_weight="auto"); exactly y + c Delta(s) with a numeric preference weight."""
+    from causal_router.router import correct_labels, weigh_judge
+
     data = split.train
     pref = ~data.is_gold
-    expected = data.gain[pref] + meta.bias_.effect(data.X[pref]) * meta.scale_
+    corrected = data.gain[pref] + meta.bias_.effect(data.X[pref]) * meta.scale_
+    judge, gold_model = weigh_judge(data, meta.bias_, random_state=0)
+    w = meta.judge_weight_
+    assert w == judge["weight"] and 0 < w < 1  # 0.971 on this split (a good judge; its worth is measured, not 1)
+    expected = w * corrected + (1 - w) * meta.scale_ * gold_model.predict(data.X[pref])
     np.testing.assert_allclose(meta.corrected_gain_[pref] * meta.scale_, expected)
     np.testing.assert_allclose(meta.corrected_gain_[~pref], data.gain[~pref])
+    plain = MetaRouter(BiasEstimator("r"), preference_weight=1.0, random_state=0).fit(data)
+    np.testing.assert_allclose(plain.corrected_gain_[pref] * plain.scale_, corrected)
+    assert plain.judge_ is None and plain.judge_weight_ == 1.0
+    # the one correction, row by row: a block of rows gets the labels it gets among all rows
+    block = np.arange(100, 400)
+    np.testing.assert_allclose(
+        correct_labels(meta.bias_, data.X[block], data.gain[block], data.is_gold[block], judge_weight=w,
+                       gold_model=gold_model), meta.corrected_gain_[block] * meta.scale_)
+    with pytest.raises(DataError, match="needs the gold rows' model"):
+        correct_labels(meta.bias_, data.X, data.gain, data.is_gold, judge_weight=0.5)
+    with pytest.raises(DataError, match=r"judge_weight must be in \[0, 1\]"):
+        correct_labels(meta.bias_, data.X, data.gain, data.is_gold, judge_weight=1.5, gold_model=gold_model)
+
+
+def _judge_data(seed, informative, n=3000, n_gold=60, n_test=500, d=12):
+    """Known truth for the weak-judge fallback: a gold gain psi in features 0-3; a judge on 1.5x
+    the gold scale whose expected gain is psi - 0.2 (informative) or, like the bias suite's weak
+    judge, mostly a function of features 5-7 that psi ignores (correlation with psi 0.1).
+    Returns the training rows (X, gain, is_gold) and the test queries with their psi."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n + n_test, d))
+    psi = 0.3 + 0.3 * np.tanh(X[:, 0]) + 0.2 * np.sin(1.5 * X[:, 1]) + 0.15 * X[:, 2] * X[:, 3]
+    other = np.tanh(X[:, 5]) + np.sin(1.5 * X[:, 6]) + 0.5 * X[:, 7]
+    z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
+    eta = psi - 0.2 if informative else psi.mean() + psi.std() * (0.1 * z(psi) + np.sqrt(0.99) * z(other))
+    gold = psi + 0.35 * rng.standard_normal(n + n_test)
+    pref = 1.5 * (eta + 0.35 * rng.standard_normal(n + n_test))
+    is_gold = np.arange(n) < n_gold
+    return X[:n], np.where(is_gold, gold[:n], pref[:n]), is_gold, X[n:], psi[n:]
+
+
+def _fit_three(seed, informative=False):
+    """(default MetaRouter, the same without the fallback, Gold-only) on _judge_data(seed), with
+    their oracle shares on the test queries."""
+    X, gain, is_gold, X_test, psi = _judge_data(seed, informative)
+    routers = (MetaRouter(random_state=seed), MetaRouter(preference_weight=1.0, random_state=seed),
+               GoldOnly(random_state=seed))
+    routers = [r.fit(X, gain, source=is_gold) for r in routers]
+    return routers, [oracle_share(r.predict_gain(X_test), psi) for r in routers]
+
+
+def test_uninformative_judge_falls_back_to_the_gold_rows():
+    """Issue 24: a judge that carries nothing the gold rows lack gets weight 0 and does not pull
+    the router below Gold-only; without the fallback it does (the negative control); an
+    informative judge keeps its weight."""
+    # Measured (_judge_data: 3,000 training rows, 60 gold, 500 test queries; oracle share against
+    # psi), weak judge, seeds 0-9: judge weight 0 on seeds 6 and 7 (slope 0.05 and 0.22, z 0.24 and
+    # 0.93), 0.05-0.64 elsewhere. Seed 6: default 0.598, without the fallback 0.284, Gold-only
+    # 0.592. Informative judge, seed 0: weight 0.94, default 0.928, Gold-only 0.450.
+    (router, _, _), (auto, plain, gold) = _fit_three(6)
+    assert router.judge_weight_ == 0.0 and router.judge_["z"] < 1
+    assert "router learns from the gold rows alone" in describe_judge(router.judge_)
+    assert auto > gold - 0.02
+    assert plain < gold - 0.1  # the control: the weak judge does pull the router down without the fallback
+    (router, _, _), (auto, _, gold) = _fit_three(0, informative=True)
+    assert router.judge_weight_ > 0.6
+    assert auto > gold + 0.2
+
+
+@pytest.mark.slow
+def test_weak_judge_never_pulls_the_router_below_gold_only_on_average():
+    # Measured (seeds 0-9, _judge_data): judge weight 0-0.64 (mean 0.29); default minus Gold-only
+    # -0.035..+0.061 (mean +0.029); preference_weight=1 minus Gold-only -0.308..+0.109 (mean -0.091)
+    results = np.array([_fit_three(seed)[1] for seed in range(10)])
+    auto, plain, gold = results.T
+    assert np.mean(auto - gold) > -0.01, results
+    assert np.mean(plain - gold) < -0.04, results
+    assert np.min(auto - gold) > -0.06, results
 
 
 def test_save_load_round_trip(tmp_path, split, meta):
@@ -88,6 +164,9 @@ def test_save_load_round_trip(tmp_path, split, meta):
     assert loaded.scale_ == meta.scale_ and loaded.n_features_in_ == meta.n_features_in_ == 50
     assert not hasattr(loaded, "feature_names_in_") and not hasattr(meta, "feature_names_in_")  # fitted on arrays
     assert loaded.file_info_["bias"]["ate"]["estimate"] == pytest.approx(meta.bias_.ate()["estimate"])
+    # what the evidence rules chose travels with the router (issue 24)
+    assert loaded.bias_summary()["judge_weight"] == meta.judge_weight_
+    assert loaded.bias_summary()["heterogeneous_share"] == meta.bias_.heterogeneity_["share"]
     assert not hasattr(loaded, "bias_")  # the econml model is not in a safe file: a trusted pickle keeps it
 
 

@@ -53,6 +53,7 @@ from .options import (
     n_jobs,
     number,
     port,
+    preference_weight_arg,
     seed,
 )
 
@@ -92,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(a folder of .parquet files, or one file)")
     add_model_options(p)
     p.add_argument("--cv", type=integer(2), default=5, help="cross-fitting folds (default: 5)")
-    p.add_argument("--preference-weight", type=number(0), default=1.0)
+    p.add_argument("--preference-weight", type=preference_weight_arg, default="auto",
+                   help="'auto' (default): trust the corrected judge as far as held-out gold labels show it adds "
+                        "to the gold rows alone; or a fixed weight >= 0 of each preference row")
     p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
     e = p.add_argument_group("engine (--engine dask: extra [dask])")
     e.add_argument("--engine", default="local", choices=["local", "dask"],

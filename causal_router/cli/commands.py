@@ -132,8 +132,19 @@ def fit(args) -> int:
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
           f"[{ate['lower']:.4f}, {ate['upper']:.4f}]"
           + (f", clustered over {int(ate['n_clusters'])} queries" if data.query_id is not None else ""))
+    _print_choices(router)
     print(f"router saved to {out}")
     return 0
+
+
+def _print_choices(router) -> None:
+    """What the evidence rules chose (issue 24): the bias model's correction and the judge's weight."""
+    from ..router import describe_judge
+
+    if router.bias_.correction_ is not None:
+        print(f"correction: {router.bias_.correction_}")
+    if router.judge_ is not None:
+        print(f"judge: {describe_judge(router.judge_)}")
 
 
 def _fit_dask(args, out: Path) -> int:
@@ -165,6 +176,7 @@ def _fit_dask(args, out: Path) -> int:
           f"(bias model on {info['bias_rows']} rows)")
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
           f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    _print_choices(router)
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in info["seconds"].items()))
     print(f"router saved to {out}")
     return 0

@@ -17,7 +17,8 @@ from .._validation import DataError
 from ..data import SCALE_METHODS, EvalData
 from ..io import check_output_path, read_table
 
-__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "add_proxy_options", "scale_arg",
+__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "add_proxy_options",
+           "preference_weight_arg", "scale_arg",
            "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
            "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS", "integer", "number", "seed",
            "n_jobs", "port", "costs", "backend", "upstream", "upstream_model", "upstream_key", "MAX_SEED"]
@@ -247,6 +248,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="variance", choices=[str(m).lower() for m in SCALE_METHODS],
                    help="gold-to-preference scale constant (default: variance; none: 1)")
     p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+
+
+def preference_weight_arg(text: str) -> float | str:
+    """``--preference-weight``: "auto" or a finite number >= 0."""
+    if text == "auto":
+        return text
+    try:
+        return number(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a finite number >= 0, got {text[:40]!r}") from None
 
 
 def scale_arg(args) -> str | None:
