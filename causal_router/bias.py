@@ -268,7 +268,7 @@ class BiasEstimator(BaseEstimator):
         standard error, ``n_clusters``, ``n_repeats``; :class:`~causal_router.models.StackedFinalStage`).
     correction_ : str or None, the same in one sentence (:func:`describe_correction`); the
         diagnostics report prints it.
-    judge_oof_ : ndarray (len(sample_index_),), the corrected judge's out-of-fold prediction of
+    judge_oof_ : ndarray (len(``sample_index_``),), the corrected judge's out-of-fold prediction of
         the gold gain, gold scale (the preference outcome model, cross-fitted, plus the final
         stage's out-of-fold bias estimate; NaN for a final stage without one): the input of the
         weak-judge fallback (:func:`causal_router.router.judge_evidence`).
