@@ -30,6 +30,7 @@ from ._validation import (
 )
 
 __all__ = ["EvalData", "as_eval_data", "numeric_column", "fitted_scale", "pooled_outcome", "scale_constant",
+           "scale_constant_weighted",
            "query_codes", "SCALE_METHODS", "MAX_ROW_INFLUENCE", "GOLD", "PREFERENCE"]
 
 GOLD = "gold"
@@ -91,8 +92,22 @@ def scale_constant(gold_gain, pref_gain, method: str | None = "variance") -> flo
                            lambda side, i: f"position {i} of {'gold_gain' if side == 'gold' else 'pref_gain'}")
 
 
-def _scale_constant(gold_gain, pref_gain, method, where) -> float:
-    """:func:`scale_constant`; ``where(side, i)`` describes the i-th gain of a side in messages."""
+def scale_constant_weighted(gold_gain, pref_gain, method, gold_weight=None, pref_weight=None, *,
+                            check_influence: bool = True) -> float:
+    """:func:`scale_constant` with row weights (n_gold,), (n_pref,): the spreads, ranges and
+    quantiles of each side taken under its weights (None: equal weights, the unweighted constant
+    bit for bit). Where gold rows were chosen by a design with probabilities p, the weights 1 / p
+    on gold rows and 1 / (1 - p) on preference rows make each side's gains stand for every query
+    (:func:`fitted_scale`); :class:`causal_router.average.AverageBias` also draws bootstrap copies
+    with them (``check_influence=False`` skips the dominating-row check there)."""
+    return _scale_constant(gold_gain, pref_gain, method,
+                           lambda side, i: f"position {i} of {'gold_gain' if side == 'gold' else 'pref_gain'}",
+                           gold_weight, pref_weight, check_influence)
+
+
+def _scale_constant(gold_gain, pref_gain, method, where, gw=None, pw=None, check_influence=True) -> float:
+    """:func:`scale_constant`; ``where(side, i)`` describes the i-th gain of a side in messages;
+    ``gw`` / ``pw`` row weights of each side (None: equal)."""
     if method not in SCALE_METHODS:
         raise DataError(f"scale must be one of {SCALE_METHODS}, got {method!r}")
     if method is None:
@@ -103,7 +118,15 @@ def _scale_constant(gold_gain, pref_gain, method, where) -> float:
         if len(values) < 2:
             raise DataError(f"too few {name} rows to compute the {method!r} scale constant: got {len(values)}, "
                             "need at least 2 (or pass scale=None)")
-    c = _raw_constant(g, p, method)
+    if gw is not None:
+        gw = as_float_vector(gw, "gold weights")
+        g, gw = g[gw > 0], gw[gw > 0]
+    if pw is not None:
+        pw = as_float_vector(pw, "preference weights")
+        p, pw = p[pw > 0], pw[pw > 0]
+    c = _raw_constant(g, p, method, gw, pw)
+    if not check_influence:
+        return c
     if not np.isfinite(c):
         raise DataError(
             f"cannot compute the {method!r} scale constant: the gold gains "
@@ -116,7 +139,10 @@ def _scale_constant(gold_gain, pref_gain, method, where) -> float:
             continue
         for i in {int(np.argmin(values)), int(np.argmax(values))}:
             rest = np.delete(values, i)
-            c_rest = _raw_constant(rest, p, method) if side == "gold" else _raw_constant(g, rest, method)
+            if side == "gold":
+                c_rest = _raw_constant(rest, p, method, None if gw is None else np.delete(gw, i), pw)
+            else:
+                c_rest = _raw_constant(g, rest, method, gw, None if pw is None else np.delete(pw, i))
             if np.isfinite(c_rest):  # the other rows all equal: no spread to compare with
                 factor = max(c / c_rest, c_rest / c)
                 if factor > MAX_ROW_INFLUENCE and (worst is None or factor > worst[2]):
@@ -134,20 +160,39 @@ def _scale_constant(gold_gain, pref_gain, method, where) -> float:
     return c
 
 
-def _raw_constant(g: np.ndarray, p: np.ndarray, method: str) -> float:
+def _raw_constant(g: np.ndarray, p: np.ndarray, method: str, gw=None, pw=None) -> float:
     """The constant of ``method`` (not None), or NaN where it is undefined (a constant side, or
-    gold and preference gains anti-aligned)."""
+    gold and preference gains anti-aligned); ``gw`` / ``pw`` positive row weights (None: equal)."""
     if method == "variance":
-        num, den = np.std(p), np.std(g)
+        num, den = _weighted_std(p, pw), _weighted_std(g, gw)
     elif method == "amplitude":
         num, den = np.ptp(p), np.ptp(g)
     else:
         u = (np.arange(200) + 0.5) / 200
-        qg, qp = np.quantile(g, u), np.quantile(p, u)
+        qg, qp = _weighted_quantile(g, u, gw), _weighted_quantile(p, u, pw)
         num, den = float(np.mean(qg * qp)), float(np.mean(qg * qg))
     if not (np.isfinite(num) and np.isfinite(den)) or den <= 0 or num <= 0:
         return float("nan")
     return float(num / den)
+
+
+def _weighted_std(x: np.ndarray, w) -> float:
+    if w is None:
+        return float(np.std(x))
+    m = np.average(x, weights=w)
+    return float(np.sqrt(np.average((x - m) ** 2, weights=w)))
+
+
+def _weighted_quantile(x: np.ndarray, u: np.ndarray, w) -> np.ndarray:
+    """Quantiles at levels u of x under weights w (None: numpy's linear quantiles); weighted: the
+    piecewise-linear inverse of the midpoint cumulative distribution (Hazen's rule, which equal
+    weights reduce to)."""
+    if w is None:
+        return np.quantile(x, u)
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], w[order]
+    cdf = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
+    return np.interp(u, cdf, xs)
 
 
 def _as_source(source, n: int | None = None) -> np.ndarray:
@@ -409,8 +454,10 @@ def numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def fitted_scale(data: "EvalData", method) -> float:
-    """The scale constant of ``data`` (:func:`scale_constant` of its gold and preference gains),
-    1.0 where the data have one source only. ``method`` may also be a positive number: a constant
+    """The scale constant of ``data`` (:func:`scale_constant` of its gold and preference gains;
+    where the data carry ``gold_probability``, weighted by the design, 1 / p on gold rows and
+    1 / (1 - p) on preference rows, :func:`scale_constant_weighted`), 1.0 where the data have one
+    source only. ``method`` may also be a positive number: a constant
     fitted elsewhere, returned as is (the distributed fit computes it from every row's partition
     statistics and fits the bias model on a sample, :mod:`causal_router.distributed`)."""
     if isinstance(method, (int, float, np.integer, np.floating)) and not isinstance(method, (bool, np.bool_)):
@@ -422,8 +469,11 @@ def fitted_scale(data: "EvalData", method) -> float:
     if data.n_gold == 0 or data.n_preference == 0:
         return 1.0
     rows = {"gold": np.flatnonzero(data.is_gold), "preference": np.flatnonzero(~data.is_gold)}
+    gw = pw = None
+    if data.gold_probability is not None:  # gold rows chosen by design: each side stands for every query
+        gw, pw = 1 / data.gold_probability[data.is_gold], 1 / (1 - data.gold_probability[~data.is_gold])
     return _scale_constant(data.gain[data.is_gold], data.gain[~data.is_gold], method,
-                           lambda side, i: f"row {rows[side][i]} (0-based, of the data given to fit)")
+                           lambda side, i: f"row {rows[side][i]} (0-based, of the data given to fit)", gw, pw)
 
 
 def pooled_outcome(gain: np.ndarray, is_gold: np.ndarray, scale: float) -> np.ndarray:

@@ -1,0 +1,365 @@
+"""The average bias: one cross-fitted AIPW estimator, with its interval. This is where it is estimated.
+
+The average bias over rows with features s is theta = E[psi(s) - eta(s) / c] on the gold scale
+(psi the gold gain, eta the preference gain, c the gold-to-preference scale constant,
+:func:`causal_router.data.scale_constant`). With the gains pooled on the preference scale as o
+(gold rows multiplied by c; t = 1 for a gold row) it is the average treatment effect of the
+mechanism, divided by c, and its doubly robust (AIPW) score for row i is (Robins, Rotnitzky and
+Zhao 1994; the score of econml's ``DRLearner``)::
+
+    phi_i = mu1(s_i) - mu0(s_i) + t_i (o_i - mu1(s_i)) / p(s_i) - (1 - t_i) (o_i - mu0(s_i)) / (1 - p(s_i))
+
+with mu_t(s) = E[o | s, t] (one outcome model per mechanism,
+:class:`~causal_router.models.MechanismOutcomes`) and p(s) = P(t = 1 | s), both cross-fitted: each
+row's nuisances come from models fitted on the other folds. :class:`AverageBias` reports the mean
+of phi / c with a cluster-robust interval (:mod:`causal_router.clusters`; by query where queries
+repeat). Every average bias of the package is this one: :meth:`causal_router.BiasEstimator.ate`
+(which gives it the learner's propensity and folds), the refutations
+(:mod:`causal_router.validate`, through dowhy, which refits it on each perturbed data set) and
+the diagnostics' group averages (means of its pseudo-outcomes over a group's rows).
+
+Propensity. Estimated propensities (a model, or the learner's out-of-fold ones) are clipped to
+[min_propensity, 1 - min_propensity]. Probabilities known by design (``gold_probability``: gold
+rows drawn with those probabilities) are never clipped: clipping them would bias the weights
+exactly on the rows the design drew least. Where a known probability is below the clip level an
+estimated one would get, an :class:`ExtremeWeightsWarning` says so; the effective number of gold
+rows under the 1/p weights, ``gold_ess`` = (sum w)^2 / sum w^2, is reported either way.
+
+The scale constant's uncertainty. With a fitted constant (``scale`` a method name) theta = G - P / c,
+G the AIPW mean of the gold gains (gold scale: mu1 and phi's gold part scale with c exactly, since
+the gold outcome model is linear in o) and P the AIPW mean of the preference gains (preference
+scale). c is estimated from the same rows, so its sampling error moves theta by P / c^2 per unit:
+the interval carries it by the delta method, var = var(mean phi / c) + k^2 var(c) + 2 k cov(G - P / c, c)
+with k = P / c^2, where var(mean phi / c) is the cluster-robust variance and var(c) and the
+covariance come from a cluster bootstrap of c together with G and P (:data:`N_SCALE_BOOTSTRAP`
+resamples of whole queries, or rows; the cross-fitted scores are held fixed, as in
+:mod:`causal_router.clusters`). With fewer than :data:`~causal_router.clusters.MIN_CLUSTERS`
+queries the interval is the percentile of the same joint bootstrap of G - P / c. With
+``scale=None`` (c = 1) or a constant given as a number, nothing is added and the interval is
+that of the scores alone. Where gold rows were chosen by design, c is fitted with the design's
+weights (:func:`causal_router.data.fitted_scale`), and so is every bootstrap copy of it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._utils import resolve_seed
+from ._validation import DataError, as_float_vector
+from .clusters import MIN_CLUSTERS, clustered_mean
+from .data import SCALE_METHODS, scale_constant_weighted, pooled_outcome
+from .models import (
+    ClippedClassifier,
+    MechanismOutcomes,
+    cross_fitting_folds,
+    default_propensity,
+    repeated_groups,
+)
+
+__all__ = ["AverageBias", "ExtremeWeightsWarning", "aipw_pseudo_outcomes", "cross_fitted_outcome_means",
+           "effective_sample_size", "N_SCALE_BOOTSTRAP"]
+
+#: Resamples of whole queries (or rows) behind the scale constant's variance.
+N_SCALE_BOOTSTRAP = 1000
+
+
+class ExtremeWeightsWarning(UserWarning):
+    """Known design probabilities so small that a few gold rows carry the average (never clipped)."""
+
+
+def effective_sample_size(weights) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 of the weights (n,): n for equal weights."""
+    w = np.asarray(weights, dtype=float)
+    return float(w.sum() ** 2 / np.sum(w ** 2)) if len(w) else 0.0
+
+
+def cross_fitted_outcome_means(X, o, t, folds, outcomes) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted outcome means (mu0, mu1) of every row, two arrays of shape (n,), on the scale
+    of ``o`` (n,): ``outcomes`` (an unfitted :class:`~causal_router.models.MechanismOutcomes`, one
+    outcome model per mechanism) fitted on the other folds only (``folds``: (train, test) index
+    pairs covering every row once); X (n, d) the features, t (n,) the gold indicator."""
+    mu0, mu1 = np.empty(len(o)), np.empty(len(o))
+    for train, test in folds:
+        fitted = clone(outcomes).fit(np.column_stack([X[train], t[train]]), o[train])
+        mu0[test], mu1[test] = fitted.mechanism_means(X[test])
+    return mu0, mu1
+
+
+def aipw_pseudo_outcomes(o, t, propensity, mu0, mu1) -> tuple[np.ndarray, np.ndarray]:
+    """The two parts of the AIPW score of the average bias, each of shape (n,), on the scale of ``o``:
+
+        phi1 = mu1(s) + t (o - mu1(s)) / p(s),   phi0 = mu0(s) + (1 - t) (o - mu0(s)) / (1 - p(s)),
+
+    whose difference phi1 - phi0 is the doubly robust score econml's ``DRLearner`` regresses on s
+    (module docstring); p the cross-fitted propensity (n,), mu_t the cross-fitted outcome means.
+    """
+    p = propensity
+    return mu1 + t * (o - mu1) / p, mu0 + (1 - t) * (o - mu0) / (1 - p)
+
+
+class AverageBias(BaseEstimator):
+    """The average bias (gold minus preference gain, gold scale) by cross-fitted AIPW, with a
+    cluster-robust interval (module docstring).
+
+    Parameters
+    ----------
+    model_y : regressor, optional
+        The preference rows' outcome model inside :class:`~causal_router.models.MechanismOutcomes`
+        (default ridge then LightGBM).
+    model_t : classifier, optional
+        Propensity model P(gold | s) (default regularised logistic regression); not used where
+        ``fit`` is given the propensity or the design's probabilities.
+    scale : {"variance", "amplitude", "wasserstein", None} or float
+        The gold-to-preference scale constant: fitted on the rows given to ``fit`` by that method
+        (with the design's weights where there are design probabilities), its uncertainty carried
+        into the interval; None: 1 (the gains are on one scale); a positive number: that
+        constant, taken as known.
+    cv : int or splitter
+        Cross-fitting folds: an integer (stratified by source; by query where queries repeat) or a
+        splitter with ``split(X, t[, groups])``.
+    min_propensity : float, optional
+        Clip estimated propensities to [min_propensity, 1 - min_propensity]; default a tenth of
+        the smaller source's share of the rows (at least 1e-6). Known ones are never clipped.
+    random_state : int or None
+        Seeds the folds, the nuisance models and the bootstraps.
+
+    Attributes
+    ----------
+    pseudo_outcomes_ : ndarray (n,), the scores phi / c (gold scale); their mean is the estimate.
+    gold_part_, preference_part_ : ndarray (n,), phi1 / c (gold scale) and phi0 (preference scale).
+    propensity_ : ndarray (n,), the propensity used (out-of-fold; clipped unless known).
+    known_propensity_ : bool; n_clipped_ : int, rows whose estimated propensity was clipped.
+    gold_ess_ : float, effective number of gold rows under the 1/p weights.
+    scale_ : float, the scale constant c; scale_std_error_ : float, its bootstrap standard error
+        (0 where it is taken as known).
+    clusters_ : ndarray (n,) of int or None, query codes where a query repeats.
+    n_clusters_ : int, the units of the standard error (queries, or rows).
+    seed_ : int, the seed of this fit.
+    """
+
+    def __init__(self, model_y=None, model_t=None, *, scale=None, cv=5, min_propensity: float | None = None,
+                 random_state=None):
+        self.model_y = model_y
+        self.model_t = model_t
+        self.scale = scale
+        self.cv = cv
+        self.min_propensity = min_propensity
+        self.random_state = random_state
+
+    def fit(self, Y, T, *, X, W=None, groups=None, gold_probability=None, propensity=None, folds=None,
+            outcome_means=None) -> "AverageBias":
+        """Fit the nuisances and the scores; returns self.
+
+        The signature is econml's (``fit(Y, T, X=..., W=...)``), so that dowhy can refit it on a
+        perturbed data set.
+
+        Parameters
+        ----------
+        Y : array-like (n,)
+            Gains, each row on its mechanism's own scale (gold rows on the gold scale).
+        T : array-like (n,)
+            1 (or True) for a gold row, 0 for a preference row.
+        X : array-like (n, d)
+            Features.
+        W : array-like (n, k), optional
+            More features for the nuisances (dowhy's common causes); columns equal to a column of
+            X are dropped.
+        groups : array-like (n,), optional
+            The query of each row: folds keep a query's rows together and the standard error is
+            clustered by query where a query repeats.
+        gold_probability : array-like (n,), optional
+            Known P(gold | s) of a selection design: the propensity, never clipped.
+        propensity : array-like (n,), optional
+            Out-of-fold propensities already estimated (a learner's), used as given.
+        folds : list of (train, test) index pairs, optional
+            The cross-fitting folds, where already drawn.
+        outcome_means : (mu0, mu1), optional
+            Cross-fitted outcome means (:func:`cross_fitted_outcome_means` on these folds, on the
+            preference scale), where already computed.
+        """
+        t = np.asarray(T, dtype=float).reshape(-1)
+        if not np.isin(t, (0.0, 1.0)).all():
+            raise DataError("T must be 0 / 1 (1 = gold)")
+        t = t.astype(bool)
+        y = as_float_vector(np.asarray(Y, dtype=float).reshape(-1), "Y")
+        F = _features(X, W, len(y))
+        if len(t) != len(y):
+            raise DataError(f"T has {len(t)} rows for {len(y)} gains")
+        if t.all() or not t.any():
+            raise DataError("the average bias needs gold (T = 1) and preference (T = 0) rows")
+        seed = self.seed_ = resolve_seed(self.random_state)
+        self.clusters_ = None if groups is None else pd.factorize(pd.Series(np.asarray(groups, dtype=object)))[0]
+        if self.clusters_ is not None and (self.clusters_ < 0).any():
+            raise DataError("groups has missing labels")
+        repeated = repeated_groups(self.clusters_)
+        known = None if gold_probability is None else as_float_vector(gold_probability, "gold_probability")
+        if known is not None and not ((known > 0) & (known < 1)).all():
+            raise DataError("gold_probability must lie in (0, 1) on every row")
+        design = None if known is None else np.where(t, 1 / known, 1 / (1 - known))
+
+        # the scale constant (module docstring)
+        if self.scale is None or isinstance(self.scale, str):
+            if self.scale not in SCALE_METHODS:
+                raise DataError(f"scale must be one of {SCALE_METHODS} or a number > 0, got {self.scale!r}")
+            self.scale_ = scale_constant_weighted(y[t], y[~t], self.scale, None if design is None else design[t],
+                                                  None if design is None else design[~t])
+        else:
+            c = float(self.scale)
+            if not (np.isfinite(c) and c > 0):
+                raise DataError(f"a numeric scale must be a finite number > 0, got {self.scale!r}")
+            self.scale_ = c
+        o = pooled_outcome(y, t, self.scale_)
+
+        if folds is None:
+            if isinstance(self.cv, (int, np.integer)):
+                folds = cross_fitting_folds(F, t, int(self.cv), seed, repeated)
+            else:
+                folds = list(self.cv.split(F, t) if repeated is None else self.cv.split(F, t, repeated))
+        share = min(t.sum(), (~t).sum()) / len(t)
+        self.min_propensity_ = self.min_propensity if self.min_propensity is not None else max(1e-6, 0.1 * share)
+        self.known_propensity_ = known is not None
+        self.n_clipped_ = 0
+        if known is not None:
+            p = known
+            if p[t].min() < self.min_propensity_ or p.max() > 1 - self.min_propensity_:
+                warnings.warn(
+                    f"design probabilities as small as {p.min():.3g} (an estimated propensity would be clipped "
+                    f"at {self.min_propensity_:.3g}): they are used unclipped, and the average rests on "
+                    f"{effective_sample_size(1 / p[t]):.1f} effective gold rows of {int(t.sum())}",
+                    ExtremeWeightsWarning, stacklevel=2)
+        elif propensity is not None:
+            p = as_float_vector(propensity, "propensity")
+        else:
+            p = np.empty(len(t))
+            model = ClippedClassifier(clone(self.model_t) if self.model_t is not None else default_propensity(seed),
+                                      self.min_propensity_)
+            lo = self.min_propensity_
+            for train, test in folds:
+                fitted = clone(model).fit(F[train], t[train])
+                raw = np.asarray(fitted.estimator_.predict_proba(F[test]))[:, 1]
+                self.n_clipped_ += int(np.sum((raw <= lo) | (raw >= 1 - lo)))
+                p[test] = fitted.predict_proba(F[test])[:, 1]
+        if len(p) != len(t):
+            raise DataError(f"the propensity has {len(p)} rows for {len(t)} gains")
+        self.propensity_ = p
+        if outcome_means is None:
+            outcome_means = cross_fitted_outcome_means(F, o, t.astype(float), folds,
+                                                       MechanismOutcomes(self.model_y, random_state=seed))
+        mu0, mu1 = outcome_means
+        self.outcome_means_ = (mu0, mu1)
+        phi1, phi0 = aipw_pseudo_outcomes(o, t.astype(float), p, mu0, mu1)
+        self.gold_part_, self.preference_part_ = phi1 / self.scale_, phi0
+        self.pseudo_outcomes_ = (phi1 - phi0) / self.scale_
+        self.gold_ess_ = effective_sample_size(1 / p[t])
+        self.n_clusters_ = len(t) if self.clusters_ is None else int(self.clusters_.max()) + 1
+        self._scale_draws = None
+        self.scale_std_error_ = 0.0
+        if isinstance(self.scale, str):
+            self._scale_draws = self._bootstrap_scale(y, t, design, seed)
+            self.scale_std_error_ = float(np.std(self._scale_draws[:, 2], ddof=1))
+        self._sensitivity_inputs = (o, t, p, mu0, mu1)
+        return self
+
+    def _bootstrap_scale(self, y, t, design, seed) -> np.ndarray:
+        """(B, 3): the means G and P and the constant c on :data:`N_SCALE_BOOTSTRAP` resamples of
+        whole queries (rows without repeated queries), the scores held fixed."""
+        units = self.clusters_ if repeated_groups(self.clusters_) is not None else np.arange(len(y))
+        n_units = int(units.max()) + 1
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 27]))
+        base = np.ones(len(y)) if design is None else design
+        draws = np.empty((N_SCALE_BOOTSTRAP, 3))
+        for b in range(N_SCALE_BOOTSTRAP):
+            counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)[units].astype(float)
+            w = counts * base
+            gw, pw = w[t], w[~t]
+            if np.count_nonzero(gw) < 2 or np.count_nonzero(pw) < 2:
+                draws[b] = np.nan
+                continue
+            c = scale_constant_weighted(y[t], y[~t], self.scale, gw, pw, check_influence=False)
+            draws[b] = (np.average(self.gold_part_, weights=counts), np.average(self.preference_part_, weights=counts), c)
+        return draws[np.isfinite(draws).all(axis=1)]
+
+    def result(self, alpha: float = 0.05) -> pd.Series:
+        """The estimate with a (1 - alpha) interval.
+
+        Returns a Series: ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale),
+        ``n_clusters`` (queries, or rows without repeated queries), ``gold_ess`` (effective number
+        of gold rows under the 1/p weights), ``n_gold``, ``scale`` (c) and ``scale_std_error``.
+        The interval is normal with the cluster-robust standard error, widened by the scale
+        constant's uncertainty where it is fitted (module docstring); with fewer than
+        :data:`~causal_router.clusters.MIN_CLUSTERS` repeated queries it is a percentile cluster
+        bootstrap (:func:`causal_router.clusters.clustered_mean`).
+        """
+        check_is_fitted(self, "pseudo_outcomes_")
+        if not 0 < alpha < 1:
+            raise DataError(f"alpha must be in (0, 1), got {alpha!r}")
+        phi = self.pseudo_outcomes_
+        clusters = self.clusters_ if repeated_groups(self.clusters_) is not None else None
+        out = clustered_mean(phi, clusters, alpha=alpha, random_state=self.seed_, warn=False)
+        estimate, se, lower, upper = (float(out[k]) for k in ("estimate", "std_error", "lower", "upper"))
+        draws = self._scale_draws
+        if draws is not None and len(draws) > 1:
+            c, P = self.scale_, float(np.mean(self.preference_part_))
+            k = P / c ** 2
+            fixed = draws[:, 0] - draws[:, 1] / c
+            cov = np.cov(fixed, draws[:, 2])
+            se = float(np.sqrt(max(se ** 2 + k ** 2 * cov[1, 1] + 2 * k * cov[0, 1], 0.0)))
+            if clusters is not None and self.n_clusters_ < MIN_CLUSTERS:
+                lower, upper = (float(v) for v in np.quantile(draws[:, 0] - draws[:, 1] / draws[:, 2],
+                                                              [alpha / 2, 1 - alpha / 2]))
+            else:
+                z = stats.norm.ppf(1 - alpha / 2)
+                lower, upper = estimate - z * se, estimate + z * se
+        return pd.Series({"estimate": estimate, "std_error": se, "lower": lower, "upper": upper,
+                          "n_clusters": float(self.n_clusters_), "gold_ess": self.gold_ess_,
+                          "n_gold": float(np.sum(self._sensitivity_inputs[1])), "scale": self.scale_,
+                          "scale_std_error": self.scale_std_error_})
+
+    # ------------------------------------------------------------------ econml / dowhy interface
+    def effect(self, X=None, T0=0, T1=1) -> np.ndarray:
+        """The average bias on the scale of Y's preference rows (c times the gold-scale estimate),
+        repeated for each of the n rows of X, shape (n,): what dowhy averages into its estimate."""
+        check_is_fitted(self, "pseudo_outcomes_")
+        n = 1 if X is None else len(X)
+        return np.full(n, float(np.mean(self.pseudo_outcomes_)) * self.scale_)
+
+    def sensitivity(self, alpha: float = 0.05, c_y: float = 0.05, c_t: float = 0.05) -> dict:
+        """econml's omitted-variable-bias sensitivity of the estimate (Chernozhukov et al. 2022;
+        ``econml.validate.sensitivity_analysis``, the figures of ``DRLearner.sensitivity_interval``
+        computed on this fit's nuisances), on the gold scale: theta, its bounds and confidence
+        bounds with confounding of strength ``c_y`` (outcome) and ``c_t`` (treatment), and the
+        robustness values (the strength at which the bounds, or the interval, reach 0)."""
+        from econml.validate.sensitivity_analysis import RV, dr_sensitivity_values, sensitivity_interval
+
+        check_is_fitted(self, "pseudo_outcomes_")
+        o, t, p, mu0, mu1 = self._sensitivity_inputs
+        tf = t.astype(float)
+        y_pred = np.column_stack([mu0 + (1 - tf) * (o - mu0) / (1 - p), mu1 + tf * (o - mu1) / p])
+        params = dr_sensitivity_values(o, tf.reshape(-1, 1), y_pred, np.column_stack([1 - p, p]))
+        args = (float(params.theta[0]), float(params.sigma[0]), float(params.nu[0]), params.cov[0], alpha)
+        c = self.scale_
+        tl, tu = sensitivity_interval(*args, c_y, c_t, 1.0, interval_type="theta")
+        cl, cu = sensitivity_interval(*args, c_y, c_t, 1.0, interval_type="ci")
+        return {"theta": args[0] / c, "theta_lower": float(tl) / c, "theta_upper": float(tu) / c,
+                "ci_lower": float(cl) / c, "ci_upper": float(cu) / c,
+                "robustness_value": float(RV(*args, interval_type="theta")),
+                "robustness_value_ci": float(RV(*args, interval_type="ci")), "c_y": c_y, "c_t": c_t}
+
+
+def _features(X, W, n: int) -> np.ndarray:
+    """The nuisances' features: the columns of W not equal to a column of X, then X (n, d): X
+    last, where :class:`~causal_router.models.DuplicateAwareKFold` looks for the query's features."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) != n:
+        raise DataError(f"X must have shape (n, d) with n = {n} rows, got {X.shape}")
+    if W is None:
+        return X
+    W = np.asarray(W, dtype=float).reshape(n, -1)
+    extra = [j for j in range(W.shape[1]) if not any(np.array_equal(W[:, j], X[:, i]) for i in range(X.shape[1]))]
+    return np.column_stack([W[:, extra], X]) if extra else X
