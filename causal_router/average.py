@@ -38,6 +38,19 @@ queries the interval is the percentile of the same joint bootstrap of G - P / c.
 ``scale=None`` (c = 1) or a constant given as a number, nothing is added and the interval is
 that of the scores alone. Where gold rows were chosen by design, c is fitted with the design's
 weights (:func:`causal_router.data.fitted_scale`), and so is every bootstrap copy of it.
+
+Paired rows. The judge is cheap, so it often labels the gold rows too (``preference_gain``); then
+the judge's gain j is observed on every row and only the gold gain is missing on preference rows.
+The score becomes (prediction-powered, as PPI++ and the AIPW estimator of a mean with a
+surrogate)::
+
+    phi_i = m(s_i, j_i) + t_i (y_i - m(s_i, j_i)) / p(s_i) - j_i / c
+
+with m(s, j) = E[gold gain | s, j] cross-fitted on the gold rows
+(:func:`cross_fitted_paired_means`). The judge's average needs no model (every row has it), and
+the gold gain's average leans on the judge wherever the judge predicts it; the scale constant
+then matches the gold gains against the judge's gains on every row. Its mean is unbiased for the
+same theta whatever m is (m only changes the variance), with p known or consistently estimated.
 """
 
 from __future__ import annotations
@@ -63,6 +76,7 @@ from .models import (
 )
 
 __all__ = ["AverageBias", "ExtremeWeightsWarning", "aipw_pseudo_outcomes", "cross_fitted_outcome_means",
+           "cross_fitted_paired_means",
            "effective_sample_size", "N_SCALE_BOOTSTRAP"]
 
 #: Resamples of whole queries (or rows) behind the scale constant's variance.
@@ -153,7 +167,7 @@ class AverageBias(BaseEstimator):
         self.random_state = random_state
 
     def fit(self, Y, T, *, X, W=None, groups=None, gold_probability=None, propensity=None, folds=None,
-            outcome_means=None) -> "AverageBias":
+            outcome_means=None, preference_gain=None) -> "AverageBias":
         """Fit the nuisances and the scores; returns self.
 
         The signature is econml's (``fit(Y, T, X=..., W=...)``), so that dowhy can refit it on a
@@ -181,7 +195,10 @@ class AverageBias(BaseEstimator):
             The cross-fitting folds, where already drawn.
         outcome_means : (mu0, mu1), optional
             Cross-fitted outcome means (:func:`cross_fitted_outcome_means` on these folds, on the
-            preference scale), where already computed.
+            preference scale), where already computed (not used with paired rows).
+        preference_gain : array-like (n,), optional
+            Paired rows: the judge's gain (preference scale) on every gold row as well (module
+            docstring, "Paired rows"); on preference rows it must be NaN or equal Y.
         """
         t = np.asarray(T, dtype=float).reshape(-1)
         if not np.isin(t, (0.0, 1.0)).all():
@@ -203,12 +220,17 @@ class AverageBias(BaseEstimator):
             raise DataError("gold_probability must lie in (0, 1) on every row")
         design = None if known is None else np.where(t, 1 / known, 1 / (1 - known))
 
-        # the scale constant (module docstring)
+        judge = None if preference_gain is None else _paired_judge(preference_gain, y, t)
+        # the scale constant (module docstring): gold gains (design-weighted) against the judge's
+        # gains, on the preference rows, or on every row where the rows are paired
+        if judge is None:
+            sides = (y[t], None if design is None else design[t], t, y[~t], None if design is None else design[~t], ~t)
+        else:
+            sides = (y[t], None if design is None else design[t], t, judge, None, np.ones(len(t), dtype=bool))
         if self.scale is None or isinstance(self.scale, str):
             if self.scale not in SCALE_METHODS:
                 raise DataError(f"scale must be one of {SCALE_METHODS} or a number > 0, got {self.scale!r}")
-            self.scale_ = scale_constant_weighted(y[t], y[~t], self.scale, None if design is None else design[t],
-                                                  None if design is None else design[~t])
+            self.scale_ = scale_constant_weighted(sides[0], sides[3], self.scale, sides[1], sides[4])
         else:
             c = float(self.scale)
             if not (np.isfinite(c) and c > 0):
@@ -248,40 +270,49 @@ class AverageBias(BaseEstimator):
         if len(p) != len(t):
             raise DataError(f"the propensity has {len(p)} rows for {len(t)} gains")
         self.propensity_ = p
-        if outcome_means is None:
-            outcome_means = cross_fitted_outcome_means(F, o, t.astype(float), folds,
-                                                       MechanismOutcomes(self.model_y, random_state=seed))
-        mu0, mu1 = outcome_means
-        self.outcome_means_ = (mu0, mu1)
-        phi1, phi0 = aipw_pseudo_outcomes(o, t.astype(float), p, mu0, mu1)
-        self.gold_part_, self.preference_part_ = phi1 / self.scale_, phi0
-        self.pseudo_outcomes_ = (phi1 - phi0) / self.scale_
+        self.paired_ = judge is not None
+        if judge is None:
+            if outcome_means is None:
+                outcome_means = cross_fitted_outcome_means(F, o, t.astype(float), folds,
+                                                           MechanismOutcomes(self.model_y, random_state=seed))
+            mu0, mu1 = outcome_means
+            phi1, phi0 = aipw_pseudo_outcomes(o, t.astype(float), p, mu0, mu1)
+            self.gold_part_, self.preference_part_ = phi1 / self.scale_, phi0
+            self._sensitivity_inputs = (o, t, p, mu0, mu1)
+        else:  # every row carries the judge's gain: only the gold gain is missing on preference rows
+            m = cross_fitted_paired_means(F, judge, y, t, folds, self.model_y, seed)
+            self.gold_part_ = m + t * (y - m) / p
+            self.preference_part_ = judge
+            self._sensitivity_inputs = None
+        self.pseudo_outcomes_ = self.gold_part_ - self.preference_part_ / self.scale_
         self.gold_ess_ = effective_sample_size(1 / p[t])
         self.n_clusters_ = len(t) if self.clusters_ is None else int(self.clusters_.max()) + 1
         self._scale_draws = None
         self.scale_std_error_ = 0.0
         if isinstance(self.scale, str):
-            self._scale_draws = self._bootstrap_scale(y, t, design, seed)
+            self._scale_draws = self._bootstrap_scale(sides, seed)
             self.scale_std_error_ = float(np.std(self._scale_draws[:, 2], ddof=1))
-        self._sensitivity_inputs = (o, t, p, mu0, mu1)
+        self.n_gold_ = int(t.sum())
         return self
 
-    def _bootstrap_scale(self, y, t, design, seed) -> np.ndarray:
+    def _bootstrap_scale(self, sides, seed) -> np.ndarray:
         """(B, 3): the means G and P and the constant c on :data:`N_SCALE_BOOTSTRAP` resamples of
-        whole queries (rows without repeated queries), the scores held fixed."""
-        units = self.clusters_ if repeated_groups(self.clusters_) is not None else np.arange(len(y))
+        whole queries (rows without repeated queries), the scores held fixed; ``sides``: the gold
+        and preference gains behind c, with their design weights (or None) and rows."""
+        gold_values, gold_design, gold_rows, pref_values, pref_design, pref_rows = sides
+        n = len(self.gold_part_)
+        units = self.clusters_ if repeated_groups(self.clusters_) is not None else np.arange(n)
         n_units = int(units.max()) + 1
         rng = np.random.default_rng(np.random.SeedSequence([seed, 27]))
-        base = np.ones(len(y)) if design is None else design
         draws = np.empty((N_SCALE_BOOTSTRAP, 3))
         for b in range(N_SCALE_BOOTSTRAP):
             counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)[units].astype(float)
-            w = counts * base
-            gw, pw = w[t], w[~t]
+            gw = counts[gold_rows] if gold_design is None else counts[gold_rows] * gold_design
+            pw = counts[pref_rows] if pref_design is None else counts[pref_rows] * pref_design
             if np.count_nonzero(gw) < 2 or np.count_nonzero(pw) < 2:
                 draws[b] = np.nan
                 continue
-            c = scale_constant_weighted(y[t], y[~t], self.scale, gw, pw, check_influence=False)
+            c = scale_constant_weighted(gold_values, pref_values, self.scale, gw, pw, check_influence=False)
             draws[b] = (np.average(self.gold_part_, weights=counts), np.average(self.preference_part_, weights=counts), c)
         return draws[np.isfinite(draws).all(axis=1)]
 
@@ -318,7 +349,7 @@ class AverageBias(BaseEstimator):
                 lower, upper = estimate - z * se, estimate + z * se
         return pd.Series({"estimate": estimate, "std_error": se, "lower": lower, "upper": upper,
                           "n_clusters": float(self.n_clusters_), "gold_ess": self.gold_ess_,
-                          "n_gold": float(np.sum(self._sensitivity_inputs[1])), "scale": self.scale_,
+                          "n_gold": float(self.n_gold_), "scale": self.scale_,
                           "scale_std_error": self.scale_std_error_})
 
     # ------------------------------------------------------------------ econml / dowhy interface
@@ -338,6 +369,8 @@ class AverageBias(BaseEstimator):
         from econml.validate.sensitivity_analysis import RV, dr_sensitivity_values, sensitivity_interval
 
         check_is_fitted(self, "pseudo_outcomes_")
+        if self._sensitivity_inputs is None:
+            raise DataError("the sensitivity analysis is available for unpaired rows only (fit without preference_gain)")
         o, t, p, mu0, mu1 = self._sensitivity_inputs
         tf = t.astype(float)
         y_pred = np.column_stack([mu0 + (1 - tf) * (o - mu0) / (1 - p), mu1 + tf * (o - mu1) / p])
@@ -350,6 +383,55 @@ class AverageBias(BaseEstimator):
                 "ci_lower": float(cl) / c, "ci_upper": float(cu) / c,
                 "robustness_value": float(RV(*args, interval_type="theta")),
                 "robustness_value_ci": float(RV(*args, interval_type="ci")), "c_y": c_y, "c_t": c_t}
+
+
+def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None, random_state=None) -> np.ndarray:
+    """Cross-fitted m(s, j) = E[gold gain | s, judge's gain j] of every row, shape (n,), gold scale:
+    on the gold rows of the other folds, gold = a + b j + b' eta(s) + z(s) beta, eta(s) = E[j | s]
+    (``model_y``, default ridge then LightGBM, fitted on every row of the other folds: the judge
+    labels them all), z the features standardised on the gold rows, beta ridge with its penalty by
+    leave-one-out CV, a, b and b' unpenalised (partialled out), as
+    :class:`~causal_router.models.MechanismOutcomes` fits its gold model on mu0(s). X (n, d), judge
+    (n,) on the preference scale, y (n,) the gains (read on gold rows), t (n,) bool."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    from .models import RidgeThenBoosting
+
+    m = np.empty(len(y))
+    for train, test in folds:
+        model = clone(model_y) if model_y is not None else RidgeThenBoosting(random_state=random_state)
+        model.fit(X[train], judge[train])
+        eta = np.asarray(model.predict(X), dtype=float).reshape(-1)  # in-fold on train rows, out-of-fold on test
+        rows = train[t[train]]
+        scaler = StandardScaler().fit(X[rows])
+        z = scaler.transform(X[rows])
+        Z = np.column_stack([np.ones(len(rows)), judge[rows], eta[rows]])
+
+        def resid(A):
+            return A - Z @ np.linalg.lstsq(Z, A, rcond=None)[0]
+
+        beta = RidgeCV(alphas=np.logspace(-2, 4, 25), fit_intercept=False).fit(resid(z), resid(y[rows])).coef_
+        a, b, b2 = np.linalg.lstsq(Z, y[rows] - z @ beta, rcond=None)[0]
+        m[test] = a + b * judge[test] + b2 * eta[test] + scaler.transform(X[test]) @ beta
+    return m
+
+
+def _paired_judge(preference_gain, y, t) -> np.ndarray:
+    """The judge's gain on every row (n,): ``preference_gain`` on gold rows (finite on each), Y on
+    preference rows (where ``preference_gain`` must be NaN or equal it)."""
+    j = np.asarray(preference_gain, dtype=float).reshape(-1)
+    if len(j) != len(y):
+        raise DataError(f"preference_gain has {len(j)} rows for {len(y)} gains")
+    missing = int(np.sum(~np.isfinite(j[t])))
+    if missing:
+        raise DataError(f"preference_gain is missing (NaN or infinite) on {missing} of {int(t.sum())} gold rows: "
+                        "paired rows need the judge's gain on every gold row (or pass none)")
+    off = ~t & np.isfinite(j) & (j != y)
+    if off.any():
+        raise DataError(f"preference_gain differs from the gain on {int(off.sum())} preference rows "
+                        f"(first: row {int(np.flatnonzero(off)[0])}); leave it NaN there")
+    return np.where(t, j, y)
 
 
 def _features(X, W, n: int) -> np.ndarray:

@@ -431,7 +431,8 @@ class BiasEstimator(BaseEstimator):
         self.average_ = AverageBias(self.model_y, scale=self.scale,
                                     cv=self.cv, min_propensity=self.min_propensity_, random_state=seed)
         self.average_.fit(data.gain, t, X=X, groups=self.query_groups_, folds=folds, outcome_means=(mu0, mu1),
-                          gold_probability=data.gold_probability, propensity=None if known else propensity)
+                          gold_probability=data.gold_probability, propensity=None if known else propensity,
+                          preference_gain=getattr(data, "preference_gain", None))
         self.pseudo_outcomes_ = self.average_.pseudo_outcomes_
         n_queries = len(o) if self.query_groups_ is None else int(self.query_groups_.max()) + 1
         self.overlap_ = pd.Series({

@@ -37,7 +37,7 @@ GOLD = "gold"
 PREFERENCE = "preference"
 SCALE_METHODS = ("variance", "amplitude", "wasserstein", None)
 _ROW_FIELDS = ("X", "gain", "is_gold", "query_id", "text", "pair", "cost_primary", "cost_alternative",
-               "gold_probability")
+               "gold_probability", "preference_gain")
 
 
 #: Largest factor by which leaving out one row may change the scale constant. A row beyond it
@@ -226,6 +226,22 @@ def _optional_vector(values, name: str) -> np.ndarray | None:
     return None if values is None else as_float_vector(values, name)
 
 
+def _paired_gain(values) -> np.ndarray | None:
+    """``preference_gain`` as floats (n,): NaN allowed (rows the judge did not label), infinity not."""
+    if values is None:
+        return None
+    arr = np.asarray(values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else values)
+    if arr.ndim != 1:
+        raise DataError(f"preference_gain must be one-dimensional, got shape {arr.shape}")
+    try:
+        arr = arr.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"preference_gain must be numeric: {exc}") from None
+    if np.isinf(arr).any():
+        raise DataError(f"preference_gain has {int(np.isinf(arr).sum())} infinite values")
+    return arr
+
+
 def _optional_labels(values, name: str) -> np.ndarray | None:
     if values is None:
         return None
@@ -264,6 +280,11 @@ class EvalData:
         The known probability with which each row's query was selected for a gold label, where
         a design chose the gold rows (:mod:`causal_router.active`); in (0, 1) on every row. The
         bias estimator then uses it as the propensity instead of estimating one.
+    preference_gain : array-like of shape (n,), optional
+        Paired rows: the judge's gain (preference scale) on gold rows too, where the judge labelled
+        them as well (NaN where it did not; on preference rows NaN or equal to ``gain``). The
+        average bias then uses the pairing (:class:`causal_router.average.AverageBias`, "Paired
+        rows"); it needs the judge's gain on every gold row.
     feature_names : sequence of str, optional
         Names of the columns of X (taken from a DataFrame's columns by default; ``x0 .. x{d-1}``
         otherwise).
@@ -291,18 +312,19 @@ class EvalData:
         cost_primary=None,
         cost_alternative=None,
         gold_probability=None,
+        preference_gain=None,
         feature_names: Sequence[str] | None = None,
     ):
         self._build(X, gain, source, query_id=query_id, text=text, pair=pair, cost_primary=cost_primary,
                     cost_alternative=cost_alternative, gold_probability=gold_probability,
-                    feature_names=feature_names, label="gain")
+                    preference_gain=preference_gain, feature_names=feature_names, label="gain")
 
     def _build(self, X, gain, source, *, query_id, text, pair, cost_primary, cost_alternative, gold_probability,
-               feature_names, label: str) -> None:
+               feature_names, label: str, preference_gain=None) -> None:
         """The checks and conversions of ``__init__``; ``label`` names the gains in messages."""
         check_same_index("EvalData", X=X, gain=gain, source=source, query_id=query_id, text=text, pair=pair,
                          cost_primary=cost_primary, cost_alternative=cost_alternative,
-                         gold_probability=gold_probability)
+                         gold_probability=gold_probability, preference_gain=preference_gain)
         self.named_features = isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
         if feature_names is None and isinstance(X, pd.DataFrame):
             feature_names = [str(c) for c in X.columns]
@@ -315,11 +337,18 @@ class EvalData:
         self.cost_primary = _optional_vector(cost_primary, "cost_primary")
         self.cost_alternative = _optional_vector(cost_alternative, "cost_alternative")
         self.gold_probability = _optional_vector(gold_probability, "gold_probability")
+        self.preference_gain = _paired_gain(preference_gain)
         check_consistent_length(
             X=self.X, gain=self.gain, source=self.is_gold, query_id=self.query_id, text=self.text,
             pair=self.pair, cost_primary=self.cost_primary, cost_alternative=self.cost_alternative,
-            gold_probability=self.gold_probability,
+            gold_probability=self.gold_probability, preference_gain=self.preference_gain,
         )
+        if self.preference_gain is not None:
+            off = ~self.is_gold & ~np.isnan(self.preference_gain) & (self.preference_gain != self.gain)
+            if off.any():
+                raise DataError(f"preference_gain differs from the gain on {int(off.sum())} preference rows (first: "
+                                f"row {int(np.flatnonzero(off)[0])}); on a preference row the gain is the judge's: "
+                                "leave preference_gain NaN there or equal to it")
         if self.gold_probability is not None and not np.all((self.gold_probability > 0) & (self.gold_probability < 1)):
             raise DataError("gold_probability must lie strictly between 0 and 1 on every row (every query keeps a "
                             "chance of either label: positivity)")
@@ -348,6 +377,7 @@ class EvalData:
         cost_primary: str | None = None,
         cost_alternative: str | None = None,
         gold_probability: str | None = None,
+        preference_gain: str | None = None,
     ) -> "EvalData":
         """Build from a DataFrame; arguments name its columns. The frame is not modified.
 
@@ -360,14 +390,15 @@ class EvalData:
             raise DataError("features is empty: name at least one feature column")
         check_unique_names(features, "features")
         optional = {"query_id": query_id, "text": text, "pair": pair, "cost_primary": cost_primary,
-                    "cost_alternative": cost_alternative, "gold_probability": gold_probability}
+                    "cost_alternative": cost_alternative, "gold_probability": gold_probability,
+                    "preference_gain": preference_gain}
         check_columns(df, [*features, gain, source, *[c for c in optional.values() if c]], "data frame")
         if len(df) == 0:
             raise DataError("the data frame has no rows")
-        labels = [c for c in (gain, source, gold_probability) if c in features]
+        labels = [c for c in (gain, source, gold_probability, preference_gain) if c in features]
         if labels:
-            raise DataError(f"column(s) {labels} are the label, the source or the gold probability and cannot also be "
-                            "features; drop them from the features")
+            raise DataError(f"column(s) {labels} are the label, the source, the gold probability or the judge's gain "
+                            "and cannot also be features; drop them from the features")
         src = df[source]
         if not pd.api.types.is_bool_dtype(src):
             values = src.astype("object")
@@ -419,7 +450,7 @@ class EvalData:
         new = object.__new__(EvalData)
         new.__dict__.update(self.__dict__)
         for name in _ROW_FIELDS:
-            value = getattr(self, name)
+            value = getattr(self, name, None)
             setattr(new, name, None if value is None else value[rows])
         return new
 
@@ -429,7 +460,7 @@ class EvalData:
         frame["gain"] = self.gain
         frame["source"] = np.where(self.is_gold, GOLD, PREFERENCE)
         for name in _ROW_FIELDS[3:]:
-            value = getattr(self, name)
+            value = getattr(self, name, None)
             if value is not None:
                 frame[name] = value
         return frame
