@@ -42,8 +42,9 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
   pseudo-outcomes carry weights of 1/p (about 50) and its final stage is the noisiest.
 
 With n gold rows among n + m, p(s) is about n / (n + m) everywhere: an extreme-propensity
-regime. Propensities are clipped to [min_propensity, 1 - min_propensity] and the number of
-clipped rows is reported (``n_clipped_``).
+regime. Estimated propensities are clipped to [min_propensity, 1 - min_propensity] and the number
+of clipped rows is reported (``n_clipped_``); probabilities known by design (``gold_probability``)
+are never clipped (:mod:`causal_router.average`).
 
 Cost. In the few-percent-gold regime the final-stage weights (t - p)^2 are about 1 on gold rows
 and p^2 on preference rows, so preference rows beyond what the nuisances need buy nothing. The
@@ -88,9 +89,11 @@ generator``, seeds 0-99): the 95% interval covered the population average bias i
 seeds clustered by query, in 0.76 with rows as units (whose standard error was half as large).
 
 The average bias (:meth:`BiasEstimator.ate`, and every average of the bias over rows or groups
-built from ``pseudo_outcomes_``) does not come from the learner's CATE model: it is a cross-fitted
-AIPW estimate with its own outcome model for each mechanism and the learner's propensity, so it
-is the same, and valid where gold rows are selected on the features, whatever learner routes.
+built from ``pseudo_outcomes_``) does not come from the learner's CATE model: it is
+:class:`~causal_router.average.AverageBias`, a cross-fitted AIPW estimate with its own outcome
+model for each mechanism and the learner's propensity (the design's, unclipped, where known),
+with the scale constant's uncertainty in its interval, so it is the same, and valid where gold
+rows are selected on the features, whatever learner routes.
 (Measured before it, with the pseudo-outcomes implied by the R-learner's final stage: 95%
 intervals covered the true average 63% of the time on IHDP surface B and 85% on the generator
 with gold rows selected on the features. Now, ``benchmarks/ihdp.py``, 100 runs each: 0.92 on

@@ -99,7 +99,14 @@ def scale_constant_weighted(gold_gain, pref_gain, method, gold_weight=None, pref
     bit for bit). Where gold rows were chosen by a design with probabilities p, the weights 1 / p
     on gold rows and 1 / (1 - p) on preference rows make each side's gains stand for every query
     (:func:`fitted_scale`); :class:`causal_router.average.AverageBias` also draws bootstrap copies
-    with them (``check_influence=False`` skips the dominating-row check there)."""
+    with them (``check_influence=False`` skips the dominating-row check there).
+
+    Weights of shape (b, n_gold) and (b, n_pref) (non-negative; both given) give b constants at
+    once, an array of shape (b,) (NaN where one is undefined), without the checks: the bootstrap
+    copies of :class:`causal_router.average.AverageBias`, computed together."""
+    if gold_weight is not None and np.ndim(gold_weight) == 2:
+        return _batch_constants(np.asarray(gold_gain, dtype=float), np.asarray(pref_gain, dtype=float), method,
+                                np.asarray(gold_weight, dtype=float), np.asarray(pref_weight, dtype=float))
     return _scale_constant(gold_gain, pref_gain, method,
                            lambda side, i: f"position {i} of {'gold_gain' if side == 'gold' else 'pref_gain'}",
                            gold_weight, pref_weight, check_influence)
@@ -174,6 +181,42 @@ def _raw_constant(g: np.ndarray, p: np.ndarray, method: str, gw=None, pw=None) -
     if not (np.isfinite(num) and np.isfinite(den)) or den <= 0 or num <= 0:
         return float("nan")
     return float(num / den)
+
+
+def _batch_constants(g, p, method, GW, PW) -> np.ndarray:
+    """:func:`_raw_constant` for each row of the weight matrices GW (b, n_gold), PW (b, n_pref)."""
+    if method is None:
+        return np.ones(len(GW))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "variance":
+            num, den = _batch_std(p, PW), _batch_std(g, GW)
+        elif method == "amplitude":
+            num = np.where(PW > 0, p, -np.inf).max(axis=1) - np.where(PW > 0, p, np.inf).min(axis=1)
+            den = np.where(GW > 0, g, -np.inf).max(axis=1) - np.where(GW > 0, g, np.inf).min(axis=1)
+        else:
+            u = (np.arange(200) + 0.5) / 200
+            qg, qp = _batch_quantiles(g, u, GW), _batch_quantiles(p, u, PW)
+            num, den = np.mean(qg * qp, axis=1), np.mean(qg * qg, axis=1)
+        c = num / den
+    return np.where(np.isfinite(num) & np.isfinite(den) & (den > 0) & (num > 0), c, np.nan)
+
+
+def _batch_std(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    x = x - x.mean()  # centred once: the one-pass variance below loses no digits to a large mean
+    total = W.sum(axis=1)
+    m = (W @ x) / total
+    return np.sqrt(np.maximum((W @ (x * x)) / total - m * m, 0.0))
+
+
+def _batch_quantiles(x: np.ndarray, u: np.ndarray, W: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    xs, Ws = x[order], W[:, order]
+    cdf = (np.cumsum(Ws, axis=1) - 0.5 * Ws) / Ws.sum(axis=1, keepdims=True)
+    out = np.empty((len(W), len(u)))
+    for b in range(len(W)):
+        keep = Ws[b] > 0
+        out[b] = np.interp(u, cdf[b, keep], xs[keep])
+    return out
 
 
 def _weighted_std(x: np.ndarray, w) -> float:
