@@ -285,13 +285,14 @@ class AverageBias(BaseEstimator):
             mu0, mu1 = outcome_means
             phi1, phi0 = aipw_pseudo_outcomes(o, t.astype(float), p, mu0, mu1)
             self.gold_part_, self.preference_part_ = phi1 / self.scale_, phi0
+            self.pseudo_outcomes_ = (phi1 - phi0) / self.scale_
             self._sensitivity_inputs = (o, t, p, mu0, mu1)
         else:  # every row carries the judge's gain: only the gold gain is missing on preference rows
             m = cross_fitted_paired_means(F, judge, y, t, folds, self.model_y, seed)
             self.gold_part_ = m + t * (y - m) / p
             self.preference_part_ = judge
             self._sensitivity_inputs = None
-        self.pseudo_outcomes_ = self.gold_part_ - self.preference_part_ / self.scale_
+            self.pseudo_outcomes_ = self.gold_part_ - self.preference_part_ / self.scale_
         self.gold_ess_ = effective_sample_size(1 / p[t])
         self.n_clusters_ = len(t) if self.clusters_ is None else int(self.clusters_.max()) + 1
         self._scale_draws = self._scale_influence = None
