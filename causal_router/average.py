@@ -155,10 +155,13 @@ class AverageBias(BaseEstimator):
     pseudo_outcomes_ : ndarray (n,), the scores phi / c (gold scale); their mean is the estimate.
     gold_part_, preference_part_ : ndarray (n,), phi1 / c (gold scale) and phi0 (preference scale).
     propensity_ : ndarray (n,), the propensity used (out-of-fold; clipped unless known).
-    known_propensity_ : bool; n_clipped_ : int, rows whose estimated propensity was clipped.
+    known_propensity_ : bool, whether the propensity was known by design.
+    n_clipped_ : int, rows whose estimated propensity was clipped.
     gold_ess_ : float, effective number of gold rows under the 1/p weights.
-    scale_ : float, the scale constant c; scale_std_error_ : float, its bootstrap standard error
-        (0 where it is taken as known).
+    scale_ : float, the scale constant c.
+    scale_std_error_ : float, its standard error (delta method for "variance", cluster bootstrap
+        otherwise; 0 where it is taken as known).
+    paired_ : bool, whether the judge's gains on gold rows were used (paired rows).
     clusters_ : ndarray (n,) of int or None, query codes where a query repeats.
     n_clusters_ : int, the units of the standard error (queries, or rows).
     seed_ : int, the seed of this fit.
