@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ N_ROWS, N_TEST = 1600, 100
 _HERE = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _HERE)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)
+from warning_counts import WarningCounts
 
 
 def _frame(setting: str, seed: int) -> pd.DataFrame:
@@ -44,15 +44,16 @@ def _frame(setting: str, seed: int) -> pd.DataFrame:
     return gaussian_setting("sparse_nonlinear", d=12, n=N_ROWS)(seed)
 
 
-def one_seed(setting: str, seed: int, n_gold: int) -> dict:
+def one_seed(setting: str, seed: int, n_gold: int) -> tuple[dict, list]:
+    """One fit and its coverage: (row, the fit's warnings as ``WarningCounts.as_records()``)."""
     from bias_settings import oracle_aipw
     from threadpoolctl import threadpool_limits
 
     from causal_router import BiasEstimator
     from causal_router.datasets import reveal_split
 
-    with threadpool_limits(limits=1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
+    counts = WarningCounts()
+    with threadpool_limits(limits=1), counts.record():
         frame = _frame(setting, seed)
         features = [c for c in frame.columns if c[:1] == "x" and c[1:].isdigit()]
         split = reveal_split(frame, features, n_gold=n_gold, n_test=N_TEST, random_state=seed)
@@ -62,9 +63,9 @@ def one_seed(setting: str, seed: int, n_gold: int) -> dict:
     truth = float(np.mean(train["psi"] - train["eta"] / bias.scale_))
     # reveal_split draws the gold rows at random: the propensity is n_gold / n
     oracle_est, oracle_se = oracle_aipw(train, split.train, bias.scale_, split.train.n_gold / len(train))
-    return {"setting": setting, "seed": seed, "truth": truth, **ate.to_dict(),
-            "covered": bool(ate["lower"] <= truth <= ate["upper"]),
-            "oracle_covered": bool(abs(oracle_est - truth) <= 1.959964 * oracle_se)}
+    return ({"setting": setting, "seed": seed, "truth": truth, **ate.to_dict(),
+             "covered": bool(ate["lower"] <= truth <= ate["upper"]),
+             "oracle_covered": bool(abs(oracle_est - truth) <= 1.959964 * oracle_se)}, counts.as_records())
 
 
 def main(argv=None) -> None:
@@ -82,13 +83,18 @@ def main(argv=None) -> None:
     if args.from_csv:
         return summarise(pd.read_csv(args.from_csv))
     rows = []
+    counts = WarningCounts()
     for first in range(0, args.seeds, args.chunk):  # rounds over the settings; --out grows after each
         seeds = range(first, min(first + args.chunk, args.seeds))
         tasks = [delayed(one_seed)(s, seed, args.n_gold) for seed in seeds for s in args.settings]
-        rows += run_parallel(tasks, n_jobs=args.n_jobs, desc=f"seeds {seeds.start}-{seeds.stop - 1}", unit="fit")
+        for row, records in run_parallel(tasks, n_jobs=args.n_jobs, desc=f"seeds {seeds.start}-{seeds.stop - 1}",
+                                         unit="fit"):
+            rows.append(row)
+            counts.update(records)
         if args.out:
             pd.DataFrame(rows).to_csv(args.out, index=False)
     summarise(pd.DataFrame(rows))
+    counts.report()
 
 
 def summarise(rows: pd.DataFrame) -> None:

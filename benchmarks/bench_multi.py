@@ -15,7 +15,8 @@ standard error over runs; the quality and cost of the chosen models at w = 0; th
 Pooled-to-All-Golden AIQ gap closed. ``oracle`` routes by the test quality itself.
 
 ``--design`` adds the measurements behind the design choices, on the same splits: the bias
-model's final stage fixed to per-model linear (with the order effect), per-model constant (with
+model chosen by out-of-fold R-loss and used in full, without the evidence rule of issue 24
+(``bias: no evidence rule``); its final stage fixed to per-model linear (with the order effect), per-model constant (with
 the order effect) or per *pair* linear (one function per unordered pair, defined below: the
 alternative to per-model), and the utility model fixed to ridge or to boosting for PooledMulti
 and All-Golden (the default selects between them by cross-validation).
@@ -95,7 +96,14 @@ def design_methods() -> dict:
     def fixed(terms):
         return BiasEstimator("r", model_final=PairwiseRidge(terms=terms, order_effect=True))
 
+    def no_rule(seed):  # the bias model chosen by out-of-fold R-loss and used in full (before issue 24)
+        from causal_router.pairwise import BIAS_CANDIDATES, PairwiseSelect
+
+        return MultiRouter(BiasEstimator("r", model_final=PairwiseSelect(candidates=BIAS_CANDIDATES, order_effect=True,
+                                                                          random_state=seed)), random_state=seed)
+
     return {
+        "bias: no evidence rule": no_rule,
         "bias: per-model linear": lambda seed: MultiRouter(fixed("linear"), random_state=seed),
         "bias: per-model constant": lambda seed: MultiRouter(fixed("constant"), random_state=seed),
         "bias: per-pair linear": lambda seed: PerPairRouter(random_state=seed),
@@ -196,6 +204,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for runs / summary CSVs and the frontier figures")
     parser.add_argument("--design", action="store_true", help="add the design variants (module docstring)")
+    parser.add_argument("--methods", nargs="+", help="only these methods (names of MULTI_METHODS and --design's), "
+                                                      "with pooled and all_golden")
     parser.add_argument("--replot", metavar="FOLDER", help="only redraw the figure and table from a folder of saved runs")
     args = parser.parse_args()
     if args.replot:
@@ -205,8 +215,14 @@ def main() -> None:
     from causal_router.multi_experiment import MULTI_METHODS, run_multi_experiment
 
     methods = dict(MULTI_METHODS)
-    if args.design:
+    if args.design or args.methods:
         methods.update(design_methods())
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(methods))
+        if unknown:
+            raise SystemExit(f"unknown methods {unknown}; choose from {sorted(methods)}")
+        # Pooled and the All-Golden oracle are always run: the table is read against them
+        methods = {k: v for k, v in methods.items() if k in (*args.methods, "pooled", "all_golden")}
 
     names = ("generator", "pandalm") if args.dataset == "both" else (args.dataset,)
     for name in names:

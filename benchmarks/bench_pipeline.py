@@ -48,11 +48,9 @@ import resource
 import subprocess
 import sys
 import time
-import warnings
 
 import numpy as np
-
-warnings.filterwarnings("ignore")
+from warning_counts import WarningCounts
 
 
 # ---------------------------------------------------------------------------- the paper's procedure
@@ -286,7 +284,10 @@ def main() -> None:
     p.add_argument("--thorough", action="store_true")
     p.set_defaults(func=cmd_refute)
     args = parser.parse_args()
-    args.func(args)
+    counts = WarningCounts()
+    with counts.record():  # counted and printed, never silenced
+        args.func(args)
+    counts.report()
 
 
 if __name__ == "__main__":

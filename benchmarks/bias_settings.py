@@ -20,6 +20,13 @@ import pandas as pd
 N_ROWS, N_TEST = 5000, 500
 GOLD_3PCT = round(0.03 * (N_ROWS - N_TEST))  # 135 gold rows among 4,500 training rows
 N_PAIRS = 10
+#: Judge noise (sd, gold scale) of the ``mid_judge`` setting. The base settings' judge (noise
+#: 0.35) correlates 0.66 with psi, about what a one-factor model of PandaLM's two judges and its
+#: human label gives PandaLM-7B (0.68; GPT-3.5 0.79): the base settings already carry a 7B-class
+#: judge. The mid-strength judge is noisier, correlation 0.46 with psi (0.31 with the gold label),
+#: between that and the weak judge (0.1).
+MID_JUDGE_NOISE = 0.6
+N_CATEGORIES = 8
 
 
 def oracle_aipw(train: pd.DataFrame, data, c: float, p) -> tuple[float, float]:
@@ -70,7 +77,10 @@ def gaussian_setting(kind: str, d: int = 50, n: int = N_ROWS) -> Callable[[int],
     judge noise sd 0.15 + 0.35 (1 + tanh x11), from 0.15 to 0.85), ``compress`` / ``inflate``
     (the judge's expected gain is eta = a psi + 0.1 with a = 0.5 / 2, so Delta = (1 - a) psi - 0.1),
     ``weak_judge`` (eta is mostly a function of features 9-11 the gold standard ignores,
-    standardised to psi's spread; correlation with psi about 0.1).
+    standardised to psi's spread; correlation with psi about 0.1), ``near_constant`` (0.2 plus a
+    tiny heterogeneous part, 0.05 sin(2 x7) + 0.05 [x8 > 0.5], sd about 0.04 against psi's 0.31),
+    ``mid_judge`` (Delta = 0.2, judge noise sd ``MID_JUDGE_NOISE`` = 0.6 instead of 0.35: see
+    :data:`MID_JUDGE_NOISE`).
     """
     def make(seed: int) -> pd.DataFrame:
         rng = np.random.default_rng(seed)
@@ -91,6 +101,11 @@ def gaussian_setting(kind: str, d: int = 50, n: int = N_ROWS) -> Callable[[int],
         elif kind in ("compress", "inflate"):
             a = 0.5 if kind == "compress" else 2.0
             bias = (1 - a) * psi - 0.1
+        elif kind == "near_constant":
+            bias = 0.2 + 0.05 * np.sin(2.0 * X[:, 7]) + 0.05 * (X[:, 8] > 0.5)
+        elif kind == "mid_judge":
+            bias = np.full(n, 0.2)
+            pref_noise = np.full(n, MID_JUDGE_NOISE)
         elif kind == "weak_judge":
             other = np.tanh(X[:, 9]) + np.sin(1.5 * X[:, 10]) + 0.5 * X[:, 11]
             z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
@@ -122,6 +137,38 @@ def pair_setting(d: int = 50, n: int = N_ROWS) -> Callable[[int], pd.DataFrame]:
     return make
 
 
+def category_setting(d: int = 30, n: int = N_ROWS) -> Callable[[int], pd.DataFrame]:
+    """Queries of 8 categories of unequal frequency (probability proportional to 1 / k, k = 1..8;
+    one-hot features after the d Gaussian ones); each category shifts psi (sd 0.15) and carries
+    its own judge bias (mean 0.2, sd 0.3), drawn once per seed: the rarest categories have a few
+    gold rows only."""
+    def make(seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((n, d))
+        freq = 1.0 / np.arange(1, N_CATEGORIES + 1)
+        cat = rng.choice(N_CATEGORIES, size=n, p=freq / freq.sum())
+        cat_gain = rng.normal(0.0, 0.15, N_CATEGORIES)
+        cat_bias = rng.normal(0.2, 0.3, N_CATEGORIES)
+        onehot = (cat[:, None] == np.arange(N_CATEGORIES)).astype(float)
+        frame = _frame(np.hstack([X, onehot]), _psi(X) + cat_gain[cat], cat_bias[cat], 0.35, 0.35, 1.5, rng,
+                       extra={"category": cat.astype(str)})
+        frame.columns = [f"x{j}" for j in range(d + N_CATEGORIES)] + list(frame.columns[d + N_CATEGORIES:])
+        return frame
+
+    return make
+
+
+def issue_constant(seed: int) -> pd.DataFrame:
+    """The issue's "constant judge bias" case: 4,000 rows, 20 features, a gold gain most of whose
+    variation a gain model can learn (oracle shares near 0.9), one constant bias (0.2), the judge
+    on 1.5x the gold scale; 150 gold rows."""
+    rng = np.random.default_rng(seed)
+    n, d = 4000, 20
+    X = rng.standard_normal((n, d))
+    psi = 0.3 + 0.4 * np.tanh(X[:, 0]) + 0.25 * X[:, 1] + 0.15 * np.sin(1.5 * X[:, 2])
+    return _frame(X, psi, np.full(n, 0.2), 0.2, 0.25, 1.5, rng)
+
+
 def other_shape(seed: int) -> pd.DataFrame:
     """The issue's "generator of another shape": 4,000 rows, 30 features; psi has an
     interaction and a kink; the judge's bias is a sine plus a threshold in two features that do
@@ -146,8 +193,9 @@ def builtin_generator(seed: int) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Setting:
     """A frame generator (seed -> frame) and the reveal sizes. ``heterogeneous``: the true
-    bias varies with the query (counted in the gap-closed target); ``real``: the frame is fixed
-    and the truth unknown. ``n_test`` counts test queries where the frame's queries repeat (the real
+    bias varies with the query (counted in the gap-closed target); ``weak_judge``: the judge
+    carries little information about the gold gain (the Gold-only target); ``real``: the frame is
+    fixed and the truth unknown. ``n_test`` counts test queries where the frame's queries repeat (the real
     sets: ``reveal_split`` holds out whole queries there), test rows otherwise."""
 
     name: str
@@ -155,25 +203,36 @@ class Setting:
     n_gold: int = GOLD_3PCT
     n_test: int = N_TEST
     heterogeneous: bool = True
+    weak_judge: bool = False
     real: bool = False
     pair: str | None = None
     note: str = field(default="", compare=False)
 
 
-def _real(name: str):
+def _real(data_set: str, judge: str):
+    """A real setting: ``data_set`` ("pandalm" or "prd") judged by ``judge`` (PandaLM: "gpt35" or
+    "pandalm7b"; PRD: "gpt4", "gpt35" or "claude"), TF-IDF + SVD text features (50 components)
+    and model-pair indicators, as the CLI's ``experiment`` builds them."""
     def make(seed: int, _cache={}) -> pd.DataFrame:  # noqa: B006 - a per-process cache of the featurised frame
-        if name not in _cache:
+        key = (data_set, judge)
+        if key not in _cache:
             from causal_router.datasets import default_data_dir, load_pandalm, load_prd_vicuna80
             from causal_router.text import TextFeaturizer, featurize_queries
 
             root = default_data_dir()
             if root is None:
                 raise SystemExit("real settings need CAUSAL_ROUTER_DATA (a folder with pandalm/ and prd_vicuna80/)")
-            frame = load_pandalm(root / "pandalm") if name == "pandalm" else load_prd_vicuna80(root / "prd_vicuna80")
+            if data_set == "pandalm":
+                frame = load_pandalm(root / "pandalm")
+                if judge == "pandalm7b":  # the second judge's verdicts as the preference labels
+                    frame = frame.assign(pref_gain=frame["pref_gain_2"])
+            else:
+                frame = load_prd_vicuna80(root / "prd_vicuna80", judge=judge)
+            frame = frame[frame["pref_gain"].notna()].reset_index(drop=True)
             X, names, _ = featurize_queries(frame, featurizer=TextFeaturizer(n_components=50), random_state=0)
             feats = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])], index=frame.index)
-            _cache[name] = pd.concat([frame, feats], axis=1)
-        return _cache[name]
+            _cache[key] = pd.concat([frame, feats], axis=1)
+        return _cache[key]
 
     return make
 
@@ -186,7 +245,13 @@ SETTINGS = {s.name: s for s in [
     Setting("pair", pair_setting(), pair="pair"),
     Setting("compress_a0.5", gaussian_setting("compress")),
     Setting("inflate_a2", gaussian_setting("inflate")),
-    Setting("weak_judge", gaussian_setting("weak_judge")),
+    Setting("weak_judge", gaussian_setting("weak_judge"), weak_judge=True),
+    Setting("weak_judge_1pct", gaussian_setting("weak_judge"), n_gold=45, weak_judge=True),
+    Setting("weak_judge_10pct", gaussian_setting("weak_judge"), n_gold=450, weak_judge=True),
+    Setting("near_constant", gaussian_setting("near_constant"), heterogeneous=False),
+    Setting("mid_judge", gaussian_setting("mid_judge"), heterogeneous=False),
+    Setting("issue_constant", issue_constant, n_gold=150, heterogeneous=False),
+    Setting("category", category_setting(), pair="category"),
     Setting("heteroscedastic", gaussian_setting("heteroscedastic")),
     Setting("gold_1pct", builtin_generator, n_gold=45),
     Setting("gold_3pct", builtin_generator, n_gold=GOLD_3PCT),
@@ -195,7 +260,12 @@ SETTINGS = {s.name: s for s in [
     Setting("d300", gaussian_setting("sparse_nonlinear", d=300)),
     Setting("other_shape", other_shape, n_gold=150),
     # whole queries held out (one row per model pair: 974 rows over 169 PandaLM queries, 800 over 80 PRD
-    # questions): 35 and 20 test queries, about 200 test rows as before the split by query
-    Setting("pandalm", _real("pandalm"), n_gold=100, n_test=35, heterogeneous=False, real=True, pair="pair"),
-    Setting("prd_vicuna80", _real("prd"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
+    # questions): 35 and 20 test queries, about 200 test rows
+    Setting("pandalm_gpt35", _real("pandalm", "gpt35"), n_gold=100, n_test=35, heterogeneous=False, real=True,
+            pair="pair"),
+    Setting("pandalm_7b", _real("pandalm", "pandalm7b"), n_gold=100, n_test=35, heterogeneous=False, real=True,
+            pair="pair"),
+    Setting("prd_gpt4", _real("prd", "gpt4"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
+    Setting("prd_gpt35", _real("prd", "gpt35"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
+    Setting("prd_claude", _real("prd", "claude"), n_gold=100, n_test=20, heterogeneous=False, real=True, pair="pair"),
 ]}

@@ -38,7 +38,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +55,7 @@ sys.path.insert(0, _HERE)
 # worker processes import bias_settings too
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)
 from bias_settings import oracle_aipw  # noqa: E402
+from warning_counts import WarningCounts
 
 SETTINGS = ("ihdp_a", "ihdp_b", "selected", "random")
 LEARNERS = ("r", "auto", "dr", "forest", "linear")
@@ -138,9 +138,16 @@ def fit_method(method: str, data: EvalData, scale, seed: int):
     return (lambda Z: np.asarray(est.effect(Z), dtype=float).reshape(-1) / c), tuple(a / c for a in ate), {}
 
 
-def run_one(setting: str, rep: int, methods, n: int, d: int) -> list[dict]:
-    """Every method on one run of one setting."""
-    warnings.filterwarnings("ignore")
+def run_one(setting: str, rep: int, methods, n: int, d: int) -> tuple[list[dict], list]:
+    """Every method on one run of one setting: (rows, the run's warnings as
+    ``WarningCounts.as_records()``)."""
+    counts = WarningCounts()
+    with counts.record():
+        rows = _run_one(setting, rep, methods, n, d)
+    return rows, counts.as_records()
+
+
+def _run_one(setting: str, rep: int, methods, n: int, d: int) -> list[dict]:
     data, scale, tau, X_held, tau_held, oracle = load_setting(setting, rep, n, d)
     truth = float(np.mean(tau))
     oracle_covered = np.nan if oracle is None else float(abs(oracle[0] - truth) <= 1.959964 * oracle[1])
@@ -250,11 +257,15 @@ def main(argv=None) -> int:
     tasks = [delayed(run_one)(s, r, args.methods, args.n, args.d)
              for s in args.settings for r in range(args.first_rep, args.first_rep + args.reps)]
     t0 = time.perf_counter()
-    results = run_parallel(tasks, n_jobs=args.n_jobs, desc="runs", unit="run")
-    results = pd.DataFrame([row for rows in results for row in rows])
+    outputs = run_parallel(tasks, n_jobs=args.n_jobs, desc="runs", unit="run")
+    counts = WarningCounts()
+    for _, records in outputs:
+        counts.update(records)
+    results = pd.DataFrame([row for rows, _ in outputs for row in rows])
     results.to_csv(args.out, index=False)
     print(markdown(summarise(results)))
     print(f"{len(tasks)} runs in {time.perf_counter() - t0:.0f} s with n_jobs={args.n_jobs}; rows in {args.out}")
+    counts.report()
     return 0
 
 

@@ -6,7 +6,7 @@ QuickScorer algorithm (Lucchese et al., SIGIR 2015) in a numba kernel, parallel 
 rows: every split of a tree is tested against a block of rows at once (no branching on the
 path), a split that sends a row right clears the bits of the leaves in its left subtree, and
 the row's leaf is the lowest bit left set. Measured with ``benchmarks/bench_pipeline.py
-routing``: see README "Measured results".
+routing``: see ``docs/results.md``, "Speed".
 
 It reproduces LightGBM's predictions exactly (the split rule ``x <= threshold`` goes left,
 the trees' leaf values are summed in LightGBM's order) for what it supports: gradient boosting
@@ -204,6 +204,18 @@ def _kernels() -> dict:
         from numba.cpython.unsafe.numbers import trailing_zeros as tz
 
         prange, trailing_zeros = numba.prange, tz
-        _KERNELS = {False: numba.njit(cache=True, nogil=True)(_quickscorer),
-                    True: numba.njit(cache=True, nogil=True, parallel=True)(_quickscorer)}
+        _KERNELS = {False: numba.njit(cache=True, nogil=True)(_renamed(_quickscorer, "_serial")),
+                    True: numba.njit(cache=True, nogil=True, parallel=True)(_renamed(_quickscorer, "_parallel"))}
     return _KERNELS
+
+
+def _renamed(fn, suffix: str):
+    """``fn`` under another qualified name. numba names its cache files by a function's qualified
+    name and line, not by its compile options: compiled from one function, the serial and the
+    parallel kernel shared one cache entry, so whichever was compiled first served both (the
+    one-row kernel of the routing server then started OpenMP threads on every call)."""
+    import types
+
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    return copy

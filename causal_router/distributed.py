@@ -24,9 +24,12 @@ that no process holds whole:
    draws its share with its own seeded generator, which is exactly a uniform draw without
    replacement from the union. Below the cap every row is kept, in file order, and the bias model
    is the single-machine one.
-4. **Correction**: the fitted bias model (small) is scattered to every worker and each partition's
-   preference labels are corrected there (:func:`~causal_router.router.correct_labels`, the
-   single-machine correction, row by row).
+4. **Correction**: under ``preference_weight="auto"`` (the default) the judge is weighed on the
+   client as the single-machine fit weighs it (:func:`~causal_router.router.weigh_judge`: every
+   gold row is in the bias sample) and, where its weight is below 1, the gold rows' own gain
+   model is fitted there; the fitted bias model, the weight and that model (small) are
+   scattered to every worker and each partition's preference labels are corrected there
+   (:func:`~causal_router.router.correct_labels`, the single-machine correction, row by row).
 5. **Gain model**: LightGBM's own data-parallel training across the Dask workers (the machinery
    of ``lightgbm.dask``, started with fixed ranks: "Determinism" below) with the parameters of
    the router's gain model (:func:`~causal_router.models.default_regressor` by default). Each worker streams its
@@ -85,7 +88,7 @@ from ._validation import MAX_ABS_VALUE, DataError, check_columns, check_unique_n
 from .bias import PREFERENCE_ROWS_MIN, PREFERENCE_ROWS_PER_GOLD, BiasEstimator
 from .data import SCALE_METHODS, EvalData, scale_constant
 from .models import default_regressor
-from .router import MetaRouter, correct_labels
+from .router import MetaRouter, check_preference_weight, correct_labels, weigh_judge
 
 __all__ = ["fit_distributed", "local_cluster", "read_partitions", "DASK_EXTRA_MESSAGE", "EXACT_SCALE_METHODS"]
 
@@ -349,9 +352,12 @@ def _bias_rows(frame: pd.DataFrame, cols: _Columns, keep: int, seed) -> pd.DataF
 
 
 # ---------------------------------------------------------------------------- the training blocks
-def _load_block(ddf, partitions: list[int], n_rows: int, cols: _Columns, bias, weight: float):
+def _load_block(ddf, partitions: list[int], n_rows: int, cols: _Columns, correction: tuple, weight: float):
     """On one worker: stream its partitions (one at a time, read here) into one float32 block of
-    features with the corrected labels and the weights; returns (X DataFrame, labels, weights)."""
+    features with the corrected labels (``correction``: the fitted bias model, the judge's weight
+    and the gold rows' model, :func:`~causal_router.router.correct_labels`) and the weights;
+    returns (X DataFrame, labels, weights)."""
+    bias, judge_weight, gold_model = correction
     import dask
 
     d = len(cols.features)
@@ -363,7 +369,8 @@ def _load_block(ddf, partitions: list[int], n_rows: int, cols: _Columns, bias, w
         is_gold, _ = _is_gold(frame, cols)
         features = frame[list(cols.features)].to_numpy(dtype=float)
         stop = start + len(frame)
-        labels[start:stop] = correct_labels(bias, features, frame[cols.gain].to_numpy(dtype=float), is_gold)
+        labels[start:stop] = correct_labels(bias, features, frame[cols.gain].to_numpy(dtype=float), is_gold,
+                                            judge_weight=judge_weight, gold_model=gold_model)
         weights[start:stop] = np.where(is_gold, 1.0, weight)
         X[start:stop] = features
         start = stop
@@ -463,13 +470,15 @@ def _gain_model_params(router: MetaRouter, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- the router
-def _assemble_router(template: MetaRouter, bias: BiasEstimator, gain_model, features: Sequence[str]) -> MetaRouter:
+def _assemble_router(template: MetaRouter, bias: BiasEstimator, judge: pd.Series | None, gain_model,
+                     features: Sequence[str]) -> MetaRouter:
     """The fitted router from its fitted pieces: the attributes ``MetaRouter.fit`` sets (the
     router contract's fit flow, ``BaseRouter._fit``), without ``corrected_gain_`` (one label per
     row of the whole dataset). The one place that knows the router's fitted attributes."""
     router = clone(template)
     bias.set_params(scale=template.scale)  # the method, as a single-machine fit's bias_ holds it
-    router.__dict__.update({"bias_": bias, "scale_": bias.scale_, "gain_model_": gain_model,
+    router.__dict__.update({"bias_": bias, "scale_": bias.scale_, "gain_model_": gain_model, "judge_": judge,
+                            "judge_weight_": 1.0 if judge is None else float(judge["weight"]),
                             "n_features_in_": len(features),  # Parquet columns are named
                             "feature_names_in_": np.asarray([str(f) for f in features], dtype=object)})
     return router
@@ -529,10 +538,8 @@ def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source
                         "(router.featurizer must be None)")
     if template.scale not in SCALE_METHODS:
         raise DataError(f"scale must be one of {SCALE_METHODS}, got {template.scale!r}")
-    weight = template.preference_weight
-    if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, (int, float, np.number)) \
-            or not np.isfinite(weight) or weight < 0:
-        raise DataError(f"preference_weight must be a finite number >= 0, got {weight!r}")
+    auto = check_preference_weight(template.preference_weight)
+    weight = 1.0 if auto else float(template.preference_weight)
     seed = resolve_seed(template.random_state)  # one int per fit, as MetaRouter.fit draws it
     bias = clone(template.bias) if template.bias is not None else BiasEstimator()
     if bias.random_state is None:
@@ -563,7 +570,7 @@ def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source
     else:
         own_client = False
     try:
-        return _fit(ddf, cols, template, bias, params, float(weight), client, progress)
+        return _fit(ddf, cols, template, bias, params, weight, auto, seed, client, progress)
     finally:
         if own_client:
             client.close()
@@ -586,10 +593,9 @@ def _gather(client, futures, desc: str, progress: bool) -> list:
     return client.gather(futures)
 
 
-def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params: dict, weight: float,
-         client, progress: bool) -> MetaRouter:
+def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params: dict, weight: float, auto: bool,
+         router_seed: int, client, progress: bool) -> MetaRouter:
     import dask
-    from lightgbm.dask import DaskLGBMRegressor
 
     seconds, t0 = {}, time.perf_counter()
     parts = ddf.to_delayed()
@@ -635,6 +641,8 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
     # every row is given as a number (its uncertainty, from thousands of rows per source, is left out)
     bias.set_params(scale=template.scale if complete else scale)
     bias.fit(bias_data)
+    judge, gold_model = (weigh_judge(bias_data, bias, template.outcome_model, random_state=router_seed) if auto
+                         else (None, None))
     bias.sample_index_ = rows  # row numbers in the whole dataset, as a single-machine fit's
     seconds["bias"] = time.perf_counter() - t0
     logger.info("bias model fitted on %d gold and %d of %d preference rows", totals["n_gold"],
@@ -645,7 +653,8 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
     workers = _sorted_workers(client)
     runs = [run for run in _assign_partitions(totals["rows"], len(workers)) if run]
     workers = workers[:len(runs)]
-    bias_future = client.scatter(bias, broadcast=True)
+    judge_weight = 1.0 if judge is None else float(judge["weight"])
+    bias_future = client.scatter((bias, judge_weight, gold_model), broadcast=True)
     blocks = [client.submit(_load_block, ddf, run, int(sum(totals["rows"][i] for i in run)), cols, bias_future,
                             weight, workers=[w], allow_other_workers=False, pure=False)
               for w, run in zip(workers, runs)]
@@ -656,7 +665,7 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
     seconds["gain_model"] = time.perf_counter() - t0
     del blocks, bias_future
 
-    fitted = _assemble_router(template, bias, gain_model, cols.features)
+    fitted = _assemble_router(template, bias, judge, gain_model, cols.features)
     fitted.distributed_summary_ = {
         "n_rows": totals["n"], "n_gold": totals["n_gold"], "n_preference": totals["n_preference"],
         "bias_rows": len(rows), "n_partitions": len(parts), "workers": list(workers),

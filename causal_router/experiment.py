@@ -61,15 +61,18 @@ DEFAULT_METHODS = ("meta_r", "meta_auto", "meta_dr", "pooled", "gold_only", "pre
 
 
 def fit_methods(split: RevealedSplit, methods: Sequence[str] = DEFAULT_METHODS, *, scale: str | None = "variance",
-                random_state=None) -> dict:
+                n_jobs: int | None = None, random_state=None) -> dict:
     """Fit each method on one split; returns {method: (fitted router, predicted test gains)}.
-    ``scale``: how every router fits its gold-to-preference scale constant."""
+    ``scale``: how every router fits its gold-to-preference scale constant; ``n_jobs``: the
+    threads of every router that takes them (None: each router's own default)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise DataError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     out = {}
     for name in methods:
         router = METHODS[name](random_state, scale)
+        if n_jobs is not None and "n_jobs" in router.get_params():
+            router.set_params(n_jobs=n_jobs)
         router.fit(split.oracle if name == "all_golden" else split.train)
         out[name] = (router, router.predict_gain(split.test_X))
     return out
@@ -79,12 +82,12 @@ def _one_run(run: int, seed: int, frame, features, methods, split_args, scale, t
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
-        return _score_run(run, seed, frame, features, methods, split_args, scale)
+        return _score_run(run, seed, frame, features, methods, split_args, scale, threads)
 
 
-def _score_run(run, seed, frame, features, methods, split_args, scale):
+def _score_run(run, seed, frame, features, methods, split_args, scale, threads):
     split = reveal_split(frame, features, random_state=seed, **split_args)
-    fitted = fit_methods(split, methods, scale=scale, random_state=seed)
+    fitted = fit_methods(split, methods, scale=scale, n_jobs=threads, random_state=seed)
     rows, curves = [], []
     for name, (router, pred) in fitted.items():
         metrics = evaluate.summarise(pred, split.test_gold)

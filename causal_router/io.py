@@ -75,6 +75,7 @@ __all__ = [
     "MAX_MEMBER_BYTES",
     "MAX_TOTAL_BYTES",
     "MAX_MEMBERS",
+    "MAX_TRAINING_GAINS",
     "RouterFileError",
     "library_versions",
 ]
@@ -417,6 +418,9 @@ MAX_LEAVES = 131_072
 #: Largest magnitude of a stored number (a leaf value, an array entry, a scale): far enough below
 #: the float range that sums over every tree and products with features stay finite.
 MAX_STORED_VALUE = 1e100
+#: Most points of a two-model router's ``training_gains`` (the sorted predicted gains of its
+#: training queries; more queries are summarised by this many quantiles).
+MAX_TRAINING_GAINS = 1000
 _MEMBER_FILE = {"npy": "npy", "lightgbm": "txt", "skops": "skops"}
 _MEMBER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -526,6 +530,15 @@ class _List:
         return out
 
 
+class _Ascending(_List):
+    def __call__(self, value, field):
+        out = super().__call__(value, field)
+        for i in range(1, len(out)):
+            if out[i] < out[i - 1]:
+                raise _Invalid(f"{field}[{i}]", f"{out[i]:g} is below the entry before it: the list must be ascending")
+        return out
+
+
 class _Map:
     def __init__(self, value, key=None, max_len: int = 100_000):
         self.value, self.key, self.max_len = value, key or _Str(), max_len
@@ -568,9 +581,11 @@ _FEATURIZER = _Obj(
                     "vocabulary": _List(_Str(max_len=10_000), 1, 10_000_000, unique=True)}),
      "embedding_model": _NAME})
 _NULLABLE_NUMBER = _Nullable(_Float(-math.inf, math.inf))
-_TWO_MODEL_BIAS = _Nullable(_Obj({"learner": _NAME, "final_stage": _NAME, "ate": _Map(_NULLABLE_NUMBER, max_len=100)}))
+_SHARE = _Nullable(_Float(0.0, 1.0))
+_TWO_MODEL_BIAS = _Nullable(_Obj({"learner": _NAME, "final_stage": _NAME, "ate": _Map(_NULLABLE_NUMBER, max_len=100)},
+                                 {"heterogeneous_share": _SHARE, "judge_weight": _SHARE}))
 _K_MODEL_BIAS = _Nullable(_Obj({"model": _NAME, "per_model_constant": _Map(_NULLABLE_NUMBER, max_len=10_000),
-                                "order_effect": _NULLABLE_NUMBER, "average": _NULLABLE_NUMBER}))
+                                "order_effect": _NULLABLE_NUMBER, "average": _NULLABLE_NUMBER}, {"share": _SHARE}))
 _COMMON_FITTED = {
     "n_features_in": _Int(1, 10_000_000),
     "feature_names_in": _Nullable(_List(_NAME, 1, 10_000_000, unique=True)),
@@ -578,7 +593,8 @@ _COMMON_FITTED = {
     "featurizer": _Nullable(_FEATURIZER),
 }
 _FITTED = {
-    "two-model": _Obj({**_COMMON_FITTED, "bias": _TWO_MODEL_BIAS}),
+    "two-model": _Obj({**_COMMON_FITTED, "bias": _TWO_MODEL_BIAS},
+                      {"training_gains": _Nullable(_Ascending(_Float(), 1, MAX_TRAINING_GAINS))}),
     "k-model": _Obj({**_COMMON_FITTED, "bias": _K_MODEL_BIAS,
                      "models": _List(_NAME, 2, 10_000, unique=True), "reference": _NAME,
                      "utility_model": _Obj({"kind": _Str(choices=("ridge", "boosting")), "n_contrasts": _Int(1, 9_999)},
@@ -809,7 +825,7 @@ def _lightgbm_text(data: bytes, spec: dict, field: str) -> str:
     if not text.startswith("end of trees\n", start) and text[start:] != "end of trees":
         raise _Invalid(field, "LightGBM trees do not end where tree_sizes say ('end of trees' expected)")
     # re-emit: the checked header lines, the checked trees with their sizes, no trailing sections
-    body = [f"tree", "version=v4", f"num_class={outputs}", f"num_tree_per_iteration={outputs}", "label_index=0",
+    body = ["tree", "version=v4", f"num_class={outputs}", f"num_tree_per_iteration={outputs}", "label_index=0",
             f"max_feature_idx={n_features - 1}"]
     if "objective" in keys:
         body.append(f"objective={keys['objective']}")

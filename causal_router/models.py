@@ -1,4 +1,4 @@
-"""Nuisance, final-stage and outcome models, chosen by measurement (see README, "Defaults"), the
+"""Nuisance, final-stage and outcome models, chosen by measurement (README, "Measured"; ``docs/results.md``), the
 propensity clipper, and the column and fold helpers that feed them.
 
 - Nuisances (E[o | s] and the gain model of every router): LightGBM, 100 trees of at most 15
@@ -30,7 +30,7 @@ propensity clipper, and the column and fold helpers that feed them.
   source, shuffled; where a query carries several rows, scikit-learn's
   :class:`~sklearn.model_selection.StratifiedGroupKFold`, which keeps each query's rows in one
   fold (a model never predicts a row from another row of the same query). Measured
-  (``bench_pipeline.py fittime --rows-per-query``): see the README, "Speed".
+  (``bench_pipeline.py fittime --rows-per-query``): see ``docs/results.md``, "Speed".
 - Outcome model of the average bias (:class:`MechanismOutcomes`): E[o | s, t] as one model per
   evaluation mechanism, the gold one starting from the preference one; it feeds the AIPW scores
   of ``BiasEstimator.ate`` and, inside econml's DRLearner, the refutations.
@@ -48,6 +48,7 @@ from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from ._parallel import thread_count
 from ._utils import as_seed
@@ -65,6 +66,13 @@ __all__ = [
     "WeightedRidgeLOO",
     "StackedFinalStage",
     "out_of_fold_predictions",
+    "fold_ids",
+    "repeated_groups",
+    "clustered_std_error",
+    "calibration_slope",
+    "evidence_share",
+    "STACK_REPEATS",
+    "EVIDENCE_THRESHOLD",
     "STACK_CANDIDATES",
     "KnownPropensity",
     "MechanismOutcomes",
@@ -73,7 +81,6 @@ __all__ = [
     "DuplicateAwareKFold",
     "fold_splitter",
     "cross_fitting_folds",
-    "repeated_groups",
 ]
 
 FINAL_STAGES = ("constant", "linear", "ridge", "boosting", "additive", "stack")
@@ -486,91 +493,328 @@ class WeightedRidgeLOO(RegressorMixin, BaseEstimator):
         return np.asarray(X, dtype=float) @ self.coef_ + self.intercept_
 
 
-def _weight_stratified_folds(X: np.ndarray, weight: np.ndarray, n_splits: int, random_state, groups=None) -> list:
-    """K folds over the rows of X (n, d) stratified by ``weight > 1/4``. In the R-learner's final
-    stage the weight (t - p)^2 exceeds 1/4 exactly on the rows of the rarer source (the gold rows
-    in the usual few-percent regime), which carry almost all the weight: every fold gets its share
-    of them. Plain shuffled K folds where a stratum has fewer than ``n_splits`` rows. With
-    ``groups`` (n,) each group's rows stay in one fold (``StratifiedGroupKFold``, else
-    ``GroupKFold`` with shuffling)."""
-    strata = (weight > 0.25).astype(int)
-    counts = np.bincount(strata, minlength=2)
+#: The evidence rule's defaults (:func:`evidence_share`, :class:`StackedFinalStage`): fold draws
+#: averaged, and the threshold in standard errors. Chosen on the bias-learner suite's development
+#: seeds (``benchmarks/bias_variants.py``; README, "The bias learner on a suite of settings").
+STACK_REPEATS = 3
+EVIDENCE_THRESHOLD = 1.0
+#: Rows of the lighter-weighted source kept in the stack's cross-validation: at most
+#: max(CV_LIGHT_ROWS_MIN, CV_LIGHT_ROWS_PER_HEAVY * heavy rows), reweighted (StackedFinalStage, "Cost").
+CV_LIGHT_ROWS_MIN = 500
+CV_LIGHT_ROWS_PER_HEAVY = 4
+
+
+def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, random_state, X=None) -> np.ndarray:
+    """Fold number (0 .. n_splits - 1) of every row, shape (n,): shuffled K folds stratified by
+    ``strata`` (0/1) and, where ``groups`` are given, keeping each group's rows in one fold
+    (:class:`~sklearn.model_selection.StratifiedGroupKFold`). Plain shuffled (group) K folds where a
+    stratum has fewer than ``n_splits`` rows or groups. ``X`` (n, d), optional: the rows handed to
+    the splitter (the folds do not depend on them)."""
+
+    strata = np.asarray(strata).astype(int)
+    n = len(strata)
     if groups is not None:
-        if counts.min() >= n_splits:
-            return cross_fitting_folds(X, strata, n_splits, random_state, groups)
-        return list(GroupKFold(n_splits, shuffle=True, random_state=random_state).split(X, strata, groups))
-    if counts.min() >= n_splits:
-        return list(StratifiedKFold(n_splits, shuffle=True, random_state=random_state).split(X, strata))
-    return list(KFold(n_splits, shuffle=True, random_state=random_state).split(X))
+        n_groups = len(np.unique(groups))
+        if n_groups < n_splits:
+            raise DataError(f"cross-fitting needs at least {n_splits} distinct query ids, got {n_groups}")
+        counts = [len(np.unique(groups[strata == v])) for v in (0, 1)]
+        splitter = (StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state) if min(counts) >= n_splits
+                    else GroupKFold(n_splits, shuffle=True, random_state=random_state))
+        splits = splitter.split(np.zeros((n, 1)) if X is None else X, strata, groups)
+    else:
+        counts = np.bincount(strata, minlength=2)
+        splitter = (StratifiedKFold(n_splits, shuffle=True, random_state=random_state) if counts.min() >= n_splits
+                    else KFold(n_splits, shuffle=True, random_state=random_state))
+        splits = splitter.split(np.zeros((n, 1)) if X is None else X, strata)
+    fold = np.empty(n, dtype=int)
+    for k, (_, test) in enumerate(splits):
+        fold[test] = k
+    return fold
+
+
+def clustered_std_error(scores: np.ndarray, groups: np.ndarray | None) -> float:
+    """Standard error of the sum of ``scores`` (n,) (mean-zero terms of an estimating equation),
+    with the terms of one group summed before squaring (cluster-robust; rows are their own
+    clusters without ``groups``) and the small-sample factor G / (G - 1) for G clusters."""
+    scores = np.asarray(scores, dtype=float)
+    if groups is not None:
+        _, inverse = np.unique(groups, return_inverse=True)
+        scores = np.bincount(inverse.reshape(-1), weights=scores)
+    g = len(scores)
+    return float(np.sqrt(g / max(g - 1, 1) * np.sum(scores ** 2)))
+
+
+def calibration_slope(h: np.ndarray, e: np.ndarray, weight: np.ndarray | None = None,
+                      groups: np.ndarray | None = None) -> tuple[float, float]:
+    """How much of a held-out prediction's signal is real: the weighted least-squares slope b of
+    ``e`` on ``h`` through the origin and its cluster-robust standard error.
+
+    ``h`` (n,) is an out-of-fold prediction's departure from a reference (the stack minus the
+    constant; the corrected judge minus the gold rows' model; a bias model minus "no bias"), ``e``
+    (n,) the target's departure from the same reference, ``weight`` (n,) the rows' weights (default
+    1), ``groups`` (n,) their query ids (default: every row its own cluster).
+
+        b = sum w h e / sum w h^2,   se = sqrt(G / (G - 1) sum_g (sum_{i in g} w h (e - b h))^2) / sum w h^2.
+
+    b = 1: the departure is right in size; b = 0: it is noise (econml's best-linear-predictor test,
+    in R-loss form for the bias model). Returns (b, se); (NaN, NaN) where h is 0 on every row
+    (nothing to calibrate).
+    """
+    h, e = np.asarray(h, dtype=float), np.asarray(e, dtype=float)
+    w = np.ones(len(h)) if weight is None else np.asarray(weight, dtype=float)
+    A = float(w @ h ** 2)
+    if not A > 1e-12 * max(float(w @ e ** 2), 1e-300):
+        return float("nan"), float("nan")
+    b = float(w @ (h * e)) / A
+    return b, clustered_std_error(w * h * (e - b * h), groups) / A
+
+
+def evidence_share(slope: float, std_error: float, threshold: float = EVIDENCE_THRESHOLD) -> float:
+    """The share of a departure in use given its calibration slope and standard error
+    (:func:`calibration_slope`): the non-negative garrote (Breiman 1995) at ``threshold``
+    standard errors of z = slope / std_error,
+
+        share = max(0, 1 - (threshold / z)^2) for z > 0, else 0,
+
+    so within noise (z <= threshold) nothing of it is used and beyond it the share fades in
+    (threshold 1: z = 2 gives 0.75, z = 4 0.94). 0 for a NaN slope; 1 for a positive slope with a
+    zero standard error. The one evidence rule of the package: the bias model's heterogeneity
+    (:class:`StackedFinalStage`), the judge's weight (:func:`causal_router.router.judge_evidence`)
+    and the K-model bias model (:class:`~causal_router.pairwise.PairwiseSelect`)."""
+    if not np.isfinite(slope) or slope <= 0:
+        return 0.0
+    if not std_error > 0:
+        return 1.0
+    z = slope / std_error
+    return float(max(0.0, 1.0 - (threshold / z) ** 2))
 
 
 class StackedFinalStage(RegressorMixin, BaseEstimator):
-    """Non-negative stacking of final stages, weighted by their out-of-fold weighted squared error.
+    """Non-negative stacking of final stages by out-of-fold R-loss, used beyond the constant only as
+    far as nested out-of-fold evidence supports it.
 
     For the R-learner's final stage (target y_res / t_res, weight t_res^2) the weighted squared
     error sum t_res^2 (y_res / t_res - tau)^2 = sum (y_res - t_res tau)^2 is the R-loss, so this
     is stacking by out-of-fold R-loss (econml's :class:`~econml.score.RScorer` criterion, here
-    without giving up a validation split). Each candidate in ``candidates`` (names of
-    :func:`final_stage`) is fitted on K-1 folds and predicts the held-out fold; the weights
-    beta >= 0 minimise sum w (y - sum_k beta_k f_k(s))^2 over those out-of-fold predictions
-    (non-negative least squares, Breiman's stacked regressions); the candidates with beta > 0 are
-    refitted on every row. With the constant among the candidates, this shrinks a
-    heterogeneous fit toward a global bias by as much as the held-out rows support, and no more.
-    The folds and refits run on at most ``n_jobs`` threads (None: 1 outside a
-    ``joblib.parallel_config`` context, as in scikit-learn).
+    without giving up a validation split). The prediction is
+
+        tau(s) = c + share * (sum_k beta_k f_k(s) - c),
+
+    c the weighted mean (the constant final stage: one global bias), f_k the ``candidates``
+    (names of :func:`final_stage`) refitted on every row, beta >= 0 their stacking weights and
+    ``share`` in [0, 1] the part of the stack's departure from the constant in use, by the
+    evidence held-out rows give for it:
+
+    1. Out-of-fold predictions of every candidate, each fitted on K - 1 folds, averaged over
+       ``n_repeats`` fold draws (folds keep a query's rows together where ``groups`` are given);
+       beta = non-negative least squares of the target on them, weighted (Breiman's stacked
+       regressions).
+    2. Nested: the stacked prediction of each fold with weights fitted on the other folds only
+       (their candidates fitted without both folds), and the constant fitted without the fold:
+       honest out-of-fold predictions of the stack, S, and of the constant, C (the weights beta
+       are in-sample in step 1; S is not).
+    3. Evidence: the calibration slope b of S - C for the target (:func:`calibration_slope`:
+       weighted least squares of y - C on S - C, with its standard error clustered by
+       ``groups``, else by row).
+    4. share = :func:`evidence_share` (b, se, ``threshold``): the non-negative garrote at
+       ``threshold`` standard errors. Within noise the fit is the constant; beyond it the
+       heterogeneous part fades in. b measures the evidence, not the size: the nested fits see
+       3/5 of the rows and their slope is attenuated against the refit on all of them, so the
+       share is not multiplied by b.
+
+    Measured on the bias-learner suite's development seeds (``benchmarks/bias_variants.py``,
+    splits seeded 0-11; README, "The bias learner on a suite of settings"): against the stack
+    used in full, this rule kept a constant correction on the constant-bias settings (share 0 on
+    every split of ``constant`` and ``near_constant``) and cost 0.002-0.03 oracle share on
+    heterogeneous ones; multiplying the share by b as well cost 3-6 points of the gap closed; a
+    hard gate (all of the stack beyond one standard error) and the garrote at half a standard
+    error measured within noise of it. A soft rule: a hard gate on the mean R-loss cost 0.04
+    oracle share on a heterogeneous setting (REFERENCE, section 6).
+
+    Cost. In the R-learner's final stage with a few percent of gold rows, the rows of the rarer
+    source carry weight about 1 and the others about p^2; the cross-validation keeps every row
+    of weight above 1/4 and at most max(CV_LIGHT_ROWS_MIN, CV_LIGHT_ROWS_PER_HEAVY * n_heavy) of
+    the others (seeded, their weights scaled by the inverse of the share kept, so that sums
+    over rows are unchanged in expectation); the refits use every row. Each draw fits every
+    candidate K + K (K - 1) / 2 times (15 for K = 5), on at most ``n_jobs`` threads (None: 1
+    outside a ``joblib.parallel_config`` context, as in scikit-learn).
+
+    Parameters
+    ----------
+    candidates : sequence of str
+    cv : int
+        Folds of each draw.
+    n_repeats : int
+        Fold draws averaged (seeds random_state, random_state + 1, ...).
+    threshold : float
+        Standard errors of the evidence rule (0: the stack without it).
+    groups : array-like (n,), optional
+        Query id of each row passed to ``fit``, in that order (econml calls a final stage's
+        ``fit`` without groups; :class:`~causal_router.BiasEstimator` sets this from the data's
+        ``query_id``): folds keep a query's rows together and standard errors are clustered by
+        query. A ``fit`` on a different number of rows is an error.
+    random_state : int or None
+    n_jobs : int or None
 
     Attributes
     ----------
     weights_ : ndarray (n_candidates,), the stacking weights beta (non-negative, not normalised).
+    share_ : float, the share of the stack's departure from the constant in use.
+    constant_ : float, c.
+    slope_, slope_std_error_ : float, b and its standard error (NaN where S = C: the nested stack
+        is the constant).
     cv_loss_ : ndarray (n_candidates,), each candidate's out-of-fold weighted squared error
-        (mean per row); ``stacked_cv_loss_`` the same for the stacked out-of-fold prediction
-        (in-sample in beta: optimistic by about one parameter per candidate).
-    estimators_ : list, the refitted candidates (None where beta = 0).
-
-    ``groups`` (n,): the query code of each row ``fit`` will see, in the order it sees them, or
-    None. econml calls the final stage's ``fit(X, y, sample_weight)`` without groups, so
-    :class:`~causal_router.BiasEstimator` sets this parameter to its training rows' codes before
-    fitting (its final stage receives the training rows in their order); each query's rows then
-    share an out-of-fold fold. A ``fit`` on a different number of rows is an error.
+        (mean per row, averaged over the draws); ``constant_cv_loss_`` and ``stacked_cv_loss_``
+        the same for the nested predictions C and S.
+    loss_gain_, loss_gain_std_error_ : float, the constant's out-of-fold loss minus the stack's
+        (mean per row; paired row by row, clustered).
+    n_clusters_ : int, clusters behind the standard errors.
+    oof_ : ndarray (n,), the honest out-of-fold prediction C + share (S - C) of each row (NaN
+        for rows left out of the cross-validation, see "Cost").
+    oof_stack_, oof_constant_ : ndarray (n,), S and C (NaN likewise).
+    estimators_ : list, the refitted candidates (None where beta = 0 or share = 0).
     """
 
-    def __init__(self, candidates=STACK_CANDIDATES, cv: int = 5, random_state=None, n_jobs: int | None = None,
-                 groups=None):
+    def __init__(self, candidates=STACK_CANDIDATES, cv: int = 5, n_repeats: int = STACK_REPEATS,
+                 threshold: float = EVIDENCE_THRESHOLD, groups=None, random_state=None, n_jobs: int | None = None):
         self.candidates = candidates
         self.cv = cv
+        self.n_repeats = n_repeats
+        self.threshold = threshold
+        self.groups = groups
         self.random_state = random_state
         self.n_jobs = n_jobs
-        self.groups = groups
 
     def fit(self, X, y, sample_weight=None):
         from scipy.optimize import nnls
 
         X, y, weight = _weighted_xy(X, y, sample_weight)
+        n = len(y)
+        if not isinstance(self.n_repeats, (int, np.integer)) or self.n_repeats < 1:
+            raise DataError(f"n_repeats must be an integer >= 1, got {self.n_repeats!r}")
+        if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise DataError(f"cv must be an integer >= 2, got {self.cv!r}")
+        if not np.isfinite(self.threshold) or self.threshold < 0:
+            raise DataError(f"threshold must be a finite number >= 0, got {self.threshold!r}")
+        groups = None if self.groups is None else np.asarray(self.groups)
+        if groups is not None and len(groups) != n:
+            raise DataError(f"StackedFinalStage: groups has {len(groups)} entries for the {n} rows it is fitted on")
+        groups = repeated_groups(groups)  # one row per query: the rows are the units
         seed = as_seed(self.random_state)
         names = tuple(self.candidates)
-        groups = None if self.groups is None else np.asarray(self.groups)
-        if groups is not None and len(groups) != len(y):
-            raise DataError(f"StackedFinalStage: groups has {len(groups)} codes for the {len(y)} rows it is fitted on")
-        folds = _weight_stratified_folds(X, weight, self.cv, seed, repeated_groups(groups))
-        oof = out_of_fold_predictions(names, X, y, weight, folds, seed, n_jobs=self.n_jobs)
-        root = np.sqrt(weight)
-        self.weights_, _ = nnls(oof * root[:, None], y * root)
+        rows, w = _cross_validation_rows(weight, seed)
+        Xc, yc, gc = X[rows], y[rows], None if groups is None else groups[rows]
+        heavy = weight[rows] > 0.25
+        R = int(self.n_repeats)
+        level1, S, C = np.zeros((len(rows), len(names))), np.zeros(len(rows)), np.zeros(len(rows))
+        for r in range(R):
+            fold = fold_ids(heavy, gc, int(self.cv), None if seed is None else seed + r, X=Xc)
+            F, s, c = _nested_out_of_fold(names, Xc, yc, w, fold, seed, self.n_jobs)
+            level1 += F / R
+            S += s / R
+            C += c / R
+        root = np.sqrt(w)
+        self.weights_, _ = nnls(level1 * root[:, None], yc * root)
+
+        # the evidence: calibration slope of the nested stack's departure from the constant
+        h, e = S - C, yc - C
+        self.slope_, self.slope_std_error_ = calibration_slope(h, e, w, gc)
+        self.share_ = evidence_share(self.slope_, self.slope_std_error_, self.threshold)
+        self.n_clusters_ = len(np.unique(gc)) if gc is not None else len(yc)
+        d = w * (e ** 2 - (yc - S) ** 2)
+        self.loss_gain_ = float(d.sum() / n)
+        self.loss_gain_std_error_ = clustered_std_error(d - d.mean(), gc) / n
+        self.cv_loss_ = (w[:, None] * (yc[:, None] - level1) ** 2).sum(axis=0) / n
+        self.constant_cv_loss_ = float(w @ e ** 2) / n
+        self.stacked_cv_loss_ = float(w @ (yc - S) ** 2) / n
+        self.oof_stack_, self.oof_constant_ = np.full(n, np.nan), np.full(n, np.nan)
+        self.oof_stack_[rows], self.oof_constant_[rows] = S, C
+        self.oof_ = self.oof_constant_ + self.share_ * (self.oof_stack_ - self.oof_constant_)
+
+        self.constant_ = float(weight @ y / weight.sum())
+        used = self.weights_ * (self.share_ > 0)
         with ThreadPoolExecutor(max_workers=thread_count(self.n_jobs, len(names))) as pool:  # refits, no copy
             self.estimators_ = list(pool.map(
                 lambda nb: final_stage(nb[0], seed).fit(X, y, sample_weight=weight) if nb[1] > 0 else None,
-                zip(names, self.weights_)))
-        self.cv_loss_ = np.mean(weight[:, None] * (y[:, None] - oof) ** 2, axis=0)
-        self.stacked_cv_loss_ = float(np.mean(weight * (y - oof @ self.weights_) ** 2))
+                zip(names, used)))
         self.n_features_in_ = X.shape[1]
         return self
 
+    @property
+    def effective_weights_(self) -> np.ndarray:
+        """Weight of each candidate in the prediction, (n_candidates,): share * beta, plus
+        1 - share on the constant (c) where "constant" is a candidate."""
+        check_is_fitted(self, "share_")
+        eff = self.share_ * np.asarray(self.weights_, dtype=float)
+        names = list(self.candidates)
+        if "constant" in names:
+            eff[names.index("constant")] += 1.0 - self.share_
+        return eff
+
     def predict(self, X):
+        check_is_fitted(self, "share_")
         X = np.asarray(X, dtype=float)
         out = np.zeros(len(X))
         for b, model in zip(self.weights_, self.estimators_):
             if model is not None:
                 out += b * np.asarray(model.predict(X), dtype=float).reshape(-1)
-        return out
+        return self.constant_ + self.share_ * (out - self.constant_)
+
+
+def _cross_validation_rows(weight: np.ndarray, seed) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, weights) of the stack's cross-validation: every row of weight above 1/4 and at most
+    max(CV_LIGHT_ROWS_MIN, CV_LIGHT_ROWS_PER_HEAVY * n_heavy) of the others, drawn with ``seed``,
+    whose weights are scaled by (rows of their kind) / (rows kept)."""
+    heavy = weight > 0.25
+    light = np.flatnonzero(~heavy)
+    keep = max(CV_LIGHT_ROWS_MIN, CV_LIGHT_ROWS_PER_HEAVY * int(heavy.sum()))
+    if len(light) <= keep:
+        return np.arange(len(weight)), weight
+    kept = np.random.default_rng(seed).choice(light, size=keep, replace=False)
+    rows = np.sort(np.concatenate([np.flatnonzero(heavy), kept]))
+    w = weight[rows].copy()
+    w[~heavy[rows]] *= len(light) / keep
+    return rows, w
+
+
+def _nested_out_of_fold(names, X, y, w, fold, seed, n_jobs=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold predictions of the candidates ``names`` (n, n_names), and the nested
+    out-of-fold predictions of their non-negative stack (n,) and of the constant (n,), for the
+    folds ``fold`` (n,). Fold k's stack weights are fitted on the other folds' predictions by
+    candidates fitted without fold k and that fold: K + K (K - 1) / 2 fits of each candidate, on
+    at most ``n_jobs`` threads."""
+    from scipy.optimize import nnls
+
+    K = int(fold.max()) + 1
+    members = [np.flatnonzero(fold == k) for k in range(K)]
+    tasks = [(k,) for k in range(K)] + [(j, k) for j in range(K) for k in range(j + 1, K)]
+
+    def run(task):
+        test = np.isin(fold, task)
+        train = ~test
+        return task, np.column_stack([final_stage(name, seed).fit(X[train], y[train], sample_weight=w[train])
+                                      .predict(X[test]) for name in names])
+
+    F = np.zeros((len(y), len(names)))
+    inner = np.zeros((len(y), K, len(names)))  # inner[i, k]: row i predicted without its fold and fold k
+    with ThreadPoolExecutor(max_workers=thread_count(n_jobs, len(tasks))) as pool:
+        for task, pred in pool.map(run, tasks):
+            rows = np.flatnonzero(np.isin(fold, task))
+            if len(task) == 1:
+                F[rows] = pred
+            else:
+                j, k = task
+                in_j = fold[rows] == j
+                inner[rows[in_j], k] = pred[in_j]
+                inner[rows[~in_j], j] = pred[~in_j]
+    S, C = np.zeros(len(y)), np.zeros(len(y))
+    root = np.sqrt(w)
+    for k in range(K):
+        others = fold != k
+        beta, _ = nnls(inner[others, k] * root[others, None], y[others] * root[others])
+        S[members[k]] = F[members[k]] @ beta
+        C[members[k]] = w[others] @ y[others] / w[others].sum()
+    return F, S, C
 
 
 def out_of_fold_predictions(names, X: np.ndarray, y: np.ndarray, weight: np.ndarray, folds, seed: int,

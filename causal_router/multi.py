@@ -21,13 +21,18 @@ E[o | z] and P(gold | z) cross-fitted), with a per-model final stage:
 beta_k the judge's bias for model k (gold minus preference, gold scale: how much it under-rates
 k) and c0 its preference for the answer listed first. The final stage is chosen by out-of-fold
 R-loss (:class:`~causal_router.pairwise.PairwiseSelect`) among no bias, per-model constants and
-per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`): where the
-gold rows cannot support a bias model the router makes no correction and equals
+per-model linear functions of s (:data:`~causal_router.pairwise.BIAS_CANDIDATES`), over three
+fold draws, and used only as far as held-out evidence supports it: the share of the chosen
+model in use is the non-negative garrote at one standard error of its out-of-fold calibration
+slope (clustered by query), the rule of the two-model bias model
+(:func:`~causal_router.models.evidence_share`). Where the gold rows cannot support a bias model
+(the chosen model is "no bias", or its slope is within noise) the router makes no correction and equals
 :class:`PooledMulti`. Per model rather than per pair: K - 1 functions instead of K (K - 1) / 2,
 each learned from every gold comparison of its model, and defined for pairs no gold row covers
-(measured against a per-pair final stage with ``benchmarks/bench_multi.py --design``, 20 splits:
-AIQ 0.480 either way when gold rows cover all six pairs of the K = 4 generator, 0.471 per model
-against 0.036 per pair when they cover three). Each
+(measured with ``benchmarks/bench_multi.py --design``, 20 splits, a per-model against a per-pair
+bias linear in s: AIQ 0.480 either way when gold rows cover all six pairs of the K = 4
+generator, 0.471 per model against 0.036 per pair when they cover three; the default, whose
+final stage R-loss chooses, 0.478 and 0.467, the README's table; ``benchmarks/results/multi/``). Each
 preference label is corrected, y + Delta_hat, and the utility model (default
 :class:`~causal_router.pairwise.PairwiseSelect`: ridge or boosted per-model utilities, chosen by
 cross-validation) is fitted on the gold rows plus the corrected preference rows. Utilities are
@@ -66,6 +71,7 @@ from ._validation import DataError, as_float_matrix, check_same_index
 from .bias import BiasEstimator
 from .data import EvalData, as_eval_data, pooled_outcome
 from .evaluate import choice_share
+from .models import EVIDENCE_THRESHOLD, STACK_REPEATS
 from .pairwise import (BIAS_CANDIDATES, PairwiseBoosting, PairwiseData, PairwiseRegressor, PairwiseRidge, PairwiseSelect,
                        contrast_codes)
 from .router import BaseRouter
@@ -408,7 +414,8 @@ class MultiRouter(_MultiBase):
                             "(use GoldOnlyMulti or PooledMulti)")
         bias = clone(self.bias) if self.bias is not None else BiasEstimator("r")
         final = bias.model_final if bias.model_final is not None else PairwiseSelect(
-            candidates=BIAS_CANDIDATES, order_effect=True, random_state=seed)
+            candidates=BIAS_CANDIDATES, order_effect=True, threshold=EVIDENCE_THRESHOLD, n_repeats=STACK_REPEATS,
+            random_state=seed)
         if isinstance(final, PairwiseRegressor):
             bias.set_params(model_final=clone(final).set_params(n_contrasts=len(design.contrasts)))
         # the order column goes to every bias model except a pairwise final stage without it
@@ -426,8 +433,8 @@ class MultiRouter(_MultiBase):
         pref = ~data.is_gold
         labels[pref] += bias.effect(bias_data.X[pref]) * scale
         utility = self._utility_model(self.outcome_model, design, seed).fit(Z, labels)
-        final_ = _fitted_bias_final(bias)
-        order = (float(final_.order_) / scale if isinstance(final_, PairwiseRidge) and final_.order_effect else None)
+        final_ = bias.estimator_.model_final_
+        order = (float(final_.order_) / scale if _per_model_linear(final_) and final_.order_effect else None)
         return {"bias_": bias, "bias_order_column_": order_column, "scale_": scale, "utility_model_": utility,
                 "corrected_gain_": labels / scale, "order_effect_": order}
 
@@ -447,8 +454,8 @@ class MultiRouter(_MultiBase):
         effect is ``order_effect_``."""
         check_is_fitted(self, "bias_")
         S = self._validate_X(X)
-        final = _fitted_bias_final(self.bias_)
-        if not isinstance(final, PairwiseRidge):
+        final = self.bias_.estimator_.model_final_
+        if not _per_model_linear(final):
             raise DataError("bias_per_model needs a PairwiseRidge final stage of the bias model")
         B = np.zeros((len(S), len(self.models_)))
         B[:, [self.models_.index(m) for m in self._contrasts]] = final.utilities(S) / self.scale_
@@ -457,26 +464,36 @@ class MultiRouter(_MultiBase):
     @property
     def bias_model_(self) -> str:
         """Name of the bias model in use: the chosen candidate (e.g. "PairwiseRidge(none)": no
-        correction), or the final stage's class name."""
+        correction, also where the evidence rule left none of the chosen one, ``bias_share_`` = 0),
+        or the final stage's class name."""
         final = self.bias_.estimator_.model_final_
+        if getattr(final, "share_", 1.0) == 0:
+            return "PairwiseRidge(none)"
         return getattr(final, "chosen_", type(final).__name__)
+
+    @property
+    def bias_share_(self) -> float:
+        """The share of the chosen bias model in use (the evidence rule of
+        :class:`~causal_router.pairwise.PairwiseSelect`; 1 for a final stage without one)."""
+        return float(getattr(self.bias_.estimator_.model_final_, "share_", 1.0))
 
     def _bias_summary(self) -> dict | None:
         """The judge's estimated bias in brief (gold scale): the chosen bias ``model``, the
         ``per_model_constant`` beta_k at s = 0 (vs the reference), the ``order_effect`` and the
         ``average`` bias over the training rows; None for a final stage that is not a PairwiseRidge."""
-        final = _fitted_bias_final(self.bias_)
-        if not isinstance(final, PairwiseRidge):
+        final = self.bias_.estimator_.model_final_
+        if not _per_model_linear(final):
             return None
-        return {"model": self.bias_model_,
+        return {"model": self.bias_model_, "share": self.bias_share_,
                 "per_model_constant": {m: float(v) / self.scale_ for m, v in zip(self._contrasts, final.const_)},
                 "order_effect": self.order_effect_, "average": float(self.bias_.ate()["estimate"])}
 
 
-def _fitted_bias_final(bias: BiasEstimator):
-    """The fitted final stage of a bias model (the chosen candidate of a PairwiseSelect)."""
-    final = bias.estimator_.model_final_
-    return getattr(final, "estimator_", final)
+def _per_model_linear(final) -> bool:
+    """Whether a fitted bias final stage is per-model linear: a PairwiseRidge, or a PairwiseSelect
+    that chose one (whose ``utilities``, ``const_`` and ``order_`` are the chosen candidate's
+    times its share)."""
+    return isinstance(getattr(final, "estimator_", final), PairwiseRidge)
 
 
 class PooledMulti(_MultiBase):

@@ -78,7 +78,7 @@ def _one_run(run, seed, frame, features, costs, methods, split_args, threads):
             router.fit(split.oracle if name.startswith("all_golden") else split.train)
             predictions[name] = router.predict_utility(split.test_X)
             if hasattr(router, "bias_model_"):
-                extra[name] = {"bias_model": router.bias_model_}
+                extra[name] = {"bias_model": router.bias_model_, "bias_share": router.bias_share_}
         predictions["oracle"] = split.test_quality
         for name, utility in predictions.items():
             table = evaluate.frontier(utility, split.test_quality, costs)

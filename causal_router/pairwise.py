@@ -29,7 +29,7 @@ A model of the judge's bias may add an order effect: the design then carries a c
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ from ._utils import resolve_seed
 from ._validation import (DataError, as_float_matrix, as_float_vector, check_columns, check_consistent_length,
                           check_same_index)
 from .data import GOLD, PREFERENCE, EvalData, scale_constant
+from .models import calibration_slope, evidence_share
 from .routing import cost_matrix  # noqa: F401  (re-exported: the one cost broadcast lives in routing)
 
 __all__ = ["PairwiseData", "PairwiseRegressor", "PairwiseRidge", "PairwiseBoosting", "PairwiseSelect", "BIAS_CANDIDATES", "contrast_codes", "contrast_design", "cost_matrix"]
@@ -461,7 +462,8 @@ class PairwiseBoosting(PairwiseRegressor):
 
 
 class PairwiseSelect(PairwiseRegressor):
-    """The candidate of lowest cross-validated (weighted) squared error, refitted on all rows.
+    """The candidate of lowest cross-validated (weighted) squared error, refitted on all rows;
+    optionally used only as far as held-out evidence supports it.
 
     Folds keep the rows of one query together (rows with identical query features S), so the
     score is that of predicting new queries. Default candidates: :class:`PairwiseRidge` (linear
@@ -472,6 +474,16 @@ class PairwiseSelect(PairwiseRegressor):
     RScorer; :class:`~causal_router.MultiRouter` selects its bias model so among
     :data:`BIAS_CANDIDATES`.
 
+    With ``threshold`` set (the bias model's rule, as in
+    :class:`~causal_router.models.StackedFinalStage`): the chosen candidate's out-of-fold
+    predictions f, averaged over ``n_repeats`` fold draws, give a calibration slope b of the
+    target on f (:func:`~causal_router.models.calibration_slope`: weighted least squares through
+    0, the prediction "no bias", with its standard error clustered by query); the prediction is
+    share * f(s), share = :func:`~causal_router.models.evidence_share` (b, se, ``threshold``), the
+    non-negative garrote of the two-model bias model. Within noise the model predicts 0: for the
+    bias, no correction, so that :class:`~causal_router.MultiRouter` falls back to
+    :class:`~causal_router.multi.PooledMulti`.
+
     Parameters
     ----------
     n_contrasts : int
@@ -480,6 +492,10 @@ class PairwiseSelect(PairwiseRegressor):
         Folds of the selection.
     order_effect : bool
         Z carries an order column (set on every candidate, which must then accept it).
+    threshold : float, optional
+        Standard errors of the evidence rule (None: no rule, the chosen candidate as fitted).
+    n_repeats : int
+        Fold draws averaged (seeds random_state, random_state + 1, ...).
     random_state : int or None
         Seeds the folds and the candidates that have a ``random_state`` (and none of their own);
         None: fresh entropy for each fit, as in scikit-learn.
@@ -490,14 +506,19 @@ class PairwiseSelect(PairwiseRegressor):
         candidate (``std_error``, over rows), ``chosen``.
     chosen_ : str, the chosen candidate's name.
     estimator_ : the chosen candidate, refitted on every row.
+    share_ : float, the share of the chosen candidate's prediction in use (1 without ``threshold``).
+    slope_, slope_std_error_ : float, b and its standard error (NaN without ``threshold``, or where
+        the chosen candidate predicts 0).
     """
 
     def __init__(self, n_contrasts: int = 1, *, candidates=None, cv: int = 5, order_effect: bool = False,
-                 random_state=None):
+                 threshold: float | None = None, n_repeats: int = 1, random_state=None):
         self.n_contrasts = n_contrasts
         self.candidates = candidates
         self.cv = cv
         self.order_effect = order_effect
+        self.threshold = threshold
+        self.n_repeats = n_repeats
         self.random_state = random_state
 
     def _candidates(self, seed: int) -> dict:
@@ -529,30 +550,41 @@ class PairwiseSelect(PairwiseRegressor):
         seed = resolve_seed(self.random_state)
         cands = self._candidates(seed)
         _, groups = np.unique(S, axis=0, return_inverse=True)
+        groups = groups.reshape(-1)
         n_groups = int(groups.max()) + 1
         if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
             raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")
+        if not isinstance(self.n_repeats, (int, np.integer)) or self.n_repeats < 1:
+            raise ValueError(f"n_repeats must be an integer >= 1, got {self.n_repeats!r}")
         if n_groups < self.cv:
             raise DataError(f"PairwiseSelect needs at least cv={self.cv} distinct queries, got {n_groups}")
         losses = np.zeros((len(cands), len(y)))
-        folds = GroupKFold(int(self.cv), shuffle=True, random_state=seed)
-        for train, test in folds.split(Z, y, groups.reshape(-1)):
-            for j, model in enumerate(cands.values()):
-                fitted = clone(model).fit(Z[train], y[train], sample_weight=w[train])
-                losses[j, test] = w[test] * (y[test] - fitted.predict(Z[test])) ** 2
+        oof = np.zeros((len(cands), len(y)))
+        for r in range(int(self.n_repeats)):
+            folds = GroupKFold(int(self.cv), shuffle=True, random_state=seed + r)
+            for train, test in folds.split(Z, y, groups):
+                for j, model in enumerate(cands.values()):
+                    pred = clone(model).fit(Z[train], y[train], sample_weight=w[train]).predict(Z[test])
+                    oof[j, test] += pred / self.n_repeats
+                    losses[j, test] += w[test] * (y[test] - pred) ** 2 / self.n_repeats
         mse = losses.mean(axis=1)
         best = int(np.argmin(mse))
         self.scores_ = pd.DataFrame({"mse": mse, "std_error": losses.std(axis=1, ddof=1) / np.sqrt(len(y)),
                                      "chosen": np.arange(len(cands)) == best}, index=pd.Index(list(cands), name="model"))
         self.chosen_ = list(cands)[best]
         self.estimator_ = list(cands.values())[best].fit(Z, y, sample_weight=w)
-        self.const_, self.order_ = self.estimator_.const_, self.estimator_.order_
+        self.share_, self.slope_, self.slope_std_error_ = 1.0, float("nan"), float("nan")
+        if self.threshold is not None:  # the evidence rule: the chosen candidate's departure from "no bias"
+            self.slope_, self.slope_std_error_ = calibration_slope(oof[best], y, w, groups)
+            self.share_ = evidence_share(self.slope_, self.slope_std_error_, self.threshold)
+        self.const_ = self.share_ * self.estimator_.const_
+        self.order_ = self.share_ * self.estimator_.order_
         self.n_features_in_ = Z.shape[1]
         return self
 
     def utilities(self, S) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        return self.estimator_.utilities(S)
+        return self.share_ * self.estimator_.utilities(S)
 
 
 #: Candidates of the K-model bias model (MultiRouter's default final stage), simplest first:

@@ -3,6 +3,8 @@
 :func:`create_app` wraps a fitted router in a FastAPI (ASGI) application; :func:`serve` runs one
 with uvicorn (what ``causal-router serve --router router.cr`` does); :func:`background_server`
 runs one in a thread on a free local port, for tests, notebooks and benchmarks.
+The OpenAI-compatible routing proxy (:mod:`causal_router.proxy`) adds its endpoints to this
+application.
 
 ``POST /route`` takes JSON ``{"texts": [...]}`` (a router fitted from text: it applies its own
 featurizer) or ``{"features": [[...], ...]}`` (n rows of the router's numeric features), an
@@ -286,8 +288,10 @@ class BodyLimit:
       bodies over 1 MiB are checked in a worker thread).
 
     Both answers are JSON ``{"message": "<field>: <problem>", "detail": [{"loc", "field",
-    "msg", "type"}]}``, as the routing server's other 422s. Memory per request stays within about
-    ``max_body_bytes`` plus what the application makes of the body.
+    "msg", "type"}]}``, as the routing server's other 422s, unless ``error_body`` gives another
+    body for the request's path (the routing proxy answers its OpenAI paths in OpenAI's error
+    format). Memory per request stays within about ``max_body_bytes`` plus what the application
+    makes of the body.
 
     Add it to any FastAPI or Starlette application::
 
@@ -302,10 +306,16 @@ class BodyLimit:
     max_json_depth : int, default :data:`MAX_JSON_DEPTH`
     max_number_digits : int, default :data:`MAX_NUMBER_DIGITS`
     max_json_strings : int, default :data:`MAX_JSON_STRINGS`
+    error_body : callable, optional
+        ``error_body(path, status, field, message, kind)`` returns the JSON-able body of a refusal
+        of a request to ``path`` (``field`` as in ``detail``, e.g. ``"messages[0].content"`` or
+        ``"body"``; ``kind`` ``"too_large"``, ``"json_limit"`` or ``"invalid_length"``), or None
+        for the default body above.
     """
 
     def __init__(self, app, max_body_bytes: int = MAX_BODY_BYTES, max_json_depth: int = MAX_JSON_DEPTH,
-                 max_number_digits: int = MAX_NUMBER_DIGITS, max_json_strings: int = MAX_JSON_STRINGS):
+                 max_number_digits: int = MAX_NUMBER_DIGITS, max_json_strings: int = MAX_JSON_STRINGS,
+                 error_body=None):
         for name, value in (("max_body_bytes", max_body_bytes), ("max_json_depth", max_json_depth),
                             ("max_number_digits", max_number_digits), ("max_json_strings", max_json_strings)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -315,6 +325,9 @@ class BodyLimit:
         self.max_json_depth = max_json_depth
         self.max_number_digits = max_number_digits
         self.max_json_strings = max_json_strings
+        if error_body is not None and not callable(error_body):
+            raise DataError(f"error_body must be callable, got {type(error_body).__name__}")
+        self.error_body = error_body
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -326,10 +339,10 @@ class BodyLimit:
             try:
                 length = int(declared)
             except ValueError:  # servers refuse these first; a bare ASGI server may not
-                await self._answer(send, 400, ["body"], f"invalid Content-Length {declared[:40]!r}", "invalid_length")
+                await self._answer(scope, send, 400, ["body"], f"invalid Content-Length {declared[:40]!r}", "invalid_length")
                 return
             if length > self.max_body_bytes:
-                await self._too_large(send, f"a body of {length} bytes")
+                await self._too_large(scope, send, f"a body of {length} bytes")
                 return
         chunks, size = [], 0
         while True:
@@ -339,7 +352,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._too_large(send, f"a body of more than {self.max_body_bytes} bytes (chunked)")
+                await self._too_large(scope, send, f"a body of more than {self.max_body_bytes} bytes (chunked)")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -349,7 +362,7 @@ class BodyLimit:
         if body and _is_json(headers):
             problem = await self._json_problem(body)
             if problem is not None:
-                await self._answer(send, 422, problem[0], problem[1], "json_limit")
+                await self._answer(scope, send, 422, problem[0], problem[1], "json_limit")
                 return
         replayed = False
 
@@ -372,16 +385,19 @@ class BodyLimit:
             return _check_json(body, *limits)
         return await anyio.to_thread.run_sync(_check_json, body, *limits)
 
-    async def _too_large(self, send, what: str) -> None:
-        await self._answer(send, 413, ["body"], f"{what}: this server takes at most {self.max_body_bytes} bytes per "
+    async def _too_large(self, scope, send, what: str) -> None:
+        await self._answer(scope, send, 413, ["body"], f"{what}: this server takes at most {self.max_body_bytes} bytes per "
                                                 "request; split the batch", "too_large")
 
-    @staticmethod
-    async def _answer(send, status: int, loc: list, msg: str, kind: str) -> None:
+    async def _answer(self, scope, send, status: int, loc: list, msg: str, kind: str) -> None:
         field = _loc(loc)
         field = field if len(field) <= 80 else field[:80] + "..."
-        payload = json.dumps({"message": f"{field}: {msg}",
-                              "detail": [{"loc": loc, "field": field, "msg": msg, "type": kind}]}).encode()
+        content = None
+        if self.error_body is not None:
+            content = self.error_body(scope.get("path", ""), status, field, msg, kind)
+        if content is None:
+            content = {"message": f"{field}: {msg}", "detail": [{"loc": loc, "field": field, "msg": msg, "type": kind}]}
+        payload = json.dumps(content).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})
@@ -389,7 +405,7 @@ class BodyLimit:
 
 
 def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH,
-               max_body_bytes: int = MAX_BODY_BYTES, max_text_chars: int = MAX_REQUEST_CHARS):
+               max_body_bytes: int = MAX_BODY_BYTES, max_text_chars: int = MAX_REQUEST_CHARS, error_body=None):
     """A FastAPI application serving ``router`` (a fitted causal_router router).
 
     Parameters
@@ -410,6 +426,8 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
     max_text_chars : int
         Most characters of all the texts of one request together (more: 422 naming ``texts``,
         before any text is featurized).
+    error_body : callable, optional
+        The body of :class:`BodyLimit`'s refusals by path (see there; default: this server's).
 
     The router is checked and warmed up here (its compiled gain model built, a MiniLM
     featurizer's model loaded, raising ImportError naming the ``[embed]`` extra when missing).
@@ -514,7 +532,7 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
     app = FastAPI(title="causal_router", version=__version__,
                   description="Route each query to the primary or the alternative LLM by its predicted "
                               "gold-standard gain (Meta-Router).")
-    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes, error_body=error_body)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -573,6 +591,8 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
         if featurizer is not None:
             info["featurizer"] = {"method": featurizer.method, "text_column": featurizer.text_column,
                                   "pair_column": featurizer.pair_column, "pairs": [str(p) for p in featurizer.pairs_]}
+        for section in app.state.health_sections:  # sections added to the app (the proxy's)
+            info.update(section())
         return info
 
     def route_multi(req: RouteRequest) -> JSONResponse:
@@ -623,17 +643,22 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
 
     app.state.router = router
     app.state.router_version = version
+    app.state.limits = {"max_batch": max_batch, "max_body_bytes": max_body_bytes, "max_text_chars": max_text_chars}
+    app.state.health_sections = []  # callables returning dicts merged into GET /health
     return app
 
 
 def serve(router_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
-          log_level: str = "info", *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+          log_level: str = "info", *, max_body_bytes: int = MAX_BODY_BYTES, make_app=None) -> None:
     """Load a router file (two-model or K-model) and serve it with uvicorn until interrupted (blocking).
 
     The address is bound first: a host that does not resolve, a port out of range or in use, or
     one this user may not bind, raise ``DataError`` (a ValueError) naming it before the
     router is loaded. A host other than a loopback address is logged as a warning: the server
     has no authentication, so anyone who can reach the address can call it.
+    ``make_app(router, version=..., max_body_bytes=...)`` builds the application (default
+    :func:`create_app`; the routing proxy passes :func:`causal_router.proxy.create_proxy_app`
+    with its options).
     """
     _require_serve_extra()
     import uvicorn
@@ -643,7 +668,7 @@ def serve(router_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8
     sock = _bind(host, port)
     try:
         router = load_router(router_path)
-        app = create_app(router, version=file_version(router_path), max_body_bytes=max_body_bytes)
+        app = (make_app or create_app)(router, version=file_version(router_path), max_body_bytes=max_body_bytes)
         if not _is_loopback(sock.getsockname()[0]):
             logger.warning("serving on %s, reachable from other machines: the routing server has no "
                            "authentication; put it behind a proxy that authenticates", host)

@@ -237,8 +237,10 @@ def test_learning_curve_plan_agrees_with_a_held_out_test_set():
     points = plan.learning_curve
     assert len(points) == 5 and np.all(points["std_error"] > 0)
     share = oracle_share(MetaRouter(random_state=0).fit(split.train).predict_gain(split.test_X), split.test_gold)
-    # measured over seeds 5-9: planner minus test share -0.15 to +0.08 (each about +- 0.08 noise)
-    assert abs(plan.targets.loc["oracle_share", "current"] - share) < 0.3
+    # measured over seeds 5-9 (this test with make_semi_synthetic(1100, 11, seed) and
+    # reveal_split(..., random_state=seed)): planner minus test share -0.15 to +0.08 (each about
+    # +- 0.08 noise); the bound leaves 0.05 either side of that range
+    assert -0.2 < plan.targets.loc["oracle_share", "current"] - share < 0.13
     row = plan.targets.loc["oracle_share"]
     assert row["lower"] <= row["upper"]
     with pytest.raises(DataError, match="name a target"):

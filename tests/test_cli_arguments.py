@@ -80,7 +80,9 @@ def test_integers_out_of_range(files, no_work, capsys, argv, fragment):
     (["route", "{d}", "--router", "r.cr", "--primary-share", "1.5"],
      "argument --primary-share: must be a finite number from 0 to 1, got '1.5'"),
     (["route", "{d}", "--router", "r.cr", "--primary-share", "high"], "argument --primary-share: must be a finite"),
-    (["fit", "{d}", "--preference-weight", "-1"], "argument --preference-weight: must be a finite number >= 0"),
+    (["fit", "{d}", "--preference-weight", "-1"],
+     "argument --preference-weight: must be 'auto' or a finite number >= 0, got '-1'"),
+    (["fit", "{d}", "--preference-weight", "Auto"], "argument --preference-weight: must be 'auto' or a finite number"),
     (["plan-gold", "{d}", "--target-ci-width", "0"], "argument --target-ci-width: must be a finite number > 0"),
     (["plan-gold", "{d}", "--target-oracle-share", "1.2"], "argument --target-oracle-share: must be a finite number"),
 ])

@@ -68,3 +68,32 @@ def test_router_predictions_unchanged_by_compilation(split, tmp_path):
     router.set_params(random_state=1).fit(split.train)  # a refit drops the compiled trees of the old model
     np.testing.assert_array_equal(router.predict_gain(split.test_X),
                                   router.gain_model_.predict(split.test_X) / router.scale_)
+
+
+def test_serial_and_parallel_kernels_are_cached_apart(tmp_path):
+    """numba caches by function name: the one-row kernel must not be the parallel one (which
+    starts OpenMP threads, measured at ~5 ms CPU per call after an idle moment) nor the reverse,
+    whichever was compiled and cached first."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys, numpy as np, numba
+from causal_router import _compiled
+k = _compiled._kernels()
+args = (np.array([0]), np.array([0.0]), np.array([1], np.uint64), np.array([0, 1]), np.array([0, 2]), np.array([1.0, 2.0]))
+parallel = sys.argv[1] == "parallel"
+n = 4 * _compiled.BLOCK if parallel else 1
+k[parallel](np.zeros((3, n)), *args, np.empty(n), _compiled.BLOCK)
+try:
+    numba.threading_layer()
+    print("threads")
+except ValueError:
+    print("no threads")
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = lambda which: subprocess.run([sys.executable, "-c", code, which], capture_output=True, text=True, env=env,
+                                       check=True).stdout.strip()
+    # each in a fresh process, the second reading the first's cache
+    assert [run("parallel"), run("serial"), run("parallel")] == ["threads", "no threads", "threads"]

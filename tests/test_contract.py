@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.utils import estimator_checks as checks
 
-from causal_router import BiasEstimator, EvalData, MetaRouter, MultiRouter
+from causal_router import BiasEstimator, MetaRouter, MultiRouter
 from causal_router._validation import DataError
 from causal_router.baselines import GoldOnly, MeanShift, Pooled, PreferenceOnly
 from causal_router.datasets import MULTI_COSTS, make_multi_model, make_semi_synthetic, reveal_multi_split, reveal_split

@@ -84,7 +84,14 @@ def test_report_files_and_json_keys(heterogeneous, tmp_path):
     assert {"r_squared", "groups"} <= set(numbers["calibration"])
     assert {"slope", "slope_std_error", "p_value", "heterogeneity_detected"} <= set(numbers["blp"])
     assert {"qini", "toc"} <= set(numbers["uplift"])
-    assert {"average", "estimated"} <= set(numbers["bias"])
+    assert {"average", "estimated", "correction", "judge"} <= set(numbers["bias"])
+    # what the bias model used and why, and the judge's weight (issue 24), in the numbers, the summary
+    # and the report: a strongly heterogeneous bias with 500 gold rows keeps its heterogeneity
+    correction, judge = numbers["bias"]["correction"], numbers["bias"]["judge"]
+    assert correction["share"] > 0.5 and correction["reading"].startswith("heterogeneous correction used")
+    assert 0 <= judge["weight"] <= 1 and judge["reading"].startswith("judge weight")
+    summary = diag.summary()
+    assert f"correction: {correction['reading']}" in summary and f"judge: {judge['reading']}" in summary
     assert {"tree", "importance", "top_queries"} <= set(numbers["interpretation"])
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 7

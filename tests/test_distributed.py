@@ -145,19 +145,26 @@ def test_deterministic_given_random_state(fits, test_queries):
 def test_partition_wise_correction_equals_the_local_correction(fits, dataset):
     # the labels the gain model trains on, corrected partition by partition with the fitted bias
     # model (as each worker does), equal the single-machine fit's, row for row
-    local, _ = fits
+    # (the judge's weight and the gold rows' model of preference_weight="auto" included)
+    from causal_router.router import weigh_judge
+
+    local, dist = fits
     _, folder = dataset
     ddf = read_partitions(folder)
+    frame, _ = dataset
+    data = EvalData.from_frame(frame, FEATURES)
+    judge, gold_model = weigh_judge(data, local.bias_, random_state=0)
+    assert judge["weight"] == local.judge_weight_ == dist[0].judge_weight_
+    w = judge["weight"]
 
     def correct(frame):
         is_gold = (frame["source"] == "gold").to_numpy()
-        return pd.Series(correct_labels(local.bias_, frame[FEATURES].to_numpy(dtype=float),
-                                         frame["gain"].to_numpy(), is_gold), index=frame.index)
+        return pd.Series(correct_labels(local.bias_, frame[FEATURES].to_numpy(dtype=float), frame["gain"].to_numpy(),
+                                        is_gold, judge_weight=w, gold_model=gold_model), index=frame.index)
 
     corrected = ddf.map_partitions(correct, meta=("label", float)).compute(scheduler="sync").to_numpy()
-    frame, _ = dataset
-    data = EvalData.from_frame(frame, FEATURES)
-    np.testing.assert_array_equal(corrected, correct_labels(local.bias_, data.X, data.gain, data.is_gold))
+    np.testing.assert_array_equal(corrected, correct_labels(local.bias_, data.X, data.gain, data.is_gold,
+                                                            judge_weight=w, gold_model=gold_model))
     # what the local gain model was fitted on (kept divided by the scale: equal to the last bit)
     np.testing.assert_allclose(corrected / local.scale_, local.corrected_gain_, rtol=1e-15, atol=0)
 

@@ -1,5 +1,6 @@
 """Refutation suite: passes where the bias is real, fails on broken set-ups, reproduces."""
 
+import importlib
 import json
 
 import numpy as np
@@ -84,14 +85,42 @@ def test_the_refuted_estimate_is_the_aipw_average_whatever_the_learner(generator
 
     data, _ = generator_data
     ate = BiasEstimator(random_state=0).fit(data).ate()
-    # the same estimand and estimator as ate(), with 3 folds and a frozen propensity penalty:
-    # measured 0.182 refuted against ate() 0.193 (standard error 0.028)
-    assert abs(generator_report.meta["original_effect"] - ate["estimate"]) < ate["std_error"]
+    # the same estimand and AIPW estimator as ate(), not the same number: the default suite
+    # cross-fits on 3 folds (ate(): 5), freezes the propensity penalty and offers every feature
+    # to every tree, so the two differ by cross-fitting noise. Measured on this fixture's
+    # construction with generator seeds 3-7 (make_semi_synthetic(3000, 20, seed), reveal_split(
+    # n_gold=250, random_state=seed), BiasEstimator(random_state=0), refute's setup for
+    # random_state=0): refuted minus ate() -0.20 / +0.04 / +0.22 / +0.42 / +0.12 standard errors
+    # (seed 3: 0.181 against 0.187, standard error 0.029)
+    assert abs(generator_report.meta["original_effect"] - ate["estimate"]) < 0.6 * ate["std_error"]
     small = data.subset(np.arange(1200))
     estimates = [_refuters.DowhySetup(small, bias, min_propensity=0.01, cv=3, seed=1, thorough=False).original_raw
                  for bias in (BiasEstimator(), BiasEstimator(learner="forest"), BiasEstimator(model_final="ridge"))]
     assert estimates[0] == estimates[1] == estimates[2]
     assert "AverageBias" in generator_report.meta["method_name"] and "AIPW" in generator_report.summary()
+
+
+def test_shuffled_labels_fail_a_small_suite(monkeypatch):
+    """The default run's negative control: gains permuted across 600 rows, so nothing links gain,
+    features and source; the suite must say the estimate does not stand out from placebos and that
+    a weak confounder would explain it away. Kept small (6 placebos, 2 refits of every other
+    resampling refuter, the simulated confounder at the moderate strength only): about 25 s on 2
+    loaded cores, a few seconds idle."""
+    module = importlib.import_module("causal_router.validate.refute")
+    monkeypatch.setattr(module, "DEFAULT_STRENGTHS", (module.MODERATE_STRENGTH,))
+    monkeypatch.setattr(module, "DEFAULT_DRAWS", 1)
+    counts = {**{name: 2 for name in FEW}, "placebo_treatment": 6}
+    rep = refute(_shuffled_labels(n=600, n_gold=100), n_simulations=counts, n_jobs=1, random_state=0,
+                 progress=False)
+    # measured with these settings on shuffling seeds 0-3 (_shuffled_labels(seed, 600, 100)):
+    # estimate +0.004 / -0.056 / -0.069 / ..., robustness value 0.001 / 0.019 / 0.025, placebo and
+    # robustness value failed on every seed; on real-bias generator rows of the same size
+    # (make_semi_synthetic(601, 20, seed), 100 gold) both passed on seeds 0-1 (robustness value
+    # 0.19, 0.25)
+    assert not rep.passed
+    assert {"placebo_treatment", "sensitivity_robustness_value"} <= set(rep.failed), rep.summary()
+    assert abs(rep.meta["original_effect"]) < 0.12
+    assert rep.econml_sensitivity["robustness_value"] < 0.05
 
 
 @pytest.mark.slow  # a full default suite, about 40 s

@@ -18,14 +18,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression, Ridge
 
 import causal_router
-from causal_router import BiasEstimator, EvalData, MetaRouter
+from causal_router import BiasEstimator, MetaRouter
 from causal_router import io as crio
 from causal_router.baselines import Pooled
 from causal_router.datasets import make_multi_model, make_semi_synthetic, reveal_multi_split, reveal_split
@@ -135,6 +134,9 @@ CRAFTED = [  # (file, edit of router.json, words the error must contain)
     ("two", _setter("params", "bias", {"__estimator__": "causal_router.bias.BiasEstimator", "params": {"x": 1}}),
      "field params.bias.params.x: is not a parameter of BiasEstimator"),
     ("two", _setter("params", "nope", 1), "field params.nope: is not a parameter of MetaRouter"),
+    ("two", _setter("fitted", "bias", "judge_weight", 1.5), "field fitted.bias.judge_weight: 1.5 is outside [0, 1]"),
+    ("two", _setter("fitted", "bias", "heterogeneous_share", "all"),
+     "field fitted.bias.heterogeneous_share: expected a number, got a string"),
     ("kboost", _setter("fitted", "models", ["a", "a", "b", "c"]), "field fitted.models: repeats the entry 'a'"),
     ("kboost", _setter("fitted", "reference", "zz"), "field fitted.reference: 'zz' is not among the models"),
     ("kboost", _setter("fitted", "utility_model", "n_contrasts", 2), "2 for 4 models (expected K - 1)"),

@@ -195,6 +195,32 @@ def test_body_limit_protects_any_fastapi_app():
         BodyLimit(app, max_body_bytes=0)
 
 
+def test_body_limit_answers_in_the_format_error_body_gives_by_path():
+    """error_body(path, status, field, message, kind) shapes the refusals of the paths it answers
+    for (the routing proxy's /v1/ paths: OpenAI's format); None keeps the default body."""
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.post("/{name}")
+    async def echo(request: Request, name: str):
+        return await request.json()
+
+    def error_body(path, status, field, message, kind):
+        return {"error": [path, status, field, kind]} if path == "/custom" else None
+
+    app.add_middleware(BodyLimit, max_body_bytes=100, error_body=error_body)
+    with background_server(app) as base:
+        custom = [httpx.post(f"{base}/custom", content=body) for body in (b'{"a": 1, "a": 2}', b"[" * 200)]
+        plain = httpx.post(f"{base}/plain", content=b'{"a": 1, "a": 2}')
+    assert [r.status_code for r in custom] == [422, 413]
+    assert custom[0].json() == {"error": ["/custom", 422, "a", "json_limit"]}
+    assert custom[1].json() == {"error": ["/custom", 413, "body", "too_large"]}
+    assert plain.status_code == 422 and plain.json()["detail"][0]["field"] == "a"
+    with pytest.raises(DataError, match="error_body must be callable"):
+        BodyLimit(app, error_body="openai")
+
+
 def test_a_large_body_within_the_limit_reaches_the_app_whole(router):
     """Bodies over 1 MiB are checked in a worker thread, then handed to the application whole: a
     13 MB body of 200,000 rows passes the limits and gets the application's own 422 (max_batch)."""

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import sklearn
 from sklearn.base import clone
+from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -84,11 +86,18 @@ def test_model_selection_with_metadata_routing(arrays):
     with sklearn.config_context(enable_metadata_routing=True):
         router = MetaRouter(random_state=0).set_fit_request(source=True).set_score_request(source=True)
         scores = cross_val_score(router, X, y, params={"source": source}, cv=folds)
-        search = GridSearchCV(Pooled(random_state=0).set_fit_request(source=True).set_score_request(source=True),
-                              {"outcome_model": [None]}, cv=folds).fit(X, y, source=source)
+        pooled = Pooled(random_state=0).set_fit_request(source=True).set_score_request(source=True)
+        grid = [DummyRegressor(), Ridge(), None]  # a constant, a linear and the default (LightGBM) gain model
+        search = GridSearchCV(pooled, {"outcome_model": grid}, cv=folds).fit(X, y, source=source)
+        by_hand = [cross_val_score(clone(pooled).set_params(outcome_model=m), X, y, params={"source": source},
+                                   cv=folds).mean() for m in grid]
     # score = oracle share on each test fold's gold rows (50 per fold): measured 0.25-0.45 on this split
     assert scores.shape == (3,) and np.all(scores > 0.1)
-    assert np.isfinite(search.best_score_)
+    # the search scores each value as cross_val_score does, and keeps the best one
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], by_hand)
+    assert search.best_index_ == int(np.argmax(by_hand)) and search.best_score_ == max(by_hand)
+    # a constant gain model cannot rank queries: its oracle share is 0 (every query tied)
+    assert by_hand[0] == pytest.approx(0.0, abs=1e-9) and max(by_hand) > 0.1
     # a score on gold rows only equals the oracle share of the held-out gold gains
     fitted = MetaRouter(random_state=0).fit(X, y, source=source)
     from causal_router.evaluate import oracle_share

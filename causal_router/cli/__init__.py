@@ -10,6 +10,8 @@
     causal-router diagnose                   CATE diagnostics of the bias
     causal-router refute                     dowhy refutations of the bias estimate
     causal-router serve --router FILE        serve a router over HTTP: POST /route, GET /health
+    causal-router serve --router FILE --upstream primary=URL --upstream alternative=URL
+                                             ... and the OpenAI chat API in front of the routed models
     causal-router suggest-gold DATA --budget N   the next queries to send to the gold standard
     causal-router plan-gold DATA --target-ci-width W   how many gold labels reach a target
 
@@ -43,6 +45,7 @@ from .options import (
     UsageError,
     add_data_options,
     add_model_options,
+    add_proxy_options,
     add_text_options,
     backend,
     costs,
@@ -50,6 +53,7 @@ from .options import (
     n_jobs,
     number,
     port,
+    preference_weight_arg,
     seed,
 )
 
@@ -89,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(a folder of .parquet files, or one file)")
     add_model_options(p)
     p.add_argument("--cv", type=integer(2), default=5, help="cross-fitting folds (default: 5)")
-    p.add_argument("--preference-weight", type=number(0), default=1.0)
+    p.add_argument("--preference-weight", type=preference_weight_arg, default="auto",
+                   help="'auto' (default): trust the corrected judge as far as held-out gold labels show it adds "
+                        "to the gold rows alone; or a fixed weight >= 0 of each preference row")
     p.add_argument("--out", default="router.cr", help="router file to write (default: router.cr)")
     e = p.add_argument_group("engine (--engine dask: extra [dask])")
     e.add_argument("--engine", default="local", choices=["local", "dask"],
@@ -141,13 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost-weight", type=number(0), default=0.0)
     p.set_defaults(func=commands.evaluate)
 
-    p = sub.add_parser("serve", help="serve a router over HTTP: POST /route, GET /health (extra [serve])")
+    p = sub.add_parser("serve", help="serve a router over HTTP: POST /route, GET /health; with --upstream also "
+                                      "the OpenAI chat API in front of the routed models (extra [serve])")
     p.add_argument("--router", required=True, help="router file written by fit or fit-multi")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=port, default=8000, help="port, 1 to 65535 (default: 8000)")
     p.add_argument("--max-body-bytes", type=integer(1), default=MAX_BODY_BYTES,
                    help=f"largest request body accepted, in bytes; larger ones get 413 (default: {MAX_BODY_BYTES})")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    add_proxy_options(p)
     p.set_defaults(func=commands.serve)
 
     p = sub.add_parser("experiment", help="the paper's Monte Carlo experiment")

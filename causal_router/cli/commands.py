@@ -132,8 +132,19 @@ def fit(args) -> int:
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
           f"[{ate['lower']:.4f}, {ate['upper']:.4f}]"
           + (f", clustered over {int(ate['n_clusters'])} queries" if data.query_id is not None else ""))
+    _print_choices(router)
     print(f"router saved to {out}")
     return 0
+
+
+def _print_choices(router) -> None:
+    """What the evidence rules chose (issue 24): the bias model's correction and the judge's weight."""
+    from ..router import describe_judge
+
+    if router.bias_.correction_ is not None:
+        print(f"correction: {router.bias_.correction_}")
+    if router.judge_ is not None:
+        print(f"judge: {describe_judge(router.judge_)}")
 
 
 def _fit_dask(args, out: Path) -> int:
@@ -165,6 +176,7 @@ def _fit_dask(args, out: Path) -> int:
           f"(bias model on {info['bias_rows']} rows)")
     print(f"average bias (gold minus preference, gold scale): {ate['estimate']:.4f} "
           f"[{ate['lower']:.4f}, {ate['upper']:.4f}]")
+    _print_choices(router)
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in info["seconds"].items()))
     print(f"router saved to {out}")
     return 0
@@ -384,12 +396,29 @@ def evaluate(args) -> int:
 
 
 def serve(args) -> int:
-    """Serve a router file over HTTP until interrupted (``POST /route``, ``GET /health``)."""
+    """Serve a router file over HTTP until interrupted (``POST /route``, ``GET /health``; with
+    ``--upstream`` also the routing proxy of :mod:`causal_router.proxy`)."""
+    proxy_options = {"--upstream-model": args.upstream_model, "--upstream-key": args.upstream_key,
+                     "--primary-share": args.primary_share, "--cost-weight": args.cost_weight, "--costs": args.costs,
+                     "--fallback": args.fallback, "--route-pair": args.route_pair}
     try:
-        from ..serve import serve as run_server
+        if not args.upstream:
+            given = [k for k, v in proxy_options.items() if v not in (None, False, [])]
+            if given:
+                raise UsageError(f"{', '.join(given)} configure the routing proxy: give an --upstream NAME=URL for "
+                                 "each routed name")
+            from ..serve import serve as run_server
 
-        run_server(args.router, host=args.host, port=args.port, log_level=args.log_level,
-                   max_body_bytes=args.max_body_bytes)
+            run_server(args.router, host=args.host, port=args.port, log_level=args.log_level,
+                       max_body_bytes=args.max_body_bytes)
+            return 0
+        from ..proxy import parse_upstreams, serve_proxy
+
+        upstreams = parse_upstreams(args.upstream, args.upstream_model, args.upstream_key)  # names checked together
+        serve_proxy(args.router, upstreams, host=args.host, port=args.port, log_level=args.log_level,
+                    max_body_bytes=args.max_body_bytes, cost_weight=args.cost_weight,
+                    primary_share=args.primary_share, costs=args.costs, pair=args.route_pair, fallback=args.fallback,
+                    timeout=args.timeout, max_concurrency=args.max_concurrency, route_on=args.route_on)
     except ImportError as exc:  # the [serve] or [embed] extra is missing
         raise UsageError(str(exc)) from None
     return 0

@@ -17,10 +17,11 @@ from .._validation import DataError
 from ..data import SCALE_METHODS, EvalData
 from ..io import check_output_path, read_table
 
-__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "scale_arg",
+__all__ = ["UsageError", "add_data_options", "add_model_options", "add_text_options", "add_proxy_options",
+           "preference_weight_arg", "scale_arg",
            "select_features", "read_data", "eval_data", "load_input", "text_featurizer", "text_fit_input",
            "router_text_input", "check_out_dir", "Steps", "LARGE_FILE_ROWS", "integer", "number", "seed",
-           "n_jobs", "port", "costs", "backend", "MAX_SEED"]
+           "n_jobs", "port", "costs", "backend", "upstream", "upstream_model", "upstream_key", "MAX_SEED"]
 
 #: Files with at least this many rows get a progress display on stderr.
 LARGE_FILE_ROWS = 20_000
@@ -116,6 +117,49 @@ def costs(text: str) -> dict[str, float]:
     return parsed
 
 
+def _assignment(text: str, example: str) -> tuple[str, str]:
+    """(NAME, VALUE) of ``NAME=VALUE``: a name without spaces, ``=`` or ``,``, and a value."""
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not value or any(c.isspace() or c == "," for c in name):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not {example}")
+    return name, value
+
+
+def upstream(text: str) -> str:
+    """``--upstream NAME=URL``: an http(s) URL with a host (:class:`causal_router.proxy.Upstream`
+    checks it); returned as given."""
+    name, url = _assignment(text, "NAME=URL (e.g. primary=http://127.0.0.1:8001/v1)")
+    from ..proxy import Upstream
+    from ..serve import SERVE_EXTRA_MESSAGE
+
+    try:
+        Upstream(name, url)
+    except ImportError:  # httpx
+        raise argparse.ArgumentTypeError(SERVE_EXTRA_MESSAGE) from None
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def upstream_model(text: str) -> str:
+    """``--upstream-model NAME=MODEL``; returned as given."""
+    _assignment(text, "NAME=MODEL (e.g. primary=gpt-4o)")
+    return text
+
+
+def upstream_key(text: str) -> str:
+    """``--upstream-key NAME=ENV_VAR``: ENV_VAR a variable name that is set, not empty, in the
+    environment (its value, the key, is read when the server starts and never shown); returned
+    as given."""
+    _, var = _assignment(text, "NAME=ENV_VAR (e.g. primary=OPENAI_API_KEY)")
+    if not var.isidentifier():
+        raise argparse.ArgumentTypeError(f"{var[:80]!r} is not the name of an environment variable")
+    if not os.environ.get(var, "").strip():
+        raise argparse.ArgumentTypeError(f"the environment variable {var} is not set or empty")
+    return text
+
+
 def backend(text: str) -> str:
     """``--backend``: loky, or ray where Ray is installed."""
     if text == "ray" and importlib.util.find_spec("ray") is None:
@@ -167,6 +211,37 @@ def add_text_options(p: argparse.ArgumentParser, *, fitting: bool = True) -> Non
         g.add_argument("--pair", metavar="COLUMN", help="column of model-pair labels (default: the router's)")
 
 
+def add_proxy_options(p: argparse.ArgumentParser) -> None:
+    """``serve``'s proxy options: the upstream of each routed name, the budget, failures, limits."""
+    g = p.add_argument_group("routing proxy: the OpenAI chat API in front of the routed models "
+                             "(POST /v1/chat/completions, GET /v1/models, GET /metrics)")
+    g.add_argument("--upstream", action="append", default=[], type=upstream, metavar="NAME=URL",
+                   help="base URL of the OpenAI-compatible API serving a routed name, e.g. primary=http://HOST:PORT/v1; "
+                        "one per name (two-model router: primary and alternative; K-model: each model)")
+    g.add_argument("--upstream-model", action="append", default=[], type=upstream_model, metavar="NAME=MODEL",
+                   help="model name written into the requests sent to that upstream (default: the client's)")
+    g.add_argument("--upstream-key", action="append", default=[], type=upstream_key, metavar="NAME=ENV_VAR",
+                   help="send that upstream the API key held in the environment variable ENV_VAR (default: forward "
+                        "the client's Authorization header)")
+    budget = g.add_mutually_exclusive_group()
+    budget.add_argument("--primary-share", type=number(0, 1), metavar="R",
+                        help="send about this share of queries to the primary (threshold from the router file's "
+                             "training queries)")
+    budget.add_argument("--cost-weight", type=number(0), metavar="W",
+                        help="route where predicted gain > W (K-model router: the weight of --costs); default 0")
+    g.add_argument("--costs", type=costs, help="K-model router: cost of each model, MODEL=COST,...")
+    g.add_argument("--fallback", action="store_true",
+                   help="where the chosen upstream fails (unreachable, timeout, 5xx), try the other one once")
+    g.add_argument("--timeout", type=number(above=0), default=60.0, metavar="S",
+                   help="seconds to wait for an upstream to connect and between bytes of its answer (default: 60)")
+    g.add_argument("--max-concurrency", type=integer(1), default=100, metavar="N",
+                   help="requests forwarded at a time; more get 503 (default: 100)")
+    g.add_argument("--route-on", default="last-user", choices=["last-user", "conversation"],
+                   help="text the router reads: the last user message (default) or the whole conversation")
+    g.add_argument("--route-pair", metavar="LABEL",
+                   help="model-pair label given with every text (a router fitted on several model pairs)")
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """Options of the bias model and the random seed."""
     from ..bias import LEARNERS
@@ -175,6 +250,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="variance", choices=[str(m).lower() for m in SCALE_METHODS],
                    help="gold-to-preference scale constant (default: variance; none: 1)")
     p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+
+
+def preference_weight_arg(text: str) -> float | str:
+    """``--preference-weight``: "auto" or a finite number >= 0."""
+    if text == "auto":
+        return text
+    try:
+        return number(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a finite number >= 0, got {text[:40]!r}") from None
 
 
 def scale_arg(args) -> str | None:

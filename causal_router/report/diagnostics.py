@@ -297,6 +297,15 @@ def _read_heldout(key: str, numbers: dict, alpha: float):
 
 def _read_bias(b: dict, alpha: float):
     a, e = b["average"], b["estimated"]
+    correction = b.get("correction")
+    used = ""
+    if correction:
+        text = correction["reading"]
+        used = "Correction: " + text[0].upper() + text[1:] + ". "
+    judge = b.get("judge")
+    if judge:
+        text = judge["reading"]
+        used += "Judge: " + text[0].upper() + text[1:] + ". "
     level = f"{100 * (1 - alpha):.0f}%"
     if a["lower"] > 0:
         sign = ("positive: on average the judge under-rates the primary model's gain relative to the gold "
@@ -306,7 +315,7 @@ def _read_bias(b: dict, alpha: float):
                 "standard, so uncorrected preference labels overvalue the primary model")
     else:
         sign = "not distinguishable from zero on average"
-    return (f"Average bias {a['estimate']:.3g} ({level} CI [{a['lower']:.3g}, {a['upper']:.3g}], gold scale): "
+    return (f"{used}Average bias {a['estimate']:.3g} ({level} CI [{a['lower']:.3g}, {a['upper']:.3g}], gold scale): "
             f"{sign}. Per query the estimated bias ranges from {e['quantiles']['q5']:.3g} to "
             f"{e['quantiles']['q95']:.3g} (5th to 95th percentile, sd {e['sd']:.3g}); "
             f"{100 * e['share_positive']:.0f}% of queries have a positive estimate. Trust the spread only as "
@@ -402,6 +411,26 @@ def _section_table(key: str, n: dict) -> str:
             h = s["heldout_average"]
             pairs.append(("average bias on held-out rows (DRTester)", f"{h['estimate']:.4g} [{h['lower']:.4g}, "
                                                                       f"{h['upper']:.4g}]"))
+        c = s.get("correction")
+        if c:
+            slope = ("n/a (the stack is the constant)" if c["slope"] is None
+                     else f"{c['slope']:.3g} (se {c['slope_std_error']:.3g}, z "
+                          f"{'n/a' if c['z'] is None else format(c['z'], '.2f')})")
+            pairs += [("heterogeneous part used (share of the stack's departure from the constant)",
+                       f"{100 * c['share']:.0f}%"),
+                      ("held-out calibration slope of that departure", slope),
+                      ("out-of-fold R-loss: constant / stack (gain, se)",
+                       f"{c['r_loss_constant']:.4g} / {c['r_loss_stack']:.4g} ({c['r_loss_gain']:.3g}, "
+                       f"{c['r_loss_gain_std_error']:.2g})")]
+        j = s.get("judge")
+        if j:
+            pairs += [("judge weight (MetaRouter's preference_weight='auto')", f"{j['weight']:.2f}"),
+                      ("judge's best weight beside the gold rows' model, held out",
+                       f"{j['slope']:.3g} (se {_num(j['std_error'])}, z {_num(j['z'])})"),
+                      ("judge's correlation with gold labels (PPI's 1/sqrt(n-2))",
+                       f"{_num(j['judge_correlation'])} ({_num(j['ppi_threshold'])})"),
+                      ("held-out MSE: gold rows' model / judge / blend",
+                       f"{_num(j['mse_gold_only'])} / {_num(j['mse_judge'])} / {_num(j['mse_blend'])}")]
         pairs += [("estimated bias: sd across queries", e["sd"]),
                   ("estimated bias: 5% / 50% / 95%", f"{e['quantiles']['q5']:.3g} / {e['quantiles']['q50']:.3g} / "
                                                      f"{e['quantiles']['q95']:.3g}"),
@@ -422,3 +451,8 @@ def _section_table(key: str, n: dict) -> str:
                 html_parts.append(f"<h3>{escape(title)}</h3>" + grid_table(s["top_queries"][k], cols))
         return "".join(html_parts)
     return ""
+
+
+def _num(value, fmt: str = ".3g") -> str:
+    """A number of the saved numbers (None where it was NaN) as text."""
+    return "n/a" if value is None else format(value, fmt)

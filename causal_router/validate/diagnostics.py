@@ -54,6 +54,7 @@ from ..bias import BiasEstimator
 from ..clusters import MIN_CLUSTERS, clustered_mean
 from ..data import EvalData
 from ..models import cross_fitting_folds, default_classifier, repeated_groups
+from ..router import describe_judge, judge_evidence
 from ._heldout import heldout_numbers, heldout_warnings
 from ._interpret import interpretation_numbers
 
@@ -133,6 +134,8 @@ class Diagnostics:
             f"  average bias (gold minus preference, gold scale): {bias['average']['estimate']:.4f} "
             f"[{bias['average']['lower']:.4f}, {bias['average']['upper']:.4f}]"
             + (f", clustered over {ov['n_clusters']} queries" if ov["n_clusters"] < ov["n_rows"] else ""),
+            *([f"  correction: {bias['correction']['reading']}"] if bias.get("correction") else []),
+            *([f"  judge: {bias['judge']['reading']}"] if bias.get("judge") else []),
             f"  overlap: two-sample AUC {ov['classifier_auc']:.3f} (p = {ov['classifier_p_value']:.3g}), "
             f"gold ESS {ov['gold_ess']:.0f} of {ov['n_gold']} ({100 * ov['gold_ess_share']:.0f}%), "
             f"clipped {100 * ov['clipped_share']:.1f}%",
@@ -287,6 +290,7 @@ def diagnose(
     steps.next("average and distribution of the bias")
     effect = est_all.effect(X)
     numbers["bias"] = _bias_numbers(est_all, effect, alpha, numbers)
+    numbers["bias"]["judge"] = _judge_numbers(data, est_all, seed)
 
     steps.next("group averages")
     if group_labels is None:
@@ -530,12 +534,37 @@ def _bias_numbers(est: BiasEstimator, effect: np.ndarray, alpha: float, numbers:
             "share_positive": float(np.mean(effect > 0)),
         },
         "final_stage": est.final_stage_,
+        "correction": _correction_numbers(est),
     }
     cal = numbers.get("calibration", {})
     if cal.get("available"):
         z = stats.norm.ppf(1 - alpha / 2)
         m, se = cal["heldout_average"], cal["heldout_average_std_error"]
         out["heldout_average"] = {"estimate": m, "std_error": se, "lower": m - z * se, "upper": m + z * se}
+    return out
+
+
+def _correction_numbers(est: BiasEstimator) -> dict | None:
+    """What the stacked final stage used and why (``BiasEstimator.heterogeneity_`` and
+    ``correction_``); None for a final stage without an evidence rule."""
+    if est.heterogeneity_ is None:
+        return None
+    return {**{k: float(v) for k, v in est.heterogeneity_.items()}, "reading": est.correction_,
+            "rule": "share = max(0, 1 - (threshold / z)^2) for z = b / se > 0, else 0: the non-negative garrote "
+                    "at threshold standard errors of b, the calibration slope of the stacked fit's departure "
+                    "from the constant on nested out-of-fold rows (se clustered by query)"}
+
+
+def _judge_numbers(data: EvalData, est: BiasEstimator, seed: int) -> dict | None:
+    """The judge's weight against the gold rows alone and its evidence
+    (:func:`causal_router.router.judge_evidence`, the weak-judge fallback of
+    ``MetaRouter(preference_weight="auto")``), with a one-sentence ``reading``; None where the
+    bias model gives no out-of-fold estimates (a fixed final stage other than the stack)."""
+    judge = judge_evidence(data, est, random_state=seed)
+    if not np.isfinite(judge["slope"]):
+        return None
+    out = {k: float(v) for k, v in judge.items()}
+    out["reading"] = describe_judge(judge)
     return out
 
 
