@@ -36,10 +36,13 @@ def oracle_aipw(train: pd.DataFrame, data, c: float, p) -> tuple[float, float]:
     Returns (estimate, standard error), gold scale. Its coverage on the same runs as an
     estimator's separates the sampling luck of the gold rows from the cost of estimating the
     nuisances."""
+    from causal_router.average import aipw_pseudo_outcomes
+
     psi, eta = train["psi"].to_numpy(), train["eta"].to_numpy()
     t = data.is_gold.astype(float)
     o = np.where(data.is_gold, c * data.gain, data.gain)
-    phi = (c * psi - eta + t * (o - c * psi) / p - (1 - t) * (o - eta) / (1 - p)) / c
+    phi1, phi0 = aipw_pseudo_outcomes(o, t, np.broadcast_to(p, t.shape), eta, c * psi)  # the package's score
+    phi = (phi1 - phi0) / c
     return float(phi.mean()), float(phi.std(ddof=1) / np.sqrt(len(phi)))
 
 

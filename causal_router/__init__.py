@@ -4,9 +4,10 @@ evaluations, with the preference bias estimated as a conditional average treatme
 
 __version__ = "0.1.0"
 
+from .average import AverageBias
 from .bias import BiasEstimator
 from .data import EvalData
 from .multi import MultiRouter
 from .router import MetaRouter
 
-__all__ = ["EvalData", "BiasEstimator", "MetaRouter", "MultiRouter", "__version__"]
+__all__ = ["EvalData", "BiasEstimator", "AverageBias", "MetaRouter", "MultiRouter", "__version__"]

@@ -42,8 +42,9 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
   pseudo-outcomes carry weights of 1/p (about 50) and its final stage is the noisiest.
 
 With n gold rows among n + m, p(s) is about n / (n + m) everywhere: an extreme-propensity
-regime. Propensities are clipped to [min_propensity, 1 - min_propensity] and the number of
-clipped rows is reported (``n_clipped_``).
+regime. Estimated propensities are clipped to [min_propensity, 1 - min_propensity] and the number
+of clipped rows is reported (``n_clipped_``); probabilities known by design (``gold_probability``)
+are never clipped (:mod:`causal_router.average`).
 
 Cost. In the few-percent-gold regime the final-stage weights (t - p)^2 are about 1 on gold rows
 and p^2 on preference rows, so preference rows beyond what the nuisances need buy nothing. The
@@ -88,9 +89,11 @@ generator``, seeds 0-99): the 95% interval covered the population average bias i
 seeds clustered by query, in 0.76 with rows as units (whose standard error was half as large).
 
 The average bias (:meth:`BiasEstimator.ate`, and every average of the bias over rows or groups
-built from ``pseudo_outcomes_``) does not come from the learner's CATE model: it is a cross-fitted
-AIPW estimate with its own outcome model for each mechanism and the learner's propensity, so it
-is the same, and valid where gold rows are selected on the features, whatever learner routes.
+built from ``pseudo_outcomes_``) does not come from the learner's CATE model: it is
+:class:`~causal_router.average.AverageBias`, a cross-fitted AIPW estimate with its own outcome
+model for each mechanism and the learner's propensity (the design's, unclipped, where known),
+with the scale constant's uncertainty in its interval, so it is the same, and valid where gold
+rows are selected on the features, whatever learner routes.
 (The average of the R-learner's CATE that it replaced under-covered where gold rows are
 selected on the features. ``benchmarks/results/ihdp``, 100 runs each: 95% intervals cover 0.92 on
 IHDP A, 0.97 on IHDP B (ATE error 0.083), 0.92 with selected and 0.89 with 100 random gold rows
@@ -109,7 +112,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
@@ -118,7 +120,8 @@ from threadpoolctl import threadpool_limits
 from ._parallel import thread_count
 from ._utils import resolve_seed
 from ._validation import DataError, check_features
-from .clusters import MIN_CLUSTERS, FewClustersWarning, cluster_std_error, clustered_mean
+from .average import AverageBias, cross_fitted_outcome_means
+from .clusters import MIN_CLUSTERS, FewClustersWarning, cluster_std_error
 from .data import EvalData, as_eval_data, fitted_scale, pooled_outcome
 from .models import (
     FINAL_STAGES,
@@ -186,6 +189,7 @@ def econml_params(learner: str, *, model_y, model_t, model_final, min_propensity
         params["model_final"] = model_final
     return params
 _MIN_ROWS_PER_FOLD = 2
+_UNCLIPPED = 1e-12  # econml's DRLearner clips at a positive floor; known probabilities sit far above it
 _NO_OVERLAP_AUC = 0.99
 #: Preference rows the bias model keeps at most: max(PREFERENCE_ROWS_MIN, PREFERENCE_ROWS_PER_GOLD * n_gold).
 PREFERENCE_ROWS_MIN = 50_000
@@ -351,7 +355,6 @@ class BiasEstimator(BaseEstimator):
                     f"too few {name} rows for cross-fitting: cv={self.cv} folds need at least "
                     f"{need} {name} rows, got {count}; lower cv or add {name} rows"
                 )
-        self.scale_ = fitted_scale(data, self.scale)
         seed = self.seed_ = resolve_seed(self.random_state)
         threads = thread_count(self.n_jobs)
         # The bias model's cost follows the gold rows: above a cap, a seeded random subset of
@@ -365,6 +368,7 @@ class BiasEstimator(BaseEstimator):
             if data.gold_probability is not None:  # P(gold | s) among the kept rows
                 p = data.gold_probability
                 data.gold_probability = p / (p + (1 - p) * kept)
+        self.scale_ = fitted_scale(data, self.scale)  # on the rows the bias model uses, design-weighted
         X, o, t = data.X, pooled_outcome(data.gain, data.is_gold, self.scale_), data.treatment
         self.query_groups_ = data.query_groups
         groups = repeated_groups(self.query_groups_)  # None: one row per query, the rows are the units
@@ -388,12 +392,12 @@ class BiasEstimator(BaseEstimator):
         with threadpool_limits(limits=1, user_api="blas"):
             if threads > 1:
                 with ThreadPoolExecutor(max_workers=1) as pool:
-                    means = pool.submit(_cross_fitted_mechanism_means, X, o, t, folds, outcomes)
+                    means = pool.submit(cross_fitted_outcome_means, X, o, t, folds, outcomes)
                     est.fit(o, t, X=X, W=W, cache_values=True, **group_kwargs)
                     mu0, mu1 = means.result()
             else:
                 est.fit(o, t, X=X, W=W, cache_values=True, **group_kwargs)
-                mu0, mu1 = _cross_fitted_mechanism_means(X, o, t, folds, outcomes)
+                mu0, mu1 = cross_fitted_outcome_means(X, o, t, folds, outcomes)
         self.estimator_ = est
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
@@ -408,7 +412,7 @@ class BiasEstimator(BaseEstimator):
             propensity, raw = np.asarray(clipped)[:, 1], np.asarray(raw)[:, 1]
         self.propensity_ = propensity
         lo = self.min_propensity_
-        self.n_clipped_ = int(np.sum((raw <= lo * (1 + 1e-9)) | (raw >= 1 - lo * (1 + 1e-9))))
+        self.n_clipped_ = 0 if known else int(np.sum((raw <= lo * (1 + 1e-9)) | (raw >= 1 - lo * (1 + 1e-9))))
         self.overlap_auc_ = float(roc_auc_score(t, propensity))
         self.known_propensity_ = known
         if self.overlap_auc_ >= _NO_OVERLAP_AUC and not known:
@@ -449,15 +453,18 @@ class BiasEstimator(BaseEstimator):
             final = est.model_final if LEARNERS[self.learner].final_stage else None
             self.bootstrap_estimators_ = self._bootstrap_refits(X, o, t, W, self.query_groups_, seed, known, final)
 
-        # ---- the average bias (ate): AIPW pseudo-outcomes with their own outcome models, the same
-        # whatever learner routes, and the learner's propensity
-        phi = _aipw_pseudo_outcomes(o, t, propensity, mu0, mu1)
-        self.pseudo_outcomes_ = phi / self.scale_
-        w = 1 / propensity[t == 1]
+        # ---- the average bias (ate): AverageBias with its own outcome models (the same whatever
+        # learner routes), the learner's propensity and folds, or the design's probabilities unclipped
+        self.average_ = AverageBias(self.model_y, scale=self.scale,
+                                    cv=self.cv, min_propensity=self.min_propensity_, random_state=seed)
+        self.average_.fit(data.gain, t, X=X, groups=self.query_groups_, folds=folds, outcome_means=(mu0, mu1),
+                          gold_probability=data.gold_probability, propensity=None if known else propensity,
+                          preference_gain=getattr(data, "preference_gain", None))
+        self.pseudo_outcomes_ = self.average_.pseudo_outcomes_
         n_queries = len(o) if self.query_groups_ is None else int(self.query_groups_.max()) + 1
         self.overlap_ = pd.Series({
             "propensity_min": float(propensity.min()), "propensity_max": float(propensity.max()),
-            "clipped_share": self.n_clipped_ / len(o), "gold_ess": float(w.sum() ** 2 / np.sum(w ** 2)),
+            "clipped_share": self.n_clipped_ / len(o), "gold_ess": self.average_.gold_ess_,
             "n_gold": float(np.sum(t == 1)), "n_clusters": float(n_queries),
         })
         est._cached_values = None  # release the cached copy of the training data
@@ -525,13 +532,13 @@ class BiasEstimator(BaseEstimator):
         a final-stage model to use (cloned) instead of the parameter's; ``cv``: the folds, as
         (train, test) pairs, where already drawn."""
         model_y = clone(self.model_y) if self.model_y is not None else default_regressor(seed)
-        if known_propensity:
+        if known_propensity:  # known by design: never clipped
             model_t = KnownPropensity()
         else:
             model_t = clone(self.model_t) if self.model_t is not None else default_propensity(seed)
-        # the clipper also hides CV-tuned models (LogisticRegressionCV) from econml's own
-        # model selection, which would otherwise replace their tuning
-        model_t = ClippedClassifier(model_t, self.min_propensity_)
+            # the clipper also hides CV-tuned models (LogisticRegressionCV) from econml's own
+            # model selection, which would otherwise replace their tuning
+            model_t = ClippedClassifier(model_t, self.min_propensity_)
         if final is None:
             final = self.model_final if self.model_final is not None else "stack"
         final = final_stage(final, seed, self.n_jobs) if isinstance(final, str) else clone(final)
@@ -540,7 +547,8 @@ class BiasEstimator(BaseEstimator):
         if cv is None:
             cv = self.cv if groups is None else fold_splitter(self.cv, seed, grouped=True)
         params = econml_params(self.learner, model_y=model_y, model_t=model_t, model_final=final,
-                               min_propensity=self.min_propensity_, cv=cv, random_state=seed)
+                               min_propensity=_UNCLIPPED if known_propensity else self.min_propensity_, cv=cv,
+                               random_state=seed)
         return LEARNERS[self.learner].econml_class()(use_ray=bool(self.use_ray), **params)
 
     # ------------------------------------------------------------------ prediction
@@ -582,7 +590,8 @@ class BiasEstimator(BaseEstimator):
 
     def ate(self, alpha: float = 0.05) -> pd.Series:
         """Average bias over the training rows, doubly robust, with a (1 - alpha) interval and the
-        overlap behind it.
+        overlap behind it: :class:`causal_router.average.AverageBias` (``average_``) fitted with the
+        learner's propensity and folds (or the design's probabilities, unclipped).
 
         Estimand: the mean of Delta(s_i) = E[o(1) - o(0) | s_i] / c over the n training rows, on
         the gold scale (c the scale constant of the fit, 1 with ``scale=None``); where query ids
@@ -592,49 +601,44 @@ class BiasEstimator(BaseEstimator):
         and the kept preference rows).
         Estimator: the mean of ``pseudo_outcomes_``, cross-fitted AIPW scores (augmented inverse
         propensity weighting, Robins, Rotnitzky and Zhao 1994; the score of econml's
-        ``DRLearner``) built from their own outcome models for each mechanism and the learner's
-        propensity (:func:`_aipw_pseudo_outcomes`), never from the CATE model: the same
-        estimate whatever learner routes, and valid where its final stage is misspecified.
+        ``DRLearner``) built from their own outcome models for each mechanism
+        (:mod:`causal_router.average`), never from the CATE model: the same estimate whatever
+        learner routes, and valid where its final stage is misspecified.
         Standard error: sd(phi) / sqrt(n) with the rows as units; where query ids repeat, the
         cluster-robust standard error over the G queries with the factor G / (G - 1)
-        (:func:`causal_router.clusters.cluster_std_error`). Interval: normal; with query ids and
-        fewer than 30 queries the percentile cluster bootstrap of the pseudo-outcomes (4,000
-        resamples of whole queries, seeded by ``seed_``), announced by a
-        :class:`~causal_router.clusters.FewClustersWarning` (:func:`causal_router.clusters.clustered_mean`).
+        (:func:`causal_router.clusters.cluster_std_error`); where the scale constant is fitted
+        (``scale`` a method name), its uncertainty is added by the delta method
+        (:mod:`causal_router.average`). Interval: normal; with query ids and fewer than 30 queries
+        a percentile cluster bootstrap, announced by a
+        :class:`~causal_router.clusters.FewClustersWarning`.
 
         Assumptions: consistency; unconfoundedness given s (the features are all that drives both
         which mechanism evaluates a query and its gain); positivity (p(s) bounded away from 0 and
         1; see the overlap figures below); and either the propensity or the two outcome models
         consistent (double robustness), with the product of their errors small against
-        1 / sqrt(n) for the interval; rows of different queries independent. The scale constant c
-        is taken as known: its own sampling uncertainty is not included (nothing is left out with
-        ``scale=None``). For the average over these rows the interval is conservative where the
-        bias varies (it also covers the spread of Delta(s) between samples).
+        1 / sqrt(n) for the interval; rows of different queries independent. For the average over
+        these rows the interval is conservative where the bias varies (it also covers the spread
+        of Delta(s) between samples).
 
         Returns a Series: ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale), and the
-        overlap figures: ``propensity_min`` / ``propensity_max`` (out-of-fold, after clipping),
-        ``clipped_share`` (share of rows whose propensity was clipped), ``gold_ess`` (effective
-        number of gold rows under the 1/p weights, (sum w)^2 / sum w^2; far below the number of
-        gold rows means a few of them carry the average), ``n_gold`` and ``n_clusters`` (the
-        queries the rows come from: the number of rows without query ids).
+        overlap figures: ``propensity_min`` / ``propensity_max`` (out-of-fold, after clipping;
+        known probabilities are never clipped), ``clipped_share`` (share of rows whose propensity
+        was clipped), ``gold_ess`` (effective number of gold rows under the 1/p weights,
+        (sum w)^2 / sum w^2; far below the number of gold rows means a few of them carry the
+        average), ``n_gold`` and ``n_clusters`` (the queries the rows come from: the number of
+        rows without query ids), then ``scale`` (c) and ``scale_std_error`` (its bootstrap
+        standard error; 0 where it is not fitted).
         """
-        check_is_fitted(self, "pseudo_outcomes_")
+        check_is_fitted(self, "average_")
         if not 0 < alpha < 1:
             raise DataError(f"alpha must be in (0, 1), got {alpha!r}")
-        phi = self.pseudo_outcomes_
-        clusters = getattr(self, "query_groups_", None)
-        if clusters is None:  # rows are the units: the plain formula, unchanged
-            est, se = float(np.mean(phi)), float(np.std(phi, ddof=1) / np.sqrt(len(phi)))
-            z = stats.norm.ppf(1 - alpha / 2)
-            interval = pd.Series({"estimate": est, "std_error": se, "lower": est - z * se, "upper": est + z * se})
-        else:
-            interval = clustered_mean(phi, clusters, alpha=alpha, random_state=self.seed_, warn=False)
-            interval = interval.drop("n_clusters")
-            if self.overlap_["n_clusters"] < MIN_CLUSTERS:
-                warnings.warn(f"the average bias rests on {int(self.overlap_['n_clusters'])} queries (< {MIN_CLUSTERS}): "
-                              "its interval is the percentile cluster bootstrap, not the normal interval",
-                              FewClustersWarning, stacklevel=2)
-        return pd.concat([interval, self.overlap_])
+        result = self.average_.result(alpha)
+        if repeated_groups(self.query_groups_) is not None and self.overlap_["n_clusters"] < MIN_CLUSTERS:
+            warnings.warn(f"the average bias rests on {int(self.overlap_['n_clusters'])} queries (< {MIN_CLUSTERS}): "
+                          "its interval is the percentile cluster bootstrap, not the normal interval",
+                          FewClustersWarning, stacklevel=2)
+        return pd.concat([result[["estimate", "std_error", "lower", "upper"]], self.overlap_,
+                          result[["scale", "scale_std_error"]]])
 
 
 def _check_queries_per_fold(groups: np.ndarray, t: np.ndarray, cv: int) -> None:
@@ -737,30 +741,3 @@ def _select_final_stage(X, y_res, t_res, t, cv, seed, groups=None, folds=None,
         index=pd.Index(STACK_CANDIDATES, name="final_stage"),
     )
     return table, tau[:, chosen]
-
-
-
-# ---------------------------------------------------------------------------- the average bias
-def _cross_fitted_mechanism_means(X, o, t, folds, outcomes) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-fitted outcome means (mu0, mu1) of every row, two arrays of shape (n,), on the scale
-    of ``o``: ``outcomes`` (an unfitted :class:`~causal_router.models.MechanismOutcomes`, one
-    outcome model per mechanism) fitted on the other folds only (``folds``: (train, test) index
-    pairs covering every row once)."""
-    mu0, mu1 = np.empty(len(o)), np.empty(len(o))
-    for train, test in folds:
-        fitted = clone(outcomes).fit(np.column_stack([X[train], t[train]]), o[train])
-        mu0[test], mu1[test] = fitted.mechanism_means(X[test])
-    return mu0, mu1
-
-
-def _aipw_pseudo_outcomes(o, t, propensity, mu0, mu1) -> np.ndarray:
-    """AIPW pseudo-outcomes of the bias, shape (n,), on the scale of ``o``:
-
-        phi = mu1(s) - mu0(s) + t (o - mu1(s)) / p(s) - (1 - t) (o - mu0(s)) / (1 - p(s)),
-
-    the doubly robust score econml's ``DRLearner`` regresses on s, with p the learner's
-    cross-fitted, clipped propensity and mu_t the cross-fitted outcome means
-    (:func:`_cross_fitted_mechanism_means`).
-    """
-    p = propensity
-    return mu1 - mu0 + t * (o - mu1) / p - (1 - t) * (o - mu0) / (1 - p)

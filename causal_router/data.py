@@ -30,13 +30,14 @@ from ._validation import (
 )
 
 __all__ = ["EvalData", "as_eval_data", "numeric_column", "fitted_scale", "pooled_outcome", "scale_constant",
+           "scale_constant_weighted",
            "query_codes", "SCALE_METHODS", "MAX_ROW_INFLUENCE", "GOLD", "PREFERENCE"]
 
 GOLD = "gold"
 PREFERENCE = "preference"
 SCALE_METHODS = ("variance", "amplitude", "wasserstein", None)
 _ROW_FIELDS = ("X", "gain", "is_gold", "query_id", "text", "pair", "cost_primary", "cost_alternative",
-               "gold_probability")
+               "gold_probability", "preference_gain")
 
 
 #: Largest factor by which leaving out one row may change the scale constant. A row beyond it
@@ -91,8 +92,29 @@ def scale_constant(gold_gain, pref_gain, method: str | None = "variance") -> flo
                            lambda side, i: f"position {i} of {'gold_gain' if side == 'gold' else 'pref_gain'}")
 
 
-def _scale_constant(gold_gain, pref_gain, method, where) -> float:
-    """:func:`scale_constant`; ``where(side, i)`` describes the i-th gain of a side in messages."""
+def scale_constant_weighted(gold_gain, pref_gain, method, gold_weight=None, pref_weight=None, *,
+                            check_influence: bool = True) -> float:
+    """:func:`scale_constant` with row weights (n_gold,), (n_pref,): the spreads, ranges and
+    quantiles of each side taken under its weights (None: equal weights, the unweighted constant
+    bit for bit). Where gold rows were chosen by a design with probabilities p, the weights 1 / p
+    on gold rows and 1 / (1 - p) on preference rows make each side's gains stand for every query
+    (:func:`fitted_scale`); :class:`causal_router.average.AverageBias` also draws bootstrap copies
+    with them (``check_influence=False`` skips the dominating-row check there).
+
+    Weights of shape (b, n_gold) and (b, n_pref) (non-negative; both given) give b constants at
+    once, an array of shape (b,) (NaN where one is undefined), without the checks: the bootstrap
+    copies of :class:`causal_router.average.AverageBias`, computed together."""
+    if gold_weight is not None and np.ndim(gold_weight) == 2:
+        return _batch_constants(np.asarray(gold_gain, dtype=float), np.asarray(pref_gain, dtype=float), method,
+                                np.asarray(gold_weight, dtype=float), np.asarray(pref_weight, dtype=float))
+    return _scale_constant(gold_gain, pref_gain, method,
+                           lambda side, i: f"position {i} of {'gold_gain' if side == 'gold' else 'pref_gain'}",
+                           gold_weight, pref_weight, check_influence)
+
+
+def _scale_constant(gold_gain, pref_gain, method, where, gw=None, pw=None, check_influence=True) -> float:
+    """:func:`scale_constant`; ``where(side, i)`` describes the i-th gain of a side in messages;
+    ``gw`` / ``pw`` row weights of each side (None: equal)."""
     if method not in SCALE_METHODS:
         raise DataError(f"scale must be one of {SCALE_METHODS}, got {method!r}")
     if method is None:
@@ -103,7 +125,15 @@ def _scale_constant(gold_gain, pref_gain, method, where) -> float:
         if len(values) < 2:
             raise DataError(f"too few {name} rows to compute the {method!r} scale constant: got {len(values)}, "
                             "need at least 2 (or pass scale=None)")
-    c = _raw_constant(g, p, method)
+    if gw is not None:
+        gw = as_float_vector(gw, "gold weights")
+        g, gw = g[gw > 0], gw[gw > 0]
+    if pw is not None:
+        pw = as_float_vector(pw, "preference weights")
+        p, pw = p[pw > 0], pw[pw > 0]
+    c = _raw_constant(g, p, method, gw, pw)
+    if not check_influence:
+        return c
     if not np.isfinite(c):
         raise DataError(
             f"cannot compute the {method!r} scale constant: the gold gains "
@@ -116,7 +146,10 @@ def _scale_constant(gold_gain, pref_gain, method, where) -> float:
             continue
         for i in {int(np.argmin(values)), int(np.argmax(values))}:
             rest = np.delete(values, i)
-            c_rest = _raw_constant(rest, p, method) if side == "gold" else _raw_constant(g, rest, method)
+            if side == "gold":
+                c_rest = _raw_constant(rest, p, method, None if gw is None else np.delete(gw, i), pw)
+            else:
+                c_rest = _raw_constant(g, rest, method, gw, None if pw is None else np.delete(pw, i))
             if np.isfinite(c_rest):  # the other rows all equal: no spread to compare with
                 factor = max(c / c_rest, c_rest / c)
                 if factor > MAX_ROW_INFLUENCE and (worst is None or factor > worst[2]):
@@ -134,20 +167,75 @@ def _scale_constant(gold_gain, pref_gain, method, where) -> float:
     return c
 
 
-def _raw_constant(g: np.ndarray, p: np.ndarray, method: str) -> float:
+def _raw_constant(g: np.ndarray, p: np.ndarray, method: str, gw=None, pw=None) -> float:
     """The constant of ``method`` (not None), or NaN where it is undefined (a constant side, or
-    gold and preference gains anti-aligned)."""
+    gold and preference gains anti-aligned); ``gw`` / ``pw`` positive row weights (None: equal)."""
     if method == "variance":
-        num, den = np.std(p), np.std(g)
+        num, den = _weighted_std(p, pw), _weighted_std(g, gw)
     elif method == "amplitude":
         num, den = np.ptp(p), np.ptp(g)
     else:
         u = (np.arange(200) + 0.5) / 200
-        qg, qp = np.quantile(g, u), np.quantile(p, u)
+        qg, qp = _weighted_quantile(g, u, gw), _weighted_quantile(p, u, pw)
         num, den = float(np.mean(qg * qp)), float(np.mean(qg * qg))
     if not (np.isfinite(num) and np.isfinite(den)) or den <= 0 or num <= 0:
         return float("nan")
     return float(num / den)
+
+
+def _batch_constants(g, p, method, GW, PW) -> np.ndarray:
+    """:func:`_raw_constant` for each row of the weight matrices GW (b, n_gold), PW (b, n_pref)."""
+    if method is None:
+        return np.ones(len(GW))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "variance":
+            num, den = _batch_std(p, PW), _batch_std(g, GW)
+        elif method == "amplitude":
+            num = np.where(PW > 0, p, -np.inf).max(axis=1) - np.where(PW > 0, p, np.inf).min(axis=1)
+            den = np.where(GW > 0, g, -np.inf).max(axis=1) - np.where(GW > 0, g, np.inf).min(axis=1)
+        else:
+            u = (np.arange(200) + 0.5) / 200
+            qg, qp = _batch_quantiles(g, u, GW), _batch_quantiles(p, u, PW)
+            num, den = np.mean(qg * qp, axis=1), np.mean(qg * qg, axis=1)
+        c = num / den
+    return np.where(np.isfinite(num) & np.isfinite(den) & (den > 0) & (num > 0), c, np.nan)
+
+
+def _batch_std(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    x = x - x.mean()  # centred once: the one-pass variance below loses no digits to a large mean
+    total = W.sum(axis=1)
+    m = (W @ x) / total
+    return np.sqrt(np.maximum((W @ (x * x)) / total - m * m, 0.0))
+
+
+def _batch_quantiles(x: np.ndarray, u: np.ndarray, W: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    xs, Ws = x[order], W[:, order]
+    cdf = (np.cumsum(Ws, axis=1) - 0.5 * Ws) / Ws.sum(axis=1, keepdims=True)
+    out = np.empty((len(W), len(u)))
+    for b in range(len(W)):
+        keep = Ws[b] > 0
+        out[b] = np.interp(u, cdf[b, keep], xs[keep])
+    return out
+
+
+def _weighted_std(x: np.ndarray, w) -> float:
+    if w is None:
+        return float(np.std(x))
+    m = np.average(x, weights=w)
+    return float(np.sqrt(np.average((x - m) ** 2, weights=w)))
+
+
+def _weighted_quantile(x: np.ndarray, u: np.ndarray, w) -> np.ndarray:
+    """Quantiles at levels u of x under weights w (None: numpy's linear quantiles); weighted: the
+    piecewise-linear inverse of the midpoint cumulative distribution (Hazen's rule, which equal
+    weights reduce to)."""
+    if w is None:
+        return np.quantile(x, u)
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], w[order]
+    cdf = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
+    return np.interp(u, cdf, xs)
 
 
 def _as_source(source, n: int | None = None) -> np.ndarray:
@@ -179,6 +267,22 @@ def _as_source(source, n: int | None = None) -> np.ndarray:
 
 def _optional_vector(values, name: str) -> np.ndarray | None:
     return None if values is None else as_float_vector(values, name)
+
+
+def _paired_gain(values) -> np.ndarray | None:
+    """``preference_gain`` as floats (n,): NaN allowed (rows the judge did not label), infinity not."""
+    if values is None:
+        return None
+    arr = np.asarray(values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else values)
+    if arr.ndim != 1:
+        raise DataError(f"preference_gain must be one-dimensional, got shape {arr.shape}")
+    try:
+        arr = arr.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"preference_gain must be numeric: {exc}") from None
+    if np.isinf(arr).any():
+        raise DataError(f"preference_gain has {int(np.isinf(arr).sum())} infinite values")
+    return arr
 
 
 def _optional_labels(values, name: str) -> np.ndarray | None:
@@ -219,6 +323,11 @@ class EvalData:
         The known probability with which each row's query was selected for a gold label, where
         a design chose the gold rows (:mod:`causal_router.active`); in (0, 1) on every row. The
         bias estimator then uses it as the propensity instead of estimating one.
+    preference_gain : array-like of shape (n,), optional
+        Paired rows: the judge's gain (preference scale) on gold rows too, where the judge labelled
+        them as well (NaN where it did not; on preference rows NaN or equal to ``gain``). The
+        average bias then uses the pairing (:class:`causal_router.average.AverageBias`, "Paired
+        rows"); it needs the judge's gain on every gold row.
     feature_names : sequence of str, optional
         Names of the columns of X (taken from a DataFrame's columns by default; ``x0 .. x{d-1}``
         otherwise).
@@ -246,18 +355,19 @@ class EvalData:
         cost_primary=None,
         cost_alternative=None,
         gold_probability=None,
+        preference_gain=None,
         feature_names: Sequence[str] | None = None,
     ):
         self._build(X, gain, source, query_id=query_id, text=text, pair=pair, cost_primary=cost_primary,
                     cost_alternative=cost_alternative, gold_probability=gold_probability,
-                    feature_names=feature_names, label="gain")
+                    preference_gain=preference_gain, feature_names=feature_names, label="gain")
 
     def _build(self, X, gain, source, *, query_id, text, pair, cost_primary, cost_alternative, gold_probability,
-               feature_names, label: str) -> None:
+               feature_names, label: str, preference_gain=None) -> None:
         """The checks and conversions of ``__init__``; ``label`` names the gains in messages."""
         check_same_index("EvalData", X=X, gain=gain, source=source, query_id=query_id, text=text, pair=pair,
                          cost_primary=cost_primary, cost_alternative=cost_alternative,
-                         gold_probability=gold_probability)
+                         gold_probability=gold_probability, preference_gain=preference_gain)
         self.named_features = isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
         if feature_names is None and isinstance(X, pd.DataFrame):
             feature_names = [str(c) for c in X.columns]
@@ -270,11 +380,18 @@ class EvalData:
         self.cost_primary = _optional_vector(cost_primary, "cost_primary")
         self.cost_alternative = _optional_vector(cost_alternative, "cost_alternative")
         self.gold_probability = _optional_vector(gold_probability, "gold_probability")
+        self.preference_gain = _paired_gain(preference_gain)
         check_consistent_length(
             X=self.X, gain=self.gain, source=self.is_gold, query_id=self.query_id, text=self.text,
             pair=self.pair, cost_primary=self.cost_primary, cost_alternative=self.cost_alternative,
-            gold_probability=self.gold_probability,
+            gold_probability=self.gold_probability, preference_gain=self.preference_gain,
         )
+        if self.preference_gain is not None:
+            off = ~self.is_gold & ~np.isnan(self.preference_gain) & (self.preference_gain != self.gain)
+            if off.any():
+                raise DataError(f"preference_gain differs from the gain on {int(off.sum())} preference rows (first: "
+                                f"row {int(np.flatnonzero(off)[0])}); on a preference row the gain is the judge's: "
+                                "leave preference_gain NaN there or equal to it")
         if self.gold_probability is not None and not np.all((self.gold_probability > 0) & (self.gold_probability < 1)):
             raise DataError("gold_probability must lie strictly between 0 and 1 on every row (every query keeps a "
                             "chance of either label: positivity)")
@@ -303,6 +420,7 @@ class EvalData:
         cost_primary: str | None = None,
         cost_alternative: str | None = None,
         gold_probability: str | None = None,
+        preference_gain: str | None = None,
     ) -> "EvalData":
         """Build from a DataFrame; arguments name its columns. The frame is not modified.
 
@@ -315,14 +433,15 @@ class EvalData:
             raise DataError("features is empty: name at least one feature column")
         check_unique_names(features, "features")
         optional = {"query_id": query_id, "text": text, "pair": pair, "cost_primary": cost_primary,
-                    "cost_alternative": cost_alternative, "gold_probability": gold_probability}
+                    "cost_alternative": cost_alternative, "gold_probability": gold_probability,
+                    "preference_gain": preference_gain}
         check_columns(df, [*features, gain, source, *[c for c in optional.values() if c]], "data frame")
         if len(df) == 0:
             raise DataError("the data frame has no rows")
-        labels = [c for c in (gain, source, gold_probability) if c in features]
+        labels = [c for c in (gain, source, gold_probability, preference_gain) if c in features]
         if labels:
-            raise DataError(f"column(s) {labels} are the label, the source or the gold probability and cannot also be "
-                            "features; drop them from the features")
+            raise DataError(f"column(s) {labels} are the label, the source, the gold probability or the judge's gain "
+                            "and cannot also be features; drop them from the features")
         src = df[source]
         if not pd.api.types.is_bool_dtype(src):
             values = src.astype("object")
@@ -374,7 +493,7 @@ class EvalData:
         new = object.__new__(EvalData)
         new.__dict__.update(self.__dict__)
         for name in _ROW_FIELDS:
-            value = getattr(self, name)
+            value = getattr(self, name, None)
             setattr(new, name, None if value is None else value[rows])
         return new
 
@@ -384,7 +503,7 @@ class EvalData:
         frame["gain"] = self.gain
         frame["source"] = np.where(self.is_gold, GOLD, PREFERENCE)
         for name in _ROW_FIELDS[3:]:
-            value = getattr(self, name)
+            value = getattr(self, name, None)
             if value is not None:
                 frame[name] = value
         return frame
@@ -409,8 +528,10 @@ def numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def fitted_scale(data: "EvalData", method) -> float:
-    """The scale constant of ``data`` (:func:`scale_constant` of its gold and preference gains),
-    1.0 where the data have one source only. ``method`` may also be a positive number: a constant
+    """The scale constant of ``data`` (:func:`scale_constant` of its gold and preference gains;
+    where the data carry ``gold_probability``, weighted by the design, 1 / p on gold rows and
+    1 / (1 - p) on preference rows, :func:`scale_constant_weighted`), 1.0 where the data have one
+    source only. ``method`` may also be a positive number: a constant
     fitted elsewhere, returned as is (the distributed fit computes it from every row's partition
     statistics and fits the bias model on a sample, :mod:`causal_router.distributed`)."""
     if isinstance(method, (int, float, np.integer, np.floating)) and not isinstance(method, (bool, np.bool_)):
@@ -422,8 +543,11 @@ def fitted_scale(data: "EvalData", method) -> float:
     if data.n_gold == 0 or data.n_preference == 0:
         return 1.0
     rows = {"gold": np.flatnonzero(data.is_gold), "preference": np.flatnonzero(~data.is_gold)}
+    gw = pw = None
+    if data.gold_probability is not None:  # gold rows chosen by design: each side stands for every query
+        gw, pw = 1 / data.gold_probability[data.is_gold], 1 / (1 - data.gold_probability[~data.is_gold])
     return _scale_constant(data.gain[data.is_gold], data.gain[~data.is_gold], method,
-                           lambda side, i: f"row {rows[side][i]} (0-based, of the data given to fit)")
+                           lambda side, i: f"row {rows[side][i]} (0-based, of the data given to fit)", gw, pw)
 
 
 def pooled_outcome(gain: np.ndarray, is_gold: np.ndarray, scale: float) -> np.ndarray:

@@ -636,7 +636,10 @@ def _fit(ddf, cols: _Columns, template: MetaRouter, bias: BiasEstimator, params:
                          query_id=sample["__query"].to_numpy() if cols.query_id else None,
                          feature_names=[str(f) for f in cols.features])
     del sample
-    bias.set_params(scale=scale)
+    # below the cap the bias model fits the constant itself from the same rows (the same number), so
+    # that ate() carries its uncertainty as a single-machine fit's does; above it the constant of
+    # every row is given as a number (its uncertainty, from thousands of rows per source, is left out)
+    bias.set_params(scale=template.scale if complete else scale)
     bias.fit(bias_data)
     judge, gold_model = (weigh_judge(bias_data, bias, template.outcome_model, random_state=router_seed) if auto
                          else (None, None))

@@ -32,7 +32,7 @@ def test_ate_interval_covers_the_true_average_bias(synthetic, split, r_fit):
     truth = _true_bias_on_gold_scale(synthetic, split.train_index, r_fit.scale_).mean()
     ate = r_fit.ate(alpha=0.01)
     assert list(ate.index) == ["estimate", "std_error", "lower", "upper", "propensity_min", "propensity_max",
-                               "clipped_share", "gold_ess", "n_gold", "n_clusters"]
+                               "clipped_share", "gold_ess", "n_gold", "n_clusters", "scale", "scale_std_error"]
     # 100 random gold rows: 1/p weights nearly equal, so the ESS is close to the 100 gold rows
     assert ate["n_gold"] == 100 and 80 < ate["gold_ess"] <= 100
     assert ate["lower"] < truth < ate["upper"]

@@ -97,7 +97,7 @@ def test_the_refuted_estimate_is_the_aipw_average_whatever_the_learner(generator
     estimates = [_refuters.DowhySetup(small, bias, min_propensity=0.01, cv=3, seed=1, thorough=False).original_raw
                  for bias in (BiasEstimator(), BiasEstimator(learner="forest"), BiasEstimator(model_final="ridge"))]
     assert estimates[0] == estimates[1] == estimates[2]
-    assert "DRLearner" in generator_report.meta["method_name"] and "AIPW" in generator_report.summary()
+    assert "AverageBias" in generator_report.meta["method_name"] and "AIPW" in generator_report.summary()
 
 
 def test_shuffled_labels_fail_a_small_suite(monkeypatch):

@@ -611,7 +611,7 @@ def _gold_data(frame: pd.DataFrame, args, router):
     from ..data import EvalData
 
     gp = args.gold_probability
-    extra = [c for c in (args.gain, args.source, gp, args.query_id) if c]
+    extra = [c for c in (args.gain, args.source, gp, args.query_id, getattr(args, "preference_gain", None)) if c]
     check_columns(frame, extra, f"data file {args.data}")
     X = _gold_features(frame, args, router, reserved=tuple(extra))
     clash = [c for c in extra if c in X.columns]
@@ -619,7 +619,8 @@ def _gold_data(frame: pd.DataFrame, args, router):
         raise UsageError(f"column(s) {clash} are the label, source, id or gold probability and cannot be features")
     table = pd.concat([X, frame[extra].reset_index(drop=True)], axis=1)
     return EvalData.from_frame(table, list(X.columns), gain=args.gain, source=args.source, gold_value=args.gold_value,
-                               preference_value=args.preference_value, query_id=args.query_id, gold_probability=gp)
+                               preference_value=args.preference_value, query_id=args.query_id, gold_probability=gp,
+                               preference_gain=getattr(args, "preference_gain", None))
 
 
 def suggest_gold(args) -> int:

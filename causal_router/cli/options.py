@@ -186,6 +186,8 @@ def add_data_options(p: argparse.ArgumentParser, *, builtin: bool = False,
     g.add_argument("--gold-value", default="gold", help="source value of gold rows (default: gold)")
     g.add_argument("--preference-value", default="preference", help="source value of preference rows")
     g.add_argument("--query-id", help="column of query ids (optional)")
+    g.add_argument("--preference-gain", help="column of the judge's gain on gold rows too (paired rows; empty on rows "
+                                             "the judge did not label): the average bias then uses the pairing")
     add_text_options(p)
     if builtin:
         b = p.add_argument_group("built-in data (without a file)")
@@ -273,7 +275,7 @@ def select_features(frame: pd.DataFrame, args, *, reserved: tuple = ()) -> list[
     ``--feature-prefix``. The label and bookkeeping columns (``reserved`` and the gain, source and
     query-id columns) are never features: naming one explicitly is an error, a prefix skips them."""
     labels = {c for c in (*reserved, getattr(args, "gain", None), getattr(args, "source", None),
-                          getattr(args, "query_id", None)) if c}
+                          getattr(args, "query_id", None), getattr(args, "preference_gain", None)) if c}
     if getattr(args, "text", None):
         if args.features:
             raise UsageError("pass either --text (features from the query text) or --features, not both")
@@ -362,6 +364,7 @@ def eval_data(frame: pd.DataFrame, args) -> EvalData:
     return EvalData.from_frame(
         frame, features, gain=args.gain, source=args.source,
         gold_value=args.gold_value, preference_value=args.preference_value, query_id=args.query_id,
+        preference_gain=getattr(args, "preference_gain", None),
     )
 
 

@@ -12,17 +12,14 @@ from sklearn.base import clone
 
 from .._utils import seeded_global_random
 from .._validation import DataError
+from ..average import AverageBias
 from ..bias import BiasEstimator
 from ..data import EvalData, fitted_scale, pooled_outcome
 from ..models import (
-    ClippedClassifier,
     DuplicateAwareKFold,
-    MechanismOutcomes,
     RidgeThenBoosting,
-    UniqueColumns,
     default_propensity,
     default_regressor,
-    final_stage,
     repeated_groups,
 )
 
@@ -79,10 +76,10 @@ def _one_simulation_noise():
 class DowhySetup:
     """The dowhy model, the identified estimand and the original estimate of the average bias.
 
-    The estimate is the AIPW average of :meth:`causal_router.BiasEstimator.ate`, made by econml's
-    ``DRLearner`` through dowhy: outcome model :class:`~causal_router.models.MechanismOutcomes`
-    (one per mechanism), the bias model's propensity, a constant final stage (the mean of the
-    doubly robust scores), ``cv`` duplicate-aware folds (by query where queries repeat). ``thorough`` keeps the cross-validated
+    The estimate is the AIPW average of :meth:`causal_router.BiasEstimator.ate`, made by the same
+    estimator, :class:`~causal_router.average.AverageBias`, through dowhy (:meth:`average_bias`):
+    outcome model :class:`~causal_router.models.MechanismOutcomes` (one per mechanism), the bias
+    model's propensity, ``cv`` duplicate-aware folds (by query where queries repeat). ``thorough`` keeps the cross-validated
     propensity penalty in every refit (otherwise it is chosen once on all rows and frozen).
     ``scale`` is the gold-to-preference constant fitted on all rows with the bias model's method;
     ``original_raw`` the estimate on the preference scale.
@@ -115,12 +112,12 @@ class DowhySetup:
                             "(overlap, constant gains)")
 
     def _estimate(self):
-        """dowhy's estimate of the average effect with an unfitted econml ``DRLearner`` (AIPW)."""
+        """dowhy's estimate of the average effect with an unfitted :class:`AverageBias` (AIPW),
+        through dowhy's econml interface (it refits it on every perturbed data set)."""
         from dowhy.causal_estimator import estimate_effect
         from dowhy.causal_estimators.econml import Econml
-        from econml.dr import DRLearner
 
-        estimator = Econml(self.estimand, econml_estimator=DRLearner(**self.init_params()))
+        estimator = Econml(self.estimand, econml_estimator=self.average_bias())
         return estimate_effect(self.frame, TREATMENT, OUTCOME, "backdoor", estimator, effect_modifiers=self.features,
                                method_params={})
 
@@ -144,20 +141,18 @@ class DowhySetup:
         return (make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)),
                 f"L2 logistic regression, penalty C={C:.3g} cross-validated once on all rows and frozen")
 
-    def init_params(self) -> dict:
-        """econml ``DRLearner`` keyword arguments: the AIPW nuisances, each behind
-        :class:`UniqueColumns` (dowhy passes every feature as X and as W), a constant final stage
-        and duplicate-aware folds."""
-        from sklearn.pipeline import make_pipeline
-
+    def average_bias(self) -> AverageBias:
+        """The unfitted :class:`AverageBias` dowhy fits and refits: the bias model's outcome model
+        (default ridge then LightGBM offering every feature to every tree, module docstring of
+        :mod:`causal_router.validate.refute`), this set-up's propensity model clipped at
+        ``min_propensity``, ``cv`` duplicate-aware folds (by query where queries repeat) and no
+        scale (the outcome is already pooled on the preference scale)."""
         b = self.bias
         model_y = clone(b.model_y) if b.model_y is not None else RidgeThenBoosting(
             default_regressor(self.seed).set_params(colsample_bytree=1.0))
-        model_t = ClippedClassifier(make_pipeline(UniqueColumns(), clone(self.model_t)), self.min_propensity)
-        return {"model_propensity": model_t,
-                "model_regression": make_pipeline(UniqueColumns(), MechanismOutcomes(model_y)),
-                "model_final": final_stage("constant"), "min_propensity": self.min_propensity,
-                "cv": DuplicateAwareKFold(self.cv, self.seed, queries=self._queries()), "random_state": self.seed}
+        return AverageBias(model_y, clone(self.model_t), scale=None, min_propensity=self.min_propensity,
+                           cv=DuplicateAwareKFold(self.cv, self.seed, queries=self._queries()),
+                           random_state=self.seed)
 
     def _queries(self):
         """(features, query codes) of the rows where queries repeat, else None: every refit's folds then
@@ -167,29 +162,19 @@ class DowhySetup:
 
     def econml_sensitivity(self, alpha: float, level: float) -> dict:
         """econml's omitted-variable-bias sensitivity (Chernozhukov et al. 2022) of the estimate
-        (``DRLearner.sensitivity_interval`` on the same fit): theta, its bounds and confidence
-        bounds at ``c_y = c_t = level``, robustness values at ``alpha`` (gold scale where a bias).
-        A computation that fails with one of :data:`SIMULATION_ERRORS` is reported (``available``
-        False, ``error``), not raised."""
-        scale = self.scale
-        obj = self.estimate.estimator.estimator
+        (:meth:`AverageBias.sensitivity`, econml's ``sensitivity_interval`` and ``RV`` on the
+        refuted fit's nuisances): theta, its bounds and confidence bounds at ``c_y = c_t = level``,
+        robustness values at ``alpha`` (gold scale). A computation that fails with one of
+        :data:`SIMULATION_ERRORS` is reported (``available`` False, ``error``), not raised."""
         try:
-            theta = float(np.ravel(obj.sensitivity_interval(1, alpha=alpha, c_y=0, c_t=0, interval_type="theta"))[0])
-            tl, tu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
-                1, alpha=alpha, c_y=level, c_t=level, interval_type="theta"))
-            cl, cu = (float(np.ravel(v)[0]) for v in obj.sensitivity_interval(
-                1, alpha=alpha, c_y=level, c_t=level, interval_type="ci"))
-            rv = float(obj.robustness_value(1, alpha=alpha, interval_type="theta"))
-            rv_ci = float(obj.robustness_value(1, alpha=alpha, interval_type="ci"))
+            values = self.estimate.estimator.estimator.sensitivity(alpha, c_y=level, c_t=level)
         except SIMULATION_ERRORS as exc:  # reported, not raised: the other refuters stand on their own
             message = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"econml's sensitivity analysis of the average bias failed: {message}", RuntimeWarning,
                           stacklevel=3)
             return {"available": False, "error": message}
-        return {"available": True, "estimator": "DRLearner (the refuted AIPW estimate)", "theta": theta / scale,
-                "theta_lower": tl / scale, "theta_upper": tu / scale, "ci_lower": cl / scale,
-                "ci_upper": cu / scale, "robustness_value": rv, "robustness_value_ci": rv_ci,
-                "c_y": level, "c_t": level}
+        scaled = {k: (v / self.scale if k.startswith(("theta", "ci_")) else v) for k, v in values.items()}
+        return {"available": True, "estimator": "AverageBias (the refuted AIPW estimate)", **scaled}
 
 
 def _one_simulation(kind: str, seed: int, payload, arg):

@@ -522,8 +522,9 @@ def _bias_numbers(est: BiasEstimator, effect: np.ndarray, alpha: float, numbers:
     out = {
         "average": {k: float(ate[k]) for k in ("estimate", "std_error", "lower", "upper")},
         "average_method": "mean of the doubly robust pseudo-outcomes of the model fitted on all rows "
-                          "(BiasEstimator.ate); normal interval, clustered by query where queries repeat (the "
-                          "percentile cluster bootstrap under 30 queries); scale-constant uncertainty not included",
+                          "(BiasEstimator.ate, causal_router.average.AverageBias); normal interval, clustered by "
+                          "query where queries repeat (the percentile cluster bootstrap under 30 queries); the "
+                          "fitted scale constant's uncertainty included (delta method)",
         "n_clusters": float(ate["n_clusters"]),
         "confidence_level": 1 - alpha,
         "estimated": {

@@ -16,22 +16,24 @@ The pooled rows are put into a dowhy :class:`~dowhy.CausalModel`:
 - effect modifiers = the same features (the bias varies with the query; without them econml
   gets X=None and fits one constant effect).
 
-dowhy hands the effect modifiers to econml as X and the common causes as W, so the nuisance
-models would see every feature twice; each nuisance model starts with :class:`UniqueColumns`,
-which drops the copies, and sees each feature once (plus any column a refuter adds, such as the
-random common cause). The final (CATE) stage sees X only.
+dowhy hands the effect modifiers to the estimator as X and the common causes as W, so the
+nuisance models would see every feature twice; :class:`~causal_router.average.AverageBias` drops
+the copies, and its nuisances see each feature once (plus any column a refuter adds, such as the
+random common cause).
 
 The refuted estimate is the average bias the package reports, :meth:`BiasEstimator.ate`: the
-cross-fitted AIPW (doubly robust) average over the rows, made here by econml's ``DRLearner``
-through dowhy (``method_name="backdoor.econml.dr.DRLearner"``) with a constant final stage (so
-``estimate.value``, the mean CATE, is the mean of the doubly robust scores), reported on the gold
-scale (divided by the bias model's scale constant). It is ``ate()``'s estimator, not its number:
-the default suite's 3 folds, frozen propensity penalty and column-complete trees (below) move it
-by cross-fitting noise (measured on the generator, 3,000 rows and 250 gold, seeds 3-7: within 0.42
-standard errors of ``ate()``). It does not depend on the learner that routes: refuting the mean of a CATE learner's predictions would refute a number the package
-does not report, and one that is biased where the final stage is misspecified (the AIPW average
-covers 0.97 on IHDP B, ``benchmarks/results/ihdp``; the R-learner's average it replaced covered
-far less). Every refuter simulation refits the whole
+cross-fitted AIPW (doubly robust) average over the rows, made here by the same estimator,
+:class:`~causal_router.average.AverageBias`, through dowhy's econml interface (it has econml's
+``fit(Y, T, X=, W=)`` and ``effect``; ``estimate.value`` is the mean of the doubly robust scores),
+reported on the gold scale (divided by the bias model's scale constant). With the bias model's
+nuisances and folds (``thorough=True`` and an explicit ``model_y``) its scores are ``ate()``'s to
+rounding (tests/test_average.py); the default suite's 3 folds, frozen propensity penalty and
+column-complete trees (below) move it by cross-fitting noise (measured on the generator, 3,000 rows
+and 250 gold, seeds 3-7: within 0.42 standard errors of ``ate()``). It does not depend on the
+learner that routes: refuting the mean of a CATE learner's predictions would refute a number the
+package does not report, and one that is biased where the final stage is misspecified (the AIPW
+average covers 0.97 on IHDP B, ``benchmarks/results/ihdp``; the R-learner's average it replaced
+covered far less). Every refuter simulation refits the whole
 estimator, cross-fitting included.
 
 Nuisances of the refits:
@@ -59,7 +61,8 @@ Refuters (one row each in :attr:`Refutation.table`; rules in :data:`RULES`):
 placebo treatment (permuted), random common cause, data subset (80%), bootstrap, dummy outcome
 (permuted outcome), unobserved common cause (dowhy's direct simulation over a path of
 strengths: the tipping point), and econml's omitted-variable-bias sensitivity (robustness
-value). dowhy's own ``n_jobs`` is not used: its refuters pass one ``RandomState`` to every
+value, computed by econml's ``sensitivity_interval`` and ``RV`` on the refuted fit's
+nuisances). dowhy's own ``n_jobs`` is not used: its refuters pass one ``RandomState`` to every
 joblib task (parallel tasks then draw identical placebos) or reseed ``data.sample`` with the same
 integer (every subset identical), and its 2-D sensitivity grid modifies the data in place across
 grid cells. Here every simulation is one call of the dowhy refuter with its own seed, run in a
@@ -353,9 +356,9 @@ def refute(
     meta = {
         "original_effect": original, "n": len(data), "n_gold": data.n_gold, "n_preference": data.n_preference,
         "n_features": data.X.shape[1], "scale_constant": scale,
-        "estimator": ("AIPW: econml DRLearner, one outcome model per mechanism (MechanismOutcomes), "
-                      "constant final stage"),
-        "method_name": "backdoor.econml.dr.DRLearner", "cv": cv,
+        "estimator": ("AIPW: causal_router.average.AverageBias, one outcome model per mechanism "
+                      "(MechanismOutcomes), through dowhy's econml interface"),
+        "method_name": "backdoor.causal_router.average.AverageBias", "cv": cv,
         "propensity": setup.propensity_desc, "suite": "thorough" if thorough else "default",
         "simulations": counts, "strengths": list(strengths), "draws_per_strength": draws,
         "n_refits": len(jobs) + 1,
