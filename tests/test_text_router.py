@@ -40,13 +40,15 @@ def test_router_keeps_and_applies_its_featurizer(fitted, text_frame):
     gains = fitted.predict_gain(text_frame)  # the whole frame: text and pair columns found by name
     np.testing.assert_array_equal(gains, fitted.predict_gain(X))  # numeric features are accepted too
     np.testing.assert_array_equal(fitted.route(text_frame, 0.2), gains > 0.2)
-    # repeated texts tie: 0.3 * 600 = 180 are asked for, the gains tie at the threshold (179 are above
-    # it on this fit), and ties are never split (a RoutingWarning says so)
+    # repeated texts give tied gains; a share that asks for k rows where the k-th and the (k+1)-th
+    # gains tie cannot be met exactly, and ties are never split (a RoutingWarning says so)
+    ranked = np.sort(gains)[::-1]
+    k = next(i for i in range(1, int(np.sum(gains > 0))) if ranked[i - 1] == ranked[i])
     with pytest.warns(RoutingWarning, match="tie at the threshold"):
-        w = fitted.threshold_for_share(text_frame, 0.3)
+        w = fitted.threshold_for_share(text_frame, (k + 0.5) / len(gains))  # floor(share * n) = k
     routed = fitted.route(text_frame, w)
     np.testing.assert_array_equal(routed, gains > w)
-    assert routed.sum() < 180 <= routed.sum() + np.sum(gains == w)
+    assert routed.sum() < k <= routed.sum() + np.sum(gains == w)
     pd.testing.assert_frame_equal(text_frame, before)
     with pytest.raises(DataError, match="fitted on 2 model pairs"):
         fitted.route(["explain python code, question 1"])  # which pair? the caller must say
