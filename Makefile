@@ -2,6 +2,8 @@
 #                  docs/_build/html (warnings are errors; several minutes on 2 cores).
 # make docs-check: the same pages and API reference without executing any code, into
 #                  docs/_build/check (warnings are errors; about a minute): what .ci/run builds.
+#                  -E: a fresh environment every time (a saved one skipped the API stubs of a
+#                  module added since, and the build failed).
 # The [docs] extra is installed into .venv-docs, a virtual environment that sees the packages
 # already installed, so building the site changes nothing in the main environment.
 PYTHON ?= python
@@ -21,7 +23,7 @@ docs: docs-env
 
 docs-check: docs-env
 	rm -rf docs/api/generated
-	$(SPHINX) -D nb_execution_mode=off -b html docs docs/_build/check
+	$(SPHINX) -E -D nb_execution_mode=off -b html docs docs/_build/check
 
 clean-docs:
 	rm -rf docs/_build docs/api/generated docs/notebooks
