@@ -46,7 +46,9 @@ def _post(url, content, **headers):
 
 
 # ---------------------------------------------------------------------------- 413
-@pytest.mark.parametrize("size", [LIMIT + 1, 5 * 2**20, 80 * 2**20])
+# 80 MB is sent by the raw client of the next test: httpx, still uploading when the early 413
+# arrives and the server closes, failed on the closed connection in some runs (a client race).
+@pytest.mark.parametrize("size", [LIMIT + 1, 5 * 2**20])
 def test_a_body_over_the_limit_gets_413(url, size):
     body = (b'{"features": [' + b",".join([ROW.encode()] * (size // len(ROW) + 1)) + b"]}")[:size]
     r = _post(url, body)
@@ -94,6 +96,10 @@ def test_an_80_mb_body_is_refused_without_being_read(router):
         tracemalloc.stop()
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"a body of 83886080 bytes: this server takes at most 16777216 bytes" in answer
+    out = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert out["message"] == ("body: a body of 83886080 bytes: this server takes at most 16777216 bytes per "
+                              "request; split the batch")
+    assert out["detail"][0]["loc"] == ["body"] and out["detail"][0]["type"] == "too_large"
     assert peak < 4 * 2**20, peak  # the body is never read into memory
 
 
