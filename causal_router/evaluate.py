@@ -253,6 +253,11 @@ def peak_efficiency_gain(curve: pd.Series) -> float:
     ----------
     curve : pandas.Series
         Output of :func:`efficiency_curve` (any Series of floats indexed by ratio).
+
+    Returns
+    -------
+    float
+        The largest non-NaN value of the curve; NaN if every point is NaN.
     """
     values = _check_curve(curve).to_numpy()
     values = values[~np.isnan(values)]
@@ -415,6 +420,11 @@ def apgr(pred_gain, gold_gain) -> float:
     pred_gain, gold_gain : array-like of shape (n,)
         Predicted and gold-standard gains, aligned by position.
 
+    Returns
+    -------
+    float
+        The area under the PGR curve over r in [0, 1].
+
     Raises
     ------
     DataError
@@ -437,8 +447,14 @@ def cpt(pred_gain, gold_gain, target: float = 0.5) -> float:
     ----------
     pred_gain, gold_gain : array-like of shape (n,)
         Predicted and gold-standard gains, aligned by position.
-    target : float in [0, 1]
-        Share of the performance gap to recover (RouteLLM reports 0.5 and 0.8).
+    target : float, default 0.5
+        Share of the performance gap to recover, in [0, 1] (RouteLLM reports 0.5 and 0.8).
+
+    Returns
+    -------
+    float
+        The smallest share r of queries sent to the primary with PGR(r) >= ``target``; NaN if
+        never reached.
 
     Raises
     ------

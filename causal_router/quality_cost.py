@@ -54,6 +54,8 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
         Default: 0, and the points between consecutive weights at which a query's choice
         changes (at most ``max_points`` of them, as quantiles), which traces every distinct
         routing when there are fewer.
+    max_points : int, default 256
+        The most cost weights traced where ``cost_weights`` is None.
 
     Returns
     -------
@@ -118,8 +120,20 @@ def _upper_hull(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frontier_hull(frontier_table: pd.DataFrame, costs=None) -> pd.DataFrame:
     """The non-decreasing concave hull of a frontier (the curve whose mean height is :func:`aiq`):
-    its vertices, or its height at ``costs`` (flat beyond its end points). Columns ``cost``,
-    ``quality``."""
+    its vertices, or its height at ``costs`` (flat beyond its end points).
+
+    Parameters
+    ----------
+    frontier_table : DataFrame
+        The output of :func:`frontier` (columns ``cost`` and ``quality`` are used).
+    costs : array-like of shape (m,), optional
+        Costs at which to read the hull's height; None: the hull's vertices.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``cost`` and ``quality``: the vertices, or one row per entry of ``costs``.
+    """
     x, y = _frontier_points(frontier_table)
     hx, hy = _upper_hull(x, y)
     if costs is None:
