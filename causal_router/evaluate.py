@@ -571,7 +571,8 @@ def choice_share(pred_gain, gold_gain) -> float:
 
     Returns
     -------
-    float in [-1, 1].
+    float
+        The choice share, in [-1, 1].
 
     Raises
     ------
@@ -602,10 +603,9 @@ def summarise(pred_gain, gold_gain, ratios=None) -> dict:
     dict of float
         ``oracle_share`` (:func:`oracle_share`), ``peak_efficiency_gain``, ``efficiency_auc``
         (of :func:`efficiency_curve`), ``apgr``, ``cpt50``, ``cpt80`` (:func:`cpt` at 0.5 / 0.8)
-        and ``share_predicted_positive`` (``mean(pred_gain > 0)``).
-
-    The metrics normalised by ``sum(gold_gain)`` (efficiency gain, APGR, CPT) are NaN when
-    that sum is zero; ``oracle_share`` is defined all the same.
+        and ``share_predicted_positive`` (``mean(pred_gain > 0)``). The metrics normalised by
+        ``sum(gold_gain)`` (efficiency gain, APGR, CPT) are NaN when that sum is zero;
+        ``oracle_share`` is defined all the same.
 
     Raises
     ------

@@ -877,7 +877,8 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    candidates : sequence of str
+    candidates : sequence of str, default ``STACK_CANDIDATES``
+        Final stages of :func:`final_stage` to stack.
     cv : int
         Folds of each draw.
     n_repeats : int
@@ -890,7 +891,10 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         ``query_id``): folds keep a query's rows together and standard errors are clustered by
         query. A ``fit`` on a different number of rows is an error.
     random_state : int or None
+        Seeds the rows kept in the cross-validation, the fold draws and every candidate.
     n_jobs : int or None
+        Most threads of the candidates' fits; None: 1 outside a ``joblib.parallel_config``
+        context.
 
     Attributes
     ----------

@@ -681,7 +681,9 @@ class PairwiseSelect(PairwiseRegressor):
     Parameters
     ----------
     n_contrasts : int
+        K - 1, the number of contrast columns at the end of Z (set on every candidate).
     candidates : sequence of PairwiseRegressor, optional
+        The candidates (cloned); None: ``PairwiseRidge()`` and ``PairwiseBoosting()``.
     cv : int
         Folds of the selection.
     order_effect : bool

@@ -59,9 +59,10 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
 
     Returns
     -------
-    DataFrame with one row per w (increasing): ``cost_weight``, ``cost``, ``quality`` and
-    ``share:<model>`` (share of queries sent to each model). ``attrs["cost_range"]``: the mean
-    over queries of the cheapest and of the dearest model's cost (the range of :func:`aiq`).
+    DataFrame
+        One row per w (increasing): ``cost_weight``, ``cost``, ``quality`` and ``share:<model>``
+        (share of queries sent to each model). ``attrs["cost_range"]``: the mean over queries of
+        the cheapest and of the dearest model's cost (the range of :func:`aiq`).
     """
     if not isinstance(pred_utility, pd.DataFrame) or not isinstance(quality, pd.DataFrame):
         raise DataError("pred_utility and quality must be DataFrames with one column per model")
@@ -162,14 +163,16 @@ def aiq(frontier_table: pd.DataFrame, cost_range=None) -> float:
 
     Parameters
     ----------
-    frontier_table : DataFrame with ``cost`` and ``quality`` (from :func:`frontier`).
+    frontier_table : DataFrame
+        Columns ``cost`` and ``quality`` (from :func:`frontier`).
     cost_range : (c_lo, c_hi), optional
         Default ``frontier_table.attrs["cost_range"]``, else the range of its costs. Compare
         routers on one range.
 
     Returns
     -------
-    float, in quality units.
+    float
+        The AIQ, in quality units.
     """
     x, y = _frontier_points(frontier_table)
     lo, hi = cost_range if cost_range is not None else frontier_table.attrs.get(
