@@ -95,7 +95,18 @@ class ExtremeWeightsWarning(UserWarning):
 
 
 def effective_sample_size(weights) -> float:
-    """Kish's effective sample size (sum w)^2 / sum w^2 of the weights (n,): n for equal weights."""
+    """Kish's effective sample size (sum w)^2 / sum w^2 of the weights (n,): n for equal weights.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n,)
+        Non-negative weights.
+
+    Returns
+    -------
+    float
+        The effective sample size; 0.0 for no weights.
+    """
     w = np.asarray(weights, dtype=float)
     return float(w.sum() ** 2 / np.sum(w ** 2)) if len(w) else 0.0
 
@@ -104,7 +115,28 @@ def cross_fitted_outcome_means(X, o, t, folds, outcomes) -> tuple[np.ndarray, np
     """Cross-fitted outcome means (mu0, mu1) of every row, two arrays of shape (n,), on the scale
     of ``o`` (n,): ``outcomes`` (an unfitted :class:`~causal_router.models.MechanismOutcomes`, one
     outcome model per mechanism) fitted on the other folds only (``folds``: (train, test) index
-    pairs covering every row once); X (n, d) the features, t (n,) the gold indicator."""
+    pairs covering every row once).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The features.
+    o : ndarray of shape (n,)
+        The outcomes.
+    t : ndarray of shape (n,)
+        The gold indicator (1 / True = gold).
+    folds : sequence of tuple of ndarray
+        (train, test) index pairs covering every row once.
+    outcomes : MechanismOutcomes
+        Unfitted; cloned for each fold.
+
+    Returns
+    -------
+    mu0 : ndarray of shape (n,)
+        The out-of-fold E[o | s, preference].
+    mu1 : ndarray of shape (n,)
+        The out-of-fold E[o | s, gold].
+    """
     mu0, mu1 = np.empty(len(o)), np.empty(len(o))
     for train, test in folds:
         fitted = clone(outcomes).fit(np.column_stack([X[train], t[train]]), o[train])
@@ -118,7 +150,25 @@ def aipw_pseudo_outcomes(o, t, propensity, mu0, mu1) -> tuple[np.ndarray, np.nda
         phi1 = mu1(s) + t (o - mu1(s)) / p(s),   phi0 = mu0(s) + (1 - t) (o - mu0(s)) / (1 - p(s)),
 
     whose difference phi1 - phi0 is the doubly robust score econml's ``DRLearner`` regresses on s
-    (module docstring); p the cross-fitted propensity (n,), mu_t the cross-fitted outcome means.
+    (module docstring).
+
+    Parameters
+    ----------
+    o : ndarray of shape (n,)
+        The outcomes.
+    t : ndarray of shape (n,)
+        The gold indicator (1 / True = gold).
+    propensity : ndarray of shape (n,)
+        The cross-fitted propensity p(s), in (0, 1).
+    mu0, mu1 : ndarray of shape (n,)
+        The cross-fitted outcome means of the preference and the gold mechanism.
+
+    Returns
+    -------
+    phi1 : ndarray of shape (n,)
+        The gold part.
+    phi0 : ndarray of shape (n,)
+        The preference part.
     """
     p = propensity
     return mu1 + t * (o - mu1) / p, mu0 + (1 - t) * (o - mu0) / (1 - p)
@@ -214,6 +264,11 @@ class AverageBias(BaseEstimator):
         preference_gain : array-like (n,), optional
             Paired rows: the judge's gain (preference scale) on every gold row as well (module
             docstring, "Paired rows"); on preference rows it must be NaN or equal Y.
+
+        Returns
+        -------
+        self : AverageBias
+            The fitted estimator.
         """
         t = np.asarray(T, dtype=float).reshape(-1)
         if not np.isin(t, (0.0, 1.0)).all():
@@ -350,13 +405,22 @@ class AverageBias(BaseEstimator):
     def result(self, alpha: float = 0.05) -> pd.Series:
         """The estimate with a (1 - alpha) interval.
 
-        Returns a Series: ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale),
-        ``n_clusters`` (queries, or rows without repeated queries), ``gold_ess`` (effective number
-        of gold rows under the 1/p weights), ``n_gold``, ``scale`` (c) and ``scale_std_error``.
         The interval is normal with the cluster-robust standard error, widened by the scale
         constant's uncertainty where it is fitted (module docstring); with fewer than
         :data:`~causal_router.clusters.MIN_CLUSTERS` repeated queries it is a percentile cluster
         bootstrap (:func:`causal_router.clusters.clustered_mean`).
+
+        Parameters
+        ----------
+        alpha : float, default 0.05
+            One minus the interval's coverage, in (0, 1).
+
+        Returns
+        -------
+        Series
+            ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale), ``n_clusters``
+            (queries, or rows without repeated queries), ``gold_ess`` (effective number of gold
+            rows under the 1/p weights), ``n_gold``, ``scale`` (c) and ``scale_std_error``.
         """
         check_is_fitted(self, "pseudo_outcomes_")
         if not 0 < alpha < 1:
@@ -420,7 +484,20 @@ class AverageBias(BaseEstimator):
     # ------------------------------------------------------------------ econml / dowhy interface
     def effect(self, X=None, T0=0, T1=1) -> np.ndarray:
         """The average bias on the scale of Y's preference rows (c times the gold-scale estimate),
-        repeated for each of the n rows of X, shape (n,): what dowhy averages into its estimate."""
+        repeated for each of the n rows of X, shape (n,): what dowhy averages into its estimate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d), optional
+            Rows (only their number is used); None: one row.
+        T0, T1 : int, default 0, 1
+            econml's treatment levels; unused (the effect is of gold over preference).
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The average bias times c on every row (n = 1 without X).
+        """
         check_is_fitted(self, "pseudo_outcomes_")
         n = 1 if X is None else len(X)
         return np.full(n, float(np.mean(self.pseudo_outcomes_)) * self.scale_)
@@ -430,7 +507,25 @@ class AverageBias(BaseEstimator):
         ``econml.validate.sensitivity_analysis``, the figures of ``DRLearner.sensitivity_interval``
         computed on this fit's nuisances), on the gold scale: theta, its bounds and confidence
         bounds with confounding of strength ``c_y`` (outcome) and ``c_t`` (treatment), and the
-        robustness values (the strength at which the bounds, or the interval, reach 0)."""
+        robustness values (the strength at which the bounds, or the interval, reach 0).
+
+        Available for unpaired rows only (a fit without ``preference_gain``).
+
+        Parameters
+        ----------
+        alpha : float, default 0.05
+            One minus the confidence level of the confidence bounds.
+        c_y : float, default 0.05
+            The strength of the omitted confounding on the outcome, in [0, 1) (econml's ``c_y``).
+        c_t : float, default 0.05
+            Its strength on the treatment, in [0, 1) (econml's ``c_t``).
+
+        Returns
+        -------
+        dict
+            ``theta``, ``theta_lower``, ``theta_upper``, ``ci_lower``, ``ci_upper`` (gold scale),
+            ``robustness_value``, ``robustness_value_ci``, ``c_y`` and ``c_t``.
+        """
         from econml.validate.sensitivity_analysis import RV, dr_sensitivity_values, sensitivity_interval
 
         check_is_fitted(self, "pseudo_outcomes_")
@@ -530,22 +625,46 @@ def model_means(data, *, gold_probability=None, preference_gain=None, alpha: flo
 PAIRED_MODELS = ("judge", "judge+eta", "judge+eta+features")
 
 
-def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None, random_state=None) -> np.ndarray:
-    """Cross-fitted m(s, j) = E[gold gain | s, judge's gain j] of every row, shape (n,), gold scale.
+def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None,
+                              random_state=None) -> tuple[np.ndarray, list[str]]:
+    """Cross-fitted m(s, j) = E[gold gain | s, judge's gain j] of every row, gold scale.
 
     On the gold rows of the other folds, one of three nested linear models (:data:`PAIRED_MODELS`):
     ``judge`` gold = a + b j (the regression estimator; PPI++'s power-tuned prediction is this
-    line); ``judge+eta`` adds b' eta(s), eta(s) = E[j | s] (``model_y``, default ridge then
-    LightGBM, fitted on every row of the other folds: the judge labels them all); and
-    ``judge+eta+features`` adds z(s) beta, z the features standardised on the gold rows, beta
-    ridge with its penalty by leave-one-out CV after a, b and b' are partialled out (as
-    :class:`~causal_router.models.MechanismOutcomes` fits its gold model on mu0(s)). In each fold
-    the model is chosen by 5-fold CV of its squared error on that fold's training gold rows, the
-    simplest within one standard error of the best: a few dozen gold rows cannot carry d
-    features, and m only moves the variance (the mean is unbiased for any m fitted on other
-    folds). X (n, d), judge (n,) on the preference scale, y (n,) the gains (read on gold rows), t
-    (n,) bool, ``folds`` the (train, test) index pairs. Returns (m of shape (n,), the name of the
-    model chosen in each fold)."""
+    line); ``judge+eta`` adds b' eta(s), eta(s) = E[j | s] (``model_y``, fitted on every row of the
+    other folds: the judge labels them all); and ``judge+eta+features`` adds z(s) beta, z the
+    features standardised on the gold rows, beta ridge with its penalty by leave-one-out CV after
+    a, b and b' are partialled out (as :class:`~causal_router.models.MechanismOutcomes` fits its
+    gold model on mu0(s)). In each fold the model is chosen by 5-fold CV of its squared error on
+    that fold's training gold rows, the simplest within one standard error of the best: a few
+    dozen gold rows cannot carry d features, and m only moves the variance (the mean is unbiased
+    for any m fitted on other folds).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The features.
+    judge : ndarray of shape (n,)
+        The judge's gain on every row, preference scale.
+    y : ndarray of shape (n,)
+        The gains (read on gold rows).
+    t : ndarray of bool, shape (n,)
+        True on the gold rows.
+    folds : sequence of tuple of ndarray
+        (train, test) index pairs covering every row once.
+    model_y : regressor, optional
+        The model of eta(s) = E[j | s] (cloned per fold); None: ridge then LightGBM
+        (:class:`~causal_router.models.RidgeThenBoosting`).
+    random_state : int, numpy Generator or None
+        Seeds the default ``model_y`` and the inner folds.
+
+    Returns
+    -------
+    m : ndarray of shape (n,)
+        The out-of-fold m(s, j), gold scale.
+    chosen : list of str
+        The model chosen in each fold (a name of :data:`PAIRED_MODELS`).
+    """
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold
     from sklearn.preprocessing import StandardScaler
