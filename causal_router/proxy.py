@@ -153,6 +153,13 @@ class Upstream:
         return f"{u.scheme}://{u.host}{port}{u.path}".rstrip("/")
 
     def describe(self) -> str:
+        """How messages name this upstream.
+
+        Returns
+        -------
+        str
+            ``upstream '<name>' (<display_url>)``: no key, no user or password.
+        """
         return f"upstream {self.name!r} ({self.display_url})"
 
 

@@ -183,7 +183,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
     ----------
     n_components_ : int
         The text-feature dimension actually used.
-    components_ : ndarray of shape (n_components_, vocabulary size or 384)
+    components_ : ndarray of shape ``(n_components_, vocabulary size or 384)``
         The SVD / PCA projection.
     mean_ : ndarray of shape (384,)
         The embeddings' mean subtracted before PCA (minilm only).
@@ -406,7 +406,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n, n_components_ + #pairs_)
+        ndarray of shape ``(n, n_components_ + #pairs_)``
             The text features, then the pair indicators when more than one pair was fitted.
         """
         features, pairs = self._fit(X)
@@ -423,7 +423,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n, n_components_ + #pairs_)
+        ndarray of shape ``(n, n_components_ + #pairs_)``
             The text features, then the pair indicators (only when more than one pair was
             fitted).
         """
@@ -647,7 +647,7 @@ def featurize_queries(frame: pd.DataFrame, text_column: str = "query_text", pair
 
     Returns
     -------
-    X : ndarray of shape (n_rows, n_components_ + #pairs)
+    X : ndarray of shape ``(n_rows, n_components_ + #pairs)``
         The features, rows in frame order.
     feature_names : list of str
         ``text_*`` then ``pair=*``.

@@ -65,6 +65,22 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
         self.groups = groups
 
     def fit(self, X, y, sample_weight=None):
+        """Fit the regressor on all rows, then its ``n_boot`` refits on Poisson(1) weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+        y : array-like of shape (n,)
+            Target.
+        sample_weight : array-like of shape (n,), optional
+            Row weights (None: 1), multiplied by the bootstrap weights in the refits.
+
+        Returns
+        -------
+        self : BootstrapFinalStage
+            The fitted estimator.
+        """
         X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float).reshape(-1)
         weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
         rng = np.random.default_rng(self.random_state)
@@ -85,12 +101,36 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
+        """Predictions of the fit on all rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The predictions.
+        """
         return np.asarray(self.full_.predict(X), dtype=float).reshape(-1)
 
     def _member_predictions(self, X) -> np.ndarray:
         return np.array([np.asarray(m.predict(X), dtype=float).reshape(-1) for m in self.members_])
 
     def spread(self, X) -> np.ndarray:
+        """Standard deviation of the refits' predictions at new rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The standard deviation over the ``n_boot`` refits (ddof=1), the target's units.
+        """
         return self._member_predictions(X).std(axis=0, ddof=1)
 
     def spread_out_of_bag(self, X, rows) -> np.ndarray:

@@ -83,6 +83,7 @@ class DiagnosticsReport:
 
     @property
     def figures(self) -> dict:
+        """The report's figures by name (drawn on first access; empty with ``plots=False``)."""
         if self._figures is None:
             self._figures = _figures(self.diagnostics) if self.plots else {}
         return self._figures
