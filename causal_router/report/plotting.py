@@ -551,9 +551,8 @@ def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None =
 
     Returns
     -------
-    None
-        Nothing is returned: the frontiers are drawn on ``ax`` (or on a new figure, which is
-        then reached through ``matplotlib.pyplot.gcf()``).
+    matplotlib.figure.Figure
+        The figure drawn on (``ax``'s, or a new one), as every figure function of this module.
     """
     fig, ax = (plt.subplots(figsize=(8.5, 5.0)) if ax is None else (ax.figure, ax))
     n_runs = frontiers["run"].nunique()
@@ -576,6 +575,7 @@ def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None =
     ax.set_title(title or f"Quality-versus-cost frontiers (mean of {n_runs} runs; bands: +-1 s.e.)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, frameon=True)
+    return fig
 
 
 # ---------------------------------------------------------------------------- choosing gold rows
