@@ -85,21 +85,29 @@ def one_seed(setting: str, seed: int) -> dict:
 
 def one_draw(name: str, draw: int) -> list[dict]:
     """One draw on a real set where every row carries both labels (so the truth is known): whole
-    queries resampled with replacement (each copy its own query), 100 rows drawn at random as gold;
-    the average bias E[gold - judge] (both on the -1 / 0 / 1 verdict scale, ``scale=None``) of the
-    set as it is, by (a) AverageBias, unpaired and paired, clustered by query, (b) PPI++ (ppi_py's
-    ``ppi_mean_ci`` of E[gold] with the judge's verdict as the prediction, power-tuned lambda,
-    minus the judge's mean over every row: rows as units), (c) the gold rows alone (the mean of
-    gold - judge over the 100 paired rows, clustered by query)."""
+    queries resampled with replacement (each copy its own query), 100 rows drawn at random as gold.
+    Targets (truth: the set as it is, both labels on the -1 / 0 / 1 verdict scale, ``scale=None``):
+    ``average_bias``, E[gold - judge] over every row, and ``win:<model>``, each model's average gold
+    gain over the rows that compare it (2 w - 1 for its gold win rate w, ties half). Methods:
+    (a) this package's :class:`AverageBias` (``average_bias`` unpaired and ``average_bias_paired``;
+    the win rates by :func:`causal_router.average.model_means`, paired), clustered by query;
+    (b) PPI++ (ppi_py's power-tuned ``ppi_mean_ci`` of E[gold] with the judge's verdict as the
+    prediction: rows as units, it has no clusters); (c) CJE (cje-eval's ``calibrated_mean_ci``:
+    the judge calibrated to the gold labels, cluster-robust with the calibration's jackknife
+    variance, clustered by query; labels mapped to [0, 1] and back); (d) the gold rows alone
+    (their mean, clustered by query). For the average bias, (b) and (c) estimate E[gold] and
+    subtract the judge's mean over every row (known exactly: the judge labels every row)."""
+    import cje
     import ppi_py
     from threadpoolctl import threadpool_limits
 
     from causal_router import AverageBias
+    from causal_router.average import model_means
     from causal_router.clusters import clustered_mean
     from causal_router.datasets import load_pandalm, load_prd_vicuna80
+    from causal_router.pairwise import PairwiseData
 
     frame = (load_pandalm() if name == "pandalm" else load_prd_vicuna80()).reset_index(drop=True)
-    truth = float(np.mean(frame["gold_gain"] - frame["pref_gain"]))
     rng = np.random.default_rng([draw, 2027])
     queries = frame["query_id"].unique()
     picked = rng.choice(len(queries), len(queries))
@@ -112,23 +120,44 @@ def one_draw(name: str, draw: int) -> list[dict]:
     gold[rng.choice(len(data), N_GOLD, replace=False)] = True
     y = np.where(gold, data["gold_gain"], data["pref_gain"])
     judge = data["pref_gain"].to_numpy()
+    gold_gain = data["gold_gain"].to_numpy()
+    # the pair's two models: model_p's gain over model_a
+    model_a, model_b = data["model_p"].to_numpy(dtype=object), data["model_a"].to_numpy(dtype=object)
     out = []
 
-    def record(method, lower, upper, estimate):
-        out.append({"setting": name, "draw": draw, "method": method, "truth": truth, "estimate": float(estimate),
-                    "lower": float(lower), "upper": float(upper), "covered": bool(lower <= truth <= upper),
-                    "width": float(upper - lower)})
+    def record(target, truth, method, lower, upper, estimate):
+        out.append({"setting": name, "draw": draw, "target": target, "method": method, "truth": truth,
+                    "estimate": float(estimate), "lower": float(lower), "upper": float(upper),
+                    "covered": bool(lower <= truth <= upper), "width": float(upper - lower)})
 
+    def others(target, truth, rows, sign, shift):
+        """(b), (c), (d) for the mean of sign * gold over ``rows``, minus ``shift``."""
+        g, j, lab = (sign * gold_gain)[rows], (sign * judge)[rows], gold[rows]
+        lo, hi = ppi_py.ppi_mean_ci(g[lab], j[lab], j[~lab], alpha=0.05)
+        point = ppi_py.ppi_mean_pointestimate(g[lab], j[lab], j[~lab])
+        record(target, truth, "ppi++", np.ravel(lo)[0] - shift, np.ravel(hi)[0] - shift, np.ravel(point)[0] - shift)
+        c = cje.calibrated_mean_ci((j + 1) / 2, np.where(lab, (g + 1) / 2, np.nan), cluster_ids=copy[rows],
+                                   seed=draw)
+        record(target, truth, "cje", 2 * c.ci[0] - 1 - shift, 2 * c.ci[1] - 1 - shift, 2 * c.estimate - 1 - shift)
+        r = clustered_mean(g[lab] - (j[lab] if shift else 0.0), copy[rows][lab], warn=False)
+        record(target, truth, "gold_rows_alone", r["lower"], r["upper"], r["estimate"])
+
+    everything = np.ones(len(data), dtype=bool)
+    truth = float(np.mean(frame["gold_gain"] - frame["pref_gain"]))
     with threadpool_limits(limits=1):
         for method, pg in (("average_bias", None), ("average_bias_paired", np.where(gold, judge, np.nan))):
             r = AverageBias(scale=None, random_state=draw).fit(y, gold, X=X, groups=copy, preference_gain=pg).result()
-            record(method, r["lower"], r["upper"], r["estimate"])
-    lo, hi = ppi_py.ppi_mean_ci(data["gold_gain"].to_numpy()[gold], judge[gold], judge[~gold], alpha=0.05)
-    point = ppi_py.ppi_mean_pointestimate(data["gold_gain"].to_numpy()[gold], judge[gold], judge[~gold])
-    shift = judge.mean()
-    record("ppi++", float(np.ravel(lo)[0]) - shift, float(np.ravel(hi)[0]) - shift, float(np.ravel(point)[0]) - shift)
-    r = clustered_mean((data["gold_gain"].to_numpy() - judge)[gold], copy[gold])
-    record("gold_rows_alone", r["lower"], r["upper"], r["estimate"])
+            record("average_bias", truth, method, r["lower"], r["upper"], r["estimate"])
+        others("average_bias", truth, everything, np.ones(len(data)), float(judge.mean()))
+        pairs = PairwiseData(X, y, gold, model_a, model_b, query_id=copy)
+        means = model_means(pairs, preference_gain=np.where(gold, judge, np.nan), random_state=draw)
+    fa, fb = frame["model_p"].to_numpy(dtype=object), frame["model_a"].to_numpy(dtype=object)
+    for m in means.loc[means["kind"] == "model"].itertuples():
+        on = (fa == m.name) | (fb == m.name)
+        truth = float(np.mean((np.where(fa == m.name, 1.0, -1.0) * frame["gold_gain"].to_numpy())[on]))
+        record(f"win:{m.name}", truth, "average_bias_paired", m.lower, m.upper, m.estimate)
+        rows = (model_a == m.name) | (model_b == m.name)
+        others(f"win:{m.name}", truth, rows, np.where(model_a == m.name, 1.0, -1.0), 0.0)
     return out
 
 
@@ -166,7 +195,8 @@ def main(argv=None) -> None:
     if args.real:
         rows = Parallel(n_jobs=args.n_jobs, verbose=5)(delayed(one_draw)(r, d) for r in args.real for d in seeds)
         runs = pd.DataFrame([row for rs in rows for row in rs])
-        table = runs.groupby(["setting", "method"], sort=False).agg(
+        runs["target_kind"] = np.where(runs["target"].str.startswith("win:"), "win_rate", runs["target"])
+        table = runs.groupby(["setting", "target_kind", "method"], sort=False).agg(
             draws=("covered", "size"), coverage=("covered", "mean"), mean_width=("width", "mean"),
             bias=("estimate", lambda e: float(e.mean() - runs.loc[e.index, "truth"].mean())),
             sd_estimate=("estimate", "std"))

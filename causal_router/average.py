@@ -76,6 +76,7 @@ from .clusters import MIN_CLUSTERS, cluster_std_error, clustered_mean
 from .data import SCALE_METHODS, scale_constant_weighted, pooled_outcome
 from .models import (
     ClippedClassifier,
+    KnownPropensity,
     MechanismOutcomes,
     cross_fitting_folds,
     default_propensity,
@@ -83,8 +84,7 @@ from .models import (
 )
 
 __all__ = ["AverageBias", "ExtremeWeightsWarning", "aipw_pseudo_outcomes", "cross_fitted_outcome_means",
-           "cross_fitted_paired_means",
-           "effective_sample_size", "N_SCALE_BOOTSTRAP"]
+           "cross_fitted_paired_means", "effective_sample_size", "model_means", "N_SCALE_BOOTSTRAP", "PAIRED_MODELS"]
 
 #: Resamples of whole queries (or rows) behind the scale constant's variance.
 N_SCALE_BOOTSTRAP = 1000
@@ -95,7 +95,18 @@ class ExtremeWeightsWarning(UserWarning):
 
 
 def effective_sample_size(weights) -> float:
-    """Kish's effective sample size (sum w)^2 / sum w^2 of the weights (n,): n for equal weights."""
+    """Kish's effective sample size (sum w)^2 / sum w^2 of the weights (n,): n for equal weights.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n,)
+        Non-negative weights.
+
+    Returns
+    -------
+    float
+        The effective sample size; 0.0 for no weights.
+    """
     w = np.asarray(weights, dtype=float)
     return float(w.sum() ** 2 / np.sum(w ** 2)) if len(w) else 0.0
 
@@ -104,7 +115,28 @@ def cross_fitted_outcome_means(X, o, t, folds, outcomes) -> tuple[np.ndarray, np
     """Cross-fitted outcome means (mu0, mu1) of every row, two arrays of shape (n,), on the scale
     of ``o`` (n,): ``outcomes`` (an unfitted :class:`~causal_router.models.MechanismOutcomes`, one
     outcome model per mechanism) fitted on the other folds only (``folds``: (train, test) index
-    pairs covering every row once); X (n, d) the features, t (n,) the gold indicator."""
+    pairs covering every row once).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The features.
+    o : ndarray of shape (n,)
+        The outcomes.
+    t : ndarray of shape (n,)
+        The gold indicator (1 / True = gold).
+    folds : sequence of tuple of ndarray
+        (train, test) index pairs covering every row once.
+    outcomes : MechanismOutcomes
+        Unfitted; cloned for each fold.
+
+    Returns
+    -------
+    mu0 : ndarray of shape (n,)
+        The out-of-fold E[o | s, preference].
+    mu1 : ndarray of shape (n,)
+        The out-of-fold E[o | s, gold].
+    """
     mu0, mu1 = np.empty(len(o)), np.empty(len(o))
     for train, test in folds:
         fitted = clone(outcomes).fit(np.column_stack([X[train], t[train]]), o[train])
@@ -118,7 +150,25 @@ def aipw_pseudo_outcomes(o, t, propensity, mu0, mu1) -> tuple[np.ndarray, np.nda
         phi1 = mu1(s) + t (o - mu1(s)) / p(s),   phi0 = mu0(s) + (1 - t) (o - mu0(s)) / (1 - p(s)),
 
     whose difference phi1 - phi0 is the doubly robust score econml's ``DRLearner`` regresses on s
-    (module docstring); p the cross-fitted propensity (n,), mu_t the cross-fitted outcome means.
+    (module docstring).
+
+    Parameters
+    ----------
+    o : ndarray of shape (n,)
+        The outcomes.
+    t : ndarray of shape (n,)
+        The gold indicator (1 / True = gold).
+    propensity : ndarray of shape (n,)
+        The cross-fitted propensity p(s), in (0, 1).
+    mu0, mu1 : ndarray of shape (n,)
+        The cross-fitted outcome means of the preference and the gold mechanism.
+
+    Returns
+    -------
+    phi1 : ndarray of shape (n,)
+        The gold part.
+    phi0 : ndarray of shape (n,)
+        The preference part.
     """
     p = propensity
     return mu1 + t * (o - mu1) / p, mu0 + (1 - t) * (o - mu0) / (1 - p)
@@ -135,7 +185,10 @@ class AverageBias(BaseEstimator):
         (default ridge then LightGBM).
     model_t : classifier, optional
         Propensity model P(gold | s) (default regularised logistic regression); not used where
-        ``fit`` is given the propensity or the design's probabilities.
+        ``fit`` is given the propensity or the design's probabilities. A
+        :class:`~causal_router.models.KnownPropensity` reads the design's probabilities from the
+        last column of W (where dowhy puts a common cause named like ``*propensity``): they are then
+        known, never clipped, and that column is no feature of the outcome models.
     scale : {"variance", "amplitude", "wasserstein", None} or float
         The gold-to-preference scale constant: fitted on the rows given to ``fit`` by that method
         (with the design's weights where there are design probabilities), its uncertainty carried
@@ -162,6 +215,8 @@ class AverageBias(BaseEstimator):
     scale_std_error_ : float, its standard error (delta method for "variance", cluster bootstrap
         otherwise; 0 where it is taken as known).
     paired_ : bool, whether the judge's gains on gold rows were used (paired rows).
+    paired_models_ : list of str or None, with paired rows the surrogate model chosen in each fold
+        (:data:`PAIRED_MODELS`, :func:`cross_fitted_paired_means`).
     clusters_ : ndarray (n,) of int or None, query codes where a query repeats.
     n_clusters_ : int, the units of the standard error (queries, or rows).
     seed_ : int, the seed of this fit.
@@ -209,12 +264,23 @@ class AverageBias(BaseEstimator):
         preference_gain : array-like (n,), optional
             Paired rows: the judge's gain (preference scale) on every gold row as well (module
             docstring, "Paired rows"); on preference rows it must be NaN or equal Y.
+
+        Returns
+        -------
+        self : AverageBias
+            The fitted estimator.
         """
         t = np.asarray(T, dtype=float).reshape(-1)
         if not np.isin(t, (0.0, 1.0)).all():
             raise DataError("T must be 0 / 1 (1 = gold)")
         t = t.astype(bool)
         y = as_float_vector(np.asarray(Y, dtype=float).reshape(-1), "Y")
+        if isinstance(self.model_t, KnownPropensity) and gold_probability is None and propensity is None:
+            if W is None:
+                raise DataError("model_t=KnownPropensity() reads the design probabilities from the last column of W, "
+                                "and W is missing")
+            W = np.asarray(W, dtype=float).reshape(len(y), -1)
+            gold_probability, W = W[:, -1], (W[:, :-1] if W.shape[1] > 1 else None)
         F = _features(X, W, len(y))
         if len(t) != len(y):
             raise DataError(f"T has {len(t)} rows for {len(y)} gains")
@@ -281,6 +347,7 @@ class AverageBias(BaseEstimator):
             raise DataError(f"the propensity has {len(p)} rows for {len(t)} gains")
         self.propensity_ = p
         self.paired_ = judge is not None
+        self.paired_models_ = None
         if judge is None:
             if outcome_means is None:
                 outcome_means = cross_fitted_outcome_means(F, o, t.astype(float), folds,
@@ -291,7 +358,7 @@ class AverageBias(BaseEstimator):
             self.pseudo_outcomes_ = (phi1 - phi0) / self.scale_
             self._sensitivity_inputs = (o, t, p, mu0, mu1)
         else:  # every row carries the judge's gain: only the gold gain is missing on preference rows
-            m = cross_fitted_paired_means(F, judge, y, t, folds, self.model_y, seed)
+            m, self.paired_models_ = cross_fitted_paired_means(F, judge, y, t, folds, self.model_y, seed)
             self.gold_part_ = m + t * (y - m) / p
             self.preference_part_ = judge
             self._sensitivity_inputs = None
@@ -338,13 +405,22 @@ class AverageBias(BaseEstimator):
     def result(self, alpha: float = 0.05) -> pd.Series:
         """The estimate with a (1 - alpha) interval.
 
-        Returns a Series: ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale),
-        ``n_clusters`` (queries, or rows without repeated queries), ``gold_ess`` (effective number
-        of gold rows under the 1/p weights), ``n_gold``, ``scale`` (c) and ``scale_std_error``.
         The interval is normal with the cluster-robust standard error, widened by the scale
         constant's uncertainty where it is fitted (module docstring); with fewer than
         :data:`~causal_router.clusters.MIN_CLUSTERS` repeated queries it is a percentile cluster
         bootstrap (:func:`causal_router.clusters.clustered_mean`).
+
+        Parameters
+        ----------
+        alpha : float, default 0.05
+            One minus the interval's coverage, in (0, 1).
+
+        Returns
+        -------
+        Series
+            ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale), ``n_clusters``
+            (queries, or rows without repeated queries), ``gold_ess`` (effective number of gold
+            rows under the 1/p weights), ``n_gold``, ``scale`` (c) and ``scale_std_error``.
         """
         check_is_fitted(self, "pseudo_outcomes_")
         if not 0 < alpha < 1:
@@ -375,10 +451,53 @@ class AverageBias(BaseEstimator):
                           "n_gold": float(self.n_gold_), "scale": self.scale_,
                           "scale_std_error": self.scale_std_error_})
 
+    def gold_mean(self, alpha: float = 0.05) -> pd.Series:
+        """The average gold gain E[psi] over the fitted rows (gold scale; with gains in [-1, 1] from
+        one model's side, its win rate with ties counted half, as 2 w - 1), by the same AIPW fit:
+        the mean of ``gold_part_`` (the gold outcome model's prediction, corrected by the gold
+        rows' weighted residuals; with paired rows, the prediction from the judge's gain). It does
+        not depend on the scale constant (the gold model is linear in o), so nothing is added for c.
+
+        Parameters
+        ----------
+        alpha : float, default 0.05
+            One minus the interval's level.
+
+        Returns
+        -------
+        pandas.Series
+            ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale), ``n_clusters``,
+            ``gold_ess`` and ``n_gold``, as :meth:`result`: the interval clustered by query where
+            queries repeat (a percentile cluster bootstrap under
+            :data:`~causal_router.clusters.MIN_CLUSTERS` queries).
+        """
+        check_is_fitted(self, "gold_part_")
+        if not 0 < alpha < 1:
+            raise DataError(f"alpha must be in (0, 1), got {alpha!r}")
+        clusters = self.clusters_ if repeated_groups(self.clusters_) is not None else None
+        out = clustered_mean(self.gold_part_, clusters, alpha=alpha, random_state=self.seed_, warn=False)
+        return pd.Series({"estimate": float(np.mean(self.gold_part_)), "std_error": float(out["std_error"]),
+                          "lower": float(out["lower"]), "upper": float(out["upper"]),
+                          "n_clusters": float(self.n_clusters_), "gold_ess": self.gold_ess_,
+                          "n_gold": float(self.n_gold_)})
+
     # ------------------------------------------------------------------ econml / dowhy interface
     def effect(self, X=None, T0=0, T1=1) -> np.ndarray:
         """The average bias on the scale of Y's preference rows (c times the gold-scale estimate),
-        repeated for each of the n rows of X, shape (n,): what dowhy averages into its estimate."""
+        repeated for each of the n rows of X, shape (n,): what dowhy averages into its estimate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d), optional
+            Rows (only their number is used); None: one row.
+        T0, T1 : int, default 0, 1
+            econml's treatment levels; unused (the effect is of gold over preference).
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The average bias times c on every row (n = 1 without X).
+        """
         check_is_fitted(self, "pseudo_outcomes_")
         n = 1 if X is None else len(X)
         return np.full(n, float(np.mean(self.pseudo_outcomes_)) * self.scale_)
@@ -388,7 +507,25 @@ class AverageBias(BaseEstimator):
         ``econml.validate.sensitivity_analysis``, the figures of ``DRLearner.sensitivity_interval``
         computed on this fit's nuisances), on the gold scale: theta, its bounds and confidence
         bounds with confounding of strength ``c_y`` (outcome) and ``c_t`` (treatment), and the
-        robustness values (the strength at which the bounds, or the interval, reach 0)."""
+        robustness values (the strength at which the bounds, or the interval, reach 0).
+
+        Available for unpaired rows only (a fit without ``preference_gain``).
+
+        Parameters
+        ----------
+        alpha : float, default 0.05
+            One minus the confidence level of the confidence bounds.
+        c_y : float, default 0.05
+            The strength of the omitted confounding on the outcome, in [0, 1) (econml's ``c_y``).
+        c_t : float, default 0.05
+            Its strength on the treatment, in [0, 1) (econml's ``c_t``).
+
+        Returns
+        -------
+        dict
+            ``theta``, ``theta_lower``, ``theta_upper``, ``ci_lower``, ``ci_upper`` (gold scale),
+            ``robustness_value``, ``robustness_value_ci``, ``c_y`` and ``c_t``.
+        """
         from econml.validate.sensitivity_analysis import RV, dr_sensitivity_values, sensitivity_interval
 
         check_is_fitted(self, "pseudo_outcomes_")
@@ -408,36 +545,174 @@ class AverageBias(BaseEstimator):
                 "robustness_value_ci": float(RV(*args, interval_type="ci")), "c_y": c_y, "c_t": c_t}
 
 
-def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None, random_state=None) -> np.ndarray:
-    """Cross-fitted m(s, j) = E[gold gain | s, judge's gain j] of every row, shape (n,), gold scale:
-    on the gold rows of the other folds, gold = a + b j + b' eta(s) + z(s) beta, eta(s) = E[j | s]
-    (``model_y``, default ridge then LightGBM, fitted on every row of the other folds: the judge
-    labels them all), z the features standardised on the gold rows, beta ridge with its penalty by
-    leave-one-out CV, a, b and b' unpenalised (partialled out), as
-    :class:`~causal_router.models.MechanismOutcomes` fits its gold model on mu0(s). X (n, d), judge
-    (n,) on the preference scale, y (n,) the gains (read on gold rows), t (n,) bool."""
+def model_means(data, *, gold_probability=None, preference_gain=None, alpha: float = 0.05, cv: int = 5,
+                model_y=None, random_state=None) -> pd.DataFrame:
+    """Each model's and each pair's average gold-scale gain, with clustered intervals, by
+    :class:`AverageBias` (:meth:`AverageBias.gold_mean`): the numbers an evaluation of K models
+    reports, from few gold and many judge rows.
+
+    For model k, the rows that compare k (either side) are turned so that the gain is k's over its
+    opponent, and the average gold gain over those rows is estimated (with verdicts in [-1, 1],
+    2 w - 1 for k's win rate w, ties half): it depends on the opponents k met, as a win rate does.
+    For a pair (a, b) (sorted names), the average gold gain of a over b over that pair's rows.
+    Each is one AIPW fit on its rows (features ``data.X``, the judge's rows as the surrogate, the
+    propensity estimated or the design's, folds and interval by query where queries repeat).
+
+    Parameters
+    ----------
+    data : PairwiseData
+        The comparisons (:class:`~causal_router.pairwise.PairwiseData`), gold and judge rows.
+    gold_probability : array-like of shape (n,), optional
+        Known P(gold | s) of each row where gold rows were drawn by a design.
+    preference_gain : array-like of shape (n,), optional
+        Paired rows: the judge's gain of ``model_a`` over ``model_b`` on gold rows as well (NaN or
+        equal to the gain on judge rows).
+    alpha : float, default 0.05
+        One minus the intervals' level.
+    cv : int, default 5
+        Cross-fitting folds of each fit.
+    model_y : regressor, optional
+        The outcome model of :class:`AverageBias`.
+    random_state : int or None
+        Seeds every fit (the same seed for each).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model, then one per pair; columns ``kind`` ("model" or "pair"), ``name``
+        (the model, or "a|b"), ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale),
+        ``n_rows``, ``n_gold``, ``n_clusters`` and ``gold_ess``. Where a model or pair has fewer
+        than ``2 * cv`` gold or judge rows the figures are NaN, with a warning naming them.
+    """
+    seed = resolve_seed(random_state)
+    a, b = np.asarray(data.model_a, dtype=object), np.asarray(data.model_b, dtype=object)
+    n = len(a)
+    known = None if gold_probability is None else as_float_vector(gold_probability, "gold_probability")
+    judge = None if preference_gain is None else np.asarray(preference_gain, dtype=float).reshape(-1)
+    for name, arr in (("gold_probability", known), ("preference_gain", judge)):
+        if arr is not None and len(arr) != n:
+            raise DataError(f"{name} has {len(arr)} rows for {n} comparisons")
+    groups = None if data.query_id is None else np.asarray(data.query_id, dtype=object)
+    models = sorted(set(a) | set(b), key=str)
+    pairs = sorted({tuple(sorted((x, y), key=str)) for x, y in zip(a, b)}, key=lambda p: (str(p[0]), str(p[1])))
+    subsets = [("model", str(m), (a == m) | (b == m), np.where(a == m, 1.0, -1.0)) for m in models]
+    subsets += [("pair", f"{x}|{y}", ((a == x) & (b == y)) | ((a == y) & (b == x)), np.where(a == x, 1.0, -1.0))
+                for x, y in pairs]
+    records, thin = [], []
+    for kind, name, rows, sign in subsets:
+        t = data.is_gold[rows]
+        record = {"kind": kind, "name": name, "n_rows": int(rows.sum()), "n_gold": int(t.sum())}
+        if t.sum() < 2 * cv or (~t).sum() < 2 * cv:
+            thin.append(name)
+            records.append({**record, **dict.fromkeys(
+                ("estimate", "std_error", "lower", "upper", "n_clusters", "gold_ess"), np.nan)})
+            continue
+        fit = AverageBias(model_y, scale=None, cv=cv, random_state=seed).fit(
+            (sign * data.gain)[rows], t, X=data.X[rows], groups=None if groups is None else groups[rows],
+            gold_probability=None if known is None else known[rows],
+            preference_gain=None if judge is None else (sign * judge)[rows])
+        out = fit.gold_mean(alpha)
+        records.append({**record, **{k: float(out[k]) for k in ("estimate", "std_error", "lower", "upper",
+                                                                   "n_clusters", "gold_ess")}})
+    if thin:
+        warnings.warn(f"fewer than {2 * cv} gold or judge rows for {thin}: their averages are NaN "
+                      f"(lower cv, or label more of their rows)", UserWarning, stacklevel=2)
+    return pd.DataFrame(records, columns=["kind", "name", "estimate", "std_error", "lower", "upper", "n_rows",
+                                          "n_gold", "n_clusters", "gold_ess"])
+
+
+#: The surrogate models m(s, j) of paired rows, simplest first (:func:`cross_fitted_paired_means`).
+PAIRED_MODELS = ("judge", "judge+eta", "judge+eta+features")
+
+
+def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None,
+                              random_state=None) -> tuple[np.ndarray, list[str]]:
+    """Cross-fitted m(s, j) = E[gold gain | s, judge's gain j] of every row, gold scale.
+
+    On the gold rows of the other folds, one of three nested linear models (:data:`PAIRED_MODELS`):
+    ``judge`` gold = a + b j (the regression estimator; PPI++'s power-tuned prediction is this
+    line); ``judge+eta`` adds b' eta(s), eta(s) = E[j | s] (``model_y``, fitted on every row of the
+    other folds: the judge labels them all); and ``judge+eta+features`` adds z(s) beta, z the
+    features standardised on the gold rows, beta ridge with its penalty by leave-one-out CV after
+    a, b and b' are partialled out (as :class:`~causal_router.models.MechanismOutcomes` fits its
+    gold model on mu0(s)). In each fold the model is chosen by 5-fold CV of its squared error on
+    that fold's training gold rows, the simplest within one standard error of the best: a few
+    dozen gold rows cannot carry d features, and m only moves the variance (the mean is unbiased
+    for any m fitted on other folds).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The features.
+    judge : ndarray of shape (n,)
+        The judge's gain on every row, preference scale.
+    y : ndarray of shape (n,)
+        The gains (read on gold rows).
+    t : ndarray of bool, shape (n,)
+        True on the gold rows.
+    folds : sequence of tuple of ndarray
+        (train, test) index pairs covering every row once.
+    model_y : regressor, optional
+        The model of eta(s) = E[j | s] (cloned per fold); None: ridge then LightGBM
+        (:class:`~causal_router.models.RidgeThenBoosting`).
+    random_state : int, numpy Generator or None
+        Seeds the default ``model_y`` and the inner folds.
+
+    Returns
+    -------
+    m : ndarray of shape (n,)
+        The out-of-fold m(s, j), gold scale.
+    chosen : list of str
+        The model chosen in each fold (a name of :data:`PAIRED_MODELS`).
+    """
     from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold
     from sklearn.preprocessing import StandardScaler
 
     from .models import RidgeThenBoosting
 
+    def fit(Z, z, target):
+        """(coef of Z, beta of z or None): a, b, b' unpenalised, beta ridge (LOO penalty)."""
+        if z is None:
+            return np.linalg.lstsq(Z, target, rcond=None)[0], None
+        proj = np.linalg.lstsq(Z, np.column_stack([z, target]), rcond=None)[0]
+        rz, ry = z - Z @ proj[:, :-1], target - Z @ proj[:, -1]
+        beta = RidgeCV(alphas=np.logspace(-2, 4, 25), fit_intercept=False).fit(rz, ry).coef_
+        return np.linalg.lstsq(Z, target - z @ beta, rcond=None)[0], beta
+
+    def predict(coef, beta, Z, z):
+        return Z @ coef + (0.0 if beta is None else z @ beta)
+
     m = np.empty(len(y))
+    chosen = []
     for train, test in folds:
         model = clone(model_y) if model_y is not None else RidgeThenBoosting(random_state=random_state)
         model.fit(X[train], judge[train])
         eta = np.asarray(model.predict(X), dtype=float).reshape(-1)  # in-fold on train rows, out-of-fold on test
         rows = train[t[train]]
         scaler = StandardScaler().fit(X[rows])
-        z = scaler.transform(X[rows])
-        Z = np.column_stack([np.ones(len(rows)), judge[rows], eta[rows]])
-
-        def resid(A):
-            return A - Z @ np.linalg.lstsq(Z, A, rcond=None)[0]
-
-        beta = RidgeCV(alphas=np.logspace(-2, 4, 25), fit_intercept=False).fit(resid(z), resid(y[rows])).coef_
-        a, b, b2 = np.linalg.lstsq(Z, y[rows] - z @ beta, rcond=None)[0]
-        m[test] = a + b * judge[test] + b2 * eta[test] + scaler.transform(X[test]) @ beta
-    return m
+        design = {"judge": lambda r: (np.column_stack([np.ones(len(r)), judge[r]]), None),
+                  "judge+eta": lambda r: (np.column_stack([np.ones(len(r)), judge[r], eta[r]]), None),
+                  "judge+eta+features": lambda r: (np.column_stack([np.ones(len(r)), judge[r], eta[r]]),
+                                                   scaler.transform(X[r]))}
+        inner = KFold(min(5, len(rows)), shuffle=True, random_state=resolve_seed(random_state))
+        errors = {name: np.empty(len(rows)) for name in PAIRED_MODELS}
+        for fit_idx, val_idx in inner.split(rows):
+            for name in PAIRED_MODELS:
+                Zf, zf = design[name](rows[fit_idx])
+                coef, beta = fit(Zf, zf, y[rows[fit_idx]])
+                Zv, zv = design[name](rows[val_idx])
+                errors[name][val_idx] = (y[rows[val_idx]] - predict(coef, beta, Zv, zv)) ** 2
+        means = {name: float(np.mean(e)) for name, e in errors.items()}
+        best = min(means, key=means.get)
+        limit = means[best] + float(np.std(errors[best], ddof=1)) / np.sqrt(len(rows))
+        name = next(n for n in PAIRED_MODELS if means[n] <= limit)
+        chosen.append(name)
+        Zf, zf = design[name](rows)
+        coef, beta = fit(Zf, zf, y[rows])
+        Zt, zt = design[name](test)
+        m[test] = predict(coef, beta, Zt, zt)
+    return m, chosen
 
 
 def _paired_judge(preference_gain, y, t) -> np.ndarray:

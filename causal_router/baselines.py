@@ -67,7 +67,19 @@ class _LabelRouter(BaseRouter):
 
 
 class GoldOnly(_LabelRouter):
-    """Gain model on the gold rows only (the All-Golden oracle on all-gold data)."""
+    """Gain model on the gold rows only (the All-Golden oracle on all-gold data).
+
+    Parameters
+    ----------
+    outcome_model : regressor, optional
+        The gain model (default LightGBM, as the meta-router's).
+    scale : {"variance", "amplitude", "wasserstein", None}
+        Gold-to-preference scale constant fitted on the training rows (1 with one source only).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    random_state : int or None
+        Seeds the gain model (and the featurizer, where its own is None); None: fresh entropy.
+    """
 
     def _training_rows(self, data, outcome, scale):
         if data.n_gold == 0:
@@ -76,7 +88,19 @@ class GoldOnly(_LabelRouter):
 
 
 class PreferenceOnly(_LabelRouter):
-    """Gain model on the preference rows only."""
+    """Gain model on the preference rows only.
+
+    Parameters
+    ----------
+    outcome_model : regressor, optional
+        The gain model (default LightGBM, as the meta-router's).
+    scale : {"variance", "amplitude", "wasserstein", None}
+        Gold-to-preference scale constant fitted on the training rows (1 with one source only).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    random_state : int or None
+        Seeds the gain model (and the featurizer, where its own is None); None: fresh entropy.
+    """
 
     def _training_rows(self, data, outcome, scale):
         if data.n_preference == 0:
@@ -85,7 +109,19 @@ class PreferenceOnly(_LabelRouter):
 
 
 class Pooled(_LabelRouter):
-    """Gain model on gold and preference rows pooled without correction."""
+    """Gain model on gold and preference rows pooled without correction.
+
+    Parameters
+    ----------
+    outcome_model : regressor, optional
+        The gain model (default LightGBM, as the meta-router's).
+    scale : {"variance", "amplitude", "wasserstein", None}
+        Gold-to-preference scale constant fitted on the training rows (1 with one source only).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    random_state : int or None
+        Seeds the gain model (and the featurizer, where its own is None); None: fresh entropy.
+    """
 
     def _training_rows(self, data, outcome, scale):
         return np.ones(len(data), dtype=bool), outcome, {}
@@ -93,7 +129,24 @@ class Pooled(_LabelRouter):
 
 class MeanShift(_LabelRouter):
     """Pooled after adding one global bias (mean gold minus mean preference outcome) to the
-    preference rows. ``shift_`` is that bias on the gold scale."""
+    preference rows.
+
+    Parameters
+    ----------
+    outcome_model : regressor, optional
+        The gain model (default LightGBM, as the meta-router's).
+    scale : {"variance", "amplitude", "wasserstein", None}
+        Gold-to-preference scale constant fitted on the training rows (1 with one source only).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    random_state : int or None
+        Seeds the gain model (and the featurizer, where its own is None); None: fresh entropy.
+
+    Attributes
+    ----------
+    shift_ : float
+        That bias on the gold scale.
+    """
 
     def _training_rows(self, data, outcome, scale):
         data.require_both_sources("MeanShift")
@@ -165,7 +218,24 @@ class KNNRouter(BaseRouter):
     @classmethod
     def from_state(cls, params: dict, state: dict, members: dict, *, path="router file") -> "KNNRouter":
         """A fitted kNN router from its router file (:meth:`BaseRouter.from_state`); ``n_neighbors_``
-        is read from the stored gain model, ``cv_error_`` is not kept in the file (None)."""
+        is read from the stored gain model, ``cv_error_`` is not kept in the file (None).
+
+        Parameters
+        ----------
+        params : dict
+            The router's constructor parameters.
+        state : dict
+            The JSON-able state of :meth:`~causal_router.router.BaseRouter.to_state`.
+        members : dict
+            The fitted models and arrays, by name.
+        path : str or path-like, default "router file"
+            Where the state was read from, named in error messages only.
+
+        Returns
+        -------
+        KNNRouter
+            The fitted router.
+        """
         router = super().from_state(params, state, members, path=path)
         router.n_neighbors_ = int(router.gain_model_[-1].n_neighbors)
         router.cv_error_ = None
@@ -209,8 +279,13 @@ class KNNRouter(BaseRouter):
 
 class RandomRouter(BaseRouter):
     """Predicts independent uniform(0, 1) gains: a random ordering that routes everything at
-    w = 0. The same draws on every call of one fit (``seed_``, from ``random_state``; None:
-    fresh entropy at each fit)."""
+    w = 0. The same draws on every call of one fit (``seed_``, from ``random_state``).
+
+    Parameters
+    ----------
+    random_state : int or None
+        Seeds the draws; None: fresh entropy at each fit.
+    """
 
     def __init__(self, random_state=None):
         self.random_state = random_state

@@ -128,9 +128,20 @@ __all__ = ["BiasEstimator", "LEARNERS", "Learner", "OverlapError", "N_BOOTSTRAP"
 
 @dataclass(frozen=True)
 class Learner:
-    """A CATE learner: its econml class (module path) and the estimation family ("r": the
-    orthogonal / R-learner loss, with outcome nuisance E[o | s]; "dr": doubly robust pseudo-outcomes,
-    with outcome nuisances E[o | s, t])."""
+    """A CATE learner: its econml class (module path) and the estimation family.
+
+    Parameters
+    ----------
+    econml_path : str
+        The econml class, as ``"module.Class"`` (e.g. ``"econml.dml.NonParamDML"``).
+    family : {"r", "dr"}
+        "r": the orthogonal / R-learner loss, with outcome nuisance E[o | s]; "dr": doubly robust
+        pseudo-outcomes, with outcome nuisances E[o | s, t].
+    final_stage : bool
+        Whether the class takes a ``model_final``.
+    intervals : bool
+        Whether it gives ``effect_interval`` without bootstrap.
+    """
 
     econml_path: str
     family: str
@@ -158,7 +169,30 @@ FOREST_SETTINGS = {"n_estimators": 200, "min_samples_leaf": 10}
 def econml_params(learner: str, *, model_y, model_t, model_final, min_propensity: float, cv, random_state) -> dict:
     """Keyword arguments of the econml class of ``learner`` (:data:`LEARNERS`), given the nuisance
     models, the final stage (ignored by learners without one), the propensity clip and the
-    cross-fitting folds (an int or a splitter)."""
+    cross-fitting folds (an int or a splitter).
+
+    Parameters
+    ----------
+    learner : str
+        A key of :data:`LEARNERS`.
+    model_y : regressor
+        The outcome nuisance (E[o | s] for the "r" family, E[o | s, t] for "dr").
+    model_t : classifier
+        The propensity model P(gold | s).
+    model_final : regressor or None
+        The final stage, for learners that take one.
+    min_propensity : float
+        The propensity clip of the "dr" family (the "r" family clips in ``model_t``).
+    cv : int or splitter
+        The cross-fitting folds.
+    random_state : int or None
+        econml's seed.
+
+    Returns
+    -------
+    dict
+        The keyword arguments of the econml class.
+    """
     spec = LEARNERS[learner]
     common = {"cv": cv, "random_state": random_state}
     if spec.family == "r":
@@ -328,6 +362,11 @@ class BiasEstimator(BaseEstimator):
             agree). Where a query carries several rows, every fold-based step keeps its rows in one
             fold and the averages of the bias are clustered by query (module docstring, "Queries").
             Routed by scikit-learn's metadata routing (``set_fit_request(groups=True)``).
+
+        Returns
+        -------
+        self : BiasEstimator
+            The fitted estimator.
         """
         self.check_params()
         data = as_eval_data(X, y, source, who="BiasEstimator.fit", groups=groups, gold_probability=gold_probability)
@@ -501,7 +540,18 @@ class BiasEstimator(BaseEstimator):
 
     def propensity_clip(self, data: EvalData) -> float:
         """The propensity clip level for ``data``: ``min_propensity``, or a tenth of the smaller
-        source's share of the rows (at least 1e-6)."""
+        source's share of the rows (at least 1e-6).
+
+        Parameters
+        ----------
+        data : EvalData
+            The rows to fit on.
+
+        Returns
+        -------
+        float
+            The clip level, in (0, 0.5).
+        """
         if self.min_propensity is not None:
             return self.min_propensity
         return max(1e-6, 0.1 * min(data.n_gold, data.n_preference) / len(data))
@@ -541,7 +591,18 @@ class BiasEstimator(BaseEstimator):
         return check_features(X, self.feature_names_in_, type(self).__name__)
 
     def effect(self, X) -> np.ndarray:
-        """Estimated bias (gold minus preference gain, gold scale), shape (n,)."""
+        """Estimated bias (gold minus preference gain, gold scale), shape (n,).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features (a DataFrame is matched by column name where the fit's were named).
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Delta_hat(s) of each row, gold scale.
+        """
         if hasattr(X, "shape") and len(X.shape) == 2 and X.shape[0] > _EFFECT_BLOCK:
             rows = X.iloc if isinstance(X, pd.DataFrame) else X
             return np.concatenate([self.effect(rows[i:i + _EFFECT_BLOCK])
@@ -553,7 +614,21 @@ class BiasEstimator(BaseEstimator):
         """Pointwise (1 - alpha) confidence interval of the bias, two arrays of shape (n,).
 
         Available for ``learner="forest"`` and ``"linear"``, and for every learner fitted with
-        ``inference="bootstrap"``.
+        ``inference="bootstrap"`` (then the pivot interval over the refits).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features.
+        alpha : float, default 0.05
+            One minus the coverage, in (0, 1).
+
+        Returns
+        -------
+        lower : ndarray of shape (n,)
+            Lower bounds, gold scale.
+        upper : ndarray of shape (n,)
+            Upper bounds, gold scale.
         """
         X = self._check_X(X)
         if self.learner not in INTERVAL_LEARNERS and self.inference != "bootstrap":
@@ -604,14 +679,22 @@ class BiasEstimator(BaseEstimator):
         these rows the interval is conservative where the bias varies (it also covers the spread
         of Delta(s) between samples).
 
-        Returns a Series: ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale), and the
-        overlap figures: ``propensity_min`` / ``propensity_max`` (out-of-fold, after clipping;
-        known probabilities are never clipped), ``clipped_share`` (share of rows whose propensity
-        was clipped), ``gold_ess`` (effective number of gold rows under the 1/p weights,
-        (sum w)^2 / sum w^2; far below the number of gold rows means a few of them carry the
-        average), ``n_gold`` and ``n_clusters`` (the queries the rows come from: the number of
-        rows without query ids), then ``scale`` (c) and ``scale_std_error`` (its bootstrap
-        standard error; 0 where it is not fitted).
+        Parameters
+        ----------
+        alpha : float, default 0.05
+            One minus the interval's coverage, in (0, 1).
+
+        Returns
+        -------
+        Series
+            ``estimate``, ``std_error``, ``lower``, ``upper`` (gold scale), and the overlap
+            figures: ``propensity_min`` / ``propensity_max`` (out-of-fold, after clipping; known
+            probabilities are never clipped), ``clipped_share`` (share of rows whose propensity
+            was clipped), ``gold_ess`` (effective number of gold rows under the 1/p weights,
+            (sum w)^2 / sum w^2; far below the number of gold rows means a few of them carry the
+            average), ``n_gold`` and ``n_clusters`` (the queries the rows come from: the number of
+            rows without query ids), then ``scale`` (c) and ``scale_std_error`` (its standard
+            error; 0 where it is not fitted).
         """
         check_is_fitted(self, "average_")
         if not 0 < alpha < 1:
@@ -652,7 +735,18 @@ def fitted_final_stage(econml_estimator):
     """The fitted final-stage model of a fitted econml NonParamDML or DRLearner (binary treatment).
 
     NonParamDML exposes it as ``model_final_``; DRLearner's ``model_final_`` is the unfitted
-    template and the fitted model is ``fitted_models_final[0]``."""
+    template and the fitted model is ``fitted_models_final[0]``.
+
+    Parameters
+    ----------
+    econml_estimator : econml estimator
+        A fitted NonParamDML or DRLearner.
+
+    Returns
+    -------
+    regressor
+        The fitted final stage.
+    """
     models = getattr(econml_estimator, "fitted_models_final", None)
     return models[0] if models else econml_estimator.model_final_
 
@@ -683,7 +777,18 @@ def _stack_summary(stack: StackedFinalStage) -> tuple[pd.DataFrame, pd.Series]:
 
 def describe_correction(evidence: pd.Series | dict) -> str:
     """One sentence on the correction a stacked bias model uses and why, from its evidence
-    (``BiasEstimator.heterogeneity_``: share, calibration slope, its standard error, z, threshold)."""
+    (``BiasEstimator.heterogeneity_``: share, calibration slope, its standard error, z, threshold).
+
+    Parameters
+    ----------
+    evidence : Series or dict
+        ``share``, ``slope``, ``slope_std_error``, ``z`` and ``threshold``.
+
+    Returns
+    -------
+    str
+        The sentence.
+    """
     e = dict(evidence)
     share, slope, se, z, k = (e.get(key) for key in ("share", "slope", "slope_std_error", "z", "threshold"))
     if slope is None or not np.isfinite(slope):

@@ -59,7 +59,21 @@ def _codes(clusters, n: int) -> np.ndarray:
 def cluster_std_error(values, clusters=None) -> float:
     """Standard error of the mean of ``values`` (n,), clustered by ``clusters`` (n,) with the
     factor G / (G - 1) (module docstring); sd / sqrt(n) (ddof = 1) without clusters or where every
-    cluster holds one value. NaN with fewer than two clusters."""
+    cluster holds one value. NaN with fewer than two clusters.
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        Finite values.
+    clusters : array-like of shape (n,), optional
+        Cluster labels (query ids; any hashable labels, none missing); None: every value its own
+        cluster.
+
+    Returns
+    -------
+    float
+        The standard error of the mean; NaN with fewer than two clusters (or values).
+    """
     values = as_float_vector(values, "values")
     n = len(values)
     if clusters is None:
@@ -83,6 +97,24 @@ def clustered_mean(values, clusters=None, *, alpha: float = 0.05, random_state=N
     clusters are given and G < :data:`MIN_CLUSTERS`: then it is the percentile cluster bootstrap
     (seeded by ``random_state``), announced by a :class:`FewClustersWarning` unless ``warn`` is
     False. Without clusters every value is its own unit and the interval is normal.
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        Finite values (at least one).
+    clusters : array-like of shape (n,), optional
+        Cluster labels (query ids); None: every value its own cluster.
+    alpha : float, default 0.05
+        One minus the interval's coverage, in (0, 1).
+    random_state : int, numpy Generator or None
+        Seeds the cluster bootstrap (used only below :data:`MIN_CLUSTERS` clusters).
+    warn : bool, default True
+        Warn (:class:`FewClustersWarning`) where the bootstrap interval is used.
+
+    Returns
+    -------
+    Series
+        ``estimate``, ``std_error``, ``lower``, ``upper`` and ``n_clusters`` (floats).
     """
     if not 0 < alpha < 1:
         raise DataError(f"alpha must be in (0, 1), got {alpha!r}")

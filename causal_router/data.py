@@ -65,7 +65,8 @@ def scale_constant(gold_gain, pref_gain, method: str | None = "variance") -> flo
 
     Returns
     -------
-    float, c > 0.
+    float
+        The constant c > 0.
 
     Raises
     ------
@@ -103,7 +104,25 @@ def scale_constant_weighted(gold_gain, pref_gain, method, gold_weight=None, pref
 
     Weights of shape (b, n_gold) and (b, n_pref) (non-negative; both given) give b constants at
     once, an array of shape (b,) (NaN where one is undefined), without the checks: the bootstrap
-    copies of :class:`causal_router.average.AverageBias`, computed together."""
+    copies of :class:`causal_router.average.AverageBias`, computed together.
+
+    Parameters
+    ----------
+    gold_gain, pref_gain : array-like of shape (n_gold,), (n_pref,)
+        Observed gains of each mechanism.
+    method : {"variance", "amplitude", "wasserstein", None}
+        As in :func:`scale_constant`.
+    gold_weight, pref_weight : array-like of shape (n_gold,), (n_pref,), or (b, n_gold), (b, n_pref), optional
+        Non-negative row weights of each side (rows of weight 0 are left out); None: equal.
+    check_influence : bool, default True
+        Refuse a row that sets the constant by itself, and an undefined constant, as
+        :func:`scale_constant` does (1-D weights only); False returns NaN where it is undefined.
+
+    Returns
+    -------
+    float or ndarray of shape (b,)
+        The constant c (> 0), or b constants (NaN where undefined) for 2-D weights.
+    """
     if gold_weight is not None and np.ndim(gold_weight) == 2:
         return _batch_constants(np.asarray(gold_gain, dtype=float), np.asarray(pref_gain, dtype=float), method,
                                 np.asarray(gold_weight, dtype=float), np.asarray(pref_weight, dtype=float))
@@ -332,9 +351,15 @@ class EvalData:
         Names of the columns of X (taken from a DataFrame's columns by default; ``x0 .. x{d-1}``
         otherwise).
 
-    ``named_features`` (bool) says whether X came as a DataFrame with string column names:
-    estimators fitted on such data record ``feature_names_in_`` and match a DataFrame's columns
-    by name, as scikit-learn does; names given to an array label reports only.
+    Attributes
+    ----------
+    named_features : bool
+        Whether X came as a DataFrame with string column names: estimators fitted on such data
+        record ``feature_names_in_`` and match a DataFrame's columns by name, as scikit-learn
+        does; names given to an array label reports only.
+
+    Notes
+    -----
     Pandas inputs must share one row index (rows are never paired by position where the
     indexes disagree). A feature that repeats the label (equal to ``gain`` on every gold row,
     or on every preference row, where those gains vary) is refused: it would leak the answer
@@ -427,6 +452,29 @@ class EvalData:
         ``source`` values equal to ``gold_value`` are gold rows, those equal to
         ``preference_value`` preference rows; any other value is an error. A boolean source
         column is taken as is (True = gold). The gain and source columns cannot also be features.
+
+        Parameters
+        ----------
+        df : DataFrame
+            One row per evaluation.
+        features : str or sequence of str
+            The feature columns (at least one).
+        gain : str, default "gain"
+            The column of the observed gain (numeric).
+        source : str, default "source"
+            The column of the evaluation mechanism.
+        gold_value : object, default "gold"
+            The ``source`` value of gold rows.
+        preference_value : object, default "preference"
+            The ``source`` value of preference rows.
+        query_id, text, pair, cost_primary, cost_alternative, gold_probability, preference_gain : str, optional
+            The columns of the optional fields of the same names (see :class:`EvalData`); None:
+            the field is absent.
+
+        Returns
+        -------
+        EvalData
+            The checked data; features named by their columns.
         """
         features = [features] if isinstance(features, str) else list(features)
         if not features:
@@ -486,7 +534,18 @@ class EvalData:
         return self.is_gold.astype(int)
 
     def subset(self, rows) -> "EvalData":
-        """A new EvalData with the given rows (boolean mask or indices)."""
+        """A new EvalData with the given rows (boolean mask or indices).
+
+        Parameters
+        ----------
+        rows : array-like of bool of shape (n,), or of int
+            A boolean mask or row positions.
+
+        Returns
+        -------
+        EvalData
+            The selected rows, every optional field with them.
+        """
         rows = np.asarray(rows)
         if rows.dtype == bool and rows.shape != (len(self),):
             raise DataError(f"row mask has length {rows.shape[0]} for {len(self)} rows")
@@ -498,7 +557,14 @@ class EvalData:
         return new
 
     def to_frame(self) -> pd.DataFrame:
-        """A DataFrame of the features, ``gain``, ``source`` and the optional columns."""
+        """A DataFrame of the features, ``gain``, ``source`` and the optional columns.
+
+        Returns
+        -------
+        DataFrame
+            One row per evaluation: the features (by ``feature_names``), ``gain``, ``source``
+            ("gold" / "preference") and each optional field that is present.
+        """
         frame = pd.DataFrame(self.X, columns=self.feature_names)
         frame["gain"] = self.gain
         frame["source"] = np.where(self.is_gold, GOLD, PREFERENCE)
@@ -509,7 +575,13 @@ class EvalData:
         return frame
 
     def require_both_sources(self, who: str) -> None:
-        """Raise if the data lack gold rows or preference rows (the bias is then undefined)."""
+        """Raise if the data lack gold rows or preference rows (the bias is then undefined).
+
+        Parameters
+        ----------
+        who : str
+            The caller, named in the DataError.
+        """
         if self.n_gold == 0:
             raise DataError(f"{who} needs gold rows: the data have no row with source 'gold'")
         if self.n_preference == 0:
@@ -520,7 +592,20 @@ class EvalData:
 
 
 def numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
-    """Column ``name`` of ``df`` as finite floats (n,), or DataError naming it."""
+    """Column ``name`` of ``df`` as finite floats (n,), or DataError naming it.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The frame.
+    name : str
+        The column (of a numeric dtype).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The column's values as floats.
+    """
     values = df[name]
     if not pd.api.types.is_numeric_dtype(values):
         raise DataError(f"column {name!r} must be numeric, got dtype {values.dtype}")
@@ -533,7 +618,20 @@ def fitted_scale(data: "EvalData", method) -> float:
     1 / (1 - p) on preference rows, :func:`scale_constant_weighted`), 1.0 where the data have one
     source only. ``method`` may also be a positive number: a constant
     fitted elsewhere, returned as is (the distributed fit computes it from every row's partition
-    statistics and fits the bias model on a sample, :mod:`causal_router.distributed`)."""
+    statistics and fits the bias model on a sample, :mod:`causal_router.distributed`).
+
+    Parameters
+    ----------
+    data : EvalData
+        The rows.
+    method : {"variance", "amplitude", "wasserstein", None} or float
+        The method of :func:`scale_constant`, or a finite constant > 0 returned as is.
+
+    Returns
+    -------
+    float
+        The scale constant c.
+    """
     if isinstance(method, (int, float, np.integer, np.floating)) and not isinstance(method, (bool, np.bool_)):
         if not (np.isfinite(method) and method > 0):
             raise DataError(f"a numeric scale must be a finite number > 0, got {method!r}")
@@ -551,13 +649,39 @@ def fitted_scale(data: "EvalData", method) -> float:
 
 
 def pooled_outcome(gain: np.ndarray, is_gold: np.ndarray, scale: float) -> np.ndarray:
-    """o of shape (n,): gains on the preference scale (gold rows multiplied by ``scale``)."""
+    """o of shape (n,): gains on the preference scale (gold rows multiplied by ``scale``).
+
+    Parameters
+    ----------
+    gain : ndarray of shape (n,)
+        Observed gains, each on its mechanism's scale.
+    is_gold : ndarray of bool, shape (n,)
+        True on the gold rows.
+    scale : float
+        The gold-to-preference scale constant c.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        c * gain on gold rows, gain on preference rows.
+    """
     return np.where(is_gold, gain * scale, gain)
 
 
 def query_codes(query_id) -> np.ndarray:
     """Integer codes 0, 1, ... of query ids (any hashable labels), numbered in order of first
-    appearance; shape (n,). Two rows share a code iff they share a query id."""
+    appearance; shape (n,). Two rows share a code iff they share a query id.
+
+    Parameters
+    ----------
+    query_id : array-like of shape (n,)
+        Query ids (no missing values).
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        The codes.
+    """
     labels = np.asarray(query_id.to_numpy() if isinstance(query_id, (pd.Series, pd.Index)) else query_id,
                         dtype=object)
     if labels.ndim != 1:
@@ -577,8 +701,27 @@ def as_eval_data(X, y=None, source=None, who: str = "fit", groups=None, **option
     ``query_id`` of the EvalData built; scikit-learn's name, so that ``GridSearchCV(...).fit(X,
     y, source=..., groups=...)`` routes them). With an EvalData, ``groups`` may label the queries
     of one without ``query_id``, or repeat those it has (the same partition of the rows, under
-    any labels); groups that disagree with its ``query_id`` are an error. ``optional`` are further
-    EvalData fields (``gold_probability``, ...) given as arrays.
+    any labels); groups that disagree with its ``query_id`` are an error.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n, d), or EvalData
+        The features, or an EvalData.
+    y : array-like of shape (n,), optional
+        The gains (required unless X is an EvalData).
+    source : array-like of shape (n,), optional
+        The mechanisms; None: every row gold.
+    who : str, default "fit"
+        The caller, named in error messages.
+    groups : array-like of shape (n,), optional
+        Query ids.
+    **optional : array-like of shape (n,)
+        Further EvalData fields (``gold_probability``, ``text``, ...).
+
+    Returns
+    -------
+    EvalData
+        X itself where it is an EvalData that needs no query ids added, else a new EvalData.
     """
     if isinstance(X, EvalData):
         if y is not None or source is not None or any(v is not None for v in optional.values()):

@@ -253,6 +253,11 @@ def peak_efficiency_gain(curve: pd.Series) -> float:
     ----------
     curve : pandas.Series
         Output of :func:`efficiency_curve` (any Series of floats indexed by ratio).
+
+    Returns
+    -------
+    float
+        The largest non-NaN value of the curve; NaN if every point is NaN.
     """
     values = _check_curve(curve).to_numpy()
     values = values[~np.isnan(values)]
@@ -415,6 +420,11 @@ def apgr(pred_gain, gold_gain) -> float:
     pred_gain, gold_gain : array-like of shape (n,)
         Predicted and gold-standard gains, aligned by position.
 
+    Returns
+    -------
+    float
+        The area under the PGR curve over r in [0, 1].
+
     Raises
     ------
     DataError
@@ -437,8 +447,14 @@ def cpt(pred_gain, gold_gain, target: float = 0.5) -> float:
     ----------
     pred_gain, gold_gain : array-like of shape (n,)
         Predicted and gold-standard gains, aligned by position.
-    target : float in [0, 1]
-        Share of the performance gap to recover (RouteLLM reports 0.5 and 0.8).
+    target : float, default 0.5
+        Share of the performance gap to recover, in [0, 1] (RouteLLM reports 0.5 and 0.8).
+
+    Returns
+    -------
+    float
+        The smallest share r of queries sent to the primary with PGR(r) >= ``target``; NaN if
+        never reached.
 
     Raises
     ------
@@ -555,7 +571,8 @@ def choice_share(pred_gain, gold_gain) -> float:
 
     Returns
     -------
-    float in [-1, 1].
+    float
+        The choice share, in [-1, 1].
 
     Raises
     ------
@@ -586,10 +603,9 @@ def summarise(pred_gain, gold_gain, ratios=None) -> dict:
     dict of float
         ``oracle_share`` (:func:`oracle_share`), ``peak_efficiency_gain``, ``efficiency_auc``
         (of :func:`efficiency_curve`), ``apgr``, ``cpt50``, ``cpt80`` (:func:`cpt` at 0.5 / 0.8)
-        and ``share_predicted_positive`` (``mean(pred_gain > 0)``).
-
-    The metrics normalised by ``sum(gold_gain)`` (efficiency gain, APGR, CPT) are NaN when
-    that sum is zero; ``oracle_share`` is defined all the same.
+        and ``share_predicted_positive`` (``mean(pred_gain > 0)``). The metrics normalised by
+        ``sum(gold_gain)`` (efficiency gain, APGR, CPT) are NaN when that sum is zero;
+        ``oracle_share`` is defined all the same.
 
     Raises
     ------

@@ -63,8 +63,27 @@ DEFAULT_METHODS = ("meta_r", "meta_auto", "meta_dr", "pooled", "gold_only", "pre
 def fit_methods(split: RevealedSplit, methods: Sequence[str] = DEFAULT_METHODS, *, scale: str | None = "variance",
                 n_jobs: int | None = None, random_state=None) -> dict:
     """Fit each method on one split; returns {method: (fitted router, predicted test gains)}.
-    ``scale``: how every router fits its gold-to-preference scale constant; ``n_jobs``: the
-    threads of every router that takes them (None: each router's own default)."""
+
+    Parameters
+    ----------
+    split : RevealedSplit
+        One split of :func:`~causal_router.datasets.reveal_split` ("all_golden" is fitted on its
+        ``oracle`` data, every other method on its ``train`` data).
+    methods : sequence of str, default ``DEFAULT_METHODS``
+        Names in :data:`METHODS`.
+    scale : {"variance", "amplitude", "wasserstein", None}, default "variance"
+        How every router fits its gold-to-preference scale constant.
+    n_jobs : int or None
+        The threads of every router that takes them; None: each router's own default.
+    random_state : int or None
+        Seeds every router.
+
+    Returns
+    -------
+    dict
+        {method: (fitted router, ndarray of shape (n_test,) of its predicted gold-scale gains on
+        the split's test features)}.
+    """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise DataError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
@@ -108,7 +127,19 @@ def _score_run(run, seed, frame, features, methods, split_args, scale, threads):
 
 @dataclass
 class ExperimentResult:
-    """Per-run metrics (one row per run and method), per-run curves, and their summary."""
+    """Per-run metrics (one row per run and method), per-run curves, and their summary.
+
+    Parameters
+    ----------
+    runs : DataFrame
+        One row per run and method: ``run``, ``seed``, ``method``, ``split_by`` and the metrics of
+        :func:`causal_router.evaluate.summarise` (``ate`` and ``final_stage`` for the Meta-Routers).
+    curves : DataFrame
+        One row per run, method and ratio: ``efficiency_gain`` and ``oracle_share``.
+    summary : DataFrame
+        Mean and standard error over runs per method, and the share of the Pooled-to-All-Golden
+        gap closed, indexed by method.
+    """
 
     runs: pd.DataFrame
     curves: pd.DataFrame
@@ -118,7 +149,19 @@ class ExperimentResult:
         """Write runs.csv, curves.csv, summary.csv and summary.json (no NaN: missing numbers are
         null) to ``folder`` (created if missing), each file atomically
         (:func:`causal_router.io.atomic_write`); returns it as a Path. The figures:
-        :func:`causal_router.report.save_experiment`."""
+        :func:`causal_router.report.save_experiment`.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            The folder to write into (created if missing; existing files of those names are
+            replaced).
+
+        Returns
+        -------
+        Path
+            ``folder``.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, table, index in (("runs.csv", self.runs, False), ("curves.csv", self.curves, False),
@@ -168,18 +211,39 @@ def run_experiment(
 
     Parameters
     ----------
-    frame : DataFrame with the feature columns and ``gold_gain`` / ``pref_gain`` on every row.
-    features : feature column names (default: columns ``x<j>``).
-    methods : names in :data:`METHODS`.
-    n_gold, n_test : gold-labelled training rows, and test queries (``split_by="query"``) or test
-        rows (``split_by="row"``) per run.
+    frame : DataFrame
+        The feature columns and ``gold_gain`` / ``pref_gain`` on every row.
+    features : sequence of str, optional
+        Feature column names (default: columns ``x<j>``).
+    methods : sequence of str, default ``DEFAULT_METHODS``
+        Names in :data:`METHODS`.
+    n_runs : int, default 50
+        The number of splits (at least 1).
+    n_gold, n_test : int, default 100, 500
+        Gold-labelled training rows, and test queries (``split_by="query"``) or test rows
+        (``split_by="row"``) per run.
+    pair : str, optional
+        The column of model-pair labels, carried into the split's data.
     split_by : {None, "query", "row"}
         What the test set holds out (:func:`~causal_router.datasets.reveal_split`'s ``by``): whole
         queries, the default where the ``query_id`` column repeats an id; rows otherwise.
-    n_jobs, backend : joblib parallelism; ``backend="ray"`` runs on the Ray cluster that
-        ``ray.init`` connected to (extra ``[ray]``). Seeds are fixed per run, so results are
-        identical across ``n_jobs`` and backends.
-    random_state : seeds the ``SeedSequence`` from which every run's seed is drawn.
+    query_id : str, default "query_id"
+        The column of query ids (where present).
+    scale : {"variance", "amplitude", "wasserstein", None}, default "variance"
+        How every router fits its gold-to-preference scale constant.
+    n_jobs, backend : int or None, str
+        Joblib parallelism over runs (default 1 and "loky"); ``backend="ray"`` runs on the Ray
+        cluster that ``ray.init`` connected to (extra ``[ray]``). Seeds are fixed per run, so
+        results are identical across ``n_jobs`` and backends.
+    random_state : int or None, default 0
+        Seeds the ``SeedSequence`` from which every run's seed is drawn.
+    progress : bool, default True
+        Show a progress bar over runs.
+
+    Returns
+    -------
+    ExperimentResult
+        Per-run metrics, curves and their summary.
     """
     if n_runs < 1:
         raise DataError(f"n_runs must be at least 1, got {n_runs}")

@@ -90,7 +90,18 @@ STACK_CANDIDATES = ("constant", "linear", "ridge", "boosting", "additive")
 
 def repeated_groups(groups) -> np.ndarray | None:
     """``groups`` (n,) where some group holds two or more rows, else None: with one row per
-    query the rows are the units and folds are drawn over rows."""
+    query the rows are the units and folds are drawn over rows.
+
+    Parameters
+    ----------
+    groups : array-like of shape (n,) or None
+        Query codes or ids of the rows.
+
+    Returns
+    -------
+    ndarray of shape (n,) or None
+        ``groups`` as an array where a group repeats; None otherwise or for None.
+    """
     if groups is None:
         return None
     groups = np.asarray(groups)
@@ -100,14 +111,48 @@ def repeated_groups(groups) -> np.ndarray | None:
 def fold_splitter(n_splits: int, random_state, grouped: bool = False):
     """The cross-fitting splitter: ``StratifiedKFold(n_splits, shuffle=True, random_state)``, or with
     ``grouped`` ``StratifiedGroupKFold`` with the same settings, whose ``split(X, y, groups)`` keeps
-    each group's rows in one fold while balancing y (the source) across folds."""
+    each group's rows in one fold while balancing y (the source) across folds.
+
+    Parameters
+    ----------
+    n_splits : int
+        The number of folds.
+    random_state : int or None
+        Seeds the shuffle.
+    grouped : bool, default False
+        Keep each group's rows in one fold.
+
+    Returns
+    -------
+    StratifiedKFold or StratifiedGroupKFold
+        The splitter (not yet split).
+    """
     cls = StratifiedGroupKFold if grouped else StratifiedKFold
     return cls(n_splits, shuffle=True, random_state=random_state)
 
 
 def cross_fitting_folds(X, strata, n_splits: int, random_state, groups=None) -> list:
     """(train, test) index pairs of :func:`fold_splitter` over the rows of X (n, d), stratified by
-    ``strata`` (n,); with ``groups`` (n,, e.g. query codes) no group has rows on both sides."""
+    ``strata`` (n,); with ``groups`` (n,, e.g. query codes) no group has rows on both sides.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        The rows handed to the splitter.
+    strata : array-like of shape (n,)
+        The labels balanced across folds (the source).
+    n_splits : int
+        The number of folds.
+    random_state : int or None
+        Seeds the shuffle.
+    groups : array-like of shape (n,), optional
+        Query codes; None: rows are split one by one.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``n_splits`` (train, test) index pairs.
+    """
     if groups is None:
         return list(fold_splitter(n_splits, random_state).split(X, strata))
     if len(groups) != len(strata):
@@ -116,7 +161,18 @@ def cross_fitting_folds(X, strata, n_splits: int, random_state, groups=None) -> 
 
 
 def default_regressor(random_state=None) -> LGBMRegressor:
-    """Fast gradient-boosted trees for E[o | s] and for the router's gain model."""
+    """Fast gradient-boosted trees for E[o | s] and for the router's gain model.
+
+    Parameters
+    ----------
+    random_state : int, numpy Generator or None
+        Seeds the model (a Generator draws an int seed); None: LightGBM's default seed.
+
+    Returns
+    -------
+    LGBMRegressor
+        Unfitted: 100 trees of at most 15 leaves, learning rate 0.1, one thread.
+    """
     return LGBMRegressor(
         n_estimators=100, learning_rate=0.1, num_leaves=15, min_child_samples=5,
         subsample=0.8, subsample_freq=1, colsample_bytree=0.5, max_bin=63,
@@ -126,7 +182,26 @@ def default_regressor(random_state=None) -> LGBMRegressor:
 
 def fit_gain_model(model, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, random_state=None):
     """Fit (a clone of) ``model``, or :func:`default_regressor`, on X (n, d) and gains y (n,),
-    with sample weights where they are not all 1; returns the fitted model."""
+    with sample weights where they are not all 1; returns the fitted model.
+
+    Parameters
+    ----------
+    model : regressor or None
+        The gain model to clone; None: :func:`default_regressor`.
+    X : ndarray of shape (n, d)
+        Features.
+    y : ndarray of shape (n,)
+        Gains.
+    weight : ndarray of shape (n,) or None
+        Sample weights; None (or all 1): unweighted.
+    random_state : int, numpy Generator or None
+        Seeds the default regressor (a given ``model`` keeps its own seed).
+
+    Returns
+    -------
+    regressor
+        The fitted clone.
+    """
     model = clone(model) if model is not None else default_regressor(as_seed(random_state))
     if weight is None or np.all(weight == 1):
         return model.fit(X, y)
@@ -134,7 +209,18 @@ def fit_gain_model(model, X: np.ndarray, y: np.ndarray, weight: np.ndarray | Non
 
 
 def default_classifier(random_state=None) -> LGBMClassifier:
-    """Fast gradient-boosted trees for classification (two-sample tests in diagnostics)."""
+    """Fast gradient-boosted trees for classification (two-sample tests in diagnostics).
+
+    Parameters
+    ----------
+    random_state : int, numpy Generator or None
+        Seeds the model (a Generator draws an int seed); None: LightGBM's default seed.
+
+    Returns
+    -------
+    LGBMClassifier
+        Unfitted: 100 trees of at most 15 leaves, learning rate 0.1, one thread.
+    """
     return LGBMClassifier(
         n_estimators=100, learning_rate=0.1, num_leaves=15, min_child_samples=20,
         subsample=0.8, subsample_freq=1, colsample_bytree=0.5, max_bin=63,
@@ -143,7 +229,19 @@ def default_classifier(random_state=None) -> LGBMClassifier:
 
 
 def default_propensity(random_state=None):
-    """Regularised logistic regression for P(gold | s)."""
+    """Regularised logistic regression for P(gold | s).
+
+    Parameters
+    ----------
+    random_state : object, optional
+        Unused (the model is deterministic); kept so that every default model is built alike.
+
+    Returns
+    -------
+    Pipeline
+        Unfitted: StandardScaler, then L2 ``LogisticRegressionCV`` (C in 1e-4 .. 1, 3 folds,
+        log-loss).
+    """
     return make_pipeline(
         StandardScaler(),
         LogisticRegressionCV(Cs=np.logspace(-4, 0, 5), cv=3, scoring=neg_log_loss, max_iter=2000,
@@ -162,7 +260,22 @@ def neg_log_loss(estimator, X, y) -> float:
 
 def final_stage(kind: str, random_state=None, n_jobs: int | None = None):
     """A final-stage regressor of the bias, by name (one of :data:`FINAL_STAGES`); ``n_jobs``
-    limits the threads of the stack (:class:`StackedFinalStage`)."""
+    limits the threads of the stack (:class:`StackedFinalStage`).
+
+    Parameters
+    ----------
+    kind : {"constant", "linear", "ridge", "boosting", "additive", "stack"}
+        The final stage.
+    random_state : int, numpy Generator or None
+        Seeds the boosted and stacked stages.
+    n_jobs : int or None
+        Most threads of the stack; None: 1 outside a ``joblib.parallel_config`` context.
+
+    Returns
+    -------
+    regressor
+        The unfitted final stage.
+    """
     if kind == "constant":
         return DummyRegressor(strategy="mean")
     if kind == "linear":
@@ -182,6 +295,13 @@ class ClippedClassifier(ClassifierMixin, BaseEstimator):
     """Wrap a classifier so that ``predict_proba`` is clipped to [min_propensity, 1 - min_propensity].
 
     Used for the propensity of the R-learner (econml's DML has no clipping of its own).
+
+    Parameters
+    ----------
+    estimator : classifier, optional
+        The wrapped classifier (cloned at fit); None: :func:`default_propensity`.
+    min_propensity : float, default 1e-3
+        The clipping bound, in (0, 0.5).
     """
 
     def __init__(self, estimator=None, min_propensity: float = 1e-3):
@@ -243,6 +363,13 @@ class MechanismOutcomes(RegressorMixin, BaseEstimator):
     A single model of o on (s, t), econml's default, hardly splits on t when a few percent of
     rows are gold: its E[o | s, gold] is then the preference model and the AIPW estimate leans on
     the propensity alone.
+
+    Parameters
+    ----------
+    model_y : regressor, optional
+        The preference outcome model mu0 (cloned at fit); None: :class:`RidgeThenBoosting`.
+    random_state : int, numpy Generator or None
+        Seeds the default ``model_y``.
     """
 
     def __init__(self, model_y=None, random_state=None):
@@ -279,7 +406,20 @@ class MechanismOutcomes(RegressorMixin, BaseEstimator):
         return np.where(t == 1, mu1, mu0)
 
     def mechanism_means(self, s) -> tuple[np.ndarray, np.ndarray]:
-        """(mu0(s), mu1(s)), each of shape (n,), for features s (n, d) without the indicator."""
+        """(mu0(s), mu1(s)), each of shape (n,), for features s (n, d) without the indicator.
+
+        Parameters
+        ----------
+        s : array-like of shape (n, d)
+            Features, without the gold indicator.
+
+        Returns
+        -------
+        mu0 : ndarray of shape (n,)
+            E[o | s, preference].
+        mu1 : ndarray of shape (n,)
+            E[o | s, gold].
+        """
         s = np.asarray(s, dtype=float)
         mu0 = np.asarray(self.preference_model_.predict(s), dtype=float).reshape(-1)
         return mu0, self.intercept_ + self.slope_ * mu0 + self.scaler_.transform(s) @ self.coef_
@@ -296,6 +436,13 @@ class RidgeThenBoosting(RegressorMixin, BaseEstimator):
     surface A, a linear surface, 95% interval coverage 0.92 against 0.88 with LightGBM alone and
     error 0.094 against 0.104; on IHDP B error 0.083 against 0.089, coverage 0.97 in both; on the
     generator (50 runs each with random and with selected gold rows) no change.
+
+    Parameters
+    ----------
+    trees : regressor, optional
+        The boosted trees on the ridge's residuals (cloned at fit); None: :func:`default_regressor`.
+    random_state : int, numpy Generator or None
+        Seeds the default trees.
     """
 
     def __init__(self, trees=None, random_state=None):
@@ -330,6 +477,19 @@ class WeightedBoosting(RegressorMixin, BaseEstimator):
     In the R-learner's final stage the weights (t - p)^2 are about 1 on gold rows and about
     p^2 on preference rows, so the constraint is on gold rows, where a count-based minimum
     leaf size would count the thousands of nearly weightless preference rows.
+
+    Parameters
+    ----------
+    n_estimators : int, default 100
+        Boosting rounds.
+    learning_rate : float, default 0.05
+        Shrinkage.
+    num_leaves : int, default 4
+        Most leaves per tree.
+    min_weight_fraction : float, default 0.05
+        Least share of the total sample weight in a leaf.
+    random_state : int, numpy Generator or None
+        Seeds LightGBM.
     """
 
     def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 4,
@@ -382,12 +542,19 @@ class DuplicateAwareKFold:
     (or when one group of identical rows would exceed half a fold) this is
     ``StratifiedKFold(n_splits, shuffle=True, random_state)``.
 
-    ``queries``: (features (m, d), query codes (m,)) of the original rows, for callers that cannot
-    pass ``groups`` to ``split`` (dowhy's refuters hand econml resampled frames). The rows given to
-    ``split`` are matched to them by their last d columns (econml puts the effect modifiers X last)
-    and split with ``StratifiedGroupKFold`` by query, so a query's rows, and copies of them, share
-    a fold; a row that matches none is its own query (identical such rows share one). ``groups``
-    given to ``split`` take precedence.
+    Parameters
+    ----------
+    n_splits : int, default 3
+        The number of folds.
+    random_state : int or None
+        Seeds the shuffle.
+    queries : tuple of (ndarray of shape (m, d), ndarray of shape (m,)), optional
+        (features, query codes) of the original rows, for callers that cannot pass ``groups`` to
+        ``split`` (dowhy's refuters hand econml resampled frames). The rows given to ``split``
+        are matched to them by their last d columns (econml puts the effect modifiers X last) and
+        split with ``StratifiedGroupKFold`` by query, so a query's rows, and copies of them,
+        share a fold; a row that matches none is its own query (identical such rows share one).
+        ``groups`` given to ``split`` take precedence.
     """
 
     def __init__(self, n_splits: int = 3, random_state=None, queries=None):
@@ -455,6 +622,13 @@ class WeightedRidgeLOO(RegressorMixin, BaseEstimator):
     (unweighted: in the R-learner's final stage the gold rows alone would give a noisier scale),
     so the penalty treats features alike; ``False`` penalises low-variance features more (for
     principal-component features, a prior that trailing components matter less).
+
+    Parameters
+    ----------
+    alphas : sequence of float, default 25 values from 1e-1 to 1e5 (log-spaced)
+        The penalties tried.
+    standardize : bool, default True
+        Scale every feature to unit standard deviation before penalising.
     """
 
     def __init__(self, alphas=tuple(np.logspace(-1, 5, 25)), standardize: bool = True):
@@ -508,9 +682,26 @@ def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, rando
     """Fold number (0 .. n_splits - 1) of every row, shape (n,): shuffled K folds stratified by
     ``strata`` (0/1) and, where ``groups`` are given, keeping each group's rows in one fold
     (:class:`~sklearn.model_selection.StratifiedGroupKFold`). Plain shuffled (group) K folds where a
-    stratum has fewer than ``n_splits`` rows or groups. ``X`` (n, d), optional: the rows handed to
-    the splitter (the folds do not depend on them)."""
+    stratum has fewer than ``n_splits`` rows or groups.
 
+    Parameters
+    ----------
+    strata : ndarray of shape (n,)
+        0/1 labels balanced across folds (the source).
+    groups : ndarray of shape (n,) or None
+        Query codes (at least ``n_splits`` distinct); None: rows are split one by one.
+    n_splits : int
+        The number of folds.
+    random_state : int or None
+        Seeds the shuffle.
+    X : array-like of shape (n, d), optional
+        The rows handed to the splitter (the folds do not depend on them).
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+        The fold of each row.
+    """
     strata = np.asarray(strata).astype(int)
     n = len(strata)
     if groups is not None:
@@ -535,7 +726,20 @@ def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, rando
 def clustered_std_error(scores: np.ndarray, groups: np.ndarray | None) -> float:
     """Standard error of the sum of ``scores`` (n,) (mean-zero terms of an estimating equation),
     with the terms of one group summed before squaring (cluster-robust; rows are their own
-    clusters without ``groups``) and the small-sample factor G / (G - 1) for G clusters."""
+    clusters without ``groups``) and the small-sample factor G / (G - 1) for G clusters.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n,)
+        The terms.
+    groups : ndarray of shape (n,) or None
+        Cluster labels; None: every row its own cluster.
+
+    Returns
+    -------
+    float
+        sqrt(G / (G - 1) * sum over clusters of (sum of the cluster's scores)^2).
+    """
     scores = np.asarray(scores, dtype=float)
     if groups is not None:
         _, inverse = np.unique(groups, return_inverse=True)
@@ -557,8 +761,25 @@ def calibration_slope(h: np.ndarray, e: np.ndarray, weight: np.ndarray | None = 
         b = sum w h e / sum w h^2,   se = sqrt(G / (G - 1) sum_g (sum_{i in g} w h (e - b h))^2) / sum w h^2.
 
     b = 1: the departure is right in size; b = 0: it is noise (econml's best-linear-predictor test,
-    in R-loss form for the bias model). Returns (b, se); (NaN, NaN) where h is 0 on every row
-    (nothing to calibrate).
+    in R-loss form for the bias model).
+
+    Parameters
+    ----------
+    h : ndarray of shape (n,)
+        The prediction's departure from the reference.
+    e : ndarray of shape (n,)
+        The target's departure from the same reference.
+    weight : ndarray of shape (n,), optional
+        Row weights; None: 1.
+    groups : ndarray of shape (n,), optional
+        Query ids; None: every row its own cluster.
+
+    Returns
+    -------
+    slope : float
+        b; NaN where h is 0 on every row (nothing to calibrate).
+    std_error : float
+        se; NaN with it.
     """
     h, e = np.asarray(h, dtype=float), np.asarray(e, dtype=float)
     w = np.ones(len(h)) if weight is None else np.asarray(weight, dtype=float)
@@ -580,7 +801,22 @@ def evidence_share(slope: float, std_error: float, threshold: float = EVIDENCE_T
     (threshold 1: z = 2 gives 0.75, z = 4 0.94). 0 for a NaN slope; 1 for a positive slope with a
     zero standard error. The one evidence rule of the package: the bias model's heterogeneity
     (:class:`StackedFinalStage`), the judge's weight (:func:`causal_router.router.judge_evidence`)
-    and the K-model bias model (:class:`~causal_router.pairwise.PairwiseSelect`)."""
+    and the K-model bias model (:class:`~causal_router.pairwise.PairwiseSelect`).
+
+    Parameters
+    ----------
+    slope : float
+        The calibration slope b.
+    std_error : float
+        Its standard error.
+    threshold : float, default ``EVIDENCE_THRESHOLD``
+        Standard errors within which nothing is used.
+
+    Returns
+    -------
+    float
+        The share, in [0, 1].
+    """
     if not np.isfinite(slope) or slope <= 0:
         return 0.0
     if not std_error > 0:
@@ -641,7 +877,8 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    candidates : sequence of str
+    candidates : sequence of str, default ``STACK_CANDIDATES``
+        Final stages of :func:`final_stage` to stack.
     cv : int
         Folds of each draw.
     n_repeats : int
@@ -654,7 +891,10 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         ``query_id``): folds keep a query's rows together and standard errors are clustered by
         query. A ``fit`` on a different number of rows is an error.
     random_state : int or None
+        Seeds the rows kept in the cross-validation, the fold draws and every candidate.
     n_jobs : int or None
+        Most threads of the candidates' fits; None: 1 outside a ``joblib.parallel_config``
+        context.
 
     Attributes
     ----------
@@ -824,7 +1064,30 @@ def out_of_fold_predictions(names, X: np.ndarray, y: np.ndarray, weight: np.ndar
     are (train, test) index pairs covering every row once. The folds run on at most ``n_jobs``
     threads (scikit-learn's reading of ``n_jobs``: None is 1 outside a ``joblib.parallel_config``
     context; LightGBM and BLAS release the GIL); each fit is seeded, so the result does not
-    depend on their order or number."""
+    depend on their order or number.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Final stages of :func:`final_stage`.
+    X : ndarray of shape (n, d)
+        Features.
+    y : ndarray of shape (n,)
+        Targets.
+    weight : ndarray of shape (n,)
+        Sample weights.
+    folds : sequence of tuple of ndarray
+        (train, test) index pairs covering every row once.
+    seed : int
+        Seeds every final stage.
+    n_jobs : int or None
+        Most threads.
+
+    Returns
+    -------
+    ndarray of shape (n, len(names))
+        The out-of-fold predictions.
+    """
     def held_out(fold):
         train, test = fold
         return test, np.column_stack([final_stage(name, seed).fit(X[train], y[train], sample_weight=weight[train])

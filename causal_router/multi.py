@@ -93,18 +93,27 @@ class _MultiBase(BaseRouter):
 
         Parameters
         ----------
-        X : array-like or DataFrame (n, d), query features of each row (or texts, for a router
-            with a featurizer); or a :class:`~causal_router.pairwise.PairwiseData` (then pass
-            nothing else).
-        y : array-like (n,), observed gain of ``model_a`` over ``model_b``, on the scale of the
-            row's evaluation mechanism.
-        source : array-like (n,), ``"gold"`` / ``"preference"`` (or booleans, True = gold);
-            None: every row gold.
-        groups : array-like (n,), optional, the query of each row (the data's ``query_id``; with a
-            PairwiseData, labels that group its rows as its ``query_id`` does, or label them where it
-            has none): the bias model cross-fits by query.
-        model_a, model_b : array-like (n,), model names.
-        gain : deprecated alias of ``y`` (a DeprecationWarning; removed in the next release).
+        X : array-like or DataFrame of shape (n, d), or PairwiseData
+            Query features of each row (or texts, for a router with a featurizer); or a
+            :class:`~causal_router.pairwise.PairwiseData` (then pass nothing else but ``groups``).
+        y : array-like of shape (n,), optional
+            Observed gain of ``model_a`` over ``model_b``, on the scale of the row's evaluation
+            mechanism.
+        source : array-like of shape (n,), optional
+            ``"gold"`` / ``"preference"`` (or booleans, True = gold); None: every row gold.
+        groups : array-like of shape (n,), optional
+            The query of each row (the data's ``query_id``; with a PairwiseData, labels that group
+            its rows as its ``query_id`` does, or label them where it has none): the bias model
+            cross-fits by query.
+        model_a, model_b : array-like of shape (n,)
+            The names of the two models each row compares.
+        gain : array-like of shape (n,), optional
+            Deprecated alias of ``y`` (a DeprecationWarning; removed in the next release).
+
+        Returns
+        -------
+        self : _MultiBase
+            The fitted router.
         """
         if gain is not None:
             warnings.warn(f"{type(self).__name__}.fit(X, gain=...) is deprecated and will be removed in the next "
@@ -189,7 +198,19 @@ class _MultiBase(BaseRouter):
     # ------------------------------------------------------------------ prediction and routing
     def predict_utility(self, X) -> pd.DataFrame:
         """Gold-scale utility of each model for each query, relative to ``reference_`` (whose
-        column is 0): DataFrame (n, K), columns ``models_``, X's index when X is a DataFrame."""
+        column is 0).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features (matched by column name where the fit's were named), or texts for a
+            router with a featurizer.
+
+        Returns
+        -------
+        DataFrame of shape (n, K)
+            Columns ``models_``; X's index when X is a DataFrame.
+        """
         S = self._validate_X(X)
         U = np.zeros((len(S), len(self.models_)))
         others = [self.models_.index(m) for m in self._contrasts]
@@ -198,7 +219,20 @@ class _MultiBase(BaseRouter):
         return pd.DataFrame(U, columns=list(self.models_), index=index)
 
     def predict_gain(self, X, model_a, model_b) -> np.ndarray:
-        """Predicted gold-scale gain of ``model_a`` over ``model_b`` (names, scalars or (n,)), shape (n,)."""
+        """Predicted gold-scale gain of ``model_a`` over ``model_b``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features, as in :meth:`predict_utility`.
+        model_a, model_b : str or array-like of shape (n,)
+            One model name for every query, or one per query.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            u_a(s) - u_b(s) on the gold scale.
+        """
         U = self.predict_utility(X)
         n = len(U)
         try:
@@ -217,7 +251,20 @@ class _MultiBase(BaseRouter):
     def predict(self, X, model_a=None, model_b=None) -> np.ndarray:
         """The predicted gain of each row's ``model_a`` over its ``model_b`` (:meth:`predict_gain`):
         the label ``y`` of :meth:`fit`, for pipelines and model selection (route them with
-        ``set_predict_request(model_a=True, model_b=True)`` under metadata routing)."""
+        ``set_predict_request(model_a=True, model_b=True)`` under metadata routing).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features, as in :meth:`predict_utility`.
+        model_a, model_b : str or array-like of shape (n,)
+            The compared models (required; None raises a DataError).
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The predicted gold-scale gain of ``model_a`` over ``model_b``.
+        """
         check_is_fitted(self, "n_features_in_")
         if model_a is None or model_b is None:
             raise DataError(f"{type(self).__name__}.predict needs model_a and model_b (the models each row "
@@ -230,7 +277,24 @@ class _MultiBase(BaseRouter):
         random choice, the share that choosing by the predicted gain earns; 1 = always the better
         model, 0 = a random choice, -1 = always the worse; higher is better, so that
         ``GridSearchCV`` can select K-model routers with it. X, y, ``source`` (None: all gold),
-        ``model_a``, ``model_b`` as in :meth:`fit` (held-out comparisons), or one PairwiseData."""
+        ``model_a``, ``model_b`` as in :meth:`fit` (held-out comparisons), or one PairwiseData.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d), or PairwiseData
+            Features of the held-out comparisons, or one PairwiseData (then nothing else).
+        y : array-like of shape (n,)
+            Observed gain of ``model_a`` over ``model_b``; only the gold rows' are used.
+        source : array-like of shape (n,), optional
+            As in :meth:`fit`; None: every row gold.
+        model_a, model_b : array-like of shape (n,)
+            The names of the two models each row compares.
+
+        Returns
+        -------
+        float
+            The choice share on the gold rows, in [-1, 1].
+        """
         check_is_fitted(self, "n_features_in_")
         name = type(self).__name__
         if isinstance(X, PairwiseData):
@@ -270,6 +334,20 @@ class _MultiBase(BaseRouter):
         ``costs``: see :func:`causal_router.routing.cost_matrix` ({model: scalar or per-query
         array}, K costs, or (n, K); default: no costs, the model of highest utility).
         ``cost_weight``: a finite number >= 0. Ties go to the model listed first in ``models_``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features, as in :meth:`predict_utility`.
+        costs : mapping, array-like of shape (K,) or (n, K), or DataFrame, optional
+            Each model's cost (:func:`causal_router.routing.cost_matrix`); None: no costs.
+        cost_weight : float, default 0.0
+            Quality units per unit of cost; finite, >= 0.
+
+        Returns
+        -------
+        ndarray of object, shape (n,)
+            The chosen model's name per query.
         """
         U = self.predict_utility(X)
         C = cost_matrix(costs, self.models_, len(U))
@@ -278,14 +356,47 @@ class _MultiBase(BaseRouter):
     def frontier(self, X, quality, costs, *, cost_weights=None) -> pd.DataFrame:
         """The quality-versus-cost frontier of routing ``X`` over cost weights, with ``quality``
         (n, K) each model's true or held-out quality per query: see
-        :func:`causal_router.evaluate.frontier` (its AIQ: :func:`causal_router.evaluate.aiq`)."""
+        :func:`causal_router.evaluate.frontier` (its AIQ: :func:`causal_router.evaluate.aiq`).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features, as in :meth:`predict_utility`.
+        quality : DataFrame of shape (n, K)
+            Each model's true or held-out quality per query: a column per model of ``models_``
+            (matched by name), the row index of X (a RangeIndex where X is not a DataFrame).
+        costs : mapping, array-like of shape (K,) or (n, K)
+            Each model's cost, as in :func:`causal_router.evaluate.frontier`.
+        cost_weights : array-like, optional
+            The cost weights w >= 0 to trace; None: 0 and the weights at which a query's choice
+            changes (:func:`causal_router.evaluate.frontier`).
+
+        Returns
+        -------
+        DataFrame
+            One row per frontier point, as :func:`causal_router.evaluate.frontier` returns.
+        """
         from .evaluate import frontier
 
         return frontier(self.predict_utility(X), quality, costs, cost_weights=cost_weights)
 
     def threshold_for_share(self, X_ref, primary_share, *args, **kwargs):
         """Not defined for K models (a budget over K models is not one number): route with
-        ``costs`` and ``cost_weight``, and trace budgets with :meth:`frontier`."""
+        ``costs`` and ``cost_weight``, and trace budgets with :meth:`frontier`.
+
+        Always raises a :class:`~causal_router.DataError`.
+
+        Parameters
+        ----------
+        X_ref : array-like
+            Ignored.
+        primary_share : float
+            Ignored.
+        *args : object
+            Ignored.
+        **kwargs : object
+            Ignored.
+        """
         raise DataError(f"{type(self).__name__} routes among {len(self.models_) if hasattr(self, 'models_') else 'K'} "
                         "models: a primary share does not apply; route with costs= and cost_weight=")
 
@@ -293,7 +404,15 @@ class _MultiBase(BaseRouter):
     def to_state(self) -> tuple[dict, dict]:
         """The fitted router as (JSON-able state, members) for its router file: features, scale,
         model names, reference, the utility model (PairwiseRidge or PairwiseBoosting state), the
-        bias summary and the featurizer."""
+        bias summary and the featurizer.
+
+        Returns
+        -------
+        state : dict
+            JSON-able fitted state.
+        members : dict
+            The fitted arrays by name (the utility model's and the featurizer's).
+        """
         check_is_fitted(self, "utility_model_")
         um = getattr(self.utility_model_, "estimator_", self.utility_model_)  # PairwiseSelect: the chosen model
         if not isinstance(um, (PairwiseRidge, PairwiseBoosting)):
@@ -310,7 +429,24 @@ class _MultiBase(BaseRouter):
     @classmethod
     def from_state(cls, params: dict, state: dict, members: dict, *, path="router file") -> "_MultiBase":
         """A fitted K-model router from its parameters and :meth:`to_state`'s output (checked by
-        :func:`causal_router.io.read_router_file`)."""
+        :func:`causal_router.io.read_router_file`).
+
+        Parameters
+        ----------
+        params : dict
+            The router's constructor parameters.
+        state : dict
+            The JSON-able state of :meth:`to_state`.
+        members : dict
+            The fitted arrays of :meth:`to_state`, by name.
+        path : str or path-like, default "router file"
+            Where the state was read from, named in error messages only.
+
+        Returns
+        -------
+        _MultiBase
+            The fitted router, of this class.
+        """
         router = cls(**params)
         router.models_ = [str(m) for m in state["models"]]
         router.reference_ = str(state["reference"])
@@ -445,14 +581,36 @@ class MultiRouter(_MultiBase):
         the row's first model was listed first, -1 where the row was turned; left out for a
         pairwise final stage without an order effect), named by the features, ``listed_first``
         and ``D[<model>]``; ``pair`` holds "model_a|model_b". The CATE diagnostics run on it:
-        ``causal_router.validate.diagnose(router.bias_data(data), router.bias_)``."""
+        ``causal_router.validate.diagnose(router.bias_data(data), router.bias_)``.
+
+        Parameters
+        ----------
+        data : PairwiseData
+            The pairwise rows (those of the fit, for the diagnostics of the fitted bias model).
+
+        Returns
+        -------
+        EvalData
+            The rows turned to sorted model order, with the design as features.
+        """
         check_is_fitted(self, "bias_order_column_")
         return _Design(self.models_, self.reference_).bias_data(data, self.bias_order_column_)
 
     def bias_per_model(self, X) -> pd.DataFrame:
         """The judge's estimated bias per model, beta_k(s) (gold scale, beta_reference = 0):
         DataFrame (n, K). Defined when the bias final stage is a PairwiseRidge; the common order
-        effect is ``order_effect_``."""
+        effect is ``order_effect_``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d)
+            Query features, as in :meth:`predict_utility`.
+
+        Returns
+        -------
+        DataFrame of shape (n, K)
+            beta_k(s) per query, columns ``models_``; X's index when X is a DataFrame.
+        """
         check_is_fitted(self, "bias_")
         S = self._validate_X(X)
         final = self.bias_.estimator_.model_final_
@@ -500,7 +658,23 @@ def _per_model_linear(final) -> bool:
 class PooledMulti(_MultiBase):
     """The utility model on gold and preference rows pooled, no bias correction (gold rows put
     on the preference scale by the same constant as :class:`MultiRouter`, which makes this
-    baseline stronger, not weaker). Parameters as :class:`MultiRouter`'s."""
+    baseline stronger, not weaker).
+
+    Parameters
+    ----------
+    outcome_model : PairwiseSelect, PairwiseBoosting or PairwiseRidge, optional
+        The utility model (default ``PairwiseSelect()``).
+    reference : str, optional
+        The model whose utility is 0 (default: the first model name in sorted order).
+    scale : {"variance", "amplitude", "wasserstein", None}
+        How the gold-to-preference scale constant is fitted
+        (:meth:`causal_router.pairwise.PairwiseData.scale_constant`).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    random_state : int or None
+        Seeds the utility model and the featurizer (where theirs are None); None: fresh entropy
+        for each fit.
+    """
 
     def __init__(self, outcome_model=None, reference: str | None = None, scale: str | None = "variance",
                  featurizer=None, random_state=None):
@@ -519,8 +693,20 @@ class PooledMulti(_MultiBase):
 
 class GoldOnlyMulti(_MultiBase):
     """The utility model on the gold rows alone. Fitted on data whose every row is gold (the
-    gold labels of every training query), it is the All-Golden oracle. Parameters as
-    :class:`MultiRouter`'s."""
+    gold labels of every training query), it is the All-Golden oracle.
+
+    Parameters
+    ----------
+    outcome_model : PairwiseSelect, PairwiseBoosting or PairwiseRidge, optional
+        The utility model (default ``PairwiseSelect()``).
+    reference : str, optional
+        The model whose utility is 0 (default: the first model name in sorted order).
+    featurizer : TextFeaturizer, optional
+        Fit from text (see :class:`~causal_router.router.BaseRouter`).
+    random_state : int or None
+        Seeds the utility model and the featurizer (where theirs are None); None: fresh entropy
+        for each fit.
+    """
 
     _gold_rows_only = True
 
@@ -538,7 +724,15 @@ class GoldOnlyMulti(_MultiBase):
 class BestSingle(_MultiBase):
     """One utility per model, the same for every query: the gold mean gain over the reference,
     by least squares on the gold comparisons. Routes every query to the model with the best
-    gold mean (net of ``cost_weight`` times its cost). ``featurizer``: to route texts."""
+    gold mean (net of ``cost_weight`` times its cost).
+
+    Parameters
+    ----------
+    reference : str, optional
+        The model whose utility is 0 (default: the first model name in sorted order).
+    featurizer : TextFeaturizer, optional
+        To route texts (see :class:`~causal_router.router.BaseRouter`).
+    """
 
     _gold_rows_only = True
 

@@ -40,11 +40,21 @@ N_GRID = 101
 
 @dataclass
 class MultiExperimentResult:
-    """``runs``: one row per run and method (``aiq``, ``quality_w0`` and ``cost_w0``: the mean
-    quality and cost of the chosen models at cost weight 0); ``frontiers``: each run's
-    non-decreasing concave frontier on a common cost grid (``run``, ``method``, ``cost``,
-    ``quality``); ``summary``: :func:`summarise_multi_runs`. Method ``"oracle"`` routes by the test
-    quality itself (the ceiling of any router)."""
+    """The K-model experiment's results. Method ``"oracle"`` routes by the test quality itself
+    (the ceiling of any router).
+
+    Parameters
+    ----------
+    runs : DataFrame
+        One row per run and method: ``run``, ``seed``, ``method``, ``aiq``, ``quality_w0`` and
+        ``cost_w0`` (the mean quality and cost of the chosen models at cost weight 0), and for
+        :class:`~causal_router.multi.MultiRouter` ``bias_model`` and ``bias_share``.
+    frontiers : DataFrame
+        Each run's non-decreasing concave frontier on a common cost grid of ``N_GRID`` points
+        (``run``, ``method``, ``cost``, ``quality``).
+    summary : DataFrame
+        :func:`summarise_multi_runs` of ``runs``.
+    """
 
     runs: pd.DataFrame
     frontiers: pd.DataFrame
@@ -54,7 +64,20 @@ class MultiExperimentResult:
 def summarise_multi_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard error over runs of ``aiq`` and ``quality_w0`` per method, and the share
     of the Pooled-to-All-Golden gap in mean AIQ that each method closes (NaN where All-Golden
-    does not beat Pooled: there is no gap to close)."""
+    does not beat Pooled: there is no gap to close).
+
+    Parameters
+    ----------
+    runs : DataFrame
+        ``MultiExperimentResult.runs``: columns ``method``, ``aiq``, ``quality_w0``, ``cost_w0``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by method: ``n_runs``, the means of ``aiq``, ``quality_w0`` and ``cost_w0``,
+        ``aiq_se``, ``quality_w0_se`` and, where "pooled" and "all_golden" are both present,
+        ``gap_closed``.
+    """
     grouped = runs.groupby("method", sort=False)
     summary = grouped[["aiq", "quality_w0", "cost_w0"]].mean()
     se = grouped[["aiq", "quality_w0"]].std(ddof=1) / np.sqrt(grouped.size().to_numpy()[:, None])
@@ -114,17 +137,38 @@ def run_multi_experiment(
 
     Parameters
     ----------
-    frame : one row per (query, pair) with both labels (``gold_gain``, ``pref_gain``), as
+    frame : DataFrame
+        One row per (query, pair) with both labels (``gold_gain``, ``pref_gain``), as
         :func:`~causal_router.datasets.make_multi_model` returns (real data: the loader's frame
         with feature columns added and ``model_a="model_p", model_b="model_a"``).
-    features : feature columns (default: the columns ``x<j>``).
-    costs : the models' costs ({model: cost}, as in :func:`causal_router.evaluate.frontier`).
-    methods : names in :data:`MULTI_METHODS`, or a mapping {name: factory(seed) -> unfitted
-        router} to compare routers of one's own (names starting with "all_golden" are fitted
-        on the oracle data).
-    n_gold_queries, n_test_queries, gold_pairs : the split (:func:`reveal_multi_split`).
-    n_jobs, backend : joblib parallelism over runs (``backend="ray"``: a Ray cluster).
-    random_state : seeds the ``SeedSequence`` of the runs' seeds.
+    features : sequence of str, optional
+        Feature columns (default: the columns ``x<j>``).
+    costs : mapping or array-like
+        The models' costs ({model: cost}, as in :func:`causal_router.evaluate.frontier`).
+    methods : sequence of str or mapping, default every name of ``MULTI_METHODS``
+        Names in :data:`MULTI_METHODS`, or a mapping {name: factory(seed) -> unfitted router}
+        to compare routers of one's own (names starting with "all_golden" are fitted on the
+        oracle data).
+    n_runs : int, default 20
+        The number of splits (at least 1).
+    n_gold_queries, n_test_queries, gold_pairs : int, int, iterable of (str, str) or None
+        The split (:func:`~causal_router.datasets.reveal_multi_split`; defaults 100, 500 and
+        None: gold labels on every pair).
+    model_a, model_b : str, default "model_a", "model_b"
+        The columns of the two compared models.
+    query_id : str, default "query_id"
+        The column of query ids.
+    n_jobs, backend : int or None, str
+        Joblib parallelism over runs (default 1 and "loky"; ``backend="ray"``: a Ray cluster).
+    random_state : int or None, default 0
+        Seeds the ``SeedSequence`` of the runs' seeds.
+    progress : bool, default True
+        Show a progress bar over runs.
+
+    Returns
+    -------
+    MultiExperimentResult
+        Per-run AIQs, frontiers and their summary.
     """
     if not isinstance(methods, dict):
         unknown = [m for m in methods if m not in MULTI_METHODS]

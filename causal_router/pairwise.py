@@ -64,7 +64,22 @@ def _labels(values, name: str) -> np.ndarray:
 
 def contrast_codes(model_a, model_b, models: Sequence[str], reference: str) -> np.ndarray:
     """D of shape (n, K - 1): +1 in the column of ``model_a``, -1 in that of ``model_b`` (the
-    reference model has no column; columns follow ``models`` without it)."""
+    reference model has no column; columns follow ``models`` without it).
+
+    Parameters
+    ----------
+    model_a, model_b : array-like of shape (n,)
+        The names of the two models each row compares.
+    models : sequence of str
+        The K model names (every name in ``model_a`` and ``model_b`` among them).
+    reference : str
+        The reference model, whose utility is 0 (it has no column).
+
+    Returns
+    -------
+    ndarray of shape (n, K - 1)
+        The contrast codes.
+    """
     a, b = _labels(model_a, "model_a"), _labels(model_b, "model_b")
     check_consistent_length(model_a=a, model_b=b)
     others = [m for m in models if m != reference]
@@ -82,7 +97,24 @@ def contrast_codes(model_a, model_b, models: Sequence[str], reference: str) -> n
 
 
 def contrast_design(S, model_a, model_b, models: Sequence[str], reference: str) -> np.ndarray:
-    """Z = [S, D] of shape (n, d + K - 1) (see the module docstring)."""
+    """Z = [S, D] of shape (n, d + K - 1) (see the module docstring).
+
+    Parameters
+    ----------
+    S : array-like of shape (n, d)
+        Query features (finite).
+    model_a, model_b : array-like of shape (n,)
+        The names of the two models each row compares.
+    models : sequence of str
+        The K model names.
+    reference : str
+        The reference model (no column in D).
+
+    Returns
+    -------
+    ndarray of shape (n, d + K - 1)
+        The features followed by the contrast codes of :func:`contrast_codes`.
+    """
     S = as_float_matrix(S, "X")
     D = contrast_codes(model_a, model_b, models, reference)
     check_consistent_length(X=S, model_a=D)
@@ -106,8 +138,13 @@ class PairwiseData:
         was listed first (where the judge saw an order), which the order effect of the bias
         model refers to.
     query_id : array-like of shape (n,), optional
-    feature_names : sequence of str, optional (a DataFrame's columns by default)
+        The query of each row; None: every row its own query.
+    feature_names : sequence of str, optional
+        Names of the features (default: a DataFrame's columns, else ``x0``, ``x1``, ... as
+        :class:`~causal_router.data.EvalData` names them).
 
+    Notes
+    -----
     Features, gains and sources are checked as :class:`~causal_router.data.EvalData` checks them.
     """
 
@@ -133,7 +170,32 @@ class PairwiseData:
                    preference_value="preference", query_id: str | None = None) -> "PairwiseData":
         """Build from a DataFrame whose columns the arguments name; the frame is not modified.
         ``source`` values equal to ``gold_value`` are gold rows, to ``preference_value``
-        preference rows (any other value is an error); a boolean column is taken as is."""
+        preference rows (any other value is an error); a boolean column is taken as is.
+
+        Parameters
+        ----------
+        df : DataFrame
+            One row per comparison.
+        features : str or sequence of str
+            The feature columns (not the model columns).
+        gain : str, default "gain"
+            The column of the observed gain of ``model_a`` over ``model_b``.
+        source : str, default "source"
+            The column of the evaluation mechanism.
+        model_a, model_b : str, default "model_a", "model_b"
+            The columns of the two model names.
+        gold_value : object, default "gold"
+            The ``source`` value of gold rows.
+        preference_value : object, default "preference"
+            The ``source`` value of preference rows.
+        query_id : str, optional
+            The column of the query ids; None: every row its own query.
+
+        Returns
+        -------
+        PairwiseData
+            The checked data.
+        """
         features = [features] if isinstance(features, str) else list(features)
         check_columns(df, [model_a, model_b], "data frame")
         clash = [c for c in (model_a, model_b) if c in features]
@@ -168,7 +230,18 @@ class PairwiseData:
         return sorted(set(self.model_a) | set(self.model_b))
 
     def subset(self, rows) -> "PairwiseData":
-        """A new PairwiseData with the given rows (boolean mask or indices)."""
+        """A new PairwiseData with the given rows (boolean mask or indices).
+
+        Parameters
+        ----------
+        rows : array-like of bool of shape (n,), or of int
+            A boolean mask or row positions.
+
+        Returns
+        -------
+        PairwiseData
+            The selected rows (feature names and flags kept).
+        """
         rows = np.asarray(rows)
         new = object.__new__(PairwiseData)
         new.__dict__.update(self.__dict__)
@@ -178,7 +251,13 @@ class PairwiseData:
         return new
 
     def to_frame(self) -> pd.DataFrame:
-        """Features, ``model_a``, ``model_b``, ``gain``, ``source`` (and ``query_id``) as a DataFrame."""
+        """Features, ``model_a``, ``model_b``, ``gain``, ``source`` (and ``query_id``) as a DataFrame.
+
+        Returns
+        -------
+        DataFrame of shape (n, d + 4) or (n, d + 5)
+            One row per comparison; ``source`` holds "gold" / "preference".
+        """
         frame = pd.DataFrame(self.X, columns=self.feature_names)
         frame["model_a"], frame["model_b"] = self.model_a, self.model_b
         frame["gain"] = self.gain
@@ -189,7 +268,18 @@ class PairwiseData:
 
     def components(self, rows=None) -> list[set]:
         """Connected components of the comparison graph (models as nodes, compared pairs as
-        edges) over ``rows`` (all rows by default), largest first."""
+        edges) over ``rows`` (all rows by default), largest first.
+
+        Parameters
+        ----------
+        rows : array-like of bool of shape (n,), or of int, optional
+            The rows whose comparisons count; None: every row.
+
+        Returns
+        -------
+        list of set of str
+            The model names of each component, largest first.
+        """
         a, b = (self.model_a, self.model_b) if rows is None else (self.model_a[rows], self.model_b[rows])
         parent = {m: m for m in (*a, *b)}
 
@@ -210,7 +300,17 @@ class PairwiseData:
         """The rows turned so that each pair's models are in sorted order: (gain, model_a,
         model_b, listed_first) with ``listed_first`` = +1 where the row already was in that
         order (its first model was listed first) and -1 where it was turned (gain negated).
-        Estimates fitted on oriented rows do not depend on how a user orients the rows."""
+        Estimates fitted on oriented rows do not depend on how a user orients the rows.
+
+        Returns
+        -------
+        gain : ndarray of shape (n,)
+            The gain of the row's first model in sorted order over its second.
+        model_a, model_b : ndarray of object, shape (n,)
+            The model names in sorted order.
+        listed_first : ndarray of shape (n,)
+            +1.0 where the row was not turned, -1.0 where it was.
+        """
         first = np.where(self.model_a < self.model_b, 1.0, -1.0)
         turned = first < 0
         a = np.where(turned, self.model_b, self.model_a).astype(object)
@@ -220,7 +320,18 @@ class PairwiseData:
     def scale_constant(self, method: str | None = "variance") -> float:
         """The gold-to-preference scale constant c (``c * gold ~ preference``) of
         :func:`causal_router.data.scale_constant` on the :meth:`oriented` gains, so that c does
-        not depend on how the rows are oriented. 1 with one source only or ``method=None``."""
+        not depend on how the rows are oriented. 1 with one source only or ``method=None``.
+
+        Parameters
+        ----------
+        method : {"variance", "amplitude", "wasserstein", None}, default "variance"
+            The fit of c (:func:`causal_router.data.scale_constant`); None: 1.
+
+        Returns
+        -------
+        float
+            The scale constant c.
+        """
         if method is None or self.n_gold == 0 or self.n_preference == 0:
             return 1.0
         gain = self.oriented()[0]
@@ -259,14 +370,36 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         return A, coef
 
     def predict(self, Z) -> np.ndarray:
-        """Predicted gain of each row's first model over its second, shape (n,)."""
+        """Predicted gain of each row's first model over its second.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n, d + K - 1), or (n, d + K) with an order column
+            The contrast design [S, D] (or [S, o, D]) of :func:`contrast_design`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            sum_k D_ik u_k(s_i), plus ``order_ * o_i`` with an order effect.
+        """
         check_is_fitted(self, "const_")
         S, order, D = self._split(Z)
         pred = (D * self.utilities(S)).sum(axis=1)
         return pred if order is None else pred + self.order_ * order
 
     def utilities(self, S) -> np.ndarray:
-        """u_k(s) for the K - 1 non-reference models (columns in contrast order), shape (n, K - 1)."""
+        """u_k(s) for the K - 1 non-reference models (columns in contrast order).
+
+        Parameters
+        ----------
+        S : array-like of shape (n, d)
+            Query features.
+
+        Returns
+        -------
+        ndarray of shape (n, K - 1)
+            The utilities relative to the reference model.
+        """
         raise NotImplementedError
 
 
@@ -349,7 +482,15 @@ class PairwiseRidge(PairwiseRegressor):
     def to_state(self) -> tuple[dict, dict]:
         """The fitted utilities as (JSON-able dict, arrays) for a router file: ``kind`` "ridge",
         ``n_contrasts``, ``terms``; arrays ``const`` (K - 1,) and ``coef`` (K - 1, d). A model with
-        an order effect is not a utility model and is refused."""
+        an order effect is not a utility model and is refused.
+
+        Returns
+        -------
+        state : dict
+            ``kind``, ``n_contrasts`` and ``terms``.
+        arrays : dict
+            ``const`` and ``coef``, float arrays.
+        """
         check_is_fitted(self, "const_")
         if self.order_effect:
             raise DataError("a PairwiseRidge with an order effect is a bias model, not a utility model")
@@ -359,7 +500,22 @@ class PairwiseRidge(PairwiseRegressor):
     @classmethod
     def from_state(cls, state: dict, arrays: dict, *, n_features: int) -> "PairwiseRidge":
         """A fitted PairwiseRidge from :meth:`to_state`'s output (shapes checked by the caller,
-        :func:`causal_router.io.read_router_file`)."""
+        :func:`causal_router.io.read_router_file`).
+
+        Parameters
+        ----------
+        state : dict
+            ``n_contrasts`` and ``terms``.
+        arrays : dict
+            ``const`` of shape (K - 1,) and ``coef`` of shape (K - 1, d).
+        n_features : int
+            d, the number of query features.
+
+        Returns
+        -------
+        PairwiseRidge
+            The fitted model (no order effect).
+        """
         self = cls(int(state["n_contrasts"]), terms=state.get("terms", "linear"))
         self.const_ = np.asarray(arrays["const"], dtype=float)
         self.coef_ = np.asarray(arrays["coef"], dtype=float)
@@ -381,6 +537,21 @@ class PairwiseBoosting(PairwiseRegressor):
     gamma. Tree settings follow the package's default regressor
     (:func:`causal_router.models.default_regressor`), with the minimum leaf size counted in
     comparisons of the model (the hessian).
+
+    Parameters
+    ----------
+    n_contrasts : int, default 1
+        K - 1, the number of contrast columns at the end of Z (set by the routers).
+    n_estimators : int, default 100
+        Boosting rounds.
+    learning_rate : float, default 0.1
+        LightGBM's shrinkage.
+    num_leaves : int, default 15
+        Most leaves per tree.
+    min_leaf_weight : float, default 5.0
+        Least hessian (comparisons of the model, weighted) in a leaf.
+    random_state : int or None
+        Seeds LightGBM's bagging and feature sampling; None: fresh entropy at each fit.
 
     Attributes
     ----------
@@ -441,7 +612,15 @@ class PairwiseBoosting(PairwiseRegressor):
     def to_state(self) -> tuple[dict, dict]:
         """The fitted utilities as (JSON-able dict, members) for a router file: ``kind``
         "boosting", ``n_contrasts``; members ``const`` (K - 1,) and ``booster`` (the LightGBM
-        Booster, stored as LightGBM's text model)."""
+        Booster, stored as LightGBM's text model).
+
+        Returns
+        -------
+        state : dict
+            ``kind`` and ``n_contrasts``.
+        members : dict
+            ``const`` (float array) and ``booster`` (lightgbm.Booster).
+        """
         check_is_fitted(self, "const_")
         return ({"kind": "boosting", "n_contrasts": int(self.n_contrasts)},
                 {"const": np.asarray(self.const_, dtype=float), "booster": self.booster_})
@@ -449,7 +628,22 @@ class PairwiseBoosting(PairwiseRegressor):
     @classmethod
     def from_state(cls, state: dict, arrays: dict, *, n_features: int) -> "PairwiseBoosting":
         """A fitted PairwiseBoosting from :meth:`to_state`'s output (the booster's outputs and
-        features checked by :func:`causal_router.io.read_router_file`)."""
+        features checked by :func:`causal_router.io.read_router_file`).
+
+        Parameters
+        ----------
+        state : dict
+            ``n_contrasts``.
+        arrays : dict
+            ``const`` of shape (K - 1,) and ``booster`` (lightgbm.Booster).
+        n_features : int
+            d, the number of query features.
+
+        Returns
+        -------
+        PairwiseBoosting
+            The fitted model.
+        """
         self = cls(int(state["n_contrasts"]))
         self.const_ = np.asarray(arrays["const"], dtype=float)
         if self.const_.shape != (self.n_contrasts,):
@@ -487,7 +681,9 @@ class PairwiseSelect(PairwiseRegressor):
     Parameters
     ----------
     n_contrasts : int
+        K - 1, the number of contrast columns at the end of Z (set on every candidate).
     candidates : sequence of PairwiseRegressor, optional
+        The candidates (cloned); None: ``PairwiseRidge()`` and ``PairwiseBoosting()``.
     cv : int
         Folds of the selection.
     order_effect : bool

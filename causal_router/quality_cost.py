@@ -54,12 +54,15 @@ def frontier(pred_utility, quality, costs, *, cost_weights=None, max_points: int
         Default: 0, and the points between consecutive weights at which a query's choice
         changes (at most ``max_points`` of them, as quantiles), which traces every distinct
         routing when there are fewer.
+    max_points : int, default 256
+        The most cost weights traced where ``cost_weights`` is None.
 
     Returns
     -------
-    DataFrame with one row per w (increasing): ``cost_weight``, ``cost``, ``quality`` and
-    ``share:<model>`` (share of queries sent to each model). ``attrs["cost_range"]``: the mean
-    over queries of the cheapest and of the dearest model's cost (the range of :func:`aiq`).
+    DataFrame
+        One row per w (increasing): ``cost_weight``, ``cost``, ``quality`` and ``share:<model>``
+        (share of queries sent to each model). ``attrs["cost_range"]``: the mean over queries of
+        the cheapest and of the dearest model's cost (the range of :func:`aiq`).
     """
     if not isinstance(pred_utility, pd.DataFrame) or not isinstance(quality, pd.DataFrame):
         raise DataError("pred_utility and quality must be DataFrames with one column per model")
@@ -118,8 +121,20 @@ def _upper_hull(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frontier_hull(frontier_table: pd.DataFrame, costs=None) -> pd.DataFrame:
     """The non-decreasing concave hull of a frontier (the curve whose mean height is :func:`aiq`):
-    its vertices, or its height at ``costs`` (flat beyond its end points). Columns ``cost``,
-    ``quality``."""
+    its vertices, or its height at ``costs`` (flat beyond its end points).
+
+    Parameters
+    ----------
+    frontier_table : DataFrame
+        The output of :func:`frontier` (columns ``cost`` and ``quality`` are used).
+    costs : array-like of shape (m,), optional
+        Costs at which to read the hull's height; None: the hull's vertices.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``cost`` and ``quality``: the vertices, or one row per entry of ``costs``.
+    """
     x, y = _frontier_points(frontier_table)
     hx, hy = _upper_hull(x, y)
     if costs is None:
@@ -148,14 +163,16 @@ def aiq(frontier_table: pd.DataFrame, cost_range=None) -> float:
 
     Parameters
     ----------
-    frontier_table : DataFrame with ``cost`` and ``quality`` (from :func:`frontier`).
+    frontier_table : DataFrame
+        Columns ``cost`` and ``quality`` (from :func:`frontier`).
     cost_range : (c_lo, c_hi), optional
         Default ``frontier_table.attrs["cost_range"]``, else the range of its costs. Compare
         routers on one range.
 
     Returns
     -------
-    float, in quality units.
+    float
+        The AIQ, in quality units.
     """
     x, y = _frontier_points(frontier_table)
     lo, hi = cost_range if cost_range is not None else frontier_table.attrs.get(

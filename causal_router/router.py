@@ -96,11 +96,30 @@ class BaseRouter(BaseEstimator):
         """Fit on features X (n, d), gains y (n,), ``source`` (n,) and ``groups`` (n,), or on one
         EvalData; returns self.
 
-        ``groups`` (n,): the query of each row (as ``EvalData.query_id``; both given, they must
-        group the rows alike). Where queries repeat, the bias model cross-fits by query and its
-        averages are clustered by query. Routed by scikit-learn's metadata routing
+        ``source`` and ``groups`` are routed by scikit-learn's metadata routing
         (``set_fit_request(source=True, groups=True)``), e.g. ``GridSearchCV(router, grid,
-        cv=GroupKFold(5)).fit(X, y, source=source, groups=queries)``."""
+        cv=GroupKFold(5)).fit(X, y, source=source, groups=queries)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d), or EvalData
+            The rows' features (a DataFrame with string columns names them), or one
+            :class:`~causal_router.data.EvalData` holding features, gains, sources and queries
+            (then ``y`` and ``source`` are None). Text for a router with a ``featurizer``.
+        y : array-like of shape (n,), optional
+            The gain of the primary over the alternative on each row, on its mechanism's scale.
+        source : array-like of shape (n,), optional
+            ``"gold"`` / ``"preference"`` or booleans (True = gold); None: every row is gold.
+        groups : array-like of shape (n,), optional
+            The query of each row (as ``EvalData.query_id``; both given, they must group the rows
+            alike). Where queries repeat, the bias model cross-fits by query and its averages are
+            clustered by query. None: every row is its own query.
+
+        Returns
+        -------
+        self : BaseRouter
+            The fitted router.
+        """
         return self._fit(X, y, source=source, groups=groups)
 
     # ------------------------------------------------------------------ the one fit flow
@@ -182,11 +201,34 @@ class BaseRouter(BaseEstimator):
 
     # ------------------------------------------------------------------ two-model prediction
     def predict_gain(self, X) -> np.ndarray:
-        """Predicted gold-standard gain of the primary over the alternative, shape (n,)."""
+        """Predicted gold-standard gain of the primary over the alternative.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d), or EvalData
+            Features (a DataFrame is matched by column name where the fit's features were named);
+            text for a router fitted with a ``featurizer``.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The predicted gain psi_hat(q) of each row, on the gold scale.
+        """
         return self._predict_raw(self._validate_X(X)) / self.scale_
 
     def predict(self, X) -> np.ndarray:
-        """Alias of :meth:`predict_gain` (scikit-learn's name, for pipelines and model selection)."""
+        """Alias of :meth:`predict_gain` (scikit-learn's name, for pipelines and model selection).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d), or EvalData
+            Features, as in :meth:`predict_gain`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The predicted gold-scale gain of each row.
+        """
         return self.predict_gain(X)
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
@@ -201,7 +243,23 @@ class BaseRouter(BaseEstimator):
         """Oracle share (:func:`causal_router.evaluate.oracle_share`) of the predicted gains
         against the gold gains ``y`` of the gold-labelled rows (``source`` as in :meth:`fit`;
         None = all gold): 1 = the oracle's ranking, 0 = a random one; higher is better. X is
-        matched by column name as in :meth:`predict`. Needs at least two gold rows."""
+        matched by column name as in :meth:`predict`. Needs at least two gold rows.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d), or EvalData
+            Features (or an EvalData holding features, gains and sources; then ``y`` and
+            ``source`` are None).
+        y : array-like of shape (n,)
+            The observed gains; only the gold rows' are used.
+        source : array-like of shape (n,), optional
+            As in :meth:`fit`; None: every row is gold.
+
+        Returns
+        -------
+        float
+            The oracle share of the predicted gains on the gold rows.
+        """
         check_is_fitted(self, "n_features_in_")
         name = type(self).__name__
         if isinstance(X, EvalData):
@@ -225,6 +283,25 @@ class BaseRouter(BaseEstimator):
         (:func:`causal_router.routing.two_model_costs`). ``cost_weight``: a finite number >= 0.
         The old call ``route(X, w, cost_primary, cost_alternative)`` still works and warns
         (DeprecationWarning).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, d), or EvalData
+            The queries' features, as in :meth:`predict_gain`.
+        *args : float
+            Deprecated positional ``cost_weight, cost_primary, cost_alternative``.
+        costs : mapping, optional
+            ``{"primary": c_p, "alternative": c_a}``, each a scalar or an array of shape (n,);
+            None: 1 for the primary and 0 for the alternative.
+        cost_weight : float, default 0.0
+            The weight w of the cost difference, in gain units per cost unit; finite, >= 0.
+        **deprecated : float or array-like
+            Deprecated keywords ``cost_primary`` and ``cost_alternative`` (DeprecationWarning).
+
+        Returns
+        -------
+        ndarray of bool, shape (n,)
+            True where the query goes to the primary model.
         """
         cost_weight, costs = _old_cost_arguments("route", args, deprecated, cost_weight, costs)
         gain = self.predict_gain(X)
@@ -234,7 +311,27 @@ class BaseRouter(BaseEstimator):
     def threshold_for_share(self, X_ref, primary_share: float, *args, costs=None, **deprecated) -> float:
         """The cost weight w >= 0 that sends ``primary_share`` of the queries ``X_ref`` to the
         primary (:func:`causal_router.routing.threshold_for_share` of their predicted gains;
-        ``costs`` as in :meth:`route`). The old positional costs still work and warn."""
+        ``costs`` as in :meth:`route`). The old positional costs still work and warn.
+
+        Parameters
+        ----------
+        X_ref : array-like or DataFrame of shape (n, d), or None
+            Reference queries; None: the training queries' predicted gains ``training_gains_``
+            (kept in the router file; for costs 1 and 0 only).
+        primary_share : float
+            The share of the reference queries to send to the primary, in [0, 1].
+        *args : float or array-like
+            Deprecated positional ``cost_primary, cost_alternative``.
+        costs : mapping, optional
+            ``{"primary": c_p, "alternative": c_a}`` as in :meth:`route`; None: 1 and 0.
+        **deprecated : float or array-like
+            Deprecated keywords ``cost_primary`` and ``cost_alternative`` (DeprecationWarning).
+
+        Returns
+        -------
+        float
+            The cost weight w >= 0 to pass to :meth:`route`.
+        """
         _, costs = _old_cost_arguments("threshold_for_share", (None, *args), deprecated, 0.0, costs)
         if X_ref is None:
             check_is_fitted(self, "n_features_in_")
@@ -251,7 +348,15 @@ class BaseRouter(BaseEstimator):
     # ------------------------------------------------------------------ summaries and files
     def bias_summary(self) -> dict | None:
         """The judge's estimated bias in brief (gold scale), as the router file keeps it; read from
-        the file for a loaded router; None for a router without a bias model."""
+        the file for a loaded router; None for a router without a bias model.
+
+        Returns
+        -------
+        dict or None
+            For :class:`MetaRouter`: ``learner``, ``final_stage``, ``ate`` (estimate, std_error,
+            lower, upper and the overlap figures of :meth:`BiasEstimator.ate`),
+            ``heterogeneous_share`` and ``judge_weight``; None for a router without a bias model.
+        """
         check_is_fitted(self, "n_features_in_")
         if "bias_" in self.__dict__:
             return self._bias_summary()
@@ -264,7 +369,15 @@ class BaseRouter(BaseEstimator):
         """The fitted router as (JSON-able state, members): what its router file holds beside its
         class and parameters (:mod:`causal_router.io` declares the schema and checks it). Members
         are the fitted models and arrays by name (a LightGBM or scikit-learn gain model, the
-        featurizer's arrays)."""
+        featurizer's arrays).
+
+        Returns
+        -------
+        state : dict
+            JSON-able fitted state (features, scale, bias summary, featurizer, training gains).
+        members : dict
+            The fitted models and arrays by name.
+        """
         state, members = self._common_state()
         members["gain_model"] = self.gain_model_
         gains = self.__dict__.get("training_gains_")
@@ -306,7 +419,24 @@ class BaseRouter(BaseEstimator):
     @classmethod
     def from_state(cls, params: dict, state: dict, members: dict, *, path="router file") -> "BaseRouter":
         """A fitted router from its parameters and :meth:`to_state`'s output, checked by
-        :func:`causal_router.io.read_router_file`; it predicts and routes as the saved one."""
+        :func:`causal_router.io.read_router_file`; it predicts and routes as the saved one.
+
+        Parameters
+        ----------
+        params : dict
+            The router's constructor parameters.
+        state : dict
+            The JSON-able state of :meth:`to_state`.
+        members : dict
+            The fitted models and arrays of :meth:`to_state`, by name.
+        path : str or path-like, default "router file"
+            Where the state was read from, named in error messages only.
+
+        Returns
+        -------
+        BaseRouter
+            The fitted router, of this class.
+        """
         router = cls(**params)
         router.gain_model_ = members["gain_model"]
         router._restore_common(state, members, path)
@@ -318,7 +448,18 @@ class BaseRouter(BaseEstimator):
         """Write a safe router file (:func:`causal_router.io.save_router`): JSON, LightGBM text,
         ``.npy`` and skops members that loading never executes; returns the path. The econml bias
         model is not in it (routing does not need it): :func:`causal_router.io.save_pickle`
-        keeps the whole fitted object as a trusted pickle."""
+        keeps the whole fitted object as a trusted pickle.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The router file to write (written atomically).
+
+        Returns
+        -------
+        Path
+            The path written.
+        """
         return io.save_router(self, path)
 
     @classmethod
@@ -327,7 +468,19 @@ class BaseRouter(BaseEstimator):
         file names, which predicts and routes exactly as the saved one; its parameters, nested
         ones included, are those it was fitted with (``clone(load(path))`` refits the same
         configuration). ``MetaRouter.load`` refuses a file holding another class;
-        ``BaseRouter.load`` reads any router file."""
+        ``BaseRouter.load`` reads any router file.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A router file written by :meth:`save`.
+
+        Returns
+        -------
+        BaseRouter
+            The fitted router; a :class:`~causal_router.io.RouterFileError` where the file holds
+            a router that is not an instance of this class.
+        """
         router = io.load_router(path)
         if not isinstance(router, cls):
             raise io.RouterFileError(f"{path} holds a {type(router).__name__}, not a {cls.__name__}")
@@ -335,7 +488,22 @@ class BaseRouter(BaseEstimator):
 
     @classmethod
     def from_router_file(cls, header: dict, models: dict, *, path="router file") -> "BaseRouter":
-        """Deprecated: use :func:`causal_router.io.router_from_file` (the router of a file already read)."""
+        """Deprecated: use :func:`causal_router.io.router_from_file` (the router of a file already read).
+
+        Parameters
+        ----------
+        header : dict
+            The router file's header.
+        models : dict
+            Its members (fitted models and arrays), by name.
+        path : str or path-like, default "router file"
+            Where the file was read from, named in error messages only.
+
+        Returns
+        -------
+        BaseRouter
+            The fitted router, an instance of this class.
+        """
         warnings.warn("BaseRouter.from_router_file is deprecated and will be removed in the next release; use "
                       "causal_router.io.router_from_file(header, members, path=...)", DeprecationWarning, stacklevel=2)
         router = io.router_from_file(header, models, path=path)
@@ -455,17 +623,28 @@ def correct_labels(bias: BiasEstimator, X: np.ndarray, gain: np.ndarray, is_gold
     (w = 1: the corrected label as it is, the paper's method; w = 0: the gold rows' model in
     place of the judge).
 
-    Parameters
-    ----------
-    bias : BiasEstimator, fitted.
-    X : ndarray (n, d), the rows' features.
-    gain : ndarray (n,), the observed gains, each on its mechanism's scale.
-    is_gold : ndarray (n,) of bool.
-    judge_weight : float in [0, 1]
-    gold_model : fitted regressor of the gold gain (gold scale), needed where ``judge_weight`` < 1.
-
     Row by row: the labels of a block of rows do not depend on the other rows, so the distributed
     fit applies it partition by partition with the one bias model, weight and gold model.
+
+    Parameters
+    ----------
+    bias : BiasEstimator
+        The fitted bias model (its ``scale_`` is c).
+    X : ndarray of shape (n, d)
+        The rows' features.
+    gain : ndarray of shape (n,)
+        The observed gains, each on its mechanism's scale.
+    is_gold : ndarray of bool, shape (n,)
+        True on the gold rows.
+    judge_weight : float, default 1.0
+        The judge's weight w, in [0, 1].
+    gold_model : regressor, optional
+        Fitted regressor of the gold gain (gold scale), needed where ``judge_weight`` < 1.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The training labels, on the preference scale.
     """
     w = float(judge_weight)
     if not 0 <= w <= 1:
@@ -483,7 +662,18 @@ def correct_labels(bias: BiasEstimator, X: np.ndarray, gain: np.ndarray, is_gold
 
 def check_preference_weight(value) -> bool:
     """True for ``"auto"``, False for a finite number >= 0; a DataError naming
-    ``preference_weight`` otherwise."""
+    ``preference_weight`` otherwise.
+
+    Parameters
+    ----------
+    value : str or float
+        A ``preference_weight``: ``"auto"`` or a finite number >= 0.
+
+    Returns
+    -------
+    bool
+        Whether the weight is ``"auto"``.
+    """
     if isinstance(value, str) and value == "auto":
         return True
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
@@ -496,7 +686,31 @@ def weigh_judge(data: EvalData, bias: BiasEstimator, outcome_model=None, *, thre
                 cv: int = 5, random_state=None) -> tuple[pd.Series, object]:
     """The weak-judge fallback: the judge's weight (:func:`judge_evidence`) and, where it is below
     1, the gain model fitted on the gold rows alone (gold scale), toward which
-    :func:`correct_labels` blends the preference labels; (evidence, None) at weight 1."""
+    :func:`correct_labels` blends the preference labels; (evidence, None) at weight 1.
+
+    Parameters
+    ----------
+    data : EvalData
+        The rows ``bias`` was fitted on.
+    bias : BiasEstimator
+        The fitted bias model, as in :func:`judge_evidence`.
+    outcome_model : regressor, optional
+        The gain model (default LightGBM).
+    threshold : float, default ``EVIDENCE_THRESHOLD``
+        Standard errors within which the judge's worth counts as nothing.
+    cv : int, default 5
+        Folds of the gold rows.
+    random_state : int or None
+        Seeds the folds and the gain models.
+
+    Returns
+    -------
+    evidence : Series
+        :func:`judge_evidence`'s output (``weight`` among it).
+    gold_model : regressor or None
+        The gain model fitted on the gold rows alone (gold scale) where the weight is below 1;
+        None at weight 1.
+    """
     judge = judge_evidence(data, bias, outcome_model, threshold=threshold, cv=cv, random_state=random_state)
     if judge["weight"] >= 1:
         return judge, None
@@ -526,24 +740,31 @@ def judge_evidence(data: EvalData, bias: BiasEstimator, outcome_model=None, *, t
 
     Parameters
     ----------
-    data : EvalData, the rows ``bias`` was fitted on.
-    bias : fitted BiasEstimator whose final stage gives out-of-fold estimates (the default stack,
-        or ``learner="auto"``).
+    data : EvalData
+        The rows ``bias`` was fitted on.
+    bias : BiasEstimator
+        Fitted, with a final stage that gives out-of-fold estimates (the default stack, or
+        ``learner="auto"``).
     outcome_model : regressor, optional
-    threshold : float
-    cv : int, folds of the gold rows (at most n_gold // 2).
+        The gold-only gain model G (default LightGBM).
+    threshold : float, default ``EVIDENCE_THRESHOLD``
+        Standard errors within which b counts as 0 (:func:`~causal_router.models.evidence_share`).
+    cv : int, default 5
+        Folds of the gold rows (at most n_gold // 2 are used).
     random_state : int or None
+        Seeds the folds and the gain models.
 
     Returns
     -------
-    Series: ``weight`` (in [0, 1]), ``slope`` (b), ``std_error``, ``z``, ``threshold``,
-    ``judge_correlation`` (of J with r) and ``ppi_threshold`` (prediction-powered inference's
-    rule of thumb: a judge whose correlation with the gold labels is below about 1 / sqrt(n - 2)
-    buys nothing), ``mse_gold_only``, ``mse_judge`` and ``mse_blend`` (out-of-fold mean squared
-    error of G, J and G + weight (J - G), gold scale), ``n_gold``, ``n_clusters``. All NaN but
-    ``weight`` = 1 where the bias model gives no out-of-fold estimates (a fixed final stage
-    other than the stack) or there are fewer than 4 gold rows: then there is no evidence to weigh
-    and the judge is used as given.
+    Series
+        ``weight`` (in [0, 1]), ``slope`` (b), ``std_error``, ``z``, ``threshold``,
+        ``judge_correlation`` (of J with r) and ``ppi_threshold`` (prediction-powered inference's
+        rule of thumb: a judge whose correlation with the gold labels is below about 1 / sqrt(n - 2)
+        buys nothing), ``mse_gold_only``, ``mse_judge`` and ``mse_blend`` (out-of-fold mean squared
+        error of G, J and G + weight (J - G), gold scale), ``n_gold``, ``n_clusters``. All NaN but
+        ``weight`` = 1 where the bias model gives no out-of-fold estimates (a fixed final stage
+        other than the stack) or there are fewer than 4 gold rows: then there is no evidence to weigh
+        and the judge is used as given.
     """
     check_is_fitted(bias, "judge_oof_")
     rows = bias.sample_index_
@@ -573,7 +794,19 @@ def judge_evidence(data: EvalData, bias: BiasEstimator, outcome_model=None, *, t
 
 
 def describe_judge(evidence: pd.Series | dict) -> str:
-    """One sentence on the judge's weight and why, from :func:`judge_evidence`'s output."""
+    """One sentence on the judge's weight and why, from :func:`judge_evidence`'s output.
+
+    Parameters
+    ----------
+    evidence : Series or dict
+        :func:`judge_evidence`'s output (``weight``, ``slope``, ``std_error``, ``threshold``,
+        ``judge_correlation``, ``ppi_threshold``, ``n_gold``).
+
+    Returns
+    -------
+    str
+        The sentence.
+    """
     e = dict(evidence)
     w, b, se, k = e["weight"], e["slope"], e["std_error"], e["threshold"]
     if b is None or not np.isfinite(b):

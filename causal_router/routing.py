@@ -49,7 +49,18 @@ class RoutingWarning(UserWarning):
 
 
 def check_cost_weight(cost_weight) -> float:
-    """``cost_weight`` as a float, or a :class:`DataError`: it must be a finite real number >= 0."""
+    """``cost_weight`` as a float, or a :class:`DataError`: it must be a finite real number >= 0.
+
+    Parameters
+    ----------
+    cost_weight : float
+        The weight to check (a bool is refused).
+
+    Returns
+    -------
+    float
+        ``cost_weight`` as a float.
+    """
     if isinstance(cost_weight, (bool, np.bool_)) or not isinstance(cost_weight, numbers.Real) \
             or not np.isfinite(cost_weight) or cost_weight < 0:
         raise DataError(f"cost_weight must be a finite number >= 0, got {cost_weight!r}")
@@ -58,7 +69,22 @@ def check_cost_weight(cost_weight) -> float:
 
 def per_query(values, n: int, name: str) -> np.ndarray:
     """``values`` (a scalar, or n values) as a finite float array of shape (n,): the one broadcast
-    of costs. Raises DataError naming ``name`` for another length or non-finite values."""
+    of costs. Raises DataError naming ``name`` for another length or non-finite values.
+
+    Parameters
+    ----------
+    values : float or array-like of shape (n,)
+        One value for every query, or one per query.
+    n : int
+        The number of queries.
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The values as floats.
+    """
     if np.ndim(values) == 0 and not isinstance(values, (str, bytes)):
         values = [values]
     arr = as_float_vector(values, name)
@@ -76,6 +102,22 @@ def cost_matrix(costs, models: Sequence[str], n: int, *, default=None) -> np.nda
     whose costs are scalars or (n,) arrays, an array of K costs in ``models`` order, or per-query
     costs of shape (n, K) (a DataFrame's columns are matched by model name). Every model needs a
     cost, no other name may appear, and costs must be finite.
+
+    Parameters
+    ----------
+    costs : None, mapping, Series, array-like of shape (K,) or (n, K), or DataFrame
+        The costs, in any of the forms above.
+    models : sequence of str
+        The K model names, in column order.
+    n : int
+        The number of queries.
+    default : array-like of shape (K,), optional
+        The costs where ``costs`` is None; None: zeros.
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+        The cost of each model on each query.
     """
     models = [str(m) for m in models]
     K = len(models)
@@ -118,7 +160,23 @@ def cost_matrix(costs, models: Sequence[str], n: int, *, default=None) -> np.nda
 def two_model_costs(costs, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(cost_primary, cost_alternative), two arrays of shape (n,), from a two-model ``costs``
     (None: 1 and 0; otherwise as :func:`cost_matrix` with the models ``"primary"`` and
-    ``"alternative"``, e.g. ``{"primary": 2.0, "alternative": per_query_array}``)."""
+    ``"alternative"``, e.g. ``{"primary": 2.0, "alternative": per_query_array}``).
+
+    Parameters
+    ----------
+    costs : mapping, Series, array-like or DataFrame, optional
+        The two models' costs, as in :func:`cost_matrix` with the models ``"alternative"`` and
+        ``"primary"`` (an array of two costs is in that order); None: 1 and 0.
+    n : int
+        The number of queries.
+
+    Returns
+    -------
+    cost_primary : ndarray of shape (n,)
+        The primary's cost on each query.
+    cost_alternative : ndarray of shape (n,)
+        The alternative's cost on each query.
+    """
     C = cost_matrix(costs, TWO_MODELS, n, default=(0.0, 1.0))
     return C[:, 1], C[:, 0]
 
@@ -130,14 +188,15 @@ def decide(gain, cost_weight: float = 0.0, cost_primary=None, cost_alternative=N
     ----------
     gain : array-like of shape (n,)
         Predicted gold-scale gains of the primary over the alternative.
-    cost_weight : float >= 0
-        Quality units per unit of cost.
+    cost_weight : float, default 0.0
+        Quality units per unit of cost; finite, >= 0.
     cost_primary, cost_alternative : float or array-like of shape (n,), optional
         Costs per query (default 1 and 0: then the rule is gain > cost_weight).
 
     Returns
     -------
-    ndarray of bool, shape (n,): True = send the query to the primary.
+    ndarray of bool, shape (n,)
+        True = send the query to the primary.
     """
     cost_weight = check_cost_weight(cost_weight)
     gain = as_float_vector(gain, "gain")
@@ -152,12 +211,15 @@ def choose(utility, cost_weight: float = 0.0, costs=None) -> np.ndarray:
     ----------
     utility : array-like or DataFrame of shape (n, K)
         Predicted gold-scale utilities (a DataFrame's columns name the models).
-    cost_weight : float >= 0
-    costs : see :func:`cost_matrix` (models: the DataFrame's columns, else 0 .. K-1); default no costs.
+    cost_weight : float, default 0.0
+        Quality units per unit of cost; finite, >= 0.
+    costs : mapping, array-like or DataFrame, optional
+        As in :func:`cost_matrix` (models: the DataFrame's columns, else 0 .. K-1); None: no costs.
 
     Returns
     -------
-    ndarray of int, shape (n,): the chosen column per query; ties go to the first column.
+    ndarray of int, shape (n,)
+        The chosen column per query; ties go to the first column.
     """
     cost_weight = check_cost_weight(cost_weight)
     models = ([str(c) for c in utility.columns] if isinstance(utility, pd.DataFrame)
@@ -176,9 +238,19 @@ def threshold_for_share(gain, primary_share: float, cost_primary=None, cost_alte
     many are sent when fewer. With per-query costs the rule compares gain / (C_p - C_a) to w
     (C_p > C_a required).
 
+    Parameters
+    ----------
+    gain : array-like of shape (n,)
+        Predicted gold-scale gains of the primary over the alternative.
+    primary_share : float
+        The share of the queries to send to the primary, in [0, 1].
+    cost_primary, cost_alternative : float or array-like of shape (n,), optional
+        Costs per query (default 1 and 0).
+
     Returns
     -------
-    float, the cost weight w (>= 0).
+    float
+        The cost weight w (>= 0).
     """
     if isinstance(primary_share, (bool, np.bool_)) or not isinstance(primary_share, numbers.Real) \
             or not 0 <= primary_share <= 1:

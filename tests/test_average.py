@@ -94,6 +94,110 @@ def test_refutation_scores_are_the_ate_scores():
     assert sens["available"] and sens["theta_lower"] < sens["theta"] < sens["theta_upper"]
 
 
+def test_refutations_use_the_design_probabilities_unclipped():
+    # gold rows drawn with known probabilities 0.08 / 0.15: dowhy's frame carries them as a common
+    # cause that KnownPropensity reads; every refit weighs by them, none is estimated or clipped
+    from causal_router.models import KnownPropensity
+    from causal_router.validate import _refuters
+
+    _, X, _, _ = _generator()
+    f = make_semi_synthetic(800, D, random_state=3)
+    p = np.where(X[:, 0] > 0, 0.15, 0.08)
+    g = np.random.default_rng(4).random(800) < p
+    y = np.where(g, f["gold_gain"], f["pref_gain"])
+    bias = BiasEstimator(model_final="constant", model_y=RidgeThenBoosting(random_state=3), random_state=3)
+    bias.fit(X, y, source=g, gold_probability=p)
+    setup = _refuters.DowhySetup(EvalData(X, y, g, gold_probability=p), bias, min_propensity=0.2, cv=bias.cv,
+                                 seed=3, thorough=True)
+    refuted = setup.estimate.estimator.estimator
+    assert isinstance(refuted.model_t, KnownPropensity) and refuted.known_propensity_
+    np.testing.assert_array_equal(refuted.propensity_, p)  # min_propensity 0.2 would have clipped both levels
+    assert refuted.n_clipped_ == 0
+    # the design's column is no feature of the outcome models: the scores are ate()'s (measured: equal to 0.0)
+    np.testing.assert_allclose(refuted.pseudo_outcomes_ / setup.scale, bias.pseudo_outcomes_, atol=1e-9)
+    new, error = _refuters.simulate("bootstrap", 1, setup.payload, None)
+    assert error is None and np.isfinite(new)
+    with pytest.raises(ValueError, match="KnownPropensity.*last column of W"):
+        AverageBias(model_t=KnownPropensity()).fit(y, g, X=X)
+
+
+def test_gold_mean_is_the_gold_part_and_ignores_the_scale():
+    f, X, gold, y = _generator(n=1500)
+    fitted = AverageBias(scale="variance", random_state=0).fit(y, gold, X=X)
+    none = AverageBias(scale=None, random_state=0).fit(y, gold, X=X)
+    a, b = fitted.gold_mean(), none.gold_mean()
+    # the gold outcome model is linear in o = c * gold: the gold-scale mean does not depend on c
+    assert a["estimate"] == pytest.approx(b["estimate"], rel=1e-6)
+    assert a["std_error"] == pytest.approx(b["std_error"], rel=1e-6)
+    plain = clustered_mean(none.gold_part_)
+    assert (b["estimate"], b["std_error"]) == (plain["estimate"], plain["std_error"])
+    # against the truth (the 1,500 rows' mean gold gain without noise): measured z = 0.4 (seed 3)
+    truth = float(f["psi"].mean())
+    assert abs(b["estimate"] - truth) < 3 * b["std_error"] and b["std_error"] < 0.05
+
+
+def _multi(seed, n_queries=1000, share=0.1):
+    from causal_router.datasets import make_multi_model
+    from causal_router.pairwise import PairwiseData
+
+    f = make_multi_model(n_queries, 20, random_state=seed)
+    gold = np.random.default_rng([seed, 5]).random(len(f)) < share
+    data = PairwiseData(f[[f"x{j}" for j in range(20)]], np.where(gold, f["gold_gain"], f["pref_gain"]), gold,
+                        f["model_a"], f["model_b"], query_id=f["query_id"])
+    return f, gold, data
+
+
+def _model_truth(f, name):
+    """The generator's mean gain (gold scale, without noise) over the rows the model or pair is on."""
+    a, b, gain = f["model_a"].to_numpy(), f["model_b"].to_numpy(), f["gain"].to_numpy()
+    if "|" in name:
+        x, y = name.split("|")
+        rows = ((a == x) & (b == y)) | ((a == y) & (b == x))
+        return float(np.mean(np.where(a == x, 1.0, -1.0)[rows] * gain[rows]))
+    rows = (a == name) | (b == name)
+    return float(np.mean(np.where(a == name, 1.0, -1.0)[rows] * gain[rows]))
+
+
+def test_model_means_against_the_truth_of_the_generator():
+    from causal_router.average import model_means
+
+    f, gold, data = _multi(0)
+    means = model_means(data, random_state=0)
+    assert list(means["kind"]) == ["model"] * 4 + ["pair"] * 6
+    assert set(means.loc[means["kind"] == "model", "name"]) == {"small", "medium", "large", "xlarge"}
+    truth = means["name"].map(lambda name: _model_truth(f, name))
+    z = (means["estimate"] - truth) / means["std_error"]
+    # measured on seeds 0-29 (1,000 queries, 10% gold; /tmp script of issue 27): coverage 0.95 of
+    # the models' and pairs' 95% intervals, largest |z| 3.0; seed 0: largest |z| below 2
+    assert (z.abs() < 3).all(), z
+    # every model's average is on its own rows, turned to its side: the four models' rows count
+    # each comparison twice
+    assert means.loc[means["kind"] == "model", "n_rows"].sum() == 2 * len(f)
+    assert means.loc[means["kind"] == "pair", "n_rows"].sum() == len(f)
+    # the intervals are real ones (measured seed 0: models 0.046-0.056 on ~150 gold rows each,
+    # pairs 0.07-0.21 on ~50): neither zero nor unbounded
+    models = means["kind"] == "model"
+    assert means.loc[models, "std_error"].between(0.02, 0.1).all()
+    assert means.loc[~models, "std_error"].between(0.03, 0.4).all()
+    # a judge paired on the gold rows narrows the models' intervals (measured seed 0: by 10-25%)
+    paired = model_means(data, preference_gain=np.where(gold, f["pref_gain"], np.nan), random_state=0)
+    assert (paired["std_error"][:4] < means["std_error"][:4]).all()
+    truth_p = paired["name"].map(lambda name: _model_truth(f, name))
+    assert (((paired["estimate"] - truth_p) / paired["std_error"]).abs() < 3).all()
+
+
+def test_model_means_name_thin_pairs():
+    from causal_router.average import model_means
+
+    f, gold, data = _multi(1, n_queries=150, share=0.1)
+    with pytest.warns(UserWarning, match="fewer than 10 gold or judge rows"):
+        means = model_means(data, random_state=0)
+    thin = means["n_gold"] < 10
+    assert thin.any() and means.loc[thin, "estimate"].isna().all() and means.loc[~thin, "estimate"].notna().all()
+    with pytest.raises(ValueError, match="preference_gain has 3 rows"):
+        model_means(data, preference_gain=np.zeros(3))
+
+
 def test_known_design_probabilities_are_never_clipped():
     f, X, _, _ = _generator(n=1000)
     p = np.where(X[:, 0] > 1.0, 0.001, 0.2)

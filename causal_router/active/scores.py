@@ -93,7 +93,7 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
 
 
 def bias_uncertainty(data: EvalData, *, final: str = "linear", n_boot: int = 20, cv: int = 5,
-                     scale: float | None = None, random_state=None) -> np.ndarray:
+                     scale: str | float | None = "variance", random_state=None) -> np.ndarray:
     """Bootstrap standard deviation of the estimated bias at every row of ``data``, shape (n,), gold scale.
 
     The R-learner with the propensity known by design (``data.gold_probability``; where absent,
@@ -102,13 +102,15 @@ def bias_uncertainty(data: EvalData, *, final: str = "linear", n_boot: int = 20,
     ``n_boot`` Poisson-bootstrap weights of the cross-fitted residuals. Gold rows get their
     out-of-bag spread. Where the data's queries repeat, the folds and the bootstrap weights are
     drawn by query. The spread of a constant final stage is the same on every row. ``scale``:
-    the gold-to-preference constant (a router's ``scale_``; default: fitted by variance matching).
+    the gold-to-preference constant, as every estimator of the package takes it: a method of
+    :func:`causal_router.data.fitted_scale` (design-weighted where the data carry design
+    probabilities), a number (a fitted router's ``scale_``), or None for 1.
     """
     from econml.dml import NonParamDML
 
     data.require_both_sources("bias_uncertainty")
     seed = as_seed(random_state)
-    scale = fitted_scale(data, "variance") if scale is None else float(scale)
+    scale = fitted_scale(data, scale)
     outcome = pooled_outcome(data.gain, data.is_gold, scale)
     propensity = data.gold_probability if data.gold_probability is not None else np.full(len(data), data.n_gold / len(data))
     for name, count in (("gold", data.n_gold), ("preference", data.n_preference)):

@@ -165,7 +165,7 @@ def suggest_gold(router, X_pool, budget: int, *, strategy: str = "auto", random_
 
             router = MetaRouter(random_state=int(seeds[0].generate_state(1)[0])).fit(data)
         score = bias_uncertainty(data, final=_final_stage_of(router), n_boot=N_BOOT,
-                                 scale=getattr(router, "scale_", None), random_state=int(seeds[1].generate_state(1)[0]))
+                                 scale=_scale_of(router), random_state=int(seeds[1].generate_state(1)[0]))
         if resolved == "decision":
             names = getattr(router, "feature_names_in_", None)  # X is in the router's order already
             gain = router.predict_gain(X if names is None else pd.DataFrame(X, columns=list(names)))
@@ -259,3 +259,13 @@ def _final_stage_of(router) -> str:
     if name not in _BOOTSTRAPPED and isinstance(selection, pd.DataFrame) and "weight" in selection:
         name = str(selection["weight"].idxmax())
     return name if name in _BOOTSTRAPPED else "linear"
+
+
+def _scale_of(router) -> str | float | None:
+    """The scale constant the bias uncertainty uses: the router's fitted ``scale_``, else its
+    ``scale`` method, else the package's default ("variance"): one constant for routing and labelling."""
+    if router is None:
+        return "variance"
+    if hasattr(router, "scale_"):
+        return float(router.scale_)
+    return router.get_params().get("scale", "variance")

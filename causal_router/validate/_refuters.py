@@ -17,6 +17,7 @@ from ..bias import BiasEstimator
 from ..data import EvalData, fitted_scale, pooled_outcome
 from ..models import (
     DuplicateAwareKFold,
+    KnownPropensity,
     RidgeThenBoosting,
     default_propensity,
     default_regressor,
@@ -28,6 +29,10 @@ __all__ = ["DowhySetup", "simulate", "SIMULATION_ERRORS", "TREATMENT", "OUTCOME"
 #: Column names of the treatment (1 = gold) and the outcome (gain, preference scale) in dowhy's
 #: frame; the refuters add 'placebo', 'w_random', 'dummy_outcome', 'simulated'.
 TREATMENT, OUTCOME = "t_gold", "o_gain"
+
+#: The column of the design's P(gold | s) where gold rows were drawn with known probabilities: a
+#: common cause that dowhy's econml interface puts last in W (a name containing "propensity").
+KNOWN_PROPENSITY = "gold_propensity"
 
 #: The exceptions a refit legitimately fails with on a perturbed data set (scikit-learn and econml
 #: refuse a degenerate fold or sample with ValueError; a singular system raises LinAlgError). A
@@ -96,13 +101,18 @@ class DowhySetup:
         frame[TREATMENT] = data.treatment.astype(int)
         self.scale = fitted_scale(data, bias.scale)
         frame[OUTCOME] = pooled_outcome(data.gain, data.is_gold, self.scale)
+        common_causes = list(self.features)
+        if data.gold_probability is not None:  # the design's probabilities travel with their rows as a
+            # common cause that dowhy orders last (its name ends in "propensity"), where KnownPropensity reads them
+            frame[KNOWN_PROPENSITY] = data.gold_probability
+            common_causes.append(KNOWN_PROPENSITY)
         self.frame = frame
         self.min_propensity = min_propensity
         self.model_t, self.propensity_desc = self._propensity()
         # no causal graph: the common causes and effect modifiers define it (dowhy logs that it
         # builds one; that record is dropped)
         with _without("dowhy.causal_model", "Causal Graph not provided"):
-            model = CausalModel(frame, treatment=TREATMENT, outcome=OUTCOME, common_causes=self.features,
+            model = CausalModel(frame, treatment=TREATMENT, outcome=OUTCOME, common_causes=common_causes,
                                 effect_modifiers=self.features)
         self.estimand = model.identify_effect(proceed_when_unidentifiable=True, method_name="maximal-adjustment")
         self.estimate = self._estimate()
@@ -128,6 +138,8 @@ class DowhySetup:
 
     def _propensity(self):
         b = self.bias
+        if self.data.gold_probability is not None:
+            return KnownPropensity(), "the design's probabilities (known, never clipped)"
         if b.model_t is not None:
             return clone(b.model_t), "the estimator's propensity model"
         if self.thorough:
