@@ -29,6 +29,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,11 +43,11 @@ BLOCK = re.compile(r"^<!-- table: (?P<name>[\w-]+) -->\n(?P<body>.*?)^<!-- /tabl
 OPEN = re.compile(r"^<!-- table: ([\w-]+) -->$", re.M)
 
 
-class Table:
+class Table(NamedTuple):
     """One generated table: the function that builds it and the result files it reads."""
 
-    def __init__(self, build: Callable[[], pd.DataFrame], sources: tuple[str, ...]):
-        self.build, self.sources = build, sources
+    build: Callable[[], pd.DataFrame]
+    sources: tuple[str, ...]
 
 
 #: Name -> table; the name is the one in the Markdown marker.
@@ -63,9 +64,9 @@ def table(name: str, *sources: str):
 
 
 def markdown(frame: pd.DataFrame) -> str:
-    """A pipe table of ``frame``'s cells as they are (strings), its columns as the header."""
+    """A pipe table of ``frame``'s cells as they are (strings; a ``|`` escaped), its columns as the header."""
     def row(cells):
-        return "| " + " | ".join(str(c) for c in cells) + " |"
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     lines = [row(frame.columns), "|" + "---|" * frame.shape[1]]
     lines += [row(cells) for cells in frame.itertuples(index=False)]
@@ -73,6 +74,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def read_csv(path: str, **kwargs) -> pd.DataFrame:
+    """A CSV file under benchmarks/results/."""
     return pd.read_csv(RESULTS / path, **kwargs)
 
 
