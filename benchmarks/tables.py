@@ -39,8 +39,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: The pages whose marked blocks are generated (paths relative to the repository root).
 PAGES = ("README.md", "docs/results.md")
 
-BLOCK = re.compile(r"^<!-- table: (?P<name>[\w-]+) -->\n(?P<body>.*?)^<!-- /table -->$", re.M | re.S)
-OPEN = re.compile(r"^<!-- table: ([\w-]+) -->$", re.M)
+BLOCK = re.compile(r"^<!-- table: (?P<name>[\w-]+) -->\n(?P<body>.*?)^<!-- /table -->$", re.MULTILINE | re.DOTALL)
+OPEN = re.compile(r"^<!-- table: ([\w-]+) -->$", re.MULTILINE)
 
 
 class Table(NamedTuple):
