@@ -327,7 +327,7 @@ def _semi_nested_evidence(st):
     saw fold k: cheaper, slightly optimistic), averaged over the draws; slope, se, z as the stack's."""
     from scipy.optimize import nnls
 
-    from causal_router.models import clustered_std_error
+    from causal_router.clusters import score_std_error
 
     rows, y, w, g = st.dev_cv_
     C = st.oof_constant_[rows]
@@ -343,7 +343,7 @@ def _semi_nested_evidence(st):
     if A <= 0:
         return 0.0, float("nan"), 0.0
     b = float(w @ (h * e)) / A
-    se = clustered_std_error(w * h * (e - b * h), g) / A
+    se = score_std_error(w * h * (e - b * h), g) / A
     return b, se, (b / se if se > 0 else np.inf)
 
 

@@ -84,7 +84,8 @@ from .models import (
 )
 
 __all__ = ["AverageBias", "ExtremeWeightsWarning", "aipw_pseudo_outcomes", "cross_fitted_outcome_means",
-           "cross_fitted_paired_means", "effective_sample_size", "model_means", "N_SCALE_BOOTSTRAP", "PAIRED_MODELS"]
+           "cross_fitted_paired_means", "effective_sample_size", "model_means", "N_SCALE_BOOTSTRAP", "PAIRED_MODELS",
+           "PAIRED_ROWS_PER_PARAMETER"]
 
 #: Resamples of whole queries (or rows) behind the scale constant's variance.
 N_SCALE_BOOTSTRAP = 1000
@@ -623,6 +624,11 @@ def model_means(data, *, gold_probability=None, preference_gain=None, alpha: flo
 
 #: The surrogate models m(s, j) of paired rows, simplest first (:func:`cross_fitted_paired_means`).
 PAIRED_MODELS = ("judge", "judge+eta", "judge+eta+features")
+#: Training gold rows per coefficient before a richer surrogate model is a candidate: with 26 gold
+#: rows and 20 features the features model won two inner CVs by chance and doubled the standard
+#: error of a pair's mean (the 4-model generator, seed 0, large against medium: 0.44 against 0.19
+#: without the judge; /tmp script of issue 27).
+PAIRED_ROWS_PER_PARAMETER = 10
 
 
 def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None,
@@ -636,9 +642,10 @@ def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None,
     features standardised on the gold rows, beta ridge with its penalty by leave-one-out CV after
     a, b and b' are partialled out (as :class:`~causal_router.models.MechanismOutcomes` fits its
     gold model on mu0(s)). In each fold the model is chosen by 5-fold CV of its squared error on
-    that fold's training gold rows, the simplest within one standard error of the best: a few
-    dozen gold rows cannot carry d features, and m only moves the variance (the mean is unbiased
-    for any m fitted on other folds).
+    that fold's training gold rows, the simplest within one standard error of the best, among the
+    models with at least :data:`PAIRED_ROWS_PER_PARAMETER` training gold rows per coefficient (the
+    judge line always): a few dozen gold rows cannot carry d features, and m only moves the
+    variance (the mean is unbiased for any m fitted on other folds).
 
     Parameters
     ----------
@@ -695,10 +702,13 @@ def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None,
                   "judge+eta": lambda r: (np.column_stack([np.ones(len(r)), judge[r], eta[r]]), None),
                   "judge+eta+features": lambda r: (np.column_stack([np.ones(len(r)), judge[r], eta[r]]),
                                                    scaler.transform(X[r]))}
+        # a candidate needs PAIRED_ROWS_PER_PARAMETER training gold rows per coefficient
+        size = {"judge": 2, "judge+eta": 3, "judge+eta+features": 3 + X.shape[1]}
+        candidates = [n for n in PAIRED_MODELS if n == "judge" or len(rows) >= PAIRED_ROWS_PER_PARAMETER * size[n]]
         inner = KFold(min(5, len(rows)), shuffle=True, random_state=resolve_seed(random_state))
-        errors = {name: np.empty(len(rows)) for name in PAIRED_MODELS}
+        errors = {name: np.empty(len(rows)) for name in candidates}
         for fit_idx, val_idx in inner.split(rows):
-            for name in PAIRED_MODELS:
+            for name in candidates:
                 Zf, zf = design[name](rows[fit_idx])
                 coef, beta = fit(Zf, zf, y[rows[fit_idx]])
                 Zv, zv = design[name](rows[val_idx])
@@ -706,7 +716,7 @@ def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None,
         means = {name: float(np.mean(e)) for name, e in errors.items()}
         best = min(means, key=means.get)
         limit = means[best] + float(np.std(errors[best], ddof=1)) / np.sqrt(len(rows))
-        name = next(n for n in PAIRED_MODELS if means[n] <= limit)
+        name = next(n for n in candidates if means[n] <= limit)
         chosen.append(name)
         Zf, zf = design[name](rows)
         coef, beta = fit(Zf, zf, y[rows])

@@ -35,7 +35,7 @@ from scipy import stats
 from ._utils import as_seed
 from ._validation import DataError, as_float_vector
 
-__all__ = ["cluster_std_error", "clustered_mean", "FewClustersWarning", "MIN_CLUSTERS", "N_CLUSTER_BOOTSTRAP"]
+__all__ = ["cluster_std_error", "score_std_error", "clustered_mean", "FewClustersWarning", "MIN_CLUSTERS", "N_CLUSTER_BOOTSTRAP"]
 
 #: Fewest queries for a normal interval; below it, the percentile cluster bootstrap.
 MIN_CLUSTERS = 30
@@ -54,6 +54,33 @@ def _codes(clusters, n: int) -> np.ndarray:
     if (codes < 0).any():
         raise DataError(f"clusters has {int((codes < 0).sum())} missing labels")
     return codes
+
+
+def score_std_error(scores, clusters=None) -> float:
+    """Standard error of the sum of ``scores`` (n,), the terms of an estimating equation (mean
+    zero at the solution; not centred here): the terms of one cluster summed before squaring, with
+    the factor G / (G - 1) for G clusters (CR1), as the sandwich of an M-estimator takes them.
+    :func:`cluster_std_error` is this of the centred values, divided by n.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n,)
+        The terms (finite).
+    clusters : array-like of shape (n,), optional
+        Cluster labels (query ids; any hashable labels, none missing); None: every term its own
+        cluster.
+
+    Returns
+    -------
+    float
+        sqrt(G / (G - 1) * sum over clusters of (the cluster's sum of scores)^2).
+    """
+    scores = as_float_vector(scores, "scores")
+    if clusters is not None:
+        codes = _codes(clusters, len(scores))
+        scores = np.bincount(codes, weights=scores, minlength=int(codes.max()) + 1 if len(codes) else 0)
+    g = len(scores)
+    return float(np.sqrt(g / max(g - 1, 1) * np.sum(scores ** 2)))
 
 
 def cluster_std_error(values, clusters=None) -> float:
@@ -84,8 +111,7 @@ def cluster_std_error(values, clusters=None) -> float:
         return cluster_std_error(values)
     if n_clusters < 2:
         return float("nan")
-    totals = np.bincount(codes, weights=values - values.mean(), minlength=n_clusters)
-    return float(np.sqrt(n_clusters / (n_clusters - 1) * np.sum(totals ** 2)) / n)
+    return score_std_error(values - values.mean(), codes) / n
 
 
 def clustered_mean(values, clusters=None, *, alpha: float = 0.05, random_state=None,

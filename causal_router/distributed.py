@@ -125,7 +125,7 @@ class _Columns:
 
 
 # ---------------------------------------------------------------------------- the cluster
-def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1, memory_limit="auto",
+def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1, memory_limit: str | int | float = "auto",
                   processes: bool = True):
     """The default cluster of :func:`fit_distributed`: ``distributed.LocalCluster`` on this machine.
 
@@ -135,6 +135,30 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1, memory_lim
     machine), no spilling to disk (the training needs each worker's block in memory) and no
     dashboard. ``processes=False`` runs the workers as threads of this process
     (quick to start: tests). Close it with ``cluster.close()`` or use it as a context manager.
+
+    Parameters
+    ----------
+    n_workers : int, default=2
+        Number of workers (>= 1).
+    threads_per_worker : int, default=1
+        Threads of each worker.
+    memory_limit : str, int or float, default="auto"
+        Memory of each worker: ``"auto"`` (the machine's memory / n_workers), a size such as
+        ``"4GiB"``, or bytes (as ``distributed.LocalCluster`` takes it).
+    processes : bool, default=True
+        Workers in processes of their own; False: threads of this process.
+
+    Returns
+    -------
+    distributed.LocalCluster
+        The running cluster (its address is what :func:`fit_distributed` connects to).
+
+    Raises
+    ------
+    DataError
+        If ``n_workers`` is not an integer >= 1.
+    ImportError
+        Without the ``[dask]`` extra.
     """
     _require_dask()
     import dask
@@ -151,10 +175,26 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1, memory_lim
 
 
 # ---------------------------------------------------------------------------- reading
-def read_partitions(path):
-    """The Parquet dataset at ``path`` (a folder of ``.parquet`` files, or one file) as a lazy
-    ``dask.dataframe.DataFrame``, one partition per file or row group; a DataError names a
-    missing path or a folder without Parquet files."""
+def read_partitions(path: str | os.PathLike):
+    """The Parquet dataset at ``path`` as a lazy ``dask.dataframe.DataFrame``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A folder of ``.parquet`` (or ``.pq``) files, or one Parquet file.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        The dataset, not read yet: one partition per file or row group.
+
+    Raises
+    ------
+    DataError
+        Naming a missing path or a folder without Parquet files.
+    ImportError
+        Without the ``[dask]`` extra.
+    """
     _require_dask()
     import dask.dataframe as dd
 
@@ -487,7 +527,8 @@ def _assemble_router(template: MetaRouter, bias: BiasEstimator, judge: pd.Series
 def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source: str = "source",
                     gold_value="gold", preference_value="preference", query_id: str | None = None,
                     router: MetaRouter | None = None, address: str | None = None, client=None,
-                    n_workers: int = 2, memory_limit="auto", progress: bool = True) -> MetaRouter:
+                    n_workers: int = 2, memory_limit: str | int | float = "auto",
+                    progress: bool = True) -> MetaRouter:
     """Fit a meta-router on a Parquet dataset with a Dask cluster, never holding the data in one process.
 
     Parameters
@@ -496,10 +537,21 @@ def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source
         A Parquet dataset (a folder of ``.parquet`` files, or one file), or a lazy dask DataFrame
         computable from storage (e.g. ``dask.dataframe.read_parquet(..., filters=...)``; not one
         persisted on a cluster: each worker reads its partitions itself).
-    features, gain, source, gold_value, preference_value, query_id
-        The columns, as :meth:`causal_router.EvalData.from_frame` takes them (``query_id`` is
-        checked, as there; where a query repeats, the bias model cross-fits by query and its
-        average is clustered by query, as in a single-machine fit).
+    features : sequence of str
+        The feature columns (numeric), as :meth:`causal_router.EvalData.from_frame` takes them.
+    gain : str, default="gain"
+        The column of the observed gain (gold or preference scale by row).
+    source : str, default="source"
+        The column saying which evaluation produced each row (a boolean column is taken as
+        is: True = gold).
+    gold_value : object, default="gold"
+        The value of ``source`` on gold rows.
+    preference_value : object, default="preference"
+        The value of ``source`` on preference rows.
+    query_id : str or None, default=None
+        The column of the query ids (checked as by :meth:`~causal_router.EvalData.from_frame`;
+        where a query repeats, the bias model cross-fits by query and its average is clustered
+        by query, as in a single-machine fit). None: one query per row.
     router : MetaRouter, optional
         The unfitted router whose settings to fit (default ``MetaRouter()``): its bias model,
         preference weight, scale method, random state, and a gain model that is None (LightGBM
@@ -510,7 +562,11 @@ def fit_distributed(data, *, features: Sequence[str], gain: str = "gain", source
         ``memory_limit`` each), closed after the fit.
     client : distributed.Client, optional
         A connected client to use instead of ``address``.
-    progress : bool
+    n_workers : int, default=2
+        Workers of the local cluster started when neither ``address`` nor ``client`` is given.
+    memory_limit : str, int or float, default="auto"
+        Memory of each worker of that local cluster (:func:`local_cluster`).
+    progress : bool, default=True
         Progress bars of the passes over the partitions (tqdm).
 
     Returns

@@ -277,6 +277,23 @@ def read_table(path: str | os.PathLike, **read_kwargs: Any) -> pd.DataFrame:
     (naming the supported ones), a missing file, a file the reader cannot parse (a truncated or
     damaged compressed file included), a file without rows, or a CSV that looks delimited by
     another character (naming it).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file; its extension chooses the reader.
+    **read_kwargs : Any
+        Keyword arguments of the pandas reader (``pandas.read_csv`` etc.).
+
+    Returns
+    -------
+    DataFrame
+        The table, at least one row.
+
+    Raises
+    ------
+    DataError
+        For the cases above.
     """
     path = Path(path)
     ext = _table_extension(path)
@@ -313,8 +330,32 @@ def _delimiter_hint(header: str) -> str | None:
 
 def check_output_path(path: str | os.PathLike, *, formats: tuple[str, ...] | None = None,
                       inputs: tuple = ()) -> Path:
-    """Check before any work that ``path`` can be written: its folder exists, it is not a folder,
-    it is none of ``inputs``, and (when ``formats`` is given) its extension is one of them."""
+    """Check before any work that ``path`` can be written.
+
+    Its folder exists and is writable, it is not a folder, it is none of ``inputs``, and (when
+    ``formats`` is given) its extension is one of them. Nothing is written.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The output file.
+    formats : tuple of str or None, default=None
+        Allowed extensions (with the dot, lower case); :data:`TABLE_FORMATS` also allows a
+        compression suffix after a text format. None: any extension.
+    inputs : tuple of (str, PathLike or None), default=()
+        The run's input files, which the output must not overwrite (None entries are ignored).
+
+    Returns
+    -------
+    Path
+        ``path`` as a :class:`pathlib.Path`.
+
+    Raises
+    ------
+    DataError
+        Naming the problem: a folder, a missing or read-only folder, an input file, an extension
+        not in ``formats``.
+    """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"output {path} is a directory; name a file")
@@ -345,6 +386,16 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     target's name, so that writers choosing a format or a compression by extension (pandas,
     matplotlib) choose the same one.
 
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to write (its folder must exist).
+
+    Yields
+    ------
+    Path
+        The temporary file to write to, in the same folder as ``path``.
+
     Examples
     --------
     >>> with atomic_write("summary.json") as tmp:          # doctest: +SKIP
@@ -371,7 +422,20 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     (one of :data:`TABLE_FORMATS`; text formats may add a compression suffix such as ``.gz``),
     atomically (:func:`atomic_write`). Every format keeps floats exactly: CSV and JSON write the
     shortest decimal that reads back to the same double, Parquet the doubles themselves; in JSON,
-    NaN and infinities become null."""
+    NaN and infinities become null.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The table to write (its index is not written); not modified.
+    path : str or PathLike
+        The output file, checked first (:func:`check_output_path`).
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
     path = check_output_path(path, formats=TABLE_FORMATS)
     with atomic_write(path) as tmp:
         _WRITERS[_table_extension(path)](frame, tmp, path.name)
@@ -380,7 +444,13 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 # ---------------------------------------------------------------------------- router files
 def library_versions() -> dict:
-    """Versions of the libraries whose changes can change a router's predictions."""
+    """Versions of the libraries whose changes can change a router's predictions.
+
+    Returns
+    -------
+    dict of str to str
+        Version of ``causal_router``, ``scikit-learn``, ``lightgbm`` and ``numpy``.
+    """
     import lightgbm
     import sklearn
 
@@ -1010,7 +1080,23 @@ def params_to_state(estimator) -> dict:
     public import path and their own parameters), so that the router rebuilt from a file has the
     same ``get_params()``. Tuples and numeric arrays keep their type. A parameter of another kind
     (a function, a random generator, a class outside scikit-learn, LightGBM and causal_router)
-    cannot be stored: RouterFileError names it (``save_pickle`` keeps any object)."""
+    cannot be stored: RouterFileError names it (``save_pickle`` keeps any object).
+
+    Parameters
+    ----------
+    estimator : estimator
+        Any object with scikit-learn's ``get_params``.
+
+    Returns
+    -------
+    dict
+        Parameter name -> JSON-compatible value.
+
+    Raises
+    ------
+    RouterFileError
+        Naming a parameter that cannot be stored.
+    """
     return {k: _param_to_state(v, k) for k, v in estimator.get_params(deep=False).items()}
 
 
@@ -1172,7 +1258,7 @@ def _read_member(zf: zipfile.ZipFile, name: str, path) -> bytes:
 
 
 def read_router_file(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(header, members) of a router file, checked against the router-file schema before
+    """The header and the members of a router file, checked against the router-file schema before
     anything is built from it.
 
     In order: the archive's directory (members, names, sizes: :data:`MAX_MEMBER_BYTES` and the
@@ -1186,10 +1272,22 @@ def read_router_file(path: str | os.PathLike) -> tuple[dict, dict]:
     :class:`RouterFileError` naming the file and the field. Warns (``UserWarning``) when the
     libraries' versions differ from those that wrote it.
 
+    Parameters
+    ----------
+    path : str or PathLike
+        The router file.
+
     Returns
     -------
-    header : dict, the checked ``router.json``.
-    members : dict, name -> loaded member (float arrays, ``lightgbm.Booster``, scikit-learn models).
+    header : dict
+        The checked ``router.json``.
+    members : dict
+        Name -> loaded member (float arrays, ``lightgbm.Booster``, scikit-learn models).
+
+    Raises
+    ------
+    RouterFileError
+        Naming the file and the field, for anything that does not fit the schema.
     """
     path = Path(path)
     if not path.is_file():
@@ -1236,10 +1334,33 @@ def read_router_file(path: str | os.PathLike) -> tuple[dict, dict]:
     return header, members
 
 
-def router_from_file(header: dict, members: dict, *, path="router file"):
-    """The router of a router file already read (:func:`read_router_file`): the class it names
-    (from :data:`ROUTER_CLASSES`) with its parameters, nested estimators included, and its fitted
-    state (:meth:`~causal_router.router.BaseRouter.from_state`)."""
+def router_from_file(header: dict, members: dict, *, path: str | os.PathLike = "router file"):
+    """The router of a router file already read (:func:`read_router_file`).
+
+    The class it names (from :data:`ROUTER_CLASSES`) with its parameters, nested estimators
+    included, and its fitted state (:meth:`~causal_router.router.BaseRouter.from_state`). The
+    header is checked again against the schema.
+
+    Parameters
+    ----------
+    header : dict
+        The router file's ``router.json``, as :func:`read_router_file` returns it.
+    members : dict
+        The loaded members, as :func:`read_router_file` returns them.
+    path : str or PathLike, default="router file"
+        The name the error messages give the file.
+
+    Returns
+    -------
+    router
+        The fitted router, of the class the header names, with ``file_info_`` (its class name,
+        format version, library versions and bias summary).
+
+    Raises
+    ------
+    RouterFileError
+        For a header or state that does not fit the schema or the class.
+    """
     header = _check_header(header, path)  # (again, for a header that did not come from read_router_file)
     name = header["router"]
     cls = _router_class(name)
@@ -1265,7 +1386,23 @@ def router_from_file(header: dict, members: dict, *, path="router file"):
 def load_router(path: str | os.PathLike):
     """The router a router file holds, as the class it names (two-model or K-model): it predicts
     and routes exactly as the saved one, and ``clone(load_router(path))`` refits the same
-    configuration. Checked against the schema before anything is built (:func:`read_router_file`)."""
+    configuration. Checked against the schema before anything is built (:func:`read_router_file`).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The router file.
+
+    Returns
+    -------
+    router
+        The fitted router, of the class the file names (:data:`ROUTER_CLASSES`).
+
+    Raises
+    ------
+    RouterFileError
+        For a file that is not a readable router file of this version.
+    """
     return router_from_file(*read_router_file(path), path=path)
 
 
@@ -1274,7 +1411,27 @@ def write_router_file(path: str | os.PathLike, header: Mapping[str, Any], member
     them, ``fitted``) and the named members (float arrays, LightGBM models, scikit-learn models).
     The header gains the format, its version, the library versions and the member table, and is
     checked against the same schema as :func:`read_router_file` (members too), so that a file
-    this writes is one it reads. The file is written atomically (:func:`atomic_write`)."""
+    this writes is one it reads. The file is written atomically (:func:`atomic_write`).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The output file (checked first: :func:`check_output_path`).
+    header : Mapping of str to Any
+        ``router`` (the class name), ``params`` and ``fitted`` (JSON-compatible).
+    members : Mapping of str to Any
+        Member name -> float array, LightGBM model or scikit-learn model.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    RouterFileError
+        If the header or a member does not fit the schema (nothing is written).
+    """
     path = check_output_path(path)
     blobs, kinds = {}, {}
     for name, model in members.items():
@@ -1305,7 +1462,25 @@ def save_router(router, path: str | os.PathLike) -> Path:
     """Write ``router`` (a fitted router of :data:`ROUTER_CLASSES`) to a router file: its class,
     its parameters with nested estimators (:func:`params_to_state`), its fitted state
     (``router.to_state()``: features, scale, bias summary, featurizer, gain or utility model) and
-    the library versions. Loading it runs no code. Returns the path."""
+    the library versions. Loading it runs no code.
+
+    Parameters
+    ----------
+    router : router
+        A fitted router of one of the classes of :data:`ROUTER_CLASSES`.
+    path : str or PathLike
+        The output file.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    RouterFileError
+        For a router of another class, or a parameter that cannot be stored.
+    """
     name = type(router).__name__
     if name not in ROUTER_CLASSES or _router_class(name) is not type(router):
         raise RouterFileError(f"{type(router).__module__}.{name} is not a router class a router file may hold "
@@ -1319,7 +1494,22 @@ def save_router(router, path: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------- trusted pickles
 def save_pickle(obj, path: str | os.PathLike) -> Path:
     """Save any fitted object with joblib (a TRUSTED PICKLE: loading it runs code; see
-    :func:`load_pickle`). Keeps everything, the econml bias model included."""
+    :func:`load_pickle`). Keeps everything, the econml bias model included.
+
+    The file is written atomically (:func:`atomic_write`) with the library versions.
+
+    Parameters
+    ----------
+    obj : object
+        Any picklable object.
+    path : str or PathLike
+        The output file.
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
     import joblib
 
     path = check_output_path(path)
@@ -1330,7 +1520,26 @@ def save_pickle(obj, path: str | os.PathLike) -> Path:
 
 def load_pickle(path: str | os.PathLike, *, trusted: bool = False):
     """Load a file written by :func:`save_pickle`. Unpickling executes code named in the file:
-    pass ``trusted=True`` only for files you wrote yourself or otherwise trust."""
+    pass ``trusted=True`` only for files you wrote yourself or otherwise trust.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file written by :func:`save_pickle`.
+    trusted : bool, default=False
+        Must be True: the caller vouches for the file.
+
+    Returns
+    -------
+    object
+        The saved object.
+
+    Raises
+    ------
+    DataError
+        Without ``trusted=True``, for a missing file, or for a file that is not a causal_router
+        trusted pickle.
+    """
     if trusted is not True:
         raise DataError(f"refusing to unpickle {path}: a pickle can run arbitrary code when loaded; pass "
                         "trusted=True only for a file you trust, or use a safe router file (router.save / load)")

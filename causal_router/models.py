@@ -38,6 +38,7 @@ propensity clipper, and the column and fold helpers that feed them.
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -53,6 +54,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._parallel import thread_count
 from ._utils import as_seed
 from ._validation import DataError
+from .clusters import score_std_error
 
 __all__ = [
     "default_regressor",
@@ -724,28 +726,24 @@ def fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_splits: int, rando
 
 
 def clustered_std_error(scores: np.ndarray, groups: np.ndarray | None) -> float:
-    """Standard error of the sum of ``scores`` (n,) (mean-zero terms of an estimating equation),
-    with the terms of one group summed before squaring (cluster-robust; rows are their own
-    clusters without ``groups``) and the small-sample factor G / (G - 1) for G clusters.
+    """Deprecated alias of :func:`causal_router.clusters.score_std_error` (one cluster-robust
+    formula for the package); removed in the next release.
 
     Parameters
     ----------
     scores : ndarray of shape (n,)
-        The terms.
+        The terms of an estimating equation.
     groups : ndarray of shape (n,) or None
         Cluster labels; None: every row its own cluster.
 
     Returns
     -------
     float
-        sqrt(G / (G - 1) * sum over clusters of (sum of the cluster's scores)^2).
+        :func:`~causal_router.clusters.score_std_error` of the arguments.
     """
-    scores = np.asarray(scores, dtype=float)
-    if groups is not None:
-        _, inverse = np.unique(groups, return_inverse=True)
-        scores = np.bincount(inverse.reshape(-1), weights=scores)
-    g = len(scores)
-    return float(np.sqrt(g / max(g - 1, 1) * np.sum(scores ** 2)))
+    warnings.warn("causal_router.models.clustered_std_error is deprecated: use "
+                  "causal_router.clusters.score_std_error", DeprecationWarning, stacklevel=2)
+    return score_std_error(scores, groups)
 
 
 def calibration_slope(h: np.ndarray, e: np.ndarray, weight: np.ndarray | None = None,
@@ -787,7 +785,7 @@ def calibration_slope(h: np.ndarray, e: np.ndarray, weight: np.ndarray | None = 
     if not A > 1e-12 * max(float(w @ e ** 2), 1e-300):
         return float("nan"), float("nan")
     b = float(w @ (h * e)) / A
-    return b, clustered_std_error(w * h * (e - b * h), groups) / A
+    return b, score_std_error(w * h * (e - b * h), groups) / A
 
 
 def evidence_share(slope: float, std_error: float, threshold: float = EVIDENCE_THRESHOLD) -> float:
@@ -963,7 +961,7 @@ class StackedFinalStage(RegressorMixin, BaseEstimator):
         self.n_clusters_ = len(np.unique(gc)) if gc is not None else len(yc)
         d = w * (e ** 2 - (yc - S) ** 2)
         self.loss_gain_ = float(d.sum() / n)
-        self.loss_gain_std_error_ = clustered_std_error(d - d.mean(), gc) / n
+        self.loss_gain_std_error_ = score_std_error(d - d.mean(), gc) / n
         self.cv_loss_ = (w[:, None] * (yc[:, None] - level1) ** 2).sum(axis=0) / n
         self.constant_cv_loss_ = float(w @ e ** 2) / n
         self.stacked_cv_loss_ = float(w @ (yc - S) ** 2) / n

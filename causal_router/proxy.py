@@ -54,7 +54,7 @@ import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -116,8 +116,11 @@ class Upstream:
     key_env : str, optional
         The environment variable the key was read from (shown by ``/health``).
 
-    A name with spaces, ``=`` or ``,``, or a URL that is not http(s) with a host, is a
-    :class:`ProxyConfigError`; a trailing ``/`` of the URL is dropped.
+    Raises
+    ------
+    ProxyConfigError
+        For a name with spaces, ``=`` or ``,``, or a URL that is not http(s) with a host. A
+        trailing ``/`` of the URL is dropped.
     """
 
     name: str
@@ -150,6 +153,13 @@ class Upstream:
         return f"{u.scheme}://{u.host}{port}{u.path}".rstrip("/")
 
     def describe(self) -> str:
+        """How messages name this upstream.
+
+        Returns
+        -------
+        str
+            ``upstream '<name>' (<display_url>)``: no key, no user or password.
+        """
         return f"upstream {self.name!r} ({self.display_url})"
 
 
@@ -171,8 +181,13 @@ def parse_upstreams(upstream: Sequence[str], models: Sequence[str] = (), keys: S
 
     Returns
     -------
-    dict of str to Upstream, in the order given. Raises :class:`ProxyConfigError` naming the
-    option at fault (never a key's value).
+    dict of str to Upstream
+        The upstreams by routed name, in the order given.
+
+    Raises
+    ------
+    ProxyConfigError
+        Naming the option at fault (never a key's value).
     """
     environ = os.environ if environ is None else environ
     urls = _pairs(upstream, "--upstream", "NAME=URL (e.g. primary=http://127.0.0.1:8001/v1)")
@@ -207,7 +222,18 @@ def _pairs(items: Sequence[str], option: str, form: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- the decision
 class Choice(NamedTuple):
     """The decision for one text: the upstream name, the predicted gold-scale gain, and the
-    names to fall back to in order."""
+    names to fall back to in order.
+
+    Parameters
+    ----------
+    route : str
+        The upstream name chosen.
+    gain : float
+        Two-model routers: the predicted gain of the primary over the alternative; K-model
+        routers: the chosen model's predicted utility minus the best other model's (gold scale).
+    fallbacks : tuple of str
+        The other upstream names, in the order to try them.
+    """
 
     route: str
     gain: float
@@ -231,6 +257,7 @@ class RouteAdapter:
     Parameters
     ----------
     router : fitted router with ``featurizer_``
+        A two-model or K-model router fitted from text.
     cost_weight : float >= 0, optional
         The routing rule's cost weight (default 0).
     primary_share : float, optional
@@ -299,8 +326,19 @@ class RouteAdapter:
         return str(pair)
 
     def inputs(self, texts: Sequence[str]):
-        """What the router reads for ``texts``: the texts, or a DataFrame of the featurizer's text
-        column (and pair column, the pair of every text)."""
+        """What the router reads for ``texts``.
+
+        Parameters
+        ----------
+        texts : sequence of str
+            The request texts.
+
+        Returns
+        -------
+        list of str or DataFrame
+            The texts, or (where the featurizer reads a text column) a DataFrame of the
+            featurizer's text column and, where the adapter has a pair, its pair column.
+        """
         f = self.featurizer
         if f.text_column is None:
             return list(texts)
@@ -310,7 +348,18 @@ class RouteAdapter:
         return pd.DataFrame(columns, dtype=object)  # object columns: cheaper than Arrow strings for a few rows
 
     def choose(self, texts: Sequence[str]) -> list[Choice]:
-        """The decision for each text, in order (one prediction for all of them)."""
+        """The decision for each text, in order (one prediction for all of them).
+
+        Parameters
+        ----------
+        texts : sequence of str
+            The request texts.
+
+        Returns
+        -------
+        list of Choice
+            One decision per text, in order.
+        """
         X = self.inputs(texts)
         if not self.multi:
             gain = np.asarray(self.router.predict_gain(X), dtype=float)
@@ -498,7 +547,7 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
                      cost_weight: float | None = None, primary_share: float | None = None,
                      costs: Mapping[str, float] | None = None, pair: str | None = None, fallback: bool = False,
                      timeout: float = DEFAULT_TIMEOUT, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-                     route_on: str = "last-user", version: str | None = None, **server_options):
+                     route_on: str = "last-user", version: str | None = None, **server_options: Any):
     """The routing server of :func:`causal_router.serve.create_app` with the OpenAI-compatible
     proxy endpoints added (``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /metrics``,
     a ``proxy`` section in ``GET /health``).
@@ -510,22 +559,28 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
         its decisions are mapped to upstream names by :class:`RouteAdapter`.
     upstreams : mapping of name to Upstream, or a sequence of Upstream
         Exactly one per routed name (:func:`parse_upstreams` builds them).
-    cost_weight, primary_share, costs, pair
-        The routing budget and the model pair, as in :class:`RouteAdapter`.
-    fallback : bool
+    cost_weight : float >= 0, optional
+        The routing rule's cost weight, as in :class:`RouteAdapter` (default 0).
+    primary_share : float, optional
+        Two-model routers: the share of queries for the primary, as in :class:`RouteAdapter`.
+    costs : mapping of str to float, optional
+        K-model routers: the cost of each model, as in :class:`RouteAdapter`.
+    pair : str, optional
+        The model-pair label given to the featurizer, as in :class:`RouteAdapter`.
+    fallback : bool, default=False
         Try the next upstream once where the chosen one fails (cannot be reached, times out,
         answers 5xx).
-    timeout : float
+    timeout : float, default=DEFAULT_TIMEOUT
         Seconds to wait for an upstream to connect, and then between the bytes of its answer.
-    max_concurrency : int
+    max_concurrency : int, default=DEFAULT_MAX_CONCURRENCY
         Chat requests forwarded at a time; more get 503 with ``Retry-After: 1``.
-    route_on : {"last-user", "conversation"}
+    route_on : {"last-user", "conversation"}, default="last-user"
         The text the router reads: the last user message, or every message's text joined by blank
         lines; its first ``max_text_chars`` characters at most (and at most
         :data:`~causal_router.serve.MAX_TEXT_LENGTH`). The body is forwarded whole.
     version : str, optional
         The router's version, as in :func:`~causal_router.serve.create_app`.
-    **server_options
+    **server_options : Any
         Passed to :func:`~causal_router.serve.create_app`: its request limits, which hold for the
         proxy's endpoints too (``max_body_bytes``: a larger chat body gets 413; the JSON limits of
         :class:`~causal_router.serve.BodyLimit`: 422; both in OpenAI's error format;
@@ -535,7 +590,14 @@ def create_proxy_app(router, upstreams: Mapping[str, Upstream] | Sequence[Upstre
     Returns
     -------
     fastapi.FastAPI
-        Raises :class:`ProxyConfigError` for a configuration that cannot work.
+        The application.
+
+    Raises
+    ------
+    ProxyConfigError
+        For a configuration that cannot work.
+    ImportError
+        Without the ``[serve]`` extra.
     """
     try:
         import anyio
@@ -810,9 +872,36 @@ def _redacted(content: bytes, encoding: str | None, redact) -> bytes:
 # ---------------------------------------------------------------------------- running it
 def serve_proxy(router_path: str | os.PathLike, upstreams: Mapping[str, Upstream] | Sequence[Upstream], *,
                 host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-                max_body_bytes: int = MAX_BODY_BYTES, **options) -> None:
+                max_body_bytes: int = MAX_BODY_BYTES, **options: Any) -> None:
     """Load a router file and serve it with the proxy until interrupted (blocking):
     :func:`causal_router.serve.serve` (its address bound first, ``max_body_bytes`` its body
-    limit) with :func:`create_proxy_app` and ``options`` as the application."""
+    limit) with :func:`create_proxy_app` and ``options`` as the application.
+
+    Parameters
+    ----------
+    router_path : str or PathLike
+        The router file (:func:`causal_router.io.load_router`).
+    upstreams : mapping of name to Upstream, or a sequence of Upstream
+        Exactly one per routed name (:func:`parse_upstreams` builds them).
+    host : str, default="127.0.0.1"
+        The address to listen on (a non-loopback address is logged as a warning: there is no
+        authentication).
+    port : int, default=8000
+        The port to listen on (0: any free port).
+    log_level : str, default="info"
+        uvicorn's log level.
+    max_body_bytes : int, default=MAX_BODY_BYTES
+        The largest request body, in bytes; a larger one gets 413.
+    **options : Any
+        The other keyword arguments of :func:`create_proxy_app` (budget, pair, fallback,
+        timeout, concurrency, ``route_on`` and the request limits).
+
+    Raises
+    ------
+    DataError
+        For an address that cannot be bound, before the router is loaded.
+    ProxyConfigError
+        For a configuration that cannot work.
+    """
     serve(router_path, host=host, port=port, log_level=log_level, max_body_bytes=max_body_bytes,
           make_app=functools.partial(create_proxy_app, upstreams=upstreams, **options))

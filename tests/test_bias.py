@@ -207,7 +207,8 @@ def test_strong_heterogeneous_bias_still_beats_the_constant():
 
 def test_evidence_rule_by_hand():
     """calibration_slope and evidence_share: the formulas of models.py on numbers worked by hand."""
-    from causal_router.models import calibration_slope, clustered_std_error, evidence_share
+    from causal_router.clusters import score_std_error
+    from causal_router.models import calibration_slope, evidence_share
 
     assert evidence_share(2.0, 1.0) == pytest.approx(0.75)  # z = 2 at one standard error
     assert evidence_share(4.0, 1.0) == pytest.approx(1 - 1 / 16)
@@ -225,7 +226,12 @@ def test_evidence_rule_by_hand():
     _, se_pairs = calibration_slope(h, e, groups=groups)
     sums = np.array([scores[:2].sum(), scores[2:].sum()])
     assert se_pairs == pytest.approx(np.sqrt(2 * np.sum(sums ** 2)) / 10)
-    assert se_pairs == pytest.approx(clustered_std_error(scores, groups) / 10)
+    assert se_pairs == pytest.approx(score_std_error(scores, groups) / 10)
+    # the deprecated name of the same formula still answers, with a warning
+    from causal_router.models import clustered_std_error
+
+    with pytest.warns(DeprecationWarning, match="score_std_error"):
+        assert clustered_std_error(scores, groups) == score_std_error(scores, groups)
     assert np.isnan(calibration_slope(np.zeros(4), e)[0])  # nothing to calibrate
 
 

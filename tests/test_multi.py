@@ -621,3 +621,21 @@ def test_cli_fit_multi_errors(tmp_path, small_split, capsys, extra, message):
     small_split.train.to_frame().to_csv(tmp_path / "pairs.csv", index=False)
     code = main(["fit-multi", str(tmp_path / "pairs.csv"), *extra, "--out", str(tmp_path / "r.cr")])
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_plot_multi_frontiers_returns_its_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from causal_router.report.plotting import plot_multi_frontiers
+
+    frontiers = pd.DataFrame({"run": [0, 0, 1, 1] * 2, "method": ["multi_router"] * 4 + ["pooled_multi"] * 4,
+                              "cost": [0.1, 1.0] * 4, "quality": [0.2, 0.6, 0.25, 0.62, 0.1, 0.5, 0.12, 0.55]})
+    fig = plot_multi_frontiers(frontiers)
+    assert len(fig.axes[0].lines) == 2  # one mean line per method
+    _, ax = plt.subplots()
+    assert plot_multi_frontiers(frontiers, ax=ax) is ax.figure
+    plt.close("all")

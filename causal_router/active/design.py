@@ -41,6 +41,18 @@ class SamplingDesign:
 
     Build it with :meth:`for_budget`; :meth:`probability` evaluates it on any rows' scores (the
     pool's, or rows outside the pool: the probability they would have had).
+
+    Parameters
+    ----------
+    floor : float
+        Share of the budget spread uniformly over the pool, in (0, 1]; 1 is a uniform design.
+    cap : float
+        Largest inclusion probability of a row in one round, in (0, 1).
+    factor : float
+        The normalisation k that makes the pool's probabilities sum to the budget.
+    score_mean : float
+        Mean acquisition score over the pool (scores are divided by it; 0 makes every row's
+        relative score 1).
     """
 
     floor: float
@@ -50,8 +62,32 @@ class SamplingDesign:
 
     @classmethod
     def for_budget(cls, pool_score, budget: int, *, floor: float, cap: float) -> "SamplingDesign":
-        """The design whose probabilities over the pool rows (scores ``pool_score`` >= 0, shape
-        (n_pool,)) sum to ``budget``. Rows above ``cap`` are set to it and the rest rescaled."""
+        """The design whose probabilities over the pool rows sum to ``budget``.
+
+        Rows above ``cap`` are set to it and the rest rescaled.
+
+        Parameters
+        ----------
+        pool_score : array-like of shape (n_pool,)
+            Acquisition scores of the pool rows, >= 0 (the strategy's units).
+        budget : int
+            Number of rows the round draws: the sum of the pool's probabilities, between 1 and
+            ``cap * n_pool``.
+        floor : float
+            Share of the budget spread uniformly, in (0, 1].
+        cap : float
+            Largest inclusion probability of a row, in (0, 1).
+
+        Returns
+        -------
+        SamplingDesign
+            The design; :meth:`probability` of ``pool_score`` sums to ``budget``.
+
+        Raises
+        ------
+        DataError
+            On a negative score, or ``floor``, ``cap`` or ``budget`` out of range.
+        """
         score = as_float_vector(pool_score, "acquisition scores")
         if np.any(score < 0):
             raise DataError("acquisition scores must be non-negative")
@@ -73,7 +109,18 @@ class SamplingDesign:
             capped |= over
 
     def probability(self, score) -> np.ndarray:
-        """Inclusion probability of rows with acquisition scores ``score`` (n,), in (0, cap]."""
+        """Inclusion probability of rows under this design.
+
+        Parameters
+        ----------
+        score : array-like of shape (n,)
+            Acquisition scores of the rows (pool rows or any others).
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Each row's inclusion probability in this round, in (0, cap].
+        """
         score = np.asarray(score, dtype=float)
         return np.minimum(self.cap, self.factor * _weights(score, self.floor, self.score_mean))
 
@@ -90,7 +137,26 @@ def systematic_sample(probability, random_state, order=None) -> np.ndarray:
     consecutive intervals of lengths ``probability`` on [0, n); the rows whose interval holds one
     of the points u, u + 1, ... (u uniform on [0, 1)) are drawn. Each row's inclusion probability
     is exactly its ``probability`` (<= 1); ordering by strata spreads the draw over them.
-    Returns the sorted positions of the drawn rows.
+
+    Parameters
+    ----------
+    probability : array-like of shape (n,)
+        Inclusion probability of each row, in [0, 1].
+    random_state : int, Generator or None
+        Seed of the random order (when ``order`` is None) and of the start point u.
+    order : array-like of shape (n,) of int, optional
+        A permutation of the rows: the order in which they are laid out (e.g. sorted by
+        strata). None: a random permutation.
+
+    Returns
+    -------
+    ndarray of shape (round(sum(probability)),) of int
+        The sorted positions of the drawn rows.
+
+    Raises
+    ------
+    DataError
+        If a probability lies outside [0, 1] or ``order`` is not a permutation of the rows.
     """
     p = np.asarray(probability, dtype=float)
     if np.any(p < 0) or np.any(p > 1):
@@ -109,7 +175,19 @@ def systematic_sample(probability, random_state, order=None) -> np.ndarray:
 
 
 def combine_probabilities(previous, current) -> np.ndarray:
-    """Probability of a gold label after one more round: 1 - (1 - previous) * (1 - current),
-    elementwise over rows (shape (n,))."""
+    """Probability of a gold label after one more round: 1 - (1 - previous) * (1 - current).
+
+    Parameters
+    ----------
+    previous : array-like of shape (n,)
+        Each row's probability of a gold label before the round.
+    current : array-like of shape (n,)
+        Each row's inclusion probability in the round.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Each row's probability of a gold label after the round (elementwise).
+    """
     previous, current = np.asarray(previous, dtype=float), np.asarray(current, dtype=float)
     return 1.0 - (1.0 - previous) * (1.0 - current)

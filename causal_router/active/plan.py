@@ -59,7 +59,9 @@ _Z = stats.norm.ppf(0.975)
 class GoldPlan:
     """How many gold labels reach the targets, with 95% intervals.
 
-    Attributes
+    Built by :func:`plan_gold`; each parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     n_gold : int
         Gold rows in the data now.
@@ -71,13 +73,14 @@ class GoldPlan:
     ci_width_curve : DataFrame
         The law's CI width at a grid of gold-label counts (``n_gold``, ``ci_width``, ``lower``,
         ``upper``).
-    learning_curve : DataFrame or None
+    learning_curve : DataFrame or None, default=None
         The measured points (``n_gold``, ``oracle_share``, ``std_error``) where a target oracle
         share was given.
-    share_curve : DataFrame or None
+    share_curve : DataFrame or None, default=None
         The fitted power law and its band on a grid (``n_gold``, ``oracle_share``, ``lower``, ``upper``).
-    share_law : dict or None
-        The fitted ``a`` (ceiling), ``b``, ``c``.
+    share_law : dict or None, default=None
+        The fitted ``a`` (ceiling), ``b``, ``c`` of share = a - b n^-c (None without a target
+        oracle share).
     """
 
     n_gold: int
@@ -88,7 +91,14 @@ class GoldPlan:
     share_law: dict | None = field(default=None)
 
     def summary(self) -> str:
-        """One sentence per target."""
+        """One sentence per target.
+
+        Returns
+        -------
+        str
+            The sentences, one line per row of :attr:`targets`: the target, the current value,
+            the gold labels needed with their 95% interval, or that the law never reaches it.
+        """
         lines = []
         for name, row in self.targets.iterrows():
             what = "a 95% CI of the average bias" if name == "ci_width" else "an oracle share"
@@ -128,6 +138,7 @@ def plan_gold(data: EvalData, *, target_oracle_share: float | None = None, targe
     n_folds : int
         Folds over the gold rows for the learning curve.
     random_state : int or None
+        Seed of the router, of the folds and of the bootstraps.
     n_jobs : int or None
         Parallel refits of the learning curve (joblib).
     progress : bool
@@ -136,6 +147,7 @@ def plan_gold(data: EvalData, *, target_oracle_share: float | None = None, targe
     Returns
     -------
     GoldPlan
+        The gold labels needed for each target given, with 95% intervals, and the curves.
     """
     from ..bias import BiasEstimator
     from ..router import MetaRouter

@@ -44,6 +44,18 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
     :class:`~causal_router.models.StackedFinalStage`'s): the Poisson weights are then drawn per
     query, every row of a query sharing its query's weight (a cluster bootstrap), and a row is out
     of bag where its query is.
+
+    Parameters
+    ----------
+    estimator : regressor or None, default=None
+        The weighted regressor fitted on all rows and refitted on the bootstrap weights (it must
+        accept ``sample_weight``). None: ``final_stage("linear")``.
+    n_boot : int, default=20
+        Number of bootstrap refits.
+    random_state : int, Generator or None, default=None
+        Seed of the Poisson weights.
+    groups : array-like of shape (n,) of int, or None, default=None
+        Query codes (0..n_queries-1) of the rows ``fit`` will see, in order; None: weights per row.
     """
 
     def __init__(self, estimator=None, n_boot: int = 20, random_state=None, groups=None):
@@ -53,6 +65,22 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
         self.groups = groups
 
     def fit(self, X, y, sample_weight=None):
+        """Fit the regressor on all rows, then its ``n_boot`` refits on Poisson(1) weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+        y : array-like of shape (n,)
+            Target.
+        sample_weight : array-like of shape (n,), optional
+            Row weights (None: 1), multiplied by the bootstrap weights in the refits.
+
+        Returns
+        -------
+        self : BootstrapFinalStage
+            The fitted estimator.
+        """
         X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float).reshape(-1)
         weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
         rng = np.random.default_rng(self.random_state)
@@ -73,17 +101,54 @@ class BootstrapFinalStage(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
+        """Predictions of the fit on all rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The predictions.
+        """
         return np.asarray(self.full_.predict(X), dtype=float).reshape(-1)
 
     def _member_predictions(self, X) -> np.ndarray:
         return np.array([np.asarray(m.predict(X), dtype=float).reshape(-1) for m in self.members_])
 
     def spread(self, X) -> np.ndarray:
+        """Standard deviation of the refits' predictions at new rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The standard deviation over the ``n_boot`` refits (ddof=1), the target's units.
+        """
         return self._member_predictions(X).std(axis=0, ddof=1)
 
     def spread_out_of_bag(self, X, rows) -> np.ndarray:
         """Spread at training rows ``rows`` (positions) with features ``X`` (len(rows), d), over the
-        refits whose bootstrap weight of that row is 0 (all refits where fewer than 3 left it out)."""
+        refits whose bootstrap weight of that row is 0 (all refits where fewer than 3 left it out).
+
+        Parameters
+        ----------
+        X : array-like of shape (len(rows), d)
+            Features of the training rows ``rows``.
+        rows : array-like of shape (len(rows),) of int
+            Positions of the rows among those the estimator was fitted on.
+
+        Returns
+        -------
+        ndarray of shape (len(rows),)
+            The standard deviation of the refits' predictions at each row (the target's units).
+        """
         pred = self._member_predictions(X)
         out = self.counts_[:, rows] == 0
         enough = out.sum(axis=0) >= 3
@@ -101,10 +166,35 @@ def bias_uncertainty(data: EvalData, *, final: str = "linear", n_boot: int = 20,
     final stage ``final`` (a name of :func:`causal_router.models.final_stage`) refitted on
     ``n_boot`` Poisson-bootstrap weights of the cross-fitted residuals. Gold rows get their
     out-of-bag spread. Where the data's queries repeat, the folds and the bootstrap weights are
-    drawn by query. The spread of a constant final stage is the same on every row. ``scale``:
-    the gold-to-preference constant, as every estimator of the package takes it: a method of
-    :func:`causal_router.data.fitted_scale` (design-weighted where the data carry design
-    probabilities), a number (a fitted router's ``scale_``), or None for 1.
+    drawn by query. The spread of a constant final stage is the same on every row.
+
+    Parameters
+    ----------
+    data : EvalData
+        Gold and preference rows (at least ``2 * cv`` of each).
+    final : str, default="linear"
+        The final stage, a name of :func:`causal_router.models.final_stage`.
+    n_boot : int, default=20
+        Bootstrap refits of the final stage.
+    cv : int, default=5
+        Cross-fitting folds of the outcome model (by query where queries repeat).
+    scale : str, float or None, default="variance"
+        The gold-to-preference constant, as every estimator of the package takes it: a method of
+        :func:`causal_router.data.fitted_scale` (design-weighted where the data carry design
+        probabilities), a number (a fitted router's ``scale_``), or None for 1.
+    random_state : int, Generator or None, default=None
+        Seed of the folds, the models and the bootstrap weights.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+        Bootstrap standard deviation of the estimated bias at each row, gold scale (out of bag
+        at gold rows).
+
+    Raises
+    ------
+    DataError
+        With fewer than ``2 * cv`` gold or preference rows.
     """
     from econml.dml import NonParamDML
 
@@ -134,9 +224,25 @@ def bias_uncertainty(data: EvalData, *, final: str = "linear", n_boot: int = 20,
 def decision_value(gain, sd, reference_gain, ratios=DEFAULT_RATIOS) -> np.ndarray:
     """Expected loss of the routing decision at each query, averaged over thresholds, shape (n,).
 
-    ``gain`` (n,) predicted gains, ``sd`` (n,) their uncertainty (same units), ``reference_gain``
-    the predicted gains of the queries that set the thresholds: the cost weights that send each
-    share in ``ratios`` of them to the primary. Gold scale in, gold scale out.
+    Gold scale in, gold scale out.
+
+    Parameters
+    ----------
+    gain : array-like of shape (n,)
+        Predicted gains.
+    sd : array-like of shape (n,)
+        Their uncertainty (standard deviations, same units).
+    reference_gain : array-like of shape (n_reference,)
+        Predicted gains of the queries that set the thresholds: the cost weights that send each
+        share in ``ratios`` of them to the primary.
+    ratios : array-like of float, default=DEFAULT_RATIOS
+        Shares of the reference queries sent to the primary (default: 61 shares from 0.2 to
+        0.8, :data:`causal_router.evaluate.DEFAULT_RATIOS`).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        sd * (phi(z) - z Phi(-z)) averaged over the thresholds, z = abs(gain - w) / sd.
     """
     gain, sd = np.asarray(gain, dtype=float), np.asarray(sd, dtype=float)
     thresholds = np.quantile(np.asarray(reference_gain, dtype=float), 1.0 - np.asarray(ratios, dtype=float))
@@ -147,8 +253,22 @@ def decision_value(gain, sd, reference_gain, ratios=DEFAULT_RATIOS) -> np.ndarra
 
 
 def coverage_strata(X, n_strata: int, random_state=None) -> np.ndarray:
-    """Cluster label (n,) of each row: k-means with ``n_strata`` clusters on the standardised
-    features (constant features dropped)."""
+    """Cluster label of each row: k-means on the standardised features (constant features dropped).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        Features of the rows.
+    n_strata : int
+        Number of clusters (at least 1, at most the number of distinct rows).
+    random_state : int, Generator or None, default=None
+        Seed of k-means.
+
+    Returns
+    -------
+    ndarray of shape (n,) of int
+        Cluster label of each row, in 0..n_strata-1.
+    """
     from sklearn.cluster import KMeans
 
     X = np.asarray(X, dtype=float)

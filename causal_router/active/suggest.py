@@ -34,7 +34,9 @@ _BOOTSTRAPPED = ("constant", "linear", "ridge", "boosting", "additive")
 class SuggestedGold:
     """The queries to send to the gold standard in this round, and the design that drew them.
 
-    Attributes
+    Built by :func:`suggest_gold`; each parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     index : ndarray (budget,) of int
         Positions of the suggested rows in the pool given to :func:`suggest_gold` (rows of the
@@ -54,7 +56,7 @@ class SuggestedGold:
         The strategy that ran (``"auto"`` resolved).
     design : SamplingDesign
         The round's design (floor, cap, normalisation).
-    query_id : ndarray (budget,) or None
+    query_id : ndarray (budget,) or None, default=None
         The suggested rows' query ids where the EvalData carries them.
     """
 
@@ -72,7 +74,13 @@ class SuggestedGold:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per suggested query: ``row`` (position in the pool), ``query_id`` where known,
-        ``probability`` (this round's), ``gold_probability`` (after this round) and ``score``."""
+        ``probability`` (this round's), ``gold_probability`` (after this round) and ``score``.
+
+        Returns
+        -------
+        DataFrame of shape (budget, 4 or 5)
+            The columns above, one row per suggested query in the order of :attr:`index`.
+        """
         frame = pd.DataFrame({"row": self.index})
         if self.query_id is not None:
             frame["query_id"] = self.query_id
@@ -84,7 +92,27 @@ class SuggestedGold:
     def apply(self, data: EvalData, gold_gain) -> EvalData:
         """The EvalData after the experts graded the suggested rows: those rows become gold with
         ``gold_gain`` (budget,) (in the order of :attr:`index`) and every row carries its
-        ``gold_probability``. ``data`` is the EvalData the suggestion was made for; it is not modified."""
+        ``gold_probability``. ``data`` is the EvalData the suggestion was made for; it is not modified.
+
+        Parameters
+        ----------
+        data : EvalData
+            The EvalData the suggestion was made for (same number of rows); not modified.
+        gold_gain : array-like of shape (budget,)
+            The gold-standard gains of the suggested rows, in the order of :attr:`index`.
+
+        Returns
+        -------
+        EvalData
+            A copy of ``data`` in which the suggested rows are gold with ``gold_gain`` and
+            ``gold_probability`` is this suggestion's.
+
+        Raises
+        ------
+        DataError
+            If ``data`` is not the EvalData the suggestion was made for, or ``gold_gain`` has
+            the wrong length.
+        """
         if not isinstance(data, EvalData) or len(data) != len(self.gold_probability):
             raise DataError("apply needs the EvalData the suggestion was made for "
                             f"({len(self.gold_probability)} rows)")
@@ -131,7 +159,8 @@ def suggest_gold(router, X_pool, budget: int, *, strategy: str = "auto", random_
         (:func:`auto_strategy`, which quotes the measurement).
         Every strategy but ``"random"`` and ``"diverse"`` mixes its scores with a uniform floor
         (:data:`FLOOR`): pi(s) = min(CAP, k (FLOOR + (1 - FLOOR) score(s) / mean score)).
-    random_state : int, Generator or None
+    random_state : int, Generator or None, default=None
+        Seed of the draw, of the bootstrap and of the cold-start router.
 
     Returns
     -------
@@ -204,6 +233,16 @@ def auto_strategy(X_pool) -> str:
     strategy falls more than one standard error below random at 400 labels on any setting.
     ``"diverse"`` needs no labels and no router. Coverage of ``ate()``'s 95% interval after
     ``"decision"`` rounds: 0.965 +- 0.013 over 200 seeds (``bench_active.py coverage``).
+
+    Parameters
+    ----------
+    X_pool : EvalData, or array-like / DataFrame of shape (n_pool, d)
+        The pool given to :func:`suggest_gold`.
+
+    Returns
+    -------
+    str
+        ``"decision"`` or ``"diverse"``.
     """
     if isinstance(X_pool, EvalData) and X_pool.n_gold >= AUTO_MIN_GOLD:
         return "decision"

@@ -144,6 +144,27 @@ def heldout_quality(frame: pd.DataFrame, models, reference: str, *, gain: str = 
     query (for a query compared only on some pairs, the quality the human verdicts imply). Rows:
     queries (index ``query_id``, in order of first appearance); columns: ``models``. NaN for every
     model of a query whose comparisons do not connect all models (its quality is not identified).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per (query, pair) comparison; not modified.
+    models : iterable of str
+        The K model names (the columns of the result).
+    reference : str
+        The model whose quality is 0 on every query (one of ``models``).
+    gain : str, default="gold_gain"
+        Column of the gold gain of ``model_a`` over ``model_b`` (gold scale).
+    model_a, model_b : str, default="model_a", "model_b"
+        Columns naming the two models compared on each row.
+    query_id : str, default="query_id"
+        Column of the query ids.
+
+    Returns
+    -------
+    DataFrame of shape (n_queries, K)
+        Each model's quality relative to ``reference`` on each query, gold scale, indexed by
+        ``query_id``.
     """
     check_columns(frame, [gain, model_a, model_b, query_id], "frame")
     models = list(models)
@@ -167,7 +188,23 @@ class MultiSplit:
     every training row its gold label (the All-Golden oracle); ``test_X`` (n_test, d) holds one
     row of features per test query and ``test_quality`` (n_test, K) each model's quality on it,
     gold scale, relative to ``reference`` (true utilities for the generator, held-out human
-    quality from :func:`heldout_quality` for real data).
+    quality from :func:`heldout_quality` for real data). Built by :func:`reveal_multi_split`;
+    each parameter is kept as the attribute of the same name.
+
+    Parameters
+    ----------
+    train : PairwiseData
+        The training rows: gold labels on the gold queries' rows, preference labels elsewhere.
+    oracle : PairwiseData
+        The same training rows, every one with its gold label (the All-Golden oracle).
+    test_X : DataFrame of shape (n_test, d)
+        Features of the test queries (one row each, indexed by query id).
+    test_quality : DataFrame of shape (n_test, K)
+        Each model's gold-scale quality on each test query relative to ``reference``.
+    models : list of str
+        The K model names, in the column order of ``test_quality``.
+    reference : str
+        The model whose quality is 0.
     """
 
     train: PairwiseData
@@ -201,6 +238,38 @@ def reveal_multi_split(
     gold rows; then only queries whose comparisons connect every model can be test queries.
     ``gold_pairs`` (iterable of (model, model)) restricts gold labels to those pairs, in either
     order: the gold queries' other rows reveal their preference label. The frame is not modified.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per (query, pair) with both labels; its ``attrs`` may name ``features``,
+        ``models`` and ``reference``.
+    features : list of str, optional
+        Feature columns; None: ``frame.attrs["features"]``, else the columns ``x<j>``.
+    n_gold_queries : int, default=100
+        Training queries whose rows reveal their gold label.
+    n_test_queries : int, default=500
+        Held-out queries.
+    gold_pairs : iterable of (str, str), optional
+        The model pairs on which gold labels are revealed; None: every pair.
+    gold_gain, pref_gain : str, default="gold_gain", "pref_gain"
+        Columns of the gold and preference gains.
+    model_a, model_b : str, default="model_a", "model_b"
+        Columns naming the two models compared on each row.
+    query_id : str, default="query_id"
+        Column of the query ids.
+    random_state : int, Generator or None, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    MultiSplit
+        The training, oracle and test data of the draw.
+
+    Raises
+    ------
+    DataError
+        On a missing column, or query counts that leave no test, gold or preference queries.
     """
     if features is None:
         features = frame.attrs.get("features") or [
@@ -271,6 +340,20 @@ def load_pandalm_multi(path=None, n_components: int = 20, random_state: int = 0)
     K-model names ``model_a`` (the loader's ``model_p``, the first answer shown to the judge)
     and ``model_b`` (the loader's ``model_a``). ``attrs``: ``models`` (sorted), ``reference``
     (the first), ``costs`` (:data:`PANDALM_COSTS`, notional), ``features``.
+
+    Parameters
+    ----------
+    path : str, PathLike or None, default=None
+        Folder of the raw PandaLM files (as for :func:`~causal_router.datasets.load_pandalm`).
+    n_components : int, default=20
+        SVD components of the text features.
+    random_state : int, default=0
+        Seed of the SVD.
+
+    Returns
+    -------
+    DataFrame
+        One row per (query, model pair) with the columns and ``attrs`` above.
     """
     from ..text import TextFeaturizer
     from .real import load_pandalm

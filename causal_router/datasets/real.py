@@ -66,6 +66,16 @@ def default_data_dir() -> Path | None:
 
     A setting that is not a directory raises :class:`DataError`, so that a mistyped path fails
     loudly instead of silently reading nothing.
+
+    Returns
+    -------
+    Path or None
+        The folder (``~`` expanded); None where the variable is unset or empty.
+
+    Raises
+    ------
+    DataError
+        If the variable names something that is not a directory.
     """
     env = os.environ.get(ENV_VAR)
     if not env:
@@ -200,6 +210,18 @@ def load_pandalm(path: str | os.PathLike | None = None) -> pd.DataFrame:
 
     Rows whose human codes or GPT-3.5 verdict are missing or unparseable ("garbage") are
     dropped; counts per reason are logged and kept in ``attrs["dropped"]``.
+
+    Parameters
+    ----------
+    path : str, PathLike or None, default=None
+        Folder of the raw files; None: ``$CAUSAL_ROUTER_DATA/pandalm/`` where set, else the
+        bundled copy.
+
+    Returns
+    -------
+    DataFrame
+        One row per kept test item with the columns above; ``attrs["dropped"]`` counts the
+        dropped rows per reason.
     """
     root = _raw_folder(path, "pandalm")
     if root is None:
@@ -347,6 +369,20 @@ def load_prd_vicuna80(path: str | os.PathLike | None = None, judge: str = "gpt4"
     Only (question, pair) combinations with at least one human vote and one ``judge`` verdict
     are kept (human-only pairs, e.g. the guanaco models, are dropped); counts per reason are
     logged and kept in ``attrs["dropped"]``.
+
+    Parameters
+    ----------
+    path : str, PathLike or None, default=None
+        The raw ``prd_vicuna80`` folder; None: ``$CAUSAL_ROUTER_DATA/prd_vicuna80/`` where set,
+        else the bundled copy.
+    judge : {"gpt4", "gpt35", "claude"}, default="gpt4"
+        The LLM judge whose verdicts are ``pref_gain``.
+
+    Returns
+    -------
+    DataFrame
+        One row per kept (question, model pair) with the columns above; ``attrs["dropped"]``
+        counts the dropped combinations per reason.
     """
     if judge not in PRD_JUDGES:
         raise DataError(f"judge must be one of {PRD_JUDGES}, got {judge!r}")

@@ -48,7 +48,18 @@ def _bias(X: np.ndarray) -> np.ndarray:
 
 
 def feature_columns(d: int) -> list[str]:
-    """Names of the generator's feature columns: ``x0``, ``x1``, ..., ``x{d-1}``."""
+    """Names of the generator's feature columns.
+
+    Parameters
+    ----------
+    d : int
+        Number of features.
+
+    Returns
+    -------
+    list of str
+        ``x0``, ``x1``, ..., ``x{d-1}``.
+    """
     return [f"x{j}" for j in range(d)]
 
 
@@ -190,7 +201,25 @@ class RevealedSplit:
     same training queries); ``test_X`` (n_test_rows, d) and ``test_gold`` (n_test_rows,) are the
     held-out features and gold gains. ``by``: ``"query"`` (whole queries held out) or ``"row"``.
     ``train`` and ``oracle`` carry the query ids where the frame has them, so that estimators
-    cross-fit by query.
+    cross-fit by query. Built by :func:`reveal_split`; each parameter is kept as the attribute
+    of the same name.
+
+    Parameters
+    ----------
+    train : EvalData
+        The training rows: gold labels on ``n_gold`` of them, preference labels on the rest.
+    oracle : EvalData
+        The same training rows, every one with its gold label (the All-Golden oracle).
+    test_X : ndarray of shape (n_test_rows, d)
+        Features of the held-out rows.
+    test_gold : ndarray of shape (n_test_rows,)
+        Gold gains of the held-out rows.
+    train_index : ndarray of shape (n_train_rows,) of int
+        Positions in the frame of the training rows, in the order of ``train``'s rows.
+    test_index : ndarray of shape (n_test_rows,) of int
+        Positions in the frame of the held-out rows (sorted).
+    by : {"row", "query"}, default="row"
+        Whether single rows or whole queries were held out.
     """
 
     train: EvalData
@@ -228,6 +257,39 @@ def reveal_split(
     the same probability of a gold label), and the All-Golden oracle gets the gold label of every
     training row. With one row per query the two are the same draw (the row draw is made).
     The query ids, where the frame has them, are carried into ``train`` and ``oracle``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Rows with features and both labels; not modified.
+    features : list of str, optional
+        Feature columns; None: the columns named ``x<j>``.
+    n_gold : int, default=100
+        Gold-labelled training rows.
+    n_test : int, default=500
+        Held-out queries (``by="query"``) or rows (``by="row"``).
+    gold_gain, pref_gain : str, default="gold_gain", "pref_gain"
+        Columns of the gold and preference gains.
+    pair : str or None, default=None
+        Column naming each row's model pair, carried into the EvalData; None: no pair.
+    by : {"query", "row"} or None, default=None
+        What is held out; None: ``"query"`` where the ``query_id`` column repeats an id,
+        ``"row"`` otherwise.
+    query_id : str, default="query_id"
+        Column of the query ids (absent column: one query per row).
+    random_state : int, Generator or None, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    RevealedSplit
+        The training, oracle and test data of the draw.
+
+    Raises
+    ------
+    DataError
+        On a missing column, an unknown ``by``, or ``n_test`` / ``n_gold`` that leave no test,
+        gold or preference rows.
     """
     if features is None:
         features = [c for c in frame.columns if isinstance(c, str) and c[:1] == "x" and c[1:].isdigit()]

@@ -7,6 +7,7 @@ come from :func:`causal_router.validate.diagnose`; nothing is re-estimated here)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -50,8 +51,9 @@ class DiagnosticsReport:
 
     Parameters
     ----------
-    diagnostics : Diagnostics from :func:`causal_router.validate.diagnose`.
-    plots : bool
+    diagnostics : Diagnostics
+        The result of :func:`causal_router.validate.diagnose`.
+    plots : bool, default=True
         Draw the figures (False: a page of numbers and readings only, faster).
 
     Attributes
@@ -81,6 +83,7 @@ class DiagnosticsReport:
 
     @property
     def figures(self) -> dict:
+        """The report's figures by name (drawn on first access; empty with ``plots=False``)."""
         if self._figures is None:
             self._figures = _figures(self.diagnostics) if self.plots else {}
         return self._figures
@@ -91,13 +94,42 @@ class DiagnosticsReport:
         ``extra_sections`` is a list of (title, html) appended after the diagnostics (the
         extension point for refutation results:
         ``[("Refutation tests", RefutationReport(refutation).html())]``); the html is inserted as is.
+
+        Parameters
+        ----------
+        extra_sections : sequence of (str, str), optional
+            (title, html) of the sections appended after the diagnostics.
+        dpi : int, default=120
+            Resolution of the embedded figures, dots per inch.
+
+        Returns
+        -------
+        str
+            The whole HTML document.
         """
         return self._page({k: png_bytes(f, dpi) for k, f in self.figures.items()}, _check_sections(extra_sections))
 
-    def save(self, folder, extra_sections: Sequence[tuple[str, str]] | None = None, *, dpi: int = 120) -> Path:
-        """Write ``<name>.png`` per figure, ``diagnostics.json`` and ``report.html`` (see :meth:`html`)
-        into ``folder`` (created if missing), each file atomically
-        (:func:`causal_router.io.atomic_write`); returns the folder as a Path."""
+    def save(self, folder: str | os.PathLike, extra_sections: Sequence[tuple[str, str]] | None = None, *,
+             dpi: int = 120) -> Path:
+        """Write the report's files into ``folder``, each file atomically.
+
+        ``<name>.png`` per figure, ``diagnostics.json`` and ``report.html`` (see :meth:`html`),
+        each written with :func:`causal_router.io.atomic_write`.
+
+        Parameters
+        ----------
+        folder : str or PathLike
+            The output folder (created if missing).
+        extra_sections : sequence of (str, str), optional
+            (title, html) of the sections appended to the page after the diagnostics.
+        dpi : int, default=120
+            Resolution of the figures, dots per inch.
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
         sections = _check_sections(extra_sections)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

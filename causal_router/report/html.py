@@ -6,6 +6,8 @@ import base64
 import html
 import io
 
+from typing import Iterable
+
 import numpy as np
 
 __all__ = ["CSS", "escape", "number", "cell", "kv_table", "grid_table", "png_bytes", "figure_html", "page"]
@@ -32,13 +34,35 @@ code{background:#f3f3f3;padding:0 .2em}
 """
 
 
-def escape(text) -> str:
-    """``str(text)`` with HTML special characters (quotes included) escaped."""
+def escape(text: object) -> str:
+    """``str(text)`` with HTML special characters (quotes included) escaped.
+
+    Parameters
+    ----------
+    text : object
+        Any value; its ``str`` is escaped.
+
+    Returns
+    -------
+    str
+        The escaped text, safe inside an element or a quoted attribute.
+    """
     return html.escape(str(text), quote=True)
 
 
-def number(value) -> str:
-    """A number with 4 significant digits; "n/a" for None, NaN and infinities; other values escaped."""
+def number(value: object) -> str:
+    """A number with 4 significant digits; "n/a" for None, NaN and infinities; other values escaped.
+
+    Parameters
+    ----------
+    value : object
+        A number (anything ``float`` accepts), None, or another value.
+
+    Returns
+    -------
+    str
+        The formatted number, ``"n/a"``, or the escaped ``str(value)``.
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -46,8 +70,19 @@ def number(value) -> str:
     return "n/a" if not np.isfinite(v) else f"{v:.4g}"
 
 
-def cell(value) -> str:
-    """A table cell's content: floats with 4 significant digits, None as "n/a", the rest escaped."""
+def cell(value: object) -> str:
+    """A table cell's content: floats with 4 significant digits, None as "n/a", the rest escaped.
+
+    Parameters
+    ----------
+    value : object
+        The cell's value.
+
+    Returns
+    -------
+    str
+        HTML text of the cell (without the ``<td>`` tag).
+    """
     if isinstance(value, float):
         return f"{value:.4g}"
     if value is None:
@@ -55,36 +90,102 @@ def cell(value) -> str:
     return escape(value)
 
 
-def kv_table(pairs) -> str:
-    """A two-column table of (name, value) pairs."""
+def kv_table(pairs: Iterable[tuple[object, object]]) -> str:
+    """A two-column table of (name, value) pairs.
+
+    Parameters
+    ----------
+    pairs : iterable of (object, object)
+        The rows: the name (escaped) and the value (:func:`cell`).
+
+    Returns
+    -------
+    str
+        A ``<table class='kv'>`` element.
+    """
     rows = "".join(f"<tr><th>{escape(k)}</th><td>{cell(v)}</td></tr>" for k, v in pairs)
     return f"<table class='kv'>{rows}</table>"
 
 
 def grid_table(records: list[dict], columns: list[str], headers: list[str] | None = None) -> str:
-    """A table with one row per record (dict) and the given columns (``headers`` as their titles)."""
+    """A table with one row per record (dict) and the given columns (``headers`` as their titles).
+
+    Parameters
+    ----------
+    records : list of dict
+        The rows; a key missing from a record gives ``"n/a"``.
+    columns : list of str
+        The keys shown, in order.
+    headers : list of str or None, default=None
+        Column titles; None: the column keys.
+
+    Returns
+    -------
+    str
+        A ``<table class='grid'>`` element.
+    """
     head = "".join(f"<th>{escape(h)}</th>" for h in (headers or columns))
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in records)
     return f"<table class='grid'><tr>{head}</tr>{body}</table>"
 
 
 def png_bytes(fig, dpi: int = 120) -> bytes:
-    """A matplotlib figure as PNG bytes (tight bounding box)."""
+    """A matplotlib figure as PNG bytes (tight bounding box).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure (not closed).
+    dpi : int, default=120
+        Resolution, dots per inch.
+
+    Returns
+    -------
+    bytes
+        The PNG file's contents.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
 
 
 def figure_html(name: str, png: bytes) -> str:
-    """A ``<figure>`` embedding ``png`` (base64), captioned ``<name>.png``."""
+    """A ``<figure>`` embedding ``png`` (base64), captioned ``<name>.png``.
+
+    Parameters
+    ----------
+    name : str
+        The figure's name (its alt text and caption).
+    png : bytes
+        A PNG file's contents (:func:`png_bytes`).
+
+    Returns
+    -------
+    str
+        A ``<figure>`` element.
+    """
     data = base64.b64encode(png).decode("ascii")
     return (f"<figure><img alt='{escape(name)}' src='data:image/png;base64,{data}'>"
             f"<figcaption>{escape(name)}.png</figcaption></figure>")
 
 
 def page(title: str, body: str, *, heading: str | None = None) -> str:
-    """A self-contained HTML page: ``<title>`` ``title``, an ``<h1>`` (``heading``, default the
-    title) and ``body`` inserted as is."""
+    """A self-contained HTML page with the style sheet :data:`CSS`.
+
+    Parameters
+    ----------
+    title : str
+        The page's ``<title>`` (escaped).
+    body : str
+        HTML inserted as is after the heading.
+    heading : str or None, default=None
+        The ``<h1>`` (escaped); None: the title.
+
+    Returns
+    -------
+    str
+        The whole HTML document.
+    """
     return "\n".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{escape(title)}</title>",

@@ -49,7 +49,22 @@ def plot_experiment_curves(curves: pd.DataFrame, metric: str = "efficiency_gain"
 
     ``curves`` has columns ``run``, ``method``, ``ratio`` and ``metric``; NaN points (a curve
     truncated at the share a method predicts positive) are left out of the mean, as in the
-    paper's Figure 1(a). Returns the matplotlib Figure.
+    paper's Figure 1(a).
+
+    Parameters
+    ----------
+    curves : DataFrame
+        One row per (run, method, ratio): columns ``run``, ``method``, ``ratio`` (share of
+        queries routed to the primary) and ``metric``.
+    metric : str, default="efficiency_gain"
+        The column drawn (``"efficiency_gain"`` or ``"oracle_share"`` get their own labels).
+    title : str or None, default=None
+        The title; None: the metric's, with the number of runs.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
     """
     fig, ax = plt.subplots(figsize=(9.5, 5.2))
     n_runs = curves["run"].nunique()
@@ -74,8 +89,25 @@ def plot_experiment_curves(curves: pd.DataFrame, metric: str = "efficiency_gain"
 
 def plot_split_curves(predictions: Mapping[str, np.ndarray], gold_gain, metric: str = "efficiency_gain",
                       title: str | None = None):
-    """Curves of several methods on one test set: ``predictions`` maps method name to
-    predicted gains of shape (n_test,). Returns the matplotlib Figure."""
+    """Curves of several methods on one test set (:func:`plot_experiment_curves` of one run).
+
+    Parameters
+    ----------
+    predictions : mapping of str to ndarray of shape (n_test,)
+        Method name -> predicted gains on the test set.
+    gold_gain : array-like of shape (n_test,)
+        The test set's gold gains.
+    metric : {"efficiency_gain", "oracle_share"}, default="efficiency_gain"
+        :func:`causal_router.evaluate.efficiency_curve`, or otherwise
+        :func:`causal_router.evaluate.normalised_curve` (the oracle share).
+    title : str or None, default=None
+        The title; None: the metric's, "(one split)".
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
+    """
     from .. import evaluate
 
     rows = []
@@ -100,7 +132,23 @@ def plot_propensity_overlap(propensity, is_gold, *, clip: float | None = None, t
 
     ``propensity`` and ``is_gold`` have shape (n,); ``clip`` draws the clipping threshold. Bars
     are shares of each source's rows, so sources of very different sizes compare. The x-axis is
-    logarithmic when the propensities span more than a factor of 20. Returns the Figure.
+    logarithmic when the propensities span more than a factor of 20.
+
+    Parameters
+    ----------
+    propensity : array-like of shape (n,)
+        Cross-fitted propensity of each row, in (0, 1).
+    is_gold : array-like of bool, shape (n,)
+        Whether each row is gold.
+    clip : float or None, default=None
+        Clipping threshold drawn as a dashed line; None: none drawn.
+    title : str or None, default=None
+        The title; None: a default one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
     """
     p = np.asarray(propensity, dtype=float)
     gold = np.asarray(is_gold, dtype=bool)
@@ -133,7 +181,25 @@ def plot_calibration(table: pd.DataFrame, r_squared: float, *, average: float | 
 
     ``table`` has one row per group with ``predicted`` (mean estimated bias), ``observed``
     (mean doubly robust outcome) and ``std_error`` (of ``observed``); error bars are
-    +- ``z`` standard errors. Points on the diagonal are well calibrated. Returns the Figure.
+    +- ``z`` standard errors. Points on the diagonal are well calibrated.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per quantile group with ``predicted``, ``observed`` and ``std_error`` (gold scale).
+    r_squared : float
+        The calibration R-squared, shown in the title.
+    average : float or None, default=None
+        Held-out average bias drawn as a horizontal line; None (or NaN): none drawn.
+    z : float, default=1.96
+        Error bars are +- ``z`` standard errors.
+    title : str or None, default=None
+        The title; None: a default one with ``r_squared``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
     """
     fig, ax = plt.subplots(figsize=(6.8, 5.4))
     x, y, err = (table[c].to_numpy(dtype=float) for c in ("predicted", "observed", "std_error"))
@@ -167,7 +233,23 @@ def plot_uplift_curves(curves: Mapping[str, pd.DataFrame], summary: Mapping[str,
     ``curves`` maps ``"qini"`` / ``"toc"`` to a DataFrame with ``share`` (percent of queries
     with the largest estimated bias), ``value``, ``std_error`` and ``uniform_critical_value``
     (econml's multiplier bootstrap); ``summary`` maps the same names to ``coefficient``,
-    ``std_error`` and ``p_value`` shown in the panel titles. Returns the Figure.
+    ``std_error`` and ``p_value`` shown in the panel titles.
+
+    Parameters
+    ----------
+    curves : mapping of str to DataFrame
+        ``"qini"`` and / or ``"toc"`` -> the curve (one panel each).
+    summary : mapping of str to mapping of str to float, optional
+        ``"qini"`` / ``"toc"`` -> ``coefficient``, ``std_error``, ``p_value`` of the curve's area.
+    z : float, default=1.96
+        The pointwise band is +- ``z`` standard errors.
+    title : str or None, default=None
+        The figure's title; None: a default one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
     """
     names = [n for n in ("qini", "toc") if n in curves]
     fig, axes = plt.subplots(1, len(names), figsize=(6.2 * len(names), 4.8), squeeze=False)
@@ -200,8 +282,26 @@ def plot_uplift_curves(curves: Mapping[str, pd.DataFrame], summary: Mapping[str,
 
 def plot_bias_distribution(effect, *, average: float | None = None, lower: float | None = None,
                            upper: float | None = None, is_gold=None, title: str | None = None):
-    """Histogram of the estimated bias per query (shape (n,), gold scale), with the average
-    bias and its confidence interval; split by source when ``is_gold`` is given. Returns the Figure."""
+    """Histogram of the estimated bias per query, with the average bias and its confidence interval.
+
+    Parameters
+    ----------
+    effect : array-like of shape (n,)
+        Estimated bias of each query, gold scale.
+    average : float or None, default=None
+        The average bias, drawn as a vertical line; None: not drawn.
+    lower, upper : float or None, default=None
+        Its confidence interval, shaded when both are given (and ``average`` is).
+    is_gold : array-like of bool, shape (n,), optional
+        Whether each row is gold; given, the gold rows' histogram is drawn over all rows'.
+    title : str or None, default=None
+        The title; None: a default one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
+    """
     tau = np.asarray(effect, dtype=float)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     lo, hi = float(tau.min()), float(tau.max())
@@ -231,7 +331,27 @@ def plot_group_bias(table: pd.DataFrame, *, average: float | None = None, group_
 
     ``table`` is indexed by group with ``estimate``, ``lower``, ``upper``, ``n`` and ``n_gold``;
     the ``max_groups`` largest groups are shown, largest first (or in table order when
-    ``order_by_size`` is False). Returns the Figure.
+    ``order_by_size`` is False).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Indexed by group, with ``estimate``, ``lower``, ``upper`` (gold scale), ``n`` and ``n_gold``.
+    average : float or None, default=None
+        The overall average bias, drawn as a dashed line; None: not drawn.
+    group_name : str, default="group"
+        The name of the grouping (axis label and title).
+    max_groups : int, default=30
+        Most groups shown (the largest by ``n``).
+    order_by_size : bool, default=True
+        Largest group first; False: in table order.
+    title : str or None, default=None
+        The title; None: a default one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
     """
     largest = table.sort_values("n", ascending=False, kind="stable").index[:max_groups]
     df = (table.loc[largest] if order_by_size else table[table.index.isin(largest)]).iloc[::-1]
@@ -259,7 +379,21 @@ def plot_group_bias(table: pd.DataFrame, *, average: float | None = None, group_
 def plot_bias_tree(interpreter, feature_names, *, title: str | None = None):
     """The shallow tree of econml's ``SingleTreeCateInterpreter`` (fitted on gold-scale bias):
     each node shows its split, sample count, and the mean and sd of the estimated bias.
-    Returns the Figure."""
+
+    Parameters
+    ----------
+    interpreter : econml.cate_interpreter.SingleTreeCateInterpreter
+        The fitted interpreter.
+    feature_names : sequence of str
+        Names of the features it was fitted on, in column order.
+    title : str or None, default=None
+        The title; None: a default one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
+    """
     depth = int(interpreter.tree_model_.get_depth())
     fig, ax = plt.subplots(figsize=(max(8, 4.2 * 2 ** max(depth - 1, 0)), 2.6 + 1.9 * depth))
     interpreter.plot(ax=ax, feature_names=list(feature_names), fontsize=9, precision=3)
@@ -271,8 +405,26 @@ def plot_bias_tree(interpreter, feature_names, *, title: str | None = None):
 
 def plot_feature_importance(values: pd.Series, *, signed: bool = False, xlabel: str = "Importance",
                             top: int = 15, title: str | None = None):
-    """Horizontal bars of the ``top`` features by absolute value (``values`` indexed by feature).
-    Signed values are coloured by sign. Returns the Figure."""
+    """Horizontal bars of the ``top`` features by absolute value.
+
+    Parameters
+    ----------
+    values : Series
+        One value per feature, indexed by feature name.
+    signed : bool, default=False
+        Colour the bars by sign (raises / lowers the bias) and draw zero.
+    xlabel : str, default="Importance"
+        The x-axis label.
+    top : int, default=15
+        Number of features shown.
+    title : str or None, default=None
+        The title; None: a default one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
+    """
     s = values.reindex(values.abs().sort_values(ascending=False).index).head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.36 * len(s)))
     colours = [(_GOLD_COLOUR if v > 0 else _PREF_COLOUR) for v in s] if signed else "#7f7f7f"
@@ -300,7 +452,26 @@ def plot_refutations(simulations: Mapping[str, np.ndarray], original: float, sen
     resampling refuter (one dot per simulation, box of their spread) against the original
     estimate and zero; right, the estimate under a simulated unobserved confounder of growing
     strength (``sensitivity_path`` with ``strength`` and ``effect``), moderate strengths shaded.
-    Returns the Figure."""
+
+    Parameters
+    ----------
+    simulations : mapping of str to ndarray
+        Refuter name -> its refitted estimates (gold scale); the refuters ``placebo_treatment``,
+        ``random_common_cause``, ``data_subset``, ``bootstrap`` and ``dummy_outcome`` are drawn.
+    original : float
+        The original estimate of the average bias (gold scale).
+    sensitivity_path : DataFrame or None, default=None
+        The confounder path (``strength``, ``effect``); None or empty: no right panel.
+    moderate : float or None, default=None
+        Strengths up to this are shaded as moderate; None: no shading.
+    title : str or None, default=None
+        The figure's title; None: none.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
+    """
     names = [k for k in ("placebo_treatment", "random_common_cause", "data_subset", "bootstrap", "dummy_outcome")
              if k in simulations and len(simulations[k])]
     has_path = sensitivity_path is not None and len(sensitivity_path) > 0
@@ -361,7 +532,27 @@ def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None =
     ``frontiers`` has columns ``run``, ``method``, ``cost``, ``quality`` (each run's hull on a
     common cost grid, as :func:`causal_router.multi_experiment.run_multi_experiment` returns);
     ``summary`` (optional, indexed by method, column ``aiq``) adds each AIQ to the legend;
-    ``methods`` (optional) selects and orders the methods drawn. Returns the matplotlib Figure.
+    ``methods`` (optional) selects and orders the methods drawn.
+
+    Parameters
+    ----------
+    frontiers : DataFrame
+        Columns ``run``, ``method``, ``cost`` and ``quality`` (gold scale).
+    summary : DataFrame or None, default=None
+        Indexed by method, with an ``aiq`` column shown in the legend.
+    methods : sequence of str, optional
+        The methods drawn, in order; None: all, in the order of ``frontiers``.
+    quality_label : str, default="Mean quality of the chosen model (gold scale)"
+        The y-axis label.
+    title : str or None, default=None
+        The title; None: a default one with the number of runs.
+    ax : matplotlib.axes.Axes, optional
+        The axes to draw on; None: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn on (``ax``'s, or a new one), as every figure function of this module.
     """
     fig, ax = (plt.subplots(figsize=(8.5, 5.0)) if ax is None else (ax.figure, ax))
     n_runs = frontiers["run"].nunique()
@@ -384,6 +575,7 @@ def plot_multi_frontiers(frontiers: pd.DataFrame, summary: pd.DataFrame | None =
     ax.set_title(title or f"Quality-versus-cost frontiers (mean of {n_runs} runs; bands: +-1 s.e.)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, frameon=True)
+    return fig
 
 
 # ---------------------------------------------------------------------------- choosing gold rows
@@ -396,7 +588,19 @@ def plot_acquisition_curves(summary: pd.DataFrame, *, title: str | None = None):
 
     ``summary`` has columns ``setting``, ``strategy``, ``n_gold``, ``mean`` and ``sem`` (mean
     oracle share over repeats and its standard error; bands are +- 1 s.e.). A dotted line marks
-    random acquisition's share at its largest gold count. Returns the Figure.
+    random acquisition's share at its largest gold count.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Columns ``setting``, ``strategy``, ``n_gold``, ``mean`` and ``sem``.
+    title : str or None, default=None
+        The figure's title; None: a default one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
     """
     settings = list(dict.fromkeys(summary["setting"]))
     fig, axes = plt.subplots(1, len(settings), figsize=(4.3 * len(settings), 4.0), squeeze=False)
@@ -432,7 +636,20 @@ def plot_gold_plan(plan, *, title: str | None = None):
     oracle share (measured points +- 1.96 s.e., fitted power law with its 95% band) where a
     target share was given, and the width of the average bias's 95% CI against the number of
     gold labels (the law with its band). Targets are dashed, the current count dotted, the
-    estimated count needed marked. Returns the Figure."""
+    estimated count needed marked.
+
+    Parameters
+    ----------
+    plan : GoldPlan
+        The result of :func:`causal_router.active.plan_gold`.
+    title : str or None, default=None
+        The figure's title; None: none.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown, not closed).
+    """
     panels = (["share"] if plan.learning_curve is not None else []) + ["width"]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
     for ax, panel in zip(axes[0], panels):

@@ -6,6 +6,7 @@ from :func:`causal_router.validate.refute`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .._validation import DataError
@@ -33,6 +34,16 @@ class RefutationReport:
     ``RefutationReport(refutation).html()`` is the section that goes into the diagnostics report
     (``DiagnosticsReport(diag).save(folder, extra_sections=[("Refutation tests", ...)])``);
     :meth:`save` writes the refutation's own files.
+
+    Parameters
+    ----------
+    refutation : Refutation
+        The result of :func:`causal_router.validate.refute`.
+
+    Raises
+    ------
+    DataError
+        If ``refutation`` is not a :class:`Refutation`.
     """
 
     def __init__(self, refutation: Refutation):
@@ -46,7 +57,14 @@ class RefutationReport:
         return f"RefutationReport({self.refutation!r})"
 
     def figure(self):
-        """The refutation figure (simulated estimates per refuter and the confounder path); drawn once."""
+        """The refutation figure (simulated estimates per refuter and the confounder path); drawn once.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure of :func:`~causal_router.report.plotting.plot_refutations` (closed in
+            pyplot; the same object on every call).
+        """
         if self._figure is None:
             import matplotlib.pyplot as plt
 
@@ -59,8 +77,23 @@ class RefutationReport:
         return self._figure
 
     def html(self, include_figure: bool = True, *, dpi: int = 110) -> str:
-        """An HTML fragment (no <html>/<body>) for the diagnostics report. Uses the report's CSS
-        classes (``reading fine|warning|info``, ``grid``, ``kv``, ``meta``)."""
+        """An HTML fragment (no <html>/<body>) for the diagnostics report.
+
+        Uses the report's CSS classes (``reading fine|warning|info``, ``grid``, ``kv``, ``meta``).
+
+        Parameters
+        ----------
+        include_figure : bool, default=True
+            Embed the refutation figure (base64 PNG).
+        dpi : int, default=110
+            Resolution of the embedded figure, dots per inch.
+
+        Returns
+        -------
+        str
+            The fragment: the verdict, the table of refuters, the confounder path, econml's
+            sensitivity analysis where available, the rules, and the figure.
+        """
         r = self.refutation
         m = r.meta
         status = "fine" if r.passed else "warning"
@@ -113,10 +146,22 @@ class RefutationReport:
             parts.append(figure_html("refutations", png_bytes(self.figure(), dpi)))
         return "\n".join(parts)
 
-    def save(self, folder) -> Path:
-        """Write ``refutations.csv``, ``refutations.json``, ``refutations.png`` and a standalone
-        ``refutations.html`` into ``folder`` (created if missing), each file atomically
-        (:func:`causal_router.io.atomic_write`); returns the folder as a Path."""
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the refutation's files into ``folder``, each file atomically.
+
+        ``refutations.csv``, ``refutations.json``, ``refutations.png`` and a standalone
+        ``refutations.html``, each written with :func:`causal_router.io.atomic_write`.
+
+        Parameters
+        ----------
+        folder : str or PathLike
+            The output folder (created if missing).
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(folder / "refutations.csv") as tmp:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -84,9 +85,11 @@ class OverlapWarning(UserWarning):
 # ---------------------------------------------------------------------------- result object
 @dataclass
 class Diagnostics:
-    """Result of :func:`diagnose`.
+    """Result of :func:`diagnose`; each parameter is kept as the attribute of the same name.
 
-    Attributes
+    Readings, figures and the report: :class:`causal_router.report.DiagnosticsReport`.
+
+    Parameters
     ----------
     numbers : dict
         Every number, JSON-serialisable (NaN as None). Top-level keys (:data:`NUMBER_KEYS`):
@@ -94,16 +97,18 @@ class Diagnostics:
         ``blp``, ``uplift`` (QINI and TOC), ``bias`` (average and distribution), ``groups``
         (None without groups), ``interpretation`` (tree leaves, importances, top queries) and
         ``warnings`` (list of str). Bias values are on the gold scale.
-    bias : BiasEstimator fitted on all rows (the model whose bias is described).
-    bias_heldout : BiasEstimator fitted on the training part only (the model validated).
-    tester : econml DRTester fitted on the held-out part (None if the model is constant).
-    interpreter : econml SingleTreeCateInterpreter (None if the model is constant).
-    effect : ndarray of shape (n,)
+    bias : BiasEstimator or None, default=None
+        Fitted on all rows (the model whose bias is described).
+    bias_heldout : BiasEstimator or None, default=None
+        Fitted on the training part only (the model validated).
+    tester : econml DRTester or None, default=None
+        Fitted on the held-out part (None if the model is constant).
+    interpreter : econml SingleTreeCateInterpreter or None, default=None
+        The interpretation tree (None if the model is constant).
+    effect : ndarray of shape (n,) or None, default=None
         The estimated bias of every row (``bias.effect(data.X)``, gold scale).
-    is_gold : ndarray of bool, shape (n,)
+    is_gold : ndarray of bool, shape (n,), or None, default=None
         True for the gold rows.
-
-    Readings, figures and the report: :class:`causal_router.report.DiagnosticsReport`.
     """
 
     numbers: dict
@@ -125,7 +130,14 @@ class Diagnostics:
         return list(self.numbers.get("warnings", []))
 
     def summary(self) -> str:
-        """A few lines with the key numbers and the warnings."""
+        """A few lines with the key numbers and the warnings.
+
+        Returns
+        -------
+        str
+            Sizes and learner, the average bias with its interval, the correction and judge
+            readings, overlap, the held-out tests (or why they were skipped), and the warnings.
+        """
         n = self.numbers
         meta, ov, bias = n["meta"], n["overlap"], n["bias"]
         lines = [
@@ -156,9 +168,22 @@ class Diagnostics:
             lines.append(f"  WARNING: {w}")
         return "\n".join(lines)
 
-    def to_json(self, path=None, indent: int = 2) -> str:
-        """:attr:`numbers` as a JSON string (no NaN: missing numbers are null); also written to
-        ``path`` when given (atomically: :func:`causal_router.io.atomic_write`)."""
+    def to_json(self, path: str | os.PathLike | None = None, indent: int = 2) -> str:
+        """:attr:`numbers` as a JSON string (no NaN: missing numbers are null).
+
+        Parameters
+        ----------
+        path : str, PathLike or None, default=None
+            Also write the text to this file (atomically: :func:`causal_router.io.atomic_write`);
+            None: nothing is written.
+        indent : int, default=2
+            JSON indentation.
+
+        Returns
+        -------
+        str
+            The JSON text.
+        """
         text = json.dumps(self.numbers, indent=indent, allow_nan=False)
         if path is not None:
             with atomic_write(path) as tmp:
@@ -187,7 +212,8 @@ def diagnose(
 
     Parameters
     ----------
-    data : EvalData with gold and preference rows (n rows, d features).
+    data : EvalData
+        Gold and preference rows (n rows, d features).
     bias : BiasEstimator, optional
         Its parameters define the model (it is cloned and refitted, never modified). Default
         ``BiasEstimator("r", random_state=random_state)``.
@@ -222,7 +248,18 @@ def diagnose(
     Returns
     -------
     Diagnostics
+        Every number (:attr:`Diagnostics.numbers`), the fitted models and the estimated bias of
+        every row.
 
+    Raises
+    ------
+    DataError
+        A ValueError, for bad arguments, naming the argument.
+    OverlapError
+        From the bias model, when gold and preference queries do not overlap at all.
+
+    Notes
+    -----
     What is fitted. The bias model is fitted twice: on all rows (overlap numbers from its
     out-of-fold propensities, average and group bias from its doubly robust pseudo-outcomes,
     distribution and interpretation of its estimate) and on the training part only (validated
@@ -240,11 +277,6 @@ def diagnose(
     with heteroskedasticity-robust (HC1) standard errors; heterogeneity is claimed when the
     slope is positive with one-sided p < alpha (econml's own classical two-sided p-value is
     also reported).
-
-    Raises
-    ------
-    DataError (a ValueError) for bad arguments, naming the argument; OverlapError (from the bias
-    model) when gold and preference queries do not overlap at all.
     """
     t_start = time.perf_counter()
     _check_args(data, bias, test_size, alpha, n_bootstrap, n_groups, tree_depth, top_k)
@@ -347,9 +379,38 @@ def heldout_tests(
     """Only the held-out checks of :func:`diagnose` (no overlap, group or interpretation numbers).
 
     Fits ``bias`` (default ``BiasEstimator("r")``, cloned) on a training part stratified by
-    source and runs econml's DRTester on the rest. Returns a dict with the keys
-    ``"calibration"``, ``"blp"`` and ``"uplift"`` of :attr:`Diagnostics.numbers` (same
-    contents; JSON-serialisable). For repeated-sampling checks of the tests themselves.
+    source and runs econml's DRTester on the rest. For repeated-sampling checks of the tests
+    themselves.
+
+    Parameters
+    ----------
+    data : EvalData
+        Gold and preference rows.
+    bias : BiasEstimator, optional
+        Its parameters define the model (cloned and refitted, never modified). Default
+        ``BiasEstimator("r", random_state=random_state)``.
+    test_size : float in (0, 1), default=0.5
+        Held-out share (stratified by source; the share of queries where queries repeat).
+    alpha : float in (0, 1), default=0.05
+        Tests at level alpha, intervals at 1 - alpha.
+    n_bootstrap : int, default=1000
+        Multiplier-bootstrap draws of the QINI / TOC uniform bands.
+    n_groups : int, default=4
+        Quantile groups of the calibration test.
+    random_state : int, Generator or None, default=None
+        Seeds the split, DRTester's bootstrap and the bias model when it has no random_state
+        of its own.
+
+    Returns
+    -------
+    dict
+        The keys ``"calibration"``, ``"blp"`` and ``"uplift"`` of :attr:`Diagnostics.numbers`
+        (same contents; JSON-serialisable).
+
+    Raises
+    ------
+    DataError
+        For bad arguments, or a split that leaves too few gold or preference rows in a part.
     """
     _check_args(data, bias, test_size, alpha, n_bootstrap, n_groups, 1, 1)
     seed = as_seed(random_state)
@@ -361,8 +422,19 @@ def heldout_tests(
 
 
 def overlap_problems(overlap: dict) -> list[str]:
-    """The overlap rule applied to ``numbers["overlap"]``: one sentence per violated condition
-    (empty when overlap is adequate)."""
+    """The overlap rule applied to ``numbers["overlap"]``.
+
+    Parameters
+    ----------
+    overlap : dict
+        ``Diagnostics.numbers["overlap"]``: ``classifier_auc``, ``propensity_auc``,
+        ``gold_ess``, ``gold_ess_share``, ``n_gold``, ``clipped_share`` and ``min_propensity``.
+
+    Returns
+    -------
+    list of str
+        One sentence per violated condition (empty when overlap is adequate).
+    """
     ov = overlap
     problems = []
     if max(ov["classifier_auc"], ov["propensity_auc"]) > OVERLAP_MAX_AUC:

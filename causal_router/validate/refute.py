@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -167,19 +168,25 @@ RULES = {
 class Refutation:
     """Result of :func:`refute` (figure and pages: :class:`causal_router.report.RefutationReport`).
 
-    Attributes
+    Each parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
-    table : DataFrame, one row per refuter (``REFUTERS``) with ``refuter``, ``original_effect``,
+    table : DataFrame
+        One row per refuter (``REFUTERS``) with ``refuter``, ``original_effect``,
         ``refuted_effect``, ``p_value``, ``passed``, ``rule``, ``reading``, ``n_simulations``
         (finite refits), ``refuted_sd``, ``tipping_point``. Effects on the gold scale;
         ``p_value`` is NaN where none is defined.
-    simulations : dict refuter -> ndarray of the refitted estimates (gold scale; NaN for a
-        failed refit).
-    sensitivity_path : DataFrame with ``strength``, ``kappa_t`` (flip probability), ``kappa_y``
-        (outcome coefficient, preference scale), ``effect`` (gold scale, mean over draws), ``draws``.
-    econml_sensitivity : dict of econml's sensitivity numbers (theta, bounds, robustness values).
-    meta : dict (rows, estimator, dowhy method, common causes, folds, counts, failed simulations,
-        runtime_seconds, ...).
+    simulations : dict of str to ndarray
+        Refuter -> the refitted estimates (gold scale; NaN for a failed refit).
+    sensitivity_path : DataFrame
+        ``strength``, ``kappa_t`` (flip probability), ``kappa_y`` (outcome coefficient,
+        preference scale), ``effect`` (gold scale, mean over draws), ``draws``.
+    econml_sensitivity : dict
+        econml's sensitivity numbers (theta, bounds, robustness values).
+    meta : dict
+        Rows, estimator, dowhy method, common causes, folds, counts, failed simulations,
+        ``runtime_seconds``, ...
     """
 
     table: pd.DataFrame
@@ -203,7 +210,14 @@ class Refutation:
                 f"estimate={self.meta['original_effect']:.4g}, runtime={self.meta['runtime_seconds']:.1f}s)")
 
     def summary(self) -> str:
-        """A plain-text summary: one line per refuter."""
+        """A plain-text summary: one line per refuter.
+
+        Returns
+        -------
+        str
+            A head line (the estimate, the method, the sizes, the verdict) and one line per
+            refuter with its verdict and reading.
+        """
         m = self.meta
         lines = [f"Refutations of the average bias {m['original_effect']:.4f} (gold scale; AIPW via "
                  f"{m['method_name']}; {m['n']} rows, {m['n_gold']} gold); "
@@ -213,7 +227,14 @@ class Refutation:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """Every number as JSON-ready types (NaN -> None)."""
+        """Every number as JSON-ready types (NaN -> None).
+
+        Returns
+        -------
+        dict
+            ``passed``, ``table`` (records), ``simulations``, ``sensitivity_path`` (records),
+            ``econml_sensitivity``, ``rules`` and ``meta``.
+        """
         return to_jsonable({
             "passed": self.passed,
             "table": self.table.to_dict(orient="records"),
@@ -224,9 +245,22 @@ class Refutation:
             "meta": self.meta,
         })
 
-    def to_json(self, path=None, indent: int = 2) -> str:
-        """The result as a JSON string (no NaN: missing numbers are null); also written to ``path``
-        when given (atomically: :func:`causal_router.io.atomic_write`)."""
+    def to_json(self, path: str | os.PathLike | None = None, indent: int = 2) -> str:
+        """The result as a JSON string (:meth:`to_dict`; no NaN: missing numbers are null).
+
+        Parameters
+        ----------
+        path : str, PathLike or None, default=None
+            Also write the text to this file (atomically: :func:`causal_router.io.atomic_write`);
+            None: nothing is written.
+        indent : int, default=2
+            JSON indentation.
+
+        Returns
+        -------
+        str
+            The JSON text.
+        """
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
             with atomic_write(path) as tmp:
