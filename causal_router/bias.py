@@ -16,18 +16,15 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
   a non-negative combination of a constant (one global bias), ridge on the raw and on
   standardised features, weighted boosted trees and an additive model (boosted stumps), with
   weights fitted to their out-of-fold predictions by the weighted squared error, which for this
-  regression is the R-loss. It adapts inside ``fit`` to the data it is given: where the data
-  show no heterogeneity the constant takes the weight and the router falls back to a global
-  correction; where the bias is sparse and nonlinear the trees take it; where candidates are
-  equally good it averages them. Measured on the bias-learner suite
-  (``benchmarks/bias_suite.py``, 17 settings, 20 splits each, README "Measured"; the two real
-  sets with whole queries held out): never below Pooled or MeanShift by more than 0.005 on 17 of
-  17 settings (PandaLM 0.213 against 0.209 and 0.210, standard error 0.020; the kNN router 0.262
-  there); within 0.01 of the best single final stage on 12 of 17 (0.011-0.027
-  behind boosted trees or stumps where the bias is a sparse threshold or sine: sparse
-  nonlinear, heteroscedastic, d = 300, the issue's "other shape", and 0.011 on a linear bias,
-  where it keeps 0.3-0.5 of its weight on the constant or shrinks toward no correction); 45% of
-  the Pooled-to-All-Golden gap closed on average over the heterogeneous-bias settings.
+  regression is the R-loss; the stack's departure from the constant is used only as far as
+  held-out evidence supports it (the non-negative garrote at one standard error of its nested
+  out-of-fold calibration slope, clustered by query: :func:`~causal_router.models.evidence_share`).
+  It adapts inside ``fit`` to the data it is given: where the data show no heterogeneity the
+  constant takes the weight and the router falls back to a global correction; where the bias is
+  sparse and nonlinear the trees take it; where candidates are equally good it averages them.
+  Why a stack and not one final stage: no single one is best across the settings of the
+  bias-learner suite (``benchmarks/bias_suite.py``), and the stack stays near the best of them on
+  each (table and regret: :doc:`/results`, "The bias learner suite").
 - ``"dr"``: DR-learner, :class:`econml.dr.DRLearner`, pseudo-outcome
   phi = (t - p) / (p (1 - p)) (o - mu_t(s)) + mu_1(s) - mu_0(s) regressed on s (same default
   final stage).
@@ -36,9 +33,8 @@ Learners (all econml, nuisances cross-fitted with folds stratified by source):
 - ``"auto"``: the R-learner whose final stage is the single candidate of the stack with the
   lowest out-of-fold R-loss (each fitted on K-1 folds of the cross-fitted residuals, scored on
   the held-out fold: econml's :class:`~econml.score.RScorer` criterion without giving up a
-  validation split). Picking one is noisier than combining them (suite, 20 splits: the stack
-  beat picking one on 14 of 17 settings, tied on 1).
-  The DR family is not among the candidates: with a few percent of gold rows its
+  validation split). Picking one is noisier than combining them, which is why it is not the
+  default. The DR family is not among the candidates: with a few percent of gold rows its
   pseudo-outcomes carry weights of 1/p (about 50) and its final stage is the noisiest.
 
 With n gold rows among n + m, p(s) is about n / (n + m) everywhere: an extreme-propensity
@@ -51,23 +47,17 @@ and p^2 on preference rows, so preference rows beyond what the nuisances need bu
 bias model is fitted on every gold row and at most max(PREFERENCE_ROWS_MIN,
 PREFERENCE_ROWS_PER_GOLD * n_gold) = max(50,000, 20 n_gold) preference rows, drawn uniformly
 with ``random_state`` (``sample_index_``); the router's gain model still sees every row.
-Subsampling on the source leaves the CATE unchanged (it changes P(t | s), not E[o | s, t]).
-Measured (``bench_pipeline.py subsample``, generator, 50,000 preference rows, 2 seeds): keeping
-5,000, 10,000, 20,000 or all of them gave oracle shares 0.557 / 0.536 / 0.532 / 0.539 with 100
-gold rows and 0.615 / 0.621 / 0.617 / 0.619 with 1,000 (bias RMSE 0.100 / 0.100 / 0.097 / 0.094):
-no loss in routing down to 5,000; the cap is set ten times higher. The R-learner's effective
-sample for the bias is about N p (1 - p) = n_gold r / (1 + r) with r preference rows per gold
-row: r = 20 keeps 95% of it. 10 million preference rows with 100 gold rows (d = 50) fit in 394 s
-on 2 cores with a peak of 6.3 GiB, most of it the gain model's (``bench_pipeline.py scale``).
+Subsampling on the source leaves the CATE unchanged (it changes P(t | s), not E[o | s, t]). The
+R-learner's effective sample for the bias is about N p (1 - p) = n_gold r / (1 + r) with r
+preference rows per gold row: r = 20 keeps 95% of it, and routing lost nothing down to ten
+times fewer preference rows than the cap (:doc:`/results`, "Speed").
 
-Wall time on 2 cores. With ``n_jobs`` of 2 or more the outcome models of :meth:`ate` are fitted
-in a second thread while econml fits the learner and the stack's folds run on up to ``n_jobs``
-threads (``n_jobs=None`` is one thread, as in scikit-learn, unless a
+Threads. With ``n_jobs`` of 2 or more the outcome models of :meth:`ate` are fitted in a second
+thread while econml fits the learner and the stack's folds run on up to ``n_jobs`` threads
+(``n_jobs=None`` is one thread, as in scikit-learn, unless a
 ``joblib.parallel_config(n_jobs=...)`` context says otherwise); BLAS runs one thread per task
 (its n x d matrices are too small to share: a two-thread BLAS spent more time synchronising).
-``bench_pipeline.py fittime --splits 10`` (n = 5000, d = 50, 100 gold rows): median 2.05 s wall
-(1.89-2.77 s), 3.3 s CPU, against 3.77 s wall (3.21-3.96 s), 6.1 s CPU, all in one thread with
-BLAS's own threads; the estimates are bit-identical.
+The estimates do not depend on the number of threads.
 
 Queries. On real evaluation data one query carries several rows (one per model pair, one per
 vote); they share the query and are not independent. Where the data name each row's query
@@ -80,26 +70,20 @@ out-of-fold fits (:class:`~causal_router.models.StackedFinalStage`, like any fin
 stage without groups), the
 selection of ``learner="auto"`` and the refits of ``inference="bootstrap"`` (whole queries drawn
 with replacement; the copies of a query share a fold). :meth:`BiasEstimator.ate` and every average
-of ``pseudo_outcomes_`` are then clustered by query (:mod:`causal_router.clusters`). Without query
-ids, or with one row per query, the rows are the units and every number is what it was before
-queries were known (the folds are ``StratifiedKFold``'s). Measured on a generator with 60 queries
-of 30 rows, 10% gold rows and a judge bias that varies by query
-(:func:`~causal_router.datasets.make_repeated_queries`; ``benchmarks/query_coverage.py --settings
-generator``, seeds 0-99): the 95% interval covered the population average bias in 0.94 of the
-seeds clustered by query, in 0.76 with rows as units (whose standard error was half as large).
+of ``pseudo_outcomes_`` are then clustered by query (:mod:`causal_router.clusters`): where rows of
+a query move together, an interval with rows as units is too narrow (coverage by query and by
+row: :doc:`/results`, "Routing quality"). Without query ids, or with one row
+per query, the rows are the units (the folds are ``StratifiedKFold``'s).
 
 The average bias (:meth:`BiasEstimator.ate`, and every average of the bias over rows or groups
 built from ``pseudo_outcomes_``) does not come from the learner's CATE model: it is
 :class:`~causal_router.average.AverageBias`, a cross-fitted AIPW estimate with its own outcome
 model for each mechanism and the learner's propensity (the design's, unclipped, where known),
 with the scale constant's uncertainty in its interval, so it is the same, and valid where gold
-rows are selected on the features, whatever learner routes.
-(The average of the R-learner's CATE that it replaced under-covered where gold rows are
-selected on the features. ``benchmarks/results/ihdp``, 100 runs each: 95% intervals cover 0.92 on
-IHDP A, 0.97 on IHDP B (ATE error 0.083), 0.92 with selected and 0.89 with 100 random gold rows
-on the generator at n = 5000, d = 50, where the AIPW average with the true nuisances covers 0.95
-and 0.91 on the same runs; ``benchmarks/ate_coverage.py``, 200 seeds: 0.96-0.97 on three
-settings with random gold rows.)
+rows are selected on the features, whatever learner routes. An average of the CATE model's
+predictions is biased wherever the final stage is misspecified (coverage on IHDP and the
+generator: :doc:`/results`, "The average bias where gold rows are not a random draw, and IHDP";
+the superseded measurements: "History of measurements" there).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ each learned from every gold comparison of its model, and defined for pairs no g
 (measured with ``benchmarks/bench_multi.py --design``, 20 splits, a per-model against a per-pair
 bias linear in s: AIQ 0.480 either way when gold rows cover all six pairs of the K = 4
 generator, 0.471 per model against 0.036 per pair when they cover three; the default, whose
-final stage R-loss chooses, 0.478 and 0.467, the README's table; ``benchmarks/results/multi/``). Each
+final stage R-loss chooses, 0.478 and 0.467 in the same runs; ``benchmarks/results/multi/README.md``;
+the report run's AIQ of every method: :doc:`/results`, "K-model routing"). Each
 preference label is corrected, y + Delta_hat, and the utility model (default
 :class:`~causal_router.pairwise.PairwiseSelect`: ridge or boosted per-model utilities, chosen by
 cross-validation) is fitted on the gold rows plus the corrected preference rows. Utilities are

@@ -32,9 +32,9 @@ column-complete trees (below) move it by cross-fitting noise (measured on the ge
 and 250 gold, seeds 3-7: within 0.42 standard errors of ``ate()``). It does not depend on the
 learner that routes: refuting the mean of a CATE learner's predictions would refute a number the
 package does not report, and one that is biased where the final stage is misspecified (the AIPW
-average covers 0.97 on IHDP B, ``benchmarks/results/ihdp``; the R-learner's average it replaced
-covered far less). Every refuter simulation refits the whole
-estimator, cross-fitting included.
+average's coverage on IHDP: :doc:`/results`, "The average bias where gold rows are not a random
+draw, and IHDP"; the R-learner's average it replaced: "History of measurements" there). Every
+refuter simulation refits the whole estimator, cross-fitting included.
 
 Nuisances of the refits:
 
@@ -69,9 +69,8 @@ grid cells. Here every simulation is one call of the dowhy refuter with its own 
 joblib pool (``n_jobs``) with a progress bar, so results reproduce with ``random_state`` and do not
 depend on ``n_jobs``.
 
-Cost (``benchmarks/bench_pipeline.py refute``, generator, 5,000 rows x 50 features, idle 2-core
-machine): the default suite refits the estimator 93 times in 78-84 s with ``n_jobs=2``
-(125-128 s with one).
+Cost: the default suite refits the estimator 93 times (its time on the generator:
+:doc:`/results`, "Speed"); ``thorough=True`` several hundred times.
 """
 
 from __future__ import annotations
