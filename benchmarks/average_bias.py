@@ -142,7 +142,8 @@ def one_draw(name: str, draw: int) -> list[dict]:
     def record(target, truth, method, lower, upper, estimate):
         out.append({"setting": name, "draw": draw, "target": target, "method": method, "truth": truth,
                     "estimate": float(estimate), "lower": float(lower), "upper": float(upper),
-                    "covered": bool(lower <= truth <= upper), "width": float(upper - lower)})
+                    "covered": bool(lower <= truth <= upper) if np.isfinite([lower, upper]).all() else np.nan,
+                    "width": float(upper - lower)})
 
     def others(target, truth, rows, sign, shift):
         """(b), (c), (d) for the mean of sign * gold over ``rows``, minus ``shift``."""

@@ -339,9 +339,12 @@ def serve_proxy() -> pd.DataFrame:
 AVERAGE_BIAS_RUNS = {  # summary file -> settings taken from it, with their labels
     "average_bias/summary_seeds0-199_random_heterogeneous_selected.json": {
         "random": "random gold rows, constant bias", "heterogeneous": "random gold rows, heterogeneous bias",
-        "selected": "gold rows selected by a known design"},
+        "selected": "gold rows selected by a known design (feature-selected)"},
+    "average_bias/summary_seeds0-199_random_paired_active.json": {
+        "active": "half the gold rows by active labelling (uncertainty)",
+        "paired": "paired rows (judge labels the gold rows)"},
     "average_bias/summary_seeds0-199_random_paired_offset.json": {
-        "offset": "judge's gains offset by +2", "paired": "paired rows (judge labels the gold rows)"},
+        "offset": "judge's gains offset by +2"},
 }
 
 
@@ -360,20 +363,33 @@ def average_bias_generator() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@table("average_bias_real", "average_bias/runs_real_pandalm_prd_draws0-199.csv")
+AVERAGE_BIAS_REAL = "average_bias/runs_real_pandalm_prd_draws0-199.csv"
+
+
+@table("average_bias_real", AVERAGE_BIAS_REAL)
 def average_bias_real() -> pd.DataFrame:
-    """docs/results.md: the real sets, 200 resamples of whole queries, coverage / mean width."""
-    runs = read_csv("average_bias/runs_real_pandalm_prd_draws0-199.csv")
-    stats = runs.groupby(["setting", "method"]).agg(coverage=("covered", "mean"), width=("width", "mean"))
-    methods = {"average_bias": "AverageBias", "average_bias_paired": "paired rows",
-               "ppi++": "PPI++ (`ppi_python`)", "gold_rows_alone": "gold rows alone"}
+    """docs/results.md and README: the real sets, 200 resamples of whole queries, 100 gold rows;
+    coverage / mean width of the 95% intervals of the average bias, of each model's gold win
+    rate (2 w - 1) and of each pair's gold gain, pooled over the 5 models and 10 pairs."""
+    runs = read_csv(AVERAGE_BIAS_REAL)
+    stats = runs.groupby(["setting", "target_kind", "method"]).agg(
+        coverage=("covered", "mean"), width=("width", "mean"), failed=("estimate", lambda e: int(e.isna().sum())))
+    methods = {"average_bias": "AverageBias", "average_bias_paired": "AverageBias, paired rows",
+               "ppi++": "PPI++ (`ppi_python`)", "cje": "CJE (`cje-eval`)", "gold_rows_alone": "gold rows alone"}
+    targets = {"average_bias": "average bias", "win_rate": "each model's win rate",
+               "pair_gain": "each pair's gain"}
     rows = []
     for setting, label in (("pandalm", "PandaLM"), ("prd", "PRD Vicuna80")):
-        row = {"set": f"{label}: coverage / width"}
-        for m, name in methods.items():
-            r = stats.loc[(setting, m)]
-            row[name] = f"{r['coverage']:.3f} / {r['width']:.3f}"
-        rows.append(row)
+        for kind, target in targets.items():
+            row = {"set": label, "target (coverage / width)": target}
+            for m, name in methods.items():
+                if (setting, kind, m) not in stats.index:
+                    row[name] = ""
+                    continue
+                r = stats.loc[(setting, kind, m)]
+                failed = f" ({int(r['failed'])} refused)" if r["failed"] else ""
+                row[name] = f"{r['coverage']:.3f} / {r['width']:.3f}{failed}"
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

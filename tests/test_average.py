@@ -167,21 +167,23 @@ def test_model_means_against_the_truth_of_the_generator():
     assert set(means.loc[means["kind"] == "model", "name"]) == {"small", "medium", "large", "xlarge"}
     truth = means["name"].map(lambda name: _model_truth(f, name))
     z = (means["estimate"] - truth) / means["std_error"]
-    # measured on seeds 0-29 (1,000 queries, 10% gold; /tmp script of issue 27): coverage 0.95 of
-    # the models' and pairs' 95% intervals, largest |z| 3.0; seed 0: largest |z| below 2
+    # `python benchmarks/model_means.py --seeds 30` (seeds 0-29, this data at seed 0): coverage
+    # 0.958 (models) and 0.944 (pairs), largest |z| 2.83 over the 600 estimates; seed 0: 1.50
     assert (z.abs() < 3).all(), z
     # every model's average is on its own rows, turned to its side: the four models' rows count
     # each comparison twice
     assert means.loc[means["kind"] == "model", "n_rows"].sum() == 2 * len(f)
     assert means.loc[means["kind"] == "pair", "n_rows"].sum() == len(f)
-    # the intervals are real ones (measured seed 0: models 0.046-0.056 on ~150 gold rows each,
-    # pairs 0.07-0.21 on ~50): neither zero nor unbounded
+    # the intervals are real ones (same run: models 0.040-0.066 over seeds 0-29; pairs on seed 0
+    # 0.072-0.206, about 50 gold rows each): neither zero nor unbounded
     models = means["kind"] == "model"
     assert means.loc[models, "std_error"].between(0.02, 0.1).all()
     assert means.loc[~models, "std_error"].between(0.03, 0.4).all()
-    # a judge paired on the gold rows narrows the models' intervals (measured seed 0: by 10-25%)
+    # the judge paired on the gold rows narrows the models' intervals (same run: on 100 of 120
+    # model averages, median 0.048 against 0.051; seed 0: every model, by 7-16%) and keeps them
+    # honest (seed 0: largest |z| 2.11)
     paired = model_means(data, preference_gain=np.where(gold, f["pref_gain"], np.nan), random_state=0)
-    assert (paired["std_error"][:4] < means["std_error"][:4]).all()
+    assert paired["std_error"][:4].mean() < means["std_error"][:4].mean()
     truth_p = paired["name"].map(lambda name: _model_truth(f, name))
     assert (((paired["estimate"] - truth_p) / paired["std_error"]).abs() < 3).all()
 
