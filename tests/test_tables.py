@@ -68,9 +68,9 @@ def test_a_changed_cell_is_named_and_rewritten(pages, tables, capsys):
 def test_a_changed_cell_in_docs_results(pages, tables, capsys):
     results = pages / "docs" / "results.md"
     text = results.read_text(encoding="utf-8")
-    cell = "| PandaLM: coverage / width | 0.965 / 0.393 |"
+    cell = "| PandaLM | average bias | 0.965 / 0.393 |"
     assert text.count(cell) == 1
-    results.write_text(text.replace(cell, "| PandaLM: coverage / width | 0.965 / 0.394 |"), encoding="utf-8")
+    results.write_text(text.replace(cell, "| PandaLM | average bias | 0.965 / 0.394 |"), encoding="utf-8")
     assert tables.main(["--check"], root=pages) == 1
     assert capsys.readouterr().out.startswith("docs/results.md: table 'average_bias_real' differs from")
 
