@@ -136,3 +136,24 @@ def test_every_reference_entry_exists_and_is_public():
             if toctree and name not in getattr(importlib.import_module(parent), "__all__", ()):
                 problems.append(f"{page}: {full} is not in {parent}.__all__")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_readme_quickstart_runs_without_warnings_and_prints_what_the_readme_says(tmp_path, monkeypatch, capsys):
+    """The README's first Python block, run as a new user would (in an empty folder), with every
+    warning an error: it must print the average bias and the oracle shares the README quotes."""
+    import re
+    import warnings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    said = re.search(r"This prints the average bias ([\d.]+) \[([\d.]+), ([\d.]+)\].*?oracle shares\s+([\d.]+) for the "
+                     r"meta-router against ([\d.]+) for Pooled", readme, re.S)
+    estimate, lower, upper, meta, pooled = said.groups()
+    assert f"{float(estimate):.2f}" in out and f"{float(meta):.3f}" in out and f"{float(pooled):.3f}" in out, out
+    assert (tmp_path / "router.cr").exists()
