@@ -706,18 +706,20 @@ def cross_fitted_paired_means(X, judge, y, t, folds, model_y=None,
         # a candidate needs PAIRED_ROWS_PER_PARAMETER training gold rows per coefficient
         size = {"judge": 2, "judge+eta": 3, "judge+eta+features": 3 + X.shape[1]}
         candidates = [n for n in PAIRED_MODELS if n == "judge" or len(rows) >= PAIRED_ROWS_PER_PARAMETER * size[n]]
-        inner = KFold(min(5, len(rows)), shuffle=True, random_state=resolve_seed(random_state))
-        errors = {name: np.empty(len(rows)) for name in candidates}
-        for fit_idx, val_idx in inner.split(rows):
-            for name in candidates:
-                Zf, zf = design[name](rows[fit_idx])
-                coef, beta = fit(Zf, zf, y[rows[fit_idx]])
-                Zv, zv = design[name](rows[val_idx])
-                errors[name][val_idx] = (y[rows[val_idx]] - predict(coef, beta, Zv, zv)) ** 2
-        means = {name: float(np.mean(e)) for name, e in errors.items()}
-        best = min(means, key=means.get)
-        limit = means[best] + float(np.std(errors[best], ddof=1)) / np.sqrt(len(rows))
-        name = next(n for n in candidates if means[n] <= limit)
+        name = "judge"
+        if len(candidates) > 1:  # at least 30 training gold rows: an inner CV can choose
+            inner = KFold(5, shuffle=True, random_state=resolve_seed(random_state))
+            errors = {name: np.empty(len(rows)) for name in candidates}
+            for fit_idx, val_idx in inner.split(rows):
+                for name in candidates:
+                    Zf, zf = design[name](rows[fit_idx])
+                    coef, beta = fit(Zf, zf, y[rows[fit_idx]])
+                    Zv, zv = design[name](rows[val_idx])
+                    errors[name][val_idx] = (y[rows[val_idx]] - predict(coef, beta, Zv, zv)) ** 2
+            means = {name: float(np.mean(e)) for name, e in errors.items()}
+            best = min(means, key=means.get)
+            limit = means[best] + float(np.std(errors[best], ddof=1)) / np.sqrt(len(rows))
+            name = next(n for n in candidates if means[n] <= limit)
         chosen.append(name)
         Zf, zf = design[name](rows)
         coef, beta = fit(Zf, zf, y[rows])
