@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from causal_router.io import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -422,18 +422,6 @@ def update(text: str, page: str, rendered: dict[str, str]) -> tuple[str, list[st
     return BLOCK.sub(body, text), changed
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
     """Rewrite (or, with ``--check``, compare) every marked table of :data:`PAGES` under ``root``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -450,7 +438,8 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
             sources = ", ".join(f"benchmarks/results/{s}" for s in TABLES[name].sources)
             differ.append(f"{page}: table {name!r} differs from {sources}")
         if changed and not args.check:
-            write_atomic(path, new)
+            with atomic_write(path) as tmp:  # the package's atomic write: a reader never sees a part
+                tmp.write_text(new, encoding="utf-8", newline="")
     unused = sorted(set(TABLES) - set(rendered))
     if unused:
         print(f"tables in no page: {', '.join(unused)}", file=sys.stderr)
