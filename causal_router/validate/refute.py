@@ -43,10 +43,13 @@ Nuisances of the refits:
   feature to every tree (``colsample_bytree=1``). With column subsampling, adding any column
   (the random common cause) redraws LightGBM's feature subsets and moves the estimate by the
   model's seed noise, which the refuter would read as sensitivity to an irrelevant covariate;
-- propensity: the router's L2 logistic regression clipped by :class:`ClippedClassifier`. In the
-  default suite its penalty is chosen once by cross-validation on the data and then frozen for
-  every refit (the cross-validated search is two thirds of a refit's cost); ``thorough=True``
-  keeps the cross-validated search in every refit;
+- propensity: where the data carry design probabilities (gold rows drawn by a design, e.g.
+  :func:`~causal_router.active.suggest_gold`), those: they travel with their rows as a common
+  cause and :class:`~causal_router.models.KnownPropensity` hands them to every refit, never
+  clipped, as ``ate()`` uses them. Otherwise the router's L2 logistic regression clipped by
+  :class:`ClippedClassifier`; in the default suite its penalty is chosen once by cross-validation
+  on the data and then frozen for every refit (the cross-validated search is two thirds of a
+  refit's cost); ``thorough=True`` keeps the cross-validated search in every refit;
 - folds: 3 in the default suite, the estimator's ``cv`` (5) with ``thorough=True``; stratified by
   source, and identical rows (bootstrap duplicates) are kept in one fold, otherwise a row's copy
   trains the nuisance model that predicts it and the bias shrinks (measured on the generator:
