@@ -370,7 +370,7 @@ class AverageBias(BaseEstimator):
         self.scale_std_error_ = 0.0
         if self.scale == "variance":  # smooth in the weights: the exact derivative (module docstring)
             self._scale_influence = _variance_scale_influence(sides, self.scale_)
-            units = self.clusters_ if repeated_groups(self.clusters_) is not None else None
+            units = repeated
             self.scale_std_error_ = cluster_std_error(len(t) * self._scale_influence, units)
         elif isinstance(self.scale, str):
             self._scale_draws = self._bootstrap_scale(sides, seed)
@@ -427,7 +427,7 @@ class AverageBias(BaseEstimator):
         if not 0 < alpha < 1:
             raise DataError(f"alpha must be in (0, 1), got {alpha!r}")
         phi = self.pseudo_outcomes_
-        clusters = self.clusters_ if repeated_groups(self.clusters_) is not None else None
+        clusters = repeated_groups(self.clusters_)
         if self._scale_influence is not None:  # phi plus the scale's linear term (mean 0): the delta method
             k = float(np.mean(self.preference_part_)) / self.scale_ ** 2
             phi = phi + len(phi) * k * self._scale_influence
@@ -473,9 +473,7 @@ class AverageBias(BaseEstimator):
             :data:`~causal_router.clusters.MIN_CLUSTERS` queries).
         """
         check_is_fitted(self, "gold_part_")
-        if not 0 < alpha < 1:
-            raise DataError(f"alpha must be in (0, 1), got {alpha!r}")
-        clusters = self.clusters_ if repeated_groups(self.clusters_) is not None else None
+        clusters = repeated_groups(self.clusters_)
         out = clustered_mean(self.gold_part_, clusters, alpha=alpha, random_state=self.seed_, warn=False)
         return pd.Series({"estimate": float(np.mean(self.gold_part_)), "std_error": float(out["std_error"]),
                           "lower": float(out["lower"]), "upper": float(out["upper"]),
